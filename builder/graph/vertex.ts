@@ -1,0 +1,146 @@
+import type { Digest } from '../../core/digest.js';
+import type { NetworkMode } from '../../core/build.js';
+import type { Platform } from '../../core/oci.js';
+
+/**
+ * The build graph is plain data (BuildKit's LLB, in spirit). A vertex
+ * definition holds everything that changes its output and nothing else:
+ * names, Dockerfile ranges and progress labels live in the graph's side maps,
+ * so they can never change a digest. Inputs are referred to by position in the
+ * vertex's `inputs` array.
+ */
+export type VertexDef = ImageSourceDef | LocalSourceDef | HttpSourceDef | ExecDef | FileDef;
+
+/** A base image. `ref` is fully qualified and, once resolved, pinned: `docker.io/library/busybox@sha256:…`. */
+export interface ImageSourceDef {
+  readonly kind: 'image';
+  readonly ref: string;
+  readonly platform: Platform;
+}
+
+/** The build context (or another named local source). Its content enters keys through the file ops that read it. */
+export interface LocalSourceDef {
+  readonly kind: 'local';
+  readonly name: string;
+  /** .dockerignore patterns, in file order (negations included). */
+  readonly excludes: readonly string[];
+}
+
+/** ADD <url>: one file fetched over HTTP(S). */
+export interface HttpSourceDef {
+  readonly kind: 'http';
+  readonly url: string;
+  readonly checksum?: Digest;
+  /** Base name the file gets; never a path. */
+  readonly filename: string;
+  /** Octal permission bits of the fetched file (ADD gives 0600). */
+  readonly mode: number;
+}
+
+/** A user spec as written in USER or --chown: name or id, optionally `:group`. Resolved at run time against the rootfs. */
+export interface UserSpec {
+  readonly user: string;
+  readonly group?: string;
+}
+
+export type ExecMount =
+  | {
+      readonly type: 'bind';
+      readonly target: string;
+      /** Input index; null means the build context is not involved and source is the rootfs of the step itself. */
+      readonly input: number;
+      readonly source: string;
+      readonly readonly: boolean;
+    }
+  | {
+      readonly type: 'cache';
+      readonly target: string;
+      /** Cache identity; defaults to the target. Dropped from cache keys (it names storage, not content). */
+      readonly id: string;
+      readonly sharing: 'shared' | 'private' | 'locked';
+      readonly input?: number;
+      readonly source?: string;
+      readonly mode: number;
+      readonly uid: number;
+      readonly gid: number;
+      readonly readonly: boolean;
+    }
+  | {
+      readonly type: 'secret';
+      /** File target; absent when the secret goes into env only. */
+      readonly target?: string;
+      readonly env?: string;
+      readonly id: string;
+      readonly required: boolean;
+      readonly mode: number;
+      readonly uid: number;
+      readonly gid: number;
+    }
+  | {
+      readonly type: 'tmpfs';
+      readonly target: string;
+      readonly size?: number;
+    };
+
+/** RUN. Input 0 is the root filesystem (absent for a RUN on scratch). */
+export interface ExecDef {
+  readonly kind: 'exec';
+  readonly args: readonly string[];
+  /** KEY=VALUE, in order. Proxy variables are here but scrubbed from cache keys. */
+  readonly env: readonly string[];
+  readonly cwd: string;
+  readonly user: UserSpec;
+  readonly network: NetworkMode;
+  readonly mounts: readonly ExecMount[];
+  /** True when input 0 exists; false for scratch. */
+  readonly hasRoot: boolean;
+}
+
+export interface CopyAction {
+  readonly op: 'copy';
+  /** Input index that holds the sources (context, a stage, an image, an http source). */
+  readonly src: number;
+  /** Source paths as written (may contain wildcards), relative to the source root. */
+  readonly paths: readonly string[];
+  /** Absolute destination in the image; a trailing `/` means "into this directory". */
+  readonly dest: string;
+  readonly excludes: readonly string[];
+  readonly chown?: UserSpec;
+  /** Octal string as given to --chmod, e.g. `755`. */
+  readonly chmod?: string;
+  /** ADD semantics: local tar archives are extracted. */
+  readonly add: boolean;
+  /** Paths come from a heredoc or http source: no wildcard expansion. */
+  readonly literal?: boolean;
+}
+
+export interface MkdirAction {
+  readonly op: 'mkdir';
+  readonly path: string;
+  readonly mode: number;
+  readonly chown?: UserSpec;
+}
+
+export interface MkfileAction {
+  readonly op: 'mkfile';
+  readonly path: string;
+  readonly data: string;
+  readonly mode: number;
+  readonly chown?: UserSpec;
+}
+
+export type FileAction = CopyAction | MkdirAction | MkfileAction;
+
+/** COPY/ADD/WORKDIR and heredoc files. When `hasRoot`, input 0 is the filesystem written into. */
+export interface FileDef {
+  readonly kind: 'file';
+  readonly hasRoot: boolean;
+  readonly actions: readonly FileAction[];
+}
+
+/** A vertex: its definition, and the digests of the vertices it reads. */
+export interface Vertex {
+  readonly digest: Digest;
+  readonly def: VertexDef;
+  readonly inputs: readonly Digest[];
+}
