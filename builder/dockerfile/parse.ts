@@ -1,0 +1,131 @@
+import { DockerfileParser, type Instruction as AstInstruction } from 'dockerfile-ast';
+import { withLocation, type SourceRange } from '../../core/errors.js';
+import type { Warning } from '../graph/index.js';
+import { DockerfileError } from './errors.js';
+import type { Heredoc, Instruction, RawInstruction } from './instructions.js';
+import { parseInstruction } from './parse-instruction.js';
+
+/**
+ * Dockerfile text → typed instructions with ranges. dockerfile-ast finds the
+ * instructions, their extent and the parser directives; the joining of
+ * continuation lines and heredoc bodies follows BuildKit's parser.
+ */
+export interface ParsedDockerfile {
+  readonly escape: string;
+  readonly instructions: readonly Instruction[];
+  readonly warnings: readonly Warning[];
+}
+
+/** Frontends we honour for `# syntax=`; anything else is accepted with a warning. */
+const KNOWN_SYNTAX = /^(docker\.io\/)?docker\/dockerfile(-upstream)?(:[0-9][\w.-]*|:labs|:latest)?(@sha256:[a-f0-9]{64})?$/;
+
+export function parseDockerfile(text: string, fileName = 'Dockerfile'): ParsedDockerfile {
+  const warnings: Warning[] = [];
+  let ast;
+  try {
+    ast = DockerfileParser.parse(text.replace(/^\uFEFF/, ''));
+  } catch (err) {
+    throw new DockerfileError(`cannot parse ${fileName}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const escape = ast.getEscapeCharacter();
+  for (const d of ast.getDirectives()) {
+    if (d.getName().toLowerCase() === 'syntax' && !KNOWN_SYNTAX.test(d.getValue())) {
+      warnings.push({
+        message: `syntax directive ${JSON.stringify(d.getValue())} names a frontend buildlite cannot run; using the built-in Dockerfile frontend`,
+        range: toRange(fileName, d.getRange()),
+      });
+    }
+  }
+  const instructions: Instruction[] = [];
+  for (const node of ast.getInstructions()) {
+    const range = toRange(fileName, node.getRange());
+    try {
+      const raw = toRaw(node, escape, range);
+      instructions.push(parseInstruction(raw, escape));
+    } catch (err) {
+      throw withLocation(asDockerfileError(err), range);
+    }
+  }
+  if (instructions.length === 0) throw new DockerfileError(`${fileName} has no instructions`, { range: { file: fileName, startLine: 1, endLine: 1 } });
+  return { escape, instructions, warnings };
+}
+
+export function asDockerfileError(err: unknown): unknown {
+  if (err instanceof DockerfileError) return err;
+  if (err instanceof Error && !(err as { code?: unknown }).code) {
+    // Input-driven failures in the parsing helpers (a RangeError on odd input) are still Dockerfile errors.
+    return new DockerfileError(err.message, { cause: err });
+  }
+  return err;
+}
+
+interface AstRange {
+  start: { line: number; character: number };
+  end: { line: number; character: number };
+}
+
+export function toRange(file: string, r: AstRange): SourceRange {
+  return { file, startLine: r.start.line + 1, endLine: r.end.line + 1, startColumn: r.start.character + 1, endColumn: r.end.character + 1 };
+}
+
+function toRaw(node: AstInstruction, escape: string, range: SourceRange): RawInstruction {
+  const keyword = node.getInstruction();
+  const rawArgs = node.getRawArgumentsContent() ?? '';
+  const { line, rest } = joinLogicalLine(rawArgs, escape);
+  const hasHeredocs = typeof (node as unknown as { getHeredocs?: () => unknown[] }).getHeredocs === 'function'
+    && ((node as unknown as { getHeredocs: () => unknown[] }).getHeredocs().length > 0);
+  const heredocs = hasHeredocs && /^(RUN|COPY|ADD|ONBUILD)$/i.test(keyword) ? readHeredocs(line, rest) : [];
+  return { keyword, original: `${keyword} ${line}`.trim(), rest: line, heredocs, range };
+}
+
+/**
+ * Joins continuation lines as BuildKit does: the escape character and the
+ * blanks after it are dropped, comment and empty lines inside a continuation
+ * are skipped, leading blanks of continued lines are kept. Returns the logical
+ * line and the lines after it (heredoc bodies).
+ */
+export function joinLogicalLine(raw: string, escape: string): { line: string; rest: string[] } {
+  const lines = raw.split(/\r?\n/);
+  const esc = escape.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+  const cont = new RegExp(`${esc}[ \\t]*$`);
+  let out = '';
+  let i = 0;
+  let cur = lines[i++] ?? '';
+  for (;;) {
+    if (!cont.test(cur)) {
+      out += cur;
+      break;
+    }
+    out += cur.replace(cont, '');
+    while (i < lines.length && /^\s*(#.*)?$/.test(lines[i] as string)) i++;
+    if (i >= lines.length) break;
+    cur = lines[i++] as string;
+  }
+  return { line: out.trim(), rest: lines.slice(i) };
+}
+
+const HEREDOC_MARKER = /<<(-?)(["']?)([A-Za-z0-9_][A-Za-z0-9_.\-]*)\2/g;
+
+/** The bodies of the heredocs opened on `line`, in order, from the lines after it. */
+export function readHeredocs(line: string, rest: readonly string[]): Heredoc[] {
+  const out: Heredoc[] = [];
+  let i = 0;
+  for (const m of line.matchAll(HEREDOC_MARKER)) {
+    const chomp = m[1] === '-';
+    const name = m[3] as string;
+    const body: string[] = [];
+    let closed = false;
+    while (i < rest.length) {
+      let l = rest[i++] as string;
+      if (chomp) l = l.replace(/^\t+/, '');
+      if (l === name) {
+        closed = true;
+        break;
+      }
+      body.push(l);
+    }
+    if (!closed) throw new DockerfileError(`unterminated heredoc: no line ${JSON.stringify(name)} ends it`);
+    out.push({ name, data: body.map((l) => `${l}\n`).join(''), expand: m[2] === '', chomp });
+  }
+  return out;
+}

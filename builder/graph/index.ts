@@ -1,0 +1,19 @@
+export { Graph, vertexDigest, type VertexMeta } from './graph.js';
+export type {
+  VertexDef,
+  ImageSourceDef,
+  LocalSourceDef,
+  HttpSourceDef,
+  UserSpec,
+  ExecMount,
+  ExecDef,
+  CopyAction,
+  MkdirAction,
+  MkfileAction,
+  FileAction,
+  FileDef,
+  Vertex,
+} from './vertex.js';
+export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver } from './definition.js';
+export { renderGraph, type GraphFormat } from './render.js';
+export { dependents, independentBranches, reachable } from './walk.js';

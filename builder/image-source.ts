@@ -1,0 +1,74 @@
+import type { ContentStore } from '../core/content.js';
+import { parseDigest } from '../core/digest.js';
+import type { ImageConfig, Platform } from '../core/oci.js';
+import { readJson, type LayerRef } from '../cache/index.js';
+import { formatReference, parseReference, type RegistryClient } from '../registry-client/index.js';
+import type { ImageResolver, ResolvedImage } from './graph/index.js';
+import type { ImageFetcher } from './solver/index.js';
+
+/** Max size of an image config we accept (BuildKit and containerd use a few MiB too). */
+const MAX_CONFIG_BYTES = 8 << 20;
+
+/**
+ * FROM through the registry client: resolving pins a tag to a manifest digest
+ * (so a re-tag invalidates everything after FROM), pulling fetches blobs into
+ * the store. Resolutions are memoised per build so a tag is read once.
+ */
+export class RegistryImages implements ImageResolver, ImageFetcher {
+  private readonly resolved = new Map<string, Promise<ResolvedImage>>();
+
+  constructor(private readonly client: RegistryClient) {}
+
+  resolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
+    const k = `${ref}|${platform.os}/${platform.architecture}`;
+    let p = this.resolved.get(k);
+    if (!p) {
+      p = this.doResolve(ref, platform, signal);
+      this.resolved.set(k, p);
+    }
+    return p;
+  }
+
+  private async doResolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
+    const parsed = parseReference(ref);
+    const r = await this.client.resolve(parsed, platform, signal);
+    const pinned = formatReference({ ...parsed, tag: undefined, digest: r.manifestDigest });
+    return {
+      ref: pinned,
+      config: r.config.config ?? {},
+      history: r.config.history ?? [],
+      platform: { os: r.config.os, architecture: r.config.architecture, ...(r.config.variant ? { variant: r.config.variant } : {}) },
+    };
+  }
+
+  async pull(
+    ref: string,
+    platform: Platform,
+    store: ContentStore,
+    opts: { signal?: AbortSignal; onProgress?: (id: string, current: number, total?: number) => void },
+  ): Promise<{ config: ImageConfig; layers: LayerRef[] }> {
+    const pulled = await this.client.pullImage(parseReference(ref), store, { platform, ...opts });
+    const config = await readJson<ImageConfig>(store, pulled.configDigest, MAX_CONFIG_BYTES);
+    const diffIds = config.rootfs.diff_ids;
+    if (diffIds.length !== pulled.manifest.layers.length) {
+      throw new Error(`image ${ref}: ${pulled.manifest.layers.length} layers but ${diffIds.length} diff_ids in its config`);
+    }
+    const layers = pulled.manifest.layers.map((l, i) => ({
+      mediaType: l.mediaType,
+      digest: l.digest,
+      size: l.size,
+      diffId: parseDigest(diffIds[i]!),
+    }));
+    return { config, layers };
+  }
+}
+
+/**
+ * For planning without a network (`buildlite graph`): refs stay as written and
+ * base images contribute no config, so ONBUILD triggers of a base are not shown.
+ */
+export const offlineResolver: ImageResolver = {
+  async resolve(ref: string, platform: Platform): Promise<ResolvedImage> {
+    return { ref, config: {}, history: [], platform };
+  },
+};

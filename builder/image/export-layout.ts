@@ -1,0 +1,48 @@
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { BlobProvider } from '../../core/content.js';
+import { digestHex } from '../../core/digest.js';
+import { MediaType, type Descriptor, type ImageIndex } from '../../core/oci.js';
+import type { StoredImage } from './manifest.js';
+
+/**
+ * Write an OCI image layout as a tar (`oci-layout`, `index.json`, `blobs/sha256/…`),
+ * streaming each blob from the store. Written to a temp name and renamed, so a
+ * failed export leaves no half file under the requested name.
+ */
+export async function exportOciLayoutTar(store: BlobProvider, image: StoredImage, dest: string, refName?: string, signal?: AbortSignal): Promise<void> {
+  const pack = tar.pack();
+  const tmp = `${dest}.tmp-${process.pid}`;
+  const done = pipeline(pack, createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
+  try {
+    const entry = (name: string, body: string | Buffer) =>
+      new Promise<void>((resolve, reject) => pack.entry({ name, mode: 0o644, mtime: new Date(0) }, body, (e) => (e ? reject(e) : resolve())));
+    await entry('oci-layout', JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const manifestDesc: Descriptor = refName
+      ? { ...image.manifest, annotations: { 'org.opencontainers.image.ref.name': refName } }
+      : image.manifest;
+    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [manifestDesc] };
+    await entry('index.json', JSON.stringify(index));
+    const seen = new Set<string>();
+    for (const d of [image.manifest, image.config, ...image.layers]) {
+      if (seen.has(d.digest)) continue;
+      seen.add(d.digest);
+      const body = await store.open(d.digest, signal);
+      await new Promise<void>((resolve, reject) => {
+        const w = pack.entry({ name: `blobs/sha256/${digestHex(d.digest)}`, size: d.size, mode: 0o644, mtime: new Date(0) }, (e) => (e ? reject(e) : resolve()));
+        body.on('error', reject);
+        body.pipe(w);
+      });
+    }
+    pack.finalize();
+    await done;
+    await rename(tmp, dest);
+  } catch (err) {
+    pack.destroy();
+    await done.catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,6 @@
+export { buildImageConfig, type HistoryInput } from './config.js';
+export { storeImage, type StoredImage } from './manifest.js';
+export { exportToRegistry } from './export-registry.js';
+export { exportOciLayoutTar } from './export-layout.js';
+export { exportLocalDir } from './export-local.js';
+export { TagStore } from './tags.js';

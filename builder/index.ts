@@ -1,0 +1,5 @@
+export { Builder, type BuilderOptions, type BuildOptions } from './builder.js';
+export { formatDockerfileError, DockerfileError, convertDockerfile } from './dockerfile/index.js';
+export { renderGraph } from './graph/index.js';
+export { offlineResolver } from './image-source.js';
+export { login, logout } from '../registry-client/index.js';

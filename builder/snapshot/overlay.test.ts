@@ -1,0 +1,71 @@
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mountsUnder } from '../../core/mounter.js';
+import { describeSnapshotter } from '../../test/suites/snapshotter.suite.js';
+import { OverlaySnapshotter, SnapshotChainTooLongError } from './index.js';
+
+describeSnapshotter('overlay', async (root) => {
+  const snapshotter = new OverlaySnapshotter(root);
+  return { snapshotter, root, sweep: () => snapshotter.sweep() };
+});
+
+describe('OverlaySnapshotter specifics', () => {
+  const tmp = mkdtemp(path.join(os.tmpdir(), 'overlay-snap-'));
+  afterAll(async () => {
+    const dir = await tmp;
+    expect(await mountsUnder(dir)).toEqual([]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('returns a bind mount for a parentless snapshot and an overlay with lowers in top-first order', async () => {
+    const snap = new OverlaySnapshotter(path.join(await tmp, 'a'));
+    const base = await snap.prepare('k0', null);
+    expect(base).toEqual([{ type: 'bind', source: expect.stringMatching(/\/fs$/), options: ['rbind', 'rw'] }]);
+    await snap.commit('l0', 'k0');
+    await snap.commit('l1', (await snap.prepare('k1', 'l0'), 'k1'));
+    const [m] = await snap.prepare('k2', 'l1');
+    expect(m!.type).toBe('overlay');
+    const lower = m!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
+    expect(lower).toHaveLength(2);
+    const [v] = await snap.view('l1');
+    expect(v!.options).toContain('ro');
+    expect(v!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':')).toEqual(lower);
+    expect(m!.options.some((o) => o.startsWith('upperdir='))).toBe(true);
+  });
+
+  it('fails with a clear error when a chain no longer fits in the mount options', async () => {
+    // A long root makes every lowerdir long, so the page limit is reached early.
+    const longRoot = path.join(await tmp, 'x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200));
+    const snap = new OverlaySnapshotter(longRoot);
+    let parent: string | null = null;
+    let error: unknown;
+    for (let i = 0; i < 10 && !error; i++) {
+      try {
+        await snap.prepare(`k${i}`, parent);
+        await snap.commit(`n${i}`, `k${i}`);
+        parent = `n${i}`;
+      } catch (err) {
+        error = err;
+      }
+    }
+    expect(error).toBeInstanceOf(SnapshotChainTooLongError);
+    expect((error as Error).message).toMatch(/4095/);
+  });
+
+  it('sweep drops half-created dirs and recovers a commit interrupted between its two records', async () => {
+    const root = path.join(await tmp, 'c');
+    const snap = new OverlaySnapshotter(root);
+    await snap.prepare('k', null);
+    await snap.commit('n', 'k');
+    // Simulate a crash: a stray snapshot dir without a record, and a temp record file.
+    await mkdir(path.join(root, 'snapshots', 'zzzzzzzz', 'fs'), { recursive: true });
+    await writeFile(path.join(root, 'records', '.tmp-dead'), '{');
+    const res = await snap.sweep();
+    expect(res.removed).toEqual([]);
+    expect(await readdir(path.join(root, 'snapshots'))).toHaveLength(1);
+    expect((await readdir(path.join(root, 'records'))).filter((f) => f.startsWith('.tmp'))).toEqual([]);
+    expect(await snap.stat('n')).toMatchObject({ kind: 'committed' });
+  });
+});

@@ -1,0 +1,70 @@
+import type { BuildEventBody } from '../../core/build.js';
+import type { ContentStore } from '../../core/content.js';
+import type { Digest } from '../../core/digest.js';
+import type { ImageConfig, Platform } from '../../core/oci.js';
+import type { CacheKeyIndex, LayerRef, CacheMounts } from '../../cache/index.js';
+import type { Executor, SandboxLimits } from '../executor/index.js';
+import type { Snapshotter } from '../snapshot/index.js';
+import type { ContextHasher } from './context-sums.js';
+
+/** Pulls a pinned image's blobs into the store; wired to registry-client by builder/index.ts. */
+export interface ImageFetcher {
+  pull(
+    ref: string,
+    platform: Platform,
+    store: ContentStore,
+    opts: { signal?: AbortSignal; onProgress?: (id: string, current: number, total?: number) => void },
+  ): Promise<{ config: ImageConfig; layers: LayerRef[] }>;
+}
+
+/** Fetches ADD <url> sources; wired by builder/index.ts with the operator's network policy. */
+export interface HttpFetcher {
+  fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest }): Promise<Digest>;
+}
+
+/** Everything the solver needs from the machine; built once per builder, shared by builds. */
+export interface SolverDeps {
+  readonly store: ContentStore;
+  readonly index: CacheKeyIndex;
+  readonly snapshotter: Snapshotter;
+  readonly executor: Executor;
+  readonly images: ImageFetcher;
+  readonly http?: HttpFetcher;
+  readonly hasher: ContextHasher;
+  readonly cacheMounts: CacheMounts;
+  /** Scratch space for mount points and fetched files. */
+  readonly tmpDir: string;
+  readonly limits?: SandboxLimits;
+}
+
+/** Per-build inputs to the solver. Secret values live here only, never in events or keys. */
+export interface SolveOptions {
+  readonly contextDir?: string;
+  readonly secrets: ReadonlyMap<string, Buffer>;
+  readonly noCache: boolean;
+  readonly noCacheStages: ReadonlySet<string>;
+  readonly sourceDateEpoch?: number;
+  readonly debugCache?: boolean;
+  readonly emit: (event: BuildEventBody) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** What a vertex produced: the full layer chain of its filesystem, base first. */
+export interface VertexResult {
+  readonly key: Digest;
+  readonly layers: readonly LayerRef[];
+  readonly cached: boolean;
+  /** True when this vertex added a layer on top of its root input. */
+  readonly ownLayer: boolean;
+  /** For http sources: the fetched file (in tmpDir) and its content digest. */
+  readonly file?: { readonly path: string; readonly digest: Digest };
+}
+
+/** What an op needs while it runs one vertex. */
+export interface OpContext {
+  readonly deps: SolverDeps;
+  readonly materializer: import('./materialize.js').Materializer;
+  readonly opts: SolveOptions & { readonly signal: AbortSignal };
+  readonly vertex: import('../graph/index.js').Vertex;
+  readonly graph: import('../graph/index.js').Graph;
+}

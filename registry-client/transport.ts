@@ -1,0 +1,334 @@
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rootCertificates } from 'node:tls';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { CodedError } from '../core/errors.js';
+import { readAllBounded } from '../core/streams.js';
+import { Authenticator, type TokenSender } from './auth.js';
+import type { CredentialSource } from './credentials.js';
+import { RegistryError, isRetryableStatus, parseDiagnostics, redactSecrets, redactUrl } from './errors.js';
+import { isLoopbackRegistry, registryHost } from './reference.js';
+
+export type Headers = Record<string, string | string[] | undefined>;
+export type BodySource = Buffer | string | (() => Promise<Readable> | Readable);
+
+export interface RegistryRequest {
+  /** A reference's registry name (`docker.io`, `127.0.0.1:5000`); credentials are looked up by it. */
+  readonly registry: string;
+  readonly method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** `/v2/...` on the registry, or an absolute URL the registry handed out (upload Location). */
+  readonly path: string | URL;
+  readonly headers?: Record<string, string>;
+  /** A factory for streamed bodies, so a retry can reopen the source. */
+  readonly body?: BodySource;
+  /** Token scopes this request needs. */
+  readonly scopes: readonly string[];
+  /** Statuses returned to the caller instead of thrown (2xx always are). */
+  readonly accept?: readonly number[];
+  /** Retry on 408/429/5xx and connection errors (default true). Off for one-shot bodies. */
+  readonly retry?: boolean;
+  /** For messages, e.g. `push blob sha256:…`. */
+  readonly action?: string;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface RegistryResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  /** The final URL after redirects. */
+  readonly url: URL;
+  readonly body: Readable;
+}
+
+export interface TransportOptions {
+  readonly credentials: CredentialSource | undefined;
+  readonly insecureRegistries: readonly string[];
+  readonly caFile: string | undefined;
+  readonly userAgent: string;
+  readonly retries: number;
+  readonly maxRetryDelayMs: number;
+}
+
+interface HostInfo {
+  readonly base: URL;
+  readonly dispatcher: Dispatcher;
+}
+
+const MAX_ERROR_BODY = 64 * 1024; // ggcr's cap: enough for any real error JSON, bounded for a hostile one
+const MAX_REDIRECTS = 5;
+const BASE_BACKOFF_MS = 200;
+const MAX_BACKOFF_MS = 10_000;
+const HEADERS_TIMEOUT_MS = 60_000; // a registry that accepted the connection but never answers
+const BODY_TIMEOUT_MS = 120_000; // idle time between body chunks, not the whole transfer
+const SYSTEM_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
+
+const RETRYABLE_NET = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+]);
+const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
+
+/** Whether an error (network or registry) is worth another attempt. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof RegistryError) return err.retryable;
+  const code = errCode(err);
+  return code !== undefined && RETRYABLE_NET.has(code);
+}
+
+function errCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e && typeof e === 'object'; i++) {
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === 'string' && c !== 'REGISTRY') return c;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Exponential backoff with full jitter, or the registry's Retry-After when it gave one. */
+export function backoffMs(attempt: number, retryAfter: string | undefined, cap: number): number {
+  if (retryAfter) {
+    const secs = Number(retryAfter);
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
+    if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, cap);
+  }
+  const ceiling = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** attempt);
+  return Math.min(cap, ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function header(h: Headers, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+export { header as getHeader };
+
+/** Consume and drop a body so the connection returns to the pool. */
+export async function discard(body: Readable): Promise<void> {
+  const b = body as Readable & { dump?: () => Promise<void> };
+  if (b.dump) await b.dump().catch(() => undefined);
+  else body.resume();
+}
+
+function cancelled(signal: AbortSignal, cause?: unknown): CodedError {
+  return new CodedError('CANCELLED', 'registry request cancelled', { cause: cause ?? signal.reason });
+}
+
+/**
+ * HTTP to registries: scheme choice per host (HTTPS first; plain HTTP only for
+ * loopback and insecure registries, remembered per host), auth, redirects that
+ * never carry credentials to another origin, retries with backoff, and
+ * registry errors turned into RegistryError with redacted URLs.
+ */
+export class Transport {
+  readonly auth: Authenticator;
+  private readonly hosts = new Map<string, Promise<HostInfo>>();
+  private readonly verified: Agent;
+  private insecureAgent?: Agent;
+
+  constructor(private readonly opts: TransportOptions) {
+    const ca = [...rootCertificates];
+    for (const f of SYSTEM_CA_BUNDLES) {
+      try {
+        ca.push(readFileSync(f, 'utf8'));
+        break;
+      } catch {
+        // not this distribution's bundle
+      }
+    }
+    if (opts.caFile) ca.push(readFileSync(opts.caFile, 'utf8'));
+    this.verified = new Agent({ connect: { ca }, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
+    this.auth = new Authenticator(opts.credentials, this.tokenSender, new Set(), opts.userAgent);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.verified.close(), this.insecureAgent?.close()]);
+  }
+
+  /** Registries that may speak plain HTTP or unverified TLS. */
+  isInsecure(registry: string): boolean {
+    return isLoopbackRegistry(registry) || this.opts.insecureRegistries.includes(registry);
+  }
+
+  /** The base URL of a registry's API (`https://host`), probing once per host. */
+  async hostInfo(registry: string, signal?: AbortSignal): Promise<HostInfo> {
+    const host = registryHost(registry);
+    let p = this.hosts.get(host);
+    if (!p) {
+      p = this.probe(registry, host, signal);
+      this.hosts.set(host, p);
+      p.catch(() => this.hosts.delete(host));
+    }
+    return p;
+  }
+
+  private getInsecureAgent(): Agent {
+    this.insecureAgent ??= new Agent({
+      connect: { rejectUnauthorized: false },
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      bodyTimeout: BODY_TIMEOUT_MS,
+    });
+    return this.insecureAgent;
+  }
+
+  // Docker's order for insecure registries: verified HTTPS, then (on a certificate
+  // error) unverified HTTPS, then (when the peer does not speak TLS) plain HTTP.
+  private async probe(registry: string, host: string, signal?: AbortSignal): Promise<HostInfo> {
+    const insecure = this.isInsecure(registry);
+    const candidates: HostInfo[] = [{ base: new URL(`https://${host}`), dispatcher: this.verified }];
+    let lastErr: unknown;
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!;
+      try {
+        const res = await this.withRetries({ method: 'GET', url: new URL('/v2/', c.base), action: 'ping registry', signal }, c.dispatcher, () => undefined);
+        if (res.status === 401) this.auth.setChallenge(host, header(res.headers, 'www-authenticate'));
+        await discard(res.body);
+        return c;
+      } catch (err) {
+        if (signal?.aborted) throw cancelled(signal, err);
+        lastErr = err;
+        if (!insecure || err instanceof RegistryError) break;
+        if (c.base.protocol === 'https:') {
+          const code = errCode(err) ?? '';
+          if (c.dispatcher === this.verified && CERT_ERRORS.test(code)) candidates.push({ base: c.base, dispatcher: this.getInsecureAgent() });
+          else candidates.push({ base: new URL(`http://${host}`), dispatcher: this.verified });
+        }
+      }
+    }
+    if (lastErr instanceof RegistryError) throw lastErr;
+    throw new RegistryError(`cannot reach registry ${host}: ${describeNetError(lastErr)}`, {
+      method: 'GET',
+      url: `https://${host}/v2/`,
+      retryable: isRetryable(lastErr),
+      cause: lastErr,
+    });
+  }
+
+  /** Send one registry request with auth, redirects and retries; non-accepted statuses throw RegistryError. */
+  async request(req: RegistryRequest): Promise<RegistryResponse> {
+    const host = registryHost(req.registry);
+    const info = await this.hostInfo(req.registry, req.signal);
+    const url = typeof req.path === 'string' ? new URL(req.path, info.base) : req.path;
+    let scopes = req.scopes;
+    for (let authAttempt = 0; ; authAttempt++) {
+      const authorization = await this.auth.header(req.registry, host, scopes, req.signal);
+      const res = await this.withRetries(
+        { method: req.method, url, headers: req.headers, body: req.body, action: req.action, signal: req.signal, retry: req.retry },
+        info.dispatcher,
+        (u) => (u.origin === info.base.origin ? authorization : undefined),
+      );
+      if (res.status === 401 && authAttempt === 0) {
+        const wider = this.auth.onUnauthorized(host, header(res.headers, 'www-authenticate'), scopes);
+        if (wider && (authorization !== undefined || this.auth.hasChallenge(host))) {
+          await discard(res.body);
+          scopes = wider;
+          continue;
+        }
+      }
+      if ((res.status >= 200 && res.status < 300) || req.accept?.includes(res.status)) return res;
+      throw await this.errorFrom(res, req.method, req.action, authorization === undefined ? req.registry : undefined);
+    }
+  }
+
+  /** Build a RegistryError from a failed response, reading a bounded, redacted body. */
+  async errorFrom(res: RegistryResponse, method: string, action?: string, anonymousRegistry?: string): Promise<RegistryError> {
+    let text = '';
+    try {
+      text = (await readAllBounded(res.body, MAX_ERROR_BODY, 'registry error body')).toString('utf8');
+    } catch {
+      await discard(res.body);
+    }
+    const diagnostics = method === 'HEAD' ? [] : parseDiagnostics(text, this.auth.secrets);
+    const challenge = header(res.headers, 'www-authenticate') ?? '';
+    // A token without the needed scope is a permission problem, not a login problem.
+    const denied = res.status === 401 && anonymousRegistry === undefined && /insufficient_scope/.test(challenge);
+    const err = RegistryError.fromResponse({ status: res.status, method, url: redactUrl(res.url), diagnostics, denied, ...(action ? { action } : {}) });
+    if (res.status === 401 && anonymousRegistry !== undefined) {
+      return new RegistryError(`${err.message}; no credentials for ${anonymousRegistry} (run buildlite login ${anonymousRegistry})`, {
+        status: 401,
+        method,
+        url: err.url,
+        diagnostics,
+      });
+    }
+    return err;
+  }
+
+  private async withRetries(
+    r: { method: string; url: URL; headers?: Record<string, string> | undefined; body?: BodySource | undefined; action?: string | undefined; signal?: AbortSignal | undefined; retry?: boolean | undefined },
+    dispatcher: Dispatcher,
+    authFor: (u: URL) => string | undefined,
+  ): Promise<RegistryResponse> {
+    const attempts = r.retry === false ? 1 : this.opts.retries + 1;
+    for (let attempt = 0; ; attempt++) {
+      if (r.signal?.aborted) throw cancelled(r.signal);
+      let res: RegistryResponse;
+      try {
+        res = await this.follow(r, dispatcher, authFor);
+      } catch (err) {
+        if (r.signal?.aborted) throw cancelled(r.signal, err);
+        if (attempt + 1 >= attempts || !isRetryable(err)) throw err;
+        await sleep(backoffMs(attempt, undefined, this.opts.maxRetryDelayMs), undefined, r.signal ? { signal: r.signal } : undefined).catch(() => undefined);
+        continue;
+      }
+      if (!isRetryableStatus(res.status) || attempt + 1 >= attempts) return res;
+      await discard(res.body);
+      await sleep(backoffMs(attempt, header(res.headers, 'retry-after'), this.opts.maxRetryDelayMs), undefined, r.signal ? { signal: r.signal } : undefined).catch(() => undefined);
+    }
+  }
+
+  // Redirects are followed by hand: Authorization goes only to the registry's own origin
+  // (blob GETs are routinely redirected to storage that must never see it).
+  private async follow(
+    r: { method: string; url: URL; headers?: Record<string, string> | undefined; body?: BodySource | undefined; signal?: AbortSignal | undefined },
+    dispatcher: Dispatcher,
+    authFor: (u: URL) => string | undefined,
+  ): Promise<RegistryResponse> {
+    let url = r.url;
+    let method = r.method;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...r.headers };
+      if (url.origin !== r.url.origin) delete headers.authorization;
+      const authorization = authFor(url);
+      if (authorization) headers.authorization = authorization;
+      const body = method === 'GET' || method === 'HEAD' ? undefined : typeof r.body === 'function' ? await r.body() : r.body;
+      const res = await undiciRequest(url, {
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? null,
+        dispatcher,
+        ...(r.signal ? { signal: r.signal } : {}),
+      });
+      const location = header(res.headers, 'location');
+      const redirect = [301, 302, 303, 307, 308].includes(res.statusCode) && location && (method === 'GET' || method === 'HEAD');
+      if (!redirect) return { status: res.statusCode, headers: res.headers, url, body: res.body };
+      await discard(res.body);
+      if (hop >= MAX_REDIRECTS) throw new RegistryError(`too many redirects`, { method, url: redactUrl(r.url) });
+      const next = new URL(location, url);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new RegistryError('redirect to a non-HTTP URL', { method, url: redactUrl(url) });
+      if (url.protocol === 'https:' && next.protocol === 'http:') throw new RegistryError('redirect from HTTPS to plain HTTP refused', { method, url: redactUrl(url) });
+      url = next;
+    }
+  }
+
+  private readonly tokenSender: TokenSender = async (req) => {
+    const res = await this.withRetries(
+      { method: req.method, url: req.url, headers: req.headers, body: req.body, action: 'token request', signal: req.signal },
+      this.verified,
+      () => undefined,
+    );
+    const text = (await readAllBounded(res.body, Authenticator.maxTokenBody, 'token response')).toString('utf8');
+    return { status: res.status, headers: res.headers, body: text };
+  };
+
+  /** Scrub known secrets from any text bound for a message. */
+  redact(text: string): string {
+    return redactSecrets(text, this.auth.secrets);
+  }
+}
+
+function describeNetError(err: unknown): string {
+  const code = errCode(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  return code ? `${code} (${msg.slice(0, 200)})` : msg.slice(0, 200);
+}
