@@ -62,7 +62,7 @@ export class CacheKeyIndex {
       const record = parseRecord(text);
       // A corrupt record is a miss, not a failed build; it is rewritten on the next put.
       if (!record) return undefined;
-      return { ...record, lastUsedAt: Math.max(record.lastUsedAt, Math.floor(st.mtimeMs)) };
+      return { ...record, lastUsedAt: Math.max(record.lastUsedAt, Math.round(st.mtimeMs)) };
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw indexError(`read cache record ${key}`, err);

@@ -49,16 +49,12 @@ export interface ResolvedImage {
   readonly index?: { readonly digest: Digest; readonly mediaType: string };
 }
 
-export interface BlobProgress {
-  readonly digest: Digest;
-  /** Bytes of this blob done so far. */
-  readonly done: number;
-  readonly total: number;
-}
+/** Progress of one blob: its digest, bytes done so far, and its size. */
+export type ProgressFn = (id: string, done: number, total?: number) => void;
 
 export interface PullOptions {
   readonly platform?: Platform;
-  readonly onProgress?: (p: BlobProgress) => void;
+  readonly onProgress?: ProgressFn;
   readonly signal?: AbortSignal;
 }
 
@@ -229,14 +225,14 @@ function ingestRef(digest: Digest): string {
 async function pullBlob(ctx: PullContext, ref: Reference, store: Ingester & BlobProvider, desc: Descriptor, opts: PullOptions, signal: AbortSignal): Promise<void> {
   const have = await store.stat(desc.digest);
   if (have && have.size === desc.size) {
-    opts.onProgress?.({ digest: desc.digest, done: desc.size, total: desc.size });
+    opts.onProgress?.(desc.digest, desc.size, desc.size);
     return;
   }
   for (let attempt = 0; ; attempt++) {
     const w = await store.ingest(ingestRef(desc.digest), { digest: desc.digest, size: desc.size });
     try {
       const body = await fetchBlob(ctx, ref, desc, signal);
-      const tap = opts.onProgress ? new HashingTap((done) => opts.onProgress!({ digest: desc.digest, done, total: desc.size })) : new PassThrough();
+      const tap = opts.onProgress ? new HashingTap((done) => opts.onProgress!(desc.digest, done, desc.size)) : new PassThrough();
       await pipeline(body, tap, w, { signal });
       await w.commit();
       return;

@@ -7,7 +7,7 @@ import { isManifestMediaType, type Descriptor, type ImageManifest } from '../cor
 import { repositoryScope } from './auth.js';
 import { forEachLimit } from './concurrency.js';
 import { RegistryError, redactUrl } from './errors.js';
-import { parseManifest, type BlobProgress } from './pull.js';
+import { parseManifest, type ProgressFn } from './pull.js';
 import { formatReference, type Reference } from './reference.js';
 import { backoffMs, discard, getHeader, isRetryable, type Transport } from './transport.js';
 
@@ -34,7 +34,7 @@ export interface PushOptions {
   readonly tags?: readonly string[];
   /** Extra repositories (same registry) to try mounting blobs from. */
   readonly mountFrom?: readonly string[];
-  readonly onProgress?: (p: BlobProgress) => void;
+  readonly onProgress?: ProgressFn;
   readonly signal?: AbortSignal;
 }
 
@@ -91,19 +91,19 @@ async function tryMount(ctx: PushContext, ref: Reference, desc: Descriptor, sour
   return undefined;
 }
 
-function progressCounter(desc: Descriptor, onProgress: ((p: BlobProgress) => void) | undefined): Transform {
+function progressCounter(desc: Descriptor, onProgress: (ProgressFn) | undefined): Transform {
   let done = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       done += chunk.length;
-      onProgress?.({ digest: desc.digest, done, total: desc.size });
+      onProgress?.(desc.digest, done, desc.size);
       cb(null, chunk);
     },
   });
 }
 
 /** POST a session, then PUT the whole blob as a stream with its digest. */
-async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, session: URL | undefined, opts: { onProgress?: (p: BlobProgress) => void; signal?: AbortSignal }): Promise<void> {
+async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, session: URL | undefined, opts: { onProgress?: ProgressFn; signal?: AbortSignal }): Promise<void> {
   let url = session;
   if (!url) {
     const res = await ctx.transport.request({
@@ -140,9 +140,9 @@ async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, pr
 }
 
 /** Make sure one blob is in the repository: HEAD, then mount, then upload (retried from a fresh session). */
-export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, opts: { mountFrom?: readonly string[]; onProgress?: (p: BlobProgress) => void; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
+export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, opts: { mountFrom?: readonly string[]; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
   const done = () => {
-    opts.onProgress?.({ digest: desc.digest, done: desc.size, total: desc.size });
+    opts.onProgress?.(desc.digest, desc.size, desc.size);
     ctx.sawBlob(ref, desc.digest);
   };
   if (await blobExists(ctx, ref, desc, opts.signal)) {

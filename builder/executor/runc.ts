@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
 import type { ExecOptions, ExecResult, Executor, ProcessSpec, SandboxLimits } from './executor.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
-import { buildSpec, etcFileContents, SANDBOX_DEFAULTS, type LoopbackHook } from './spec.js';
+import { buildSpec, etcFileContents, NOFILE, SANDBOX_DEFAULTS, type LoopbackHook } from './spec.js';
 import { MountStubs } from './stubs.js';
 import { resolveUser } from './user.js';
 
@@ -45,6 +45,7 @@ export class RuncExecutor implements Executor {
   private readonly defaults: Required<SandboxLimits>;
   private readonly allowHostNetwork: boolean;
   private readonly loopback: LoopbackHook;
+  private readonly nofile: number;
 
   constructor(options: RuncExecutorOptions) {
     if (typeof options.stateDir !== 'string' || !path.isAbsolute(options.stateDir)) {
@@ -62,6 +63,7 @@ export class RuncExecutor implements Executor {
     this.defaults = mergeLimits(SANDBOX_DEFAULTS, options.defaults, 'defaults');
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.loopback = options.loopback ?? findLoopbackTools();
+    this.nofile = Math.min(NOFILE, ownNofileHardLimit());
   }
 
   async run(proc: ProcessSpec, opts: ExecOptions): Promise<ExecResult> {
@@ -111,6 +113,7 @@ export class RuncExecutor implements Executor {
         mounts: opts.mounts ?? [],
         cgroupsPath: `/${CGROUP_PARENT}/${id}`,
         loopback: this.loopback,
+        nofile: this.nofile,
       });
       // Mode 0600: secret env values sit in this file for the life of the step.
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
@@ -126,6 +129,11 @@ export class RuncExecutor implements Executor {
       const outcome = await this.spawnRun(id, bundle, limits.timeoutMs, opts);
       const oomKilled = await readOomKilled(id);
       if (outcome.aborted) throw new ExecCancelledError('run cancelled');
+      if (outcome.exitCode !== 0 && !outcome.killed) {
+        // runc's own failures (spec, mounts, hooks) are setup errors, not a step's exit status.
+        const runcError = await readRuncError(path.join(bundle, 'runc.log'));
+        if (runcError !== undefined) throw new SandboxError(`runc could not start the step: ${runcError}`);
+      }
       const exitCode = outcome.exitCode;
       const signal = outcome.timedOut || outcome.killed ? 'SIGKILL' : signalOf(exitCode);
       return {
@@ -181,7 +189,7 @@ export class RuncExecutor implements Executor {
   ): Promise<{ exitCode: number; timedOut: boolean; aborted: boolean; killed: boolean }> {
     return new Promise((resolve, reject) => {
       // --keep leaves the stopped container (and its cgroup) so the OOM counter can be read before delete.
-      const child = spawn(this.runc.runcPath, this.runc.argv('run', '--keep', '--bundle', bundle, id), {
+      const child = spawn(this.runc.runcPath, ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: RUNC_ENV,
         detached: false,
@@ -298,6 +306,21 @@ async function readHostResolvConf(): Promise<string> {
   }
 }
 
+/** The last error runc logged, if any (JSON lines with level and msg). */
+async function readRuncError(logFile: string): Promise<string | undefined> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  let last: string | undefined;
+  for (const line of text.split('\n')) {
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === 'error' || entry.level === 'fatal') last = entry.msg ?? line;
+    } catch {
+      // not a JSON line; runc writes only JSON with --log-format json
+    }
+  }
+  return last?.slice(0, 1000);
+}
+
 /** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup. */
 async function readOomKilled(id: string): Promise<boolean> {
   const candidates = [
@@ -342,4 +365,23 @@ function findLoopbackTools(): LoopbackHook {
     );
   }
   return { sh, nsenter, ip: ip ? [ip] : [busybox!, 'ip'] };
+}
+
+/**
+ * Our own hard RLIMIT_NOFILE: runc can only lower it unless we hold
+ * CAP_SYS_RESOURCE (a worker inside a container often does not), and asking
+ * for more fails the whole step.
+ */
+function ownNofileHardLimit(): number {
+  try {
+    const capEff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    const CAP_SYS_RESOURCE = 24n;
+    if (capEff && (BigInt(`0x${capEff[1]}`) >> CAP_SYS_RESOURCE) & 1n) return NOFILE;
+    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (!m || m[1] === 'unlimited') return NOFILE;
+    const n = Number(m[1]);
+    return Number.isSafeInteger(n) && n > 0 ? n : NOFILE;
+  } catch {
+    return NOFILE;
+  }
 }

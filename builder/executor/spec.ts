@@ -34,6 +34,9 @@ export const SANDBOX_DEFAULTS = {
   noNewPrivileges: false,
 } satisfies Required<SandboxLimits>;
 
+/** Docker's and BuildKit's value; a build tool that opens many files should not hit 1024. */
+export const NOFILE = 1048576;
+
 /** Same list as BuildKit's system.DefaultPathEnv, for images that set no PATH. */
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -125,6 +128,11 @@ export interface SpecInput {
   readonly etcFiles: { readonly hosts: string; readonly resolvConf: string; readonly hostname: string };
   readonly mounts: readonly Mount[];
   readonly cgroupsPath: string;
+  /**
+   * RLIMIT_NOFILE; default NOFILE. Raising a hard limit needs CAP_SYS_RESOURCE,
+   * which a worker in a container may lack: the executor then passes its own hard limit.
+   */
+  readonly nofile?: number;
   /** Required for network `none`: runc does not bring `lo` up in a new netns. */
   readonly loopback?: LoopbackHook;
 }
@@ -150,8 +158,7 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
       env,
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
-      // Docker's value; a build tool that opens many files should not hit 1024.
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }],
       noNewPrivileges: input.limits.noNewPrivileges,
     },
     root: { path: 'rootfs', readonly: false },

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { IngestWriter, Ingester } from '../../core/content.js';
+import type { Digest } from '../../core/digest.js';
+import type { Mount } from '../../core/mount.js';
+import { MediaType } from '../../core/oci.js';
+import { DigestMismatchError, HashingTap } from '../../core/streams.js';
+import { diffTar, upperDirOf } from './diff.js';
+
+export interface LayerDescriptor {
+  readonly mediaType: string;
+  /** Digest of the blob as stored and pushed (compressed). */
+  readonly digest: Digest;
+  readonly size: number;
+  /** Digest of the uncompressed tar (the image config's rootfs.diff_ids). */
+  readonly diffId: Digest;
+}
+
+export interface WriteLayerOptions {
+  readonly sourceDateEpoch?: number;
+  /** `none` writes a plain tar (digest = diffId). */
+  readonly compression?: 'gzip' | 'none';
+  readonly level?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Diffs a prepared snapshot's upper dir into a layer blob in the ingester, in
+ * one streaming pass: tar → hash (diffId) → gzip → hash (digest) → ingest.
+ * Node's gzip writes no name and mtime 0, so equal tars give equal blobs.
+ * Returns null when the snapshot has no changes. The ingest is aborted on any
+ * failure, so no partial blob is ever committed.
+ */
+export async function writeLayer(
+  mounts: readonly Mount[],
+  ingester: Ingester,
+  opts: WriteLayerOptions = {},
+): Promise<LayerDescriptor | null> {
+  const upper = upperDirOf(mounts);
+  if ((await readdir(upper)).length === 0) return null;
+  const gzip = (opts.compression ?? 'gzip') === 'gzip';
+  const tar = Readable.from(diffTar(upper, { sourceDateEpoch: opts.sourceDateEpoch, signal: opts.signal }), {
+    objectMode: false,
+  });
+  const diffTap = new HashingTap();
+  const blobTap = new HashingTap();
+  const stages: Transform[] = gzip ? [diffTap, createGzip({ level: opts.level ?? 6 }), blobTap] : [diffTap];
+  const writer: IngestWriter = await ingester.ingest(`layer-${randomUUID()}`);
+  try {
+    await pipeline([tar, ...stages, writer], opts.signal ? { signal: opts.signal } : {});
+    const info = await writer.commit();
+    const digest = gzip ? blobTap.digest() : diffTap.digest();
+    const size = gzip ? blobTap.size : diffTap.size;
+    if (info.digest !== digest || info.size !== size) {
+      throw new DigestMismatchError({ digest, size }, { digest: info.digest, size: info.size }, 'layer blob');
+    }
+    return {
+      mediaType: gzip ? MediaType.OciLayerGzip : MediaType.OciLayer,
+      digest,
+      size,
+      diffId: diffTap.digest(),
+    };
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
