@@ -1,6 +1,7 @@
 import type { BuildEvent } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { escapeControl, formatExcerpt } from '../core/source-excerpt.js';
+import { TtyRenderer } from './progress-tty.js';
 
 export interface Renderer {
   event(ev: BuildEvent): void;
@@ -11,6 +12,7 @@ export interface Renderer {
 export function createRenderer(mode: 'auto' | 'tty' | 'plain' | 'json' | 'quiet', dockerfile: string): Renderer {
   if (mode === 'json') return new JsonRenderer();
   if (mode === 'quiet') return new QuietRenderer(dockerfile);
+  if (mode === 'tty' || (mode === 'auto' && process.stderr.isTTY)) return new TtyRenderer(dockerfile);
   return new PlainRenderer(dockerfile);
 }
 

@@ -5,6 +5,7 @@
  * bytes, and tar-stream turns PAX values into UTF-8 strings (a
  * `security.capability` value would not survive).
  */
+import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 
 export type TarType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -170,7 +171,10 @@ export interface RawHeader {
   devminor: number;
 }
 
-export class TarFormatError extends Error {}
+/** The bytes are not a tar we can read safely (bad checksum, truncated, unknown entry type). */
+export class TarFormatError extends BuildliteError {
+  readonly code: ErrorCode = 'INVALID_ARGUMENT';
+}
 
 /** Decodes one header block; null for an all-zero block (end of archive). */
 export function decodeHeader(b: Buffer): RawHeader | null {

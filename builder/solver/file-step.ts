@@ -35,7 +35,7 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
         const v = ctx.graph.get(ctx.vertex.inputs[i]!);
         return v.def.kind === 'local' ? v.def.excludes : [];
       },
-      resolveChown: (spec) => resolveChown(merged, spec),
+      resolveChown: (spec) => resolveChown(merged, spec.group !== undefined ? `${spec.user}:${spec.group}` : spec.user),
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     },
     opts.signal,

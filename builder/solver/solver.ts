@@ -155,7 +155,7 @@ class SolveRun {
           event('started');
           try {
             const r = await this.execute(v, info, inputs);
-            if (this.opts.debugCache) await this.deps.index.putPreimage?.(info.key, info.preimage);
+            if (this.opts.debugCache) await this.deps.index.putPreimage(info.key, info.preimage);
             event('completed');
             return r;
           } catch (err) {
@@ -164,7 +164,7 @@ class SolveRun {
             throw err;
           }
         },
-        { signal: this.opts.signal, throwOnTimeout: true },
+        { signal: this.opts.signal },
       ) as Promise<VertexResult>;
     });
     this.results.set(v.digest, result);

@@ -177,7 +177,7 @@ function parseCache(value: string, flag: string): CacheSpec {
   const mode = kv.get('mode');
   if (mode !== undefined && mode !== 'min' && mode !== 'max') throw new UsageError(`${flag}: mode must be min or max`, 'build');
   const ignoreError = kv.get('ignore-error') === 'true';
-  const common = { ...(mode ? { mode } : {}), ...(ignoreError ? { ignoreError } : {}) } as const;
+  const common: { mode?: 'min' | 'max'; ignoreError?: boolean } = { ...(mode ? { mode } : {}), ...(ignoreError ? { ignoreError } : {}) };
   switch (kv.get('type')) {
     case 'registry': {
       const ref = kv.get('ref');

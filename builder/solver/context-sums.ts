@@ -1,0 +1,199 @@
+import { createHash, type Hash } from 'node:crypto';
+import { constants, createReadStream, lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { digestFromHash, type Digest } from '../../core/digest.js';
+import { PathMatcher } from '../../core/ignore.js';
+import { resolveSources } from './copy-sources.js';
+
+export interface ContextHasherOptions {
+  /** Called with the context-relative path each time file content is actually read (tests count cache misses). */
+  readonly onRead?: (relPath: string) => void;
+  /** Most stat-cache entries kept on disk; the oldest go first. */
+  readonly maxEntries?: number;
+}
+
+const DEFAULTS = {
+  // ~100 bytes an entry: 200k entries is ~20 MiB on disk, enough for a few large monorepo contexts.
+  maxEntries: 200_000,
+} as const;
+
+const CACHE_FILE = 'context-stat-cache.json';
+const CACHE_VERSION = 1;
+/** 1 MiB reads: large files hash at disk speed without many small syscalls. */
+const READ_CHUNK = 1 << 20;
+
+/**
+ * Content checksums of what a COPY/ADD selects from the build context
+ * (DESIGN invariant 2: paths, types, modes, bytes and link targets; never
+ * mtime, never owners since context files become 0:0). A persistent stat
+ * cache maps (path, dev, inode, size, mtime ns, mode) to the content hash, so
+ * a warm rebuild reads no unchanged file. Links are never followed out of the
+ * context, and FIFOs and devices are never opened.
+ */
+export class ContextHasher {
+  private cache?: Map<string, string>;
+  private loading?: Promise<Map<string, string>>;
+  private dirty = false;
+  private saving: Promise<void> = Promise.resolve();
+  private readonly maxEntries: number;
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly options: ContextHasherOptions = {},
+  ) {
+    this.maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
+  }
+
+  /** A digest of exactly the files `COPY <paths>` with these filters would copy from `contextDir`. */
+  async checksumForCopy(
+    contextDir: string,
+    paths: readonly string[],
+    opts: { excludes: readonly string[]; ignore: readonly string[] },
+    signal?: AbortSignal,
+  ): Promise<Digest> {
+    const cache = await this.load();
+    const root = path.resolve(contextDir);
+    const ignore = new PathMatcher(opts.ignore);
+    const exclude = new PathMatcher(opts.excludes);
+    const sources = await resolveSources(root, paths, false, { ignore, exclude }, signal);
+    const walker = new SelectionWalker(root, ignore, exclude, cache, this.options.onRead, () => {
+      this.dirty = true;
+    });
+    const h = createHash('sha256');
+    h.update('buildlite.copy-selection.v1\n');
+    for (const [i, src] of sources.entries()) {
+      signal?.throwIfAborted();
+      h.update(`source\0${i}\0${src.name}\n`);
+      await walker.entry(h, src.host, src.rel, src.excludeBase, '', true, signal);
+    }
+    await this.save();
+    return digestFromHash(h);
+  }
+
+  private async load(): Promise<Map<string, string>> {
+    if (this.cache) return this.cache;
+    this.loading ??= (async () => {
+      const map = new Map<string, string>();
+      try {
+        const doc = JSON.parse(await readFile(path.join(this.stateDir, CACHE_FILE), 'utf8')) as { version?: number; entries?: unknown };
+        if (doc.version === CACHE_VERSION && Array.isArray(doc.entries)) {
+          for (const e of doc.entries) {
+            if (Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string' && /^[a-f0-9]{64}$/.test(e[1])) map.set(e[0], e[1]);
+          }
+        }
+      } catch {
+        // Missing or corrupt: the cache is only an accelerator; start empty.
+      }
+      this.cache = map;
+      return map;
+    })();
+    return this.loading;
+  }
+
+  /** Write the cache atomically (temp name, then rename); concurrent callers queue behind one another. */
+  private save(): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      if (!this.dirty || !this.cache) return;
+      this.dirty = false;
+      const cache = this.cache;
+      while (cache.size > this.maxEntries) cache.delete(cache.keys().next().value as string);
+      await mkdir(this.stateDir, { recursive: true });
+      const file = path.join(this.stateDir, CACHE_FILE);
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify({ version: CACHE_VERSION, entries: [...cache] }));
+      await rename(tmp, file);
+    });
+    return this.saving;
+  }
+}
+
+/**
+ * Walks one selection with the same include rules as the copier. Metadata
+ * calls are synchronous on purpose: for thousands of small files the thread
+ * pool round trip of the async API costs more than the stat itself.
+ */
+class SelectionWalker {
+  private readonly links = new Map<string, string>();
+
+  constructor(
+    private readonly root: string,
+    private readonly ignore: PathMatcher,
+    private readonly exclude: PathMatcher,
+    private readonly cache: Map<string, string>,
+    private readonly onRead: ((rel: string) => void) | undefined,
+    private readonly markDirty: () => void,
+  ) {}
+
+  /** Hash one entry (and, for a directory, what the copier would take from under it). Returns whether anything was recorded. */
+  async entry(h: Hash, host: string, rel: string, exRel: string, outRel: string, top: boolean, signal?: AbortSignal): Promise<boolean> {
+    const st = lstatSync(host, { bigint: true });
+    const mode = (Number(st.mode) & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      const lazy = !top && (this.ignore.matches(rel) || this.exclude.matches(exRel));
+      // A dir that is excluded but may hold re-included files exists only if one of them does.
+      const sub = lazy ? createHash('sha256') : h;
+      let any = false;
+      const names = readdirSync(host).sort();
+      for (const name of names) {
+        signal?.throwIfAborted();
+        const cRel = rel === '' ? name : `${rel}/${name}`;
+        const cEx = exRel === '' ? name : `${exRel}/${name}`;
+        const cOut = outRel === '' ? name : `${outRel}/${name}`;
+        const cst = lstatSync(path.join(host, name));
+        const ignored = this.ignore.matches(cRel);
+        const excluded = this.exclude.matches(cEx);
+        if (cst.isDirectory()) {
+          if ((ignored && !this.ignore.mayIncludeUnder(cRel)) || (excluded && !this.exclude.mayIncludeUnder(cEx))) continue;
+        } else if (ignored || excluded) {
+          continue;
+        }
+        if (await this.entry(sub, path.join(host, name), cRel, cEx, cOut, false, signal)) any = true;
+      }
+      const line = `dir\0${outRel}\0${mode}\n`;
+      if (!lazy) {
+        h.update(line);
+        return true;
+      }
+      if (!any) return false;
+      h.update(line);
+      h.update(`sub\0${sub.digest('hex')}\n`);
+      return true;
+    }
+    if (st.isSymbolicLink()) {
+      h.update(`symlink\0${outRel}\0${readlinkSync(host)}\n`);
+      return true;
+    }
+    if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      if (st.nlink > 1n) {
+        const first = this.links.get(key);
+        if (first !== undefined) {
+          h.update(`hardlink\0${outRel}\0${first}\n`);
+          return true;
+        }
+        this.links.set(key, outRel);
+      }
+      h.update(`file\0${outRel}\0${mode}\0${await this.contentHash(host, rel, st)}\n`);
+      return true;
+    }
+    const kind = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
+    h.update(`${kind}\0${outRel}\0${mode}\0${st.rdev}\n`);
+    return true;
+  }
+
+  private async contentHash(host: string, rel: string, st: BigIntStats): Promise<string> {
+    const key = `${rel}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.mode}`;
+    const hit = this.cache.get(key);
+    if (hit !== undefined) return hit;
+    this.onRead?.(rel);
+    const hash = createHash('sha256');
+    // O_NOFOLLOW: a file swapped for a link after the lstat fails rather than being followed out.
+    const stream = createReadStream(host, { flags: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK, highWaterMark: READ_CHUNK });
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+    const hex = hash.digest('hex');
+    this.cache.set(key, hex);
+    this.markDirty();
+    return hex;
+  }
+}
