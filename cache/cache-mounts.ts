@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { sha256 } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { atomicWriteFile, isErrno } from './fs-util.js';
+import { SlotLocks } from './slot-lock.js';
 
 export type CacheMountSharing = 'shared' | 'private' | 'locked';
 
@@ -37,13 +38,22 @@ export interface CacheMountUsage {
 
 interface Slot {
   users: number;
-  exclusive: boolean;
+  readonly exclusive: boolean;
+  /** The cross-process side: resolves true once other processes are kept out. */
+  readonly ready: Promise<boolean>;
+  /** Being handed back: nobody may join it until its markers are gone. */
+  closing: boolean;
 }
 
 interface IdState {
   readonly slots: Map<number, Slot>;
   readonly waiters: Set<() => void>;
+  readonly locks: SlotLocks;
+  readonly lockDir: string;
 }
+
+/** How often a waiter looks again for a slot another process may have released. */
+const CROSS_PROCESS_POLL_MS = 50;
 
 /**
  * Persistent `RUN --mount=type=cache` directories, one set per cache id:
@@ -74,13 +84,8 @@ export class CacheMounts {
     const release = async () => {
       if (released) return;
       released = true;
-      const slot = state.slots.get(index);
-      if (slot) {
-        slot.users--;
-        if (slot.users === 0) state.slots.delete(index);
-      }
-      for (const wake of [...state.waiters]) wake();
-      if (state.slots.size === 0 && state.waiters.size === 0) this.ids.delete(hex);
+      await this.unclaim(state, index);
+      if (state.slots.size === 0 && state.waiters.size === 0 && this.ids.get(hex) === state) this.ids.delete(hex);
       await this.writeMeta(hex, id).catch(() => undefined);
     };
     try {
@@ -121,38 +126,66 @@ export class CacheMounts {
   private stateOf(hex: string): IdState {
     let s = this.ids.get(hex);
     if (!s) {
-      s = { slots: new Map(), waiters: new Set() };
+      const lockDir = join(this.root, hex, 'locks');
+      s = { slots: new Map(), waiters: new Set(), locks: new SlotLocks(lockDir), lockDir };
       this.ids.set(hex, s);
     }
     return s;
   }
 
-  /** Waits until the sharing mode allows a slot, then takes it; returns the slot's index. */
+  /** Waits until the sharing mode allows a slot, here and in other processes, then takes it. */
   private async claim(state: IdState, sharing: CacheMountSharing, signal?: AbortSignal): Promise<number> {
     for (;;) {
       signal?.throwIfAborted();
-      const index = pick(state, sharing);
-      if (index !== undefined) {
-        const slot = state.slots.get(index) ?? { users: 0, exclusive: false };
-        slot.users++;
-        slot.exclusive = sharing !== 'shared';
-        state.slots.set(index, slot);
-        return index;
+      const skip = new Set<number>();
+      for (let index = pick(state, sharing, skip); index !== undefined; index = pick(state, sharing, skip)) {
+        if (await this.take(state, index, sharing)) return index;
+        // Another process holds it: private users move on to another directory, the others wait.
+        if (sharing !== 'private') break;
+        skip.add(index);
       }
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          state.waiters.delete(wake);
-          reject(signal?.reason instanceof Error ? signal.reason : new CodedError('CANCELLED', 'cache mount wait aborted'));
-        };
-        const wake = () => {
-          state.waiters.delete(wake);
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        state.waiters.add(wake);
-        signal?.addEventListener('abort', onAbort, { once: true });
-      });
+      await waitForChange(state, CROSS_PROCESS_POLL_MS, signal);
     }
+  }
+
+  private async take(state: IdState, index: number, sharing: CacheMountSharing): Promise<boolean> {
+    let slot = state.slots.get(index);
+    if (!slot) {
+      const exclusive = sharing !== 'shared';
+      const ready = mkdir(state.lockDir, { recursive: true, mode: 0o700 }).then(() =>
+        exclusive ? state.locks.tryExclusive(index) : state.locks.tryShared(index),
+      );
+      slot = { users: 0, exclusive, ready, closing: false };
+      state.slots.set(index, slot);
+    }
+    slot.users++;
+    let ok = false;
+    try {
+      ok = await slot.ready;
+    } finally {
+      if (!ok) {
+        slot.users--;
+        // A slot that never got its cross-process side holds no marker: drop it at once.
+        if (slot.users === 0 && state.slots.get(index) === slot) state.slots.delete(index);
+        wakeAll(state);
+      }
+    }
+    return ok;
+  }
+
+  private async unclaim(state: IdState, index: number): Promise<void> {
+    const slot = state.slots.get(index);
+    if (!slot) return;
+    slot.users--;
+    if (slot.users === 0) {
+      slot.closing = true;
+      try {
+        await (slot.exclusive ? state.locks.releaseExclusive(index) : state.locks.releaseShared(index));
+      } finally {
+        state.slots.delete(index);
+      }
+    }
+    wakeAll(state);
   }
 
   private async ensureDir(hex: string, dir: string, opts: CacheMountOptions): Promise<boolean> {
@@ -194,16 +227,42 @@ export class CacheMounts {
   }
 }
 
-function pick(state: IdState, sharing: CacheMountSharing): number | undefined {
+function pick(state: IdState, sharing: CacheMountSharing, skip: ReadonlySet<number>): number | undefined {
   const first = state.slots.get(0);
   switch (sharing) {
     case 'shared':
-      return first === undefined || !first.exclusive ? 0 : undefined;
+      return first === undefined || (!first.exclusive && !first.closing) ? 0 : undefined;
     case 'locked':
       return first === undefined ? 0 : undefined;
     case 'private':
-      for (let i = 0; ; i++) if (!state.slots.has(i)) return i;
+      for (let i = 0; ; i++) if (!state.slots.has(i) && !skip.has(i)) return i;
   }
+}
+
+function wakeAll(state: IdState): void {
+  for (const wake of [...state.waiters]) wake();
+}
+
+/** Resolves on a release in this process, after `pollMs` (other processes), or rejects on abort. */
+function waitForChange(state: IdState, pollMs: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      state.waiters.delete(wake);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const wake = () => {
+      done();
+      resolve();
+    };
+    const onAbort = () => {
+      done();
+      reject(signal?.reason instanceof Error ? signal.reason : new CodedError('CANCELLED', 'cache mount wait aborted'));
+    };
+    const timer = setTimeout(wake, pollMs);
+    state.waiters.add(wake);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Bytes on disk under a directory, without following symlinks. */

@@ -206,3 +206,24 @@ describe('usage and prune', () => {
     await expect(prune(parts, { keepStorageBytes: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });
+
+describe('dangling records', () => {
+  it('drops a record whose blob is gone, and keeps one whose blobs are present', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'buildlite-gc-dangling-'));
+    try {
+      const parts = { store: new LocalContentStore(join(dir, 'c')), index: new CacheKeyIndex(join(dir, 'i')) };
+      const a = await blobOf(parts.store, 1000);
+      const b = await blobOf(parts.store, 1000);
+      await parts.index.put(a.digest, { layers: [a], createdAt: 1, lastUsedAt: 1 });
+      await parts.index.put(b.digest, { layers: [a, b], createdAt: 1, lastUsedAt: 1 });
+      await parts.store.delete(b.digest);
+      const r = await prune(parts, {});
+      expect(r.removed.map((i) => i.id)).toEqual([b.digest]);
+      expect(await parts.index.get(b.digest)).toBeUndefined();
+      expect(await parts.index.get(a.digest)).toBeDefined();
+      expect(await present(parts.store, a.digest)).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

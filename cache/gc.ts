@@ -126,6 +126,15 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
 
   const removeAny = (item: UsageItem) => (item.kind === 'cache-record' ? removeRecord(item) : removeItem(item).then(() => undefined));
 
+  // Records naming a blob that is gone are misses forever (the solver checks); drop them.
+  for (const item of usage.items) {
+    if (item.kind !== 'cache-record' || item.inUse) continue;
+    const layers = usage.recordLayers.get(item.id as Digest) ?? [];
+    const missing = layers.filter((l) => !blobs.has(l.digest));
+    // Re-check: a blob committed after the listing, with its record written just after, is not missing.
+    if (missing.length > 0 && (await anyAbsent(parts, missing.map((l) => l.digest)))) await removeRecord(item);
+  }
+
   const candidates = usage.items.filter(
     (i) => (i.kind === 'cache-record' || i.kind === 'snapshot' || i.kind === 'cache-mount') && !i.inUse && accept(i),
   );
@@ -161,6 +170,11 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
     underBudget: opts.keepStorageBytes === undefined || usageAfter <= opts.keepStorageBytes,
     failed,
   };
+}
+
+async function anyAbsent(parts: CacheParts, digests: readonly Digest[]): Promise<boolean> {
+  for (const d of digests) if (!(await parts.store.stat(d))) return true;
+  return false;
 }
 
 export interface GcLoop {

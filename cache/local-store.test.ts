@@ -1,16 +1,13 @@
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256, type Digest } from '../core/digest.js';
 import { describeContentStore } from '../test/suites/content-store.suite.js';
+import { compileForChild } from '../test/cache/compile-for-child.js';
 import { LocalContentStore, writeBlob } from './index.js';
-
-const projectRoot = fileURLToPath(new URL('..', import.meta.url));
 
 describeContentStore('LocalContentStore', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'buildlite-store-'));
@@ -55,15 +52,8 @@ describe('LocalContentStore on disk', () => {
   });
 
   it('a writer killed with SIGKILL mid-ingest leaves no blob under a wrong name, and the next write succeeds', async () => {
-    // Compile the store for a plain node child (no TS loader there); tsc is a dev dependency.
-    const out = join(dir, 'compiled');
-    await promisify(execFile)(
-      join(projectRoot, 'node_modules', '.bin', 'tsc'),
-      ['--ignoreConfig', '--outDir', out, '--rootDir', projectRoot, '--module', 'nodenext', '--moduleResolution', 'nodenext',
-        '--target', 'es2022', '--skipLibCheck', '--types', 'node', join(projectRoot, 'cache', 'local-store.ts')],
-      { cwd: projectRoot },
-    );
-    await writeFile(join(out, 'package.json'), '{"type":"module"}');
+    // The child runs the compiled store (no TS loader there).
+    const [module] = await compileForChild(join(dir, 'compiled'), ['cache/local-store.ts']);
     const root = join(dir, 'crash');
     const chunk = Buffer.alloc(64 * 1024, 7);
     const script = `
@@ -76,7 +66,7 @@ describe('LocalContentStore on disk', () => {
         if (i === 3) process.stdout.write('written\\n');
         await new Promise((r) => setTimeout(r, 5));
       }`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(out, 'cache', 'local-store.js'), root], {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, module!, root], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     try {

@@ -155,8 +155,15 @@ export async function fetchBlob(ctx: PullContext, ref: Reference, desc: Descript
 
 async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
   if (desc.size > ctx.limits.maxConfigBytes) throw new InvalidDocumentError(`image config ${desc.digest} is ${desc.size} bytes, over the limit of ${ctx.limits.maxConfigBytes}`);
-  const stream = await fetchBlob(ctx, ref, desc, signal);
-  return readAllBounded(stream, ctx.limits.maxConfigBytes, `image config ${desc.digest}`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const stream = await fetchBlob(ctx, ref, desc, signal);
+      return await readAllBounded(stream, ctx.limits.maxConfigBytes, `image config ${desc.digest}`);
+    } catch (err) {
+      if (signal?.aborted || attempt >= ctx.retries || !isRetryable(err)) throw err;
+      await sleep(backoffMs(attempt, undefined, ctx.maxRetryDelayMs), undefined, signal ? { signal } : undefined).catch(() => undefined);
+    }
+  }
 }
 
 /** Tag or digest → platform manifest → config, every document verified. */

@@ -70,7 +70,9 @@ export function toRange(file: string, r: AstRange): SourceRange {
 
 function toRaw(node: AstInstruction, escape: string, range: SourceRange): RawInstruction {
   const keyword = node.getInstruction();
-  const rawArgs = node.getRawArgumentsContent() ?? '';
+  // The whole instruction text: dockerfile-ast's argument accessors leave flags out.
+  const full = node.getTextContent();
+  const rawArgs = full.startsWith(keyword) ? full.slice(keyword.length) : full.replace(/^\s*\S+/, '');
   const { line, rest } = joinLogicalLine(rawArgs, escape);
   const hasHeredocs = typeof (node as unknown as { getHeredocs?: () => unknown[] }).getHeredocs === 'function'
     && ((node as unknown as { getHeredocs: () => unknown[] }).getHeredocs().length > 0);

@@ -188,6 +188,11 @@ export class RuncExecutor implements Executor {
     opts: ExecOptions,
   ): Promise<{ exitCode: number; timedOut: boolean; aborted: boolean; killed: boolean }> {
     return new Promise((resolve, reject) => {
+      // Aborted while we were mounting: start nothing.
+      if (opts.signal?.aborted) {
+        resolve({ exitCode: 137, timedOut: false, aborted: true, killed: true });
+        return;
+      }
       // --keep leaves the stopped container (and its cgroup) so the OOM counter can be read before delete.
       const child = spawn(this.runc.runcPath, ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)], {
         stdio: ['ignore', 'pipe', 'pipe'],

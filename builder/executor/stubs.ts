@@ -5,8 +5,8 @@ import { resolveInRoot } from '../../core/safe-path.js';
 interface Stub {
   /** Relative to the rootfs, after resolving links inside it. */
   readonly rel: string;
-  /** The parent's times before the step, restored once the stub is gone. */
-  readonly parentTimes?: { atime: Date; mtime: Date };
+  /** The parent's times (seconds, µs precision) before the step, restored once the stub is gone. */
+  readonly parentTimes?: { atime: number; mtime: number };
 }
 
 /**
@@ -37,7 +37,7 @@ export class MountStubs {
           seen.add(relPrefix);
           const parent = path.join(stubs.root, ...parts.slice(0, i - 1));
           const st = await lstat(parent).catch(() => undefined);
-          stubs.stubs.push({ rel: relPrefix, ...(st ? { parentTimes: { atime: st.atime, mtime: st.mtime } } : {}) });
+          stubs.stubs.push({ rel: relPrefix, ...(st ? { parentTimes: { atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 } } : {}) });
         }
         // Everything below a missing component is missing too; its parent times are not worth keeping.
         for (let j = i + 1; j <= parts.length; j++) {

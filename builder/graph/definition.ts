@@ -31,6 +31,8 @@ export interface BuildDefinition {
   readonly warnings: readonly Warning[];
   /** Stage name per vertex, to honour --no-cache-filter. */
   readonly stageOf: ReadonlyMap<Digest, string>;
+  /** Image author (MAINTAINER), when the Dockerfile sets one. */
+  readonly author?: string;
 }
 
 /** What the frontend needs to know about a base image to give FROM its meaning (ENV, ONBUILD, ...). */

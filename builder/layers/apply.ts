@@ -36,7 +36,13 @@ export async function applyLayer(
   targetDir: string,
   opts: ApplyOptions = {},
 ): Promise<{ diffId: Digest; size: number }> {
-  const compression = compressionOfMediaType(mediaType);
+  let compression;
+  try {
+    compression = compressionOfMediaType(mediaType);
+  } catch (err) {
+    compressed.destroy();
+    throw err;
+  }
   const result = await extractStream(decompress(compressed, compression), targetDir, { ...opts, whiteouts: true });
   if (opts.expectedDiffId !== undefined && result.diffId !== opts.expectedDiffId) {
     throw new DigestMismatchError({ digest: opts.expectedDiffId }, { digest: result.diffId, size: result.size }, 'layer diff id');

@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
-import { constants, createReadStream, lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { constants, lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { digestFromHash, type Digest } from '../../core/digest.js';
+import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { PathMatcher } from '../../core/ignore.js';
 import { resolveSources } from './copy-sources.js';
 
@@ -108,6 +109,14 @@ export class ContextHasher {
   }
 }
 
+/** A context file changed type while it was being hashed. */
+export class ContextChangedError extends BuildliteError {
+  readonly code: ErrorCode = 'INVALID_ARGUMENT';
+  constructor(readonly relPath: string) {
+    super(`context file ${JSON.stringify(relPath)} changed while it was being read`);
+  }
+}
+
 /**
  * Walks one selection with the same include rules as the copier. Metadata
  * calls are synchronous on purpose: for thousands of small files the thread
@@ -189,8 +198,14 @@ class SelectionWalker {
     this.onRead?.(rel);
     const hash = createHash('sha256');
     // O_NOFOLLOW: a file swapped for a link after the lstat fails rather than being followed out.
-    const stream = createReadStream(host, { flags: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK, highWaterMark: READ_CHUNK });
-    for await (const chunk of stream) hash.update(chunk as Buffer);
+    const fh = await open(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      const now = await fh.stat({ bigint: true });
+      if (!now.isFile() || now.ino !== st.ino) throw new ContextChangedError(rel);
+      for await (const chunk of fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) hash.update(chunk as Buffer);
+    } finally {
+      await fh.close();
+    }
     const hex = hash.digest('hex');
     this.cache.set(key, hex);
     this.markDirty();

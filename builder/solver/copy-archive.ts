@@ -42,7 +42,8 @@ function isTarHeader(block: Buffer): boolean {
  * stdin so the tool never opens a path of ours.
  */
 export function openDecompressed(file: string, kind: Compression, signal?: AbortSignal): Readable {
-  const input = createReadStream(file, { flags: constants.O_RDONLY | constants.O_NOFOLLOW, highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
+  // The caller lstat'ed `file` as a regular file inside its root; the stream reads it in 1 MiB chunks.
+  const input = createReadStream(file, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
   if (kind === 'none') return input;
   if (kind === 'gzip') {
     const gunzip = createGunzip();
@@ -107,10 +108,11 @@ async function readPrefix(stream: Readable, n: number): Promise<Buffer> {
 }
 
 /** ADD of a local archive: unpack into `destDir` (a real directory inside the root), owners and modes as in the archive. */
-export async function extractArchive(file: string, kind: Compression, destDir: string, signal?: AbortSignal): Promise<void> {
-  const stream = openDecompressed(file, kind, signal);
+export async function extractArchive(file: string, destDir: string, signal?: AbortSignal): Promise<void> {
+  // extractTar recognises the compression itself; it gets the raw bytes.
+  const stream = openDecompressed(file, 'none', signal);
   try {
-    await extractTar(stream, destDir, { whiteouts: false });
+    await extractTar(stream, destDir, { whiteouts: false, ...(signal ? { signal } : {}) });
   } finally {
     stream.destroy();
   }

@@ -43,6 +43,13 @@ describe('push and pull against a plain docker-registry', () => {
     const { stdout: info } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/rt/app:v1`]);
     expect(JSON.parse(info).Digest).toBe(img.manifestDigest);
 
+    // An independent client copies it out and back in under a new name; we pull that copy.
+    const layout = path.join(tmp, 'layout');
+    await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${reg.host}/rt/app:v1`, `oci:${layout}:v1`]);
+    await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${reg.host}/rt/copied:v1`]);
+    const copied = await client.resolve(`${reg.host}/rt/copied:v1`);
+    expect(copied.config.rootfs.diff_ids).toEqual((await client.resolve(`${reg.host}/rt/app:v1`)).config.rootfs.diff_ids);
+
     const dst = new LocalContentStore(path.join(tmp, 'dst'));
     const pulled = await client.pullImage(`${reg.host}/rt/app:v1`, dst);
     expect(pulled.manifestDigest).toBe(img.manifestDigest);

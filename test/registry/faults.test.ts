@@ -1,0 +1,125 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalContentStore } from '../../cache/index.js';
+import { RegistryClient, RegistryError, staticCredentials } from '../../registry-client/index.js';
+import { startFaultServer, startOriginRecorder, type FaultServer } from '../helpers/fault-server.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTestImage, type TestImage } from './image-fixture.js';
+
+const USER = 'ci';
+const PASSWORD = 'fault-secret-Pw9';
+const basic = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+
+describe('registry faults through a real proxy', () => {
+  let reg: TestRegistry;
+  let fault: FaultServer;
+  let tmp: string;
+  let src: LocalContentStore;
+  let img: TestImage;
+  let n = 0;
+  const client = (opts: { retries?: number } = {}) =>
+    new RegistryClient({ credentials: staticCredentials({ [fault.host]: { username: USER, password: PASSWORD } }), maxRetryDelayMs: 2000, ...opts });
+  const fresh = () => new LocalContentStore(path.join(tmp, `store-${n++}`));
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'buildlite-faults-'));
+    reg = await startRegistry({ htpasswd: { user: USER, password: PASSWORD } });
+    fault = await startFaultServer(reg.url);
+    src = new LocalContentStore(path.join(tmp, 'src'));
+    img = await makeTestImage(src, { layers: 3, layerBytes: 64 * 1024 });
+    await using c = client();
+    await c.pushImage(`${fault.host}/f/base:1`, img, src);
+  });
+  afterAll(async () => {
+    await fault?.stop();
+    await reg?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('the 2nd blob upload fails with 500: the push retries and succeeds', async () => {
+    const fresh = await makeTestImage(src, { layers: 3 });
+    fault.faults = { failUpload: { nth: 2 } };
+    const start = fault.requests.length;
+    await using c = client();
+    expect(await c.pushImage(`${fault.host}/f/upload:1`, fresh, src)).toBe(fresh.manifestDigest);
+    const reqs = fault.requests.slice(start);
+    expect(reqs.filter((r) => r.fault === 'fail-upload')).toHaveLength(1);
+    expect(reqs.filter((r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/') && r.status === 201)).toHaveLength(fresh.blobs.length);
+    fault.faults = {};
+  });
+
+  it('every upload fails: a clear retryable REGISTRY error, and no manifest is PUT', async () => {
+    const fresh = await makeTestImage(src, { layers: 1 });
+    fault.faults = { failUpload: { nth: 1, times: 1000 } };
+    const start = fault.requests.length;
+    await using c = client({ retries: 0 });
+    const err = (await c.pushImage(`${fault.host}/f/never:1`, fresh, src).catch((e: unknown) => e)) as RegistryError;
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe('REGISTRY');
+    expect(err.status).toBe(500);
+    expect(err.retryable).toBe(true);
+    expect(err.message).toMatch(/injected upload failure/);
+    expect(err.message).not.toMatch(/_state=(?!REDACTED)/);
+    expect(fault.requests.slice(start).some((r) => r.path.includes('/manifests/'))).toBe(false);
+    fault.faults = {};
+  });
+
+  it('429 with Retry-After is honoured', async () => {
+    fault.faults = { throttle: { times: 1, retryAfter: 1 } };
+    await using c = client();
+    const t0 = Date.now();
+    const r = await c.resolve(`${fault.host}/f/base:1`);
+    expect(r.manifestDigest).toBe(img.manifestDigest);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(fault.requests.some((q) => q.fault === 'throttle')).toBe(true);
+  });
+
+  it('a connection reset mid-body is retried and the pull succeeds', async () => {
+    fault.faults = { resetBlobGet: { times: 1 } };
+    await using c = client();
+    const store = fresh();
+    const pulled = await c.pullImage(`${fault.host}/f/base:1`, store);
+    expect(fault.requests.filter((q) => q.fault === 'reset')).toHaveLength(1);
+    for (const l of pulled.manifest.layers) expect(await store.stat(l.digest)).toEqual({ digest: l.digest, size: l.size });
+    fault.faults = {};
+  });
+
+  it('resets that never stop: the pull fails with a clear error and stores nothing partial', async () => {
+    fault.faults = { resetBlobGet: { times: 1000 } };
+    await using c = client({ retries: 1 });
+    const store = fresh();
+    await expect(c.pullImage(`${fault.host}/f/base:1`, store)).rejects.toThrow();
+    for (const l of img.layers) expect(await store.stat(l.digest)).toBeUndefined();
+    expect(await store.stat(img.manifestDigest)).toBeUndefined();
+    fault.faults = {};
+  });
+
+  it('a blob whose bytes do not match its digest fails the pull with DIGEST_MISMATCH', async () => {
+    fault.faults = { corruptBlob: true };
+    await using c = client();
+    const store = fresh();
+    // The config is a blob too: corrupted, resolve already fails.
+    const err = await c.pullImage(`${fault.host}/f/base:1`, store).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect((err as Error).message).toMatch(/digest mismatch/);
+    for (const l of img.layers) expect(await store.stat(l.digest)).toBeUndefined();
+    fault.faults = {};
+  });
+
+  it('blob GETs redirected to another origin get no credentials there', async () => {
+    await using other = await startOriginRecorder(reg.url, basic);
+    fault.faults = { redirectBlobsTo: other.origin };
+    const start = fault.requests.length;
+    await using c = client();
+    const store = fresh();
+    const pulled = await c.pullImage(`${fault.host}/f/base:1`, store);
+    expect(pulled.manifestDigest).toBe(img.manifestDigest);
+    expect(other.requests.length).toBe(img.blobs.length);
+    for (const r of other.requests) expect(r.authorization).toBeUndefined();
+    // …while the registry's own origin did get them.
+    expect(fault.requests.slice(start).some((r) => r.authorization === basic)).toBe(true);
+    fault.faults = {};
+  });
+});
