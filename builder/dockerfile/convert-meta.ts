@@ -53,7 +53,7 @@ export function dispatchEnvLabel(st: StageState, ins: KeyValueInstruction, ctx: 
     if (ins.kind === 'ENV') setEnv(st.config, key, value);
     else st.config.Labels = { ...(st.config.Labels ?? {}), [key]: value };
   }
-  const text = pairs.map((p) => (ins.kind === 'ENV' ? `${p.key}=${p.value}` : `${JSON.stringify(p.key)}=${JSON.stringify(p.value)}`));
+  const text = pairs.map((p) => `${p.key}=${p.value}`);
   pushHistory(st, `${ins.kind} ${text.join(' ')}`);
 }
 

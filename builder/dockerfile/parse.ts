@@ -74,10 +74,20 @@ function toRaw(node: AstInstruction, escape: string, range: SourceRange): RawIns
   const full = node.getTextContent();
   const rawArgs = full.startsWith(keyword) ? full.slice(keyword.length) : full.replace(/^\s*\S+/, '');
   const { line, rest } = joinLogicalLine(rawArgs, escape);
-  const hasHeredocs = typeof (node as unknown as { getHeredocs?: () => unknown[] }).getHeredocs === 'function'
-    && ((node as unknown as { getHeredocs: () => unknown[] }).getHeredocs().length > 0);
-  const heredocs = hasHeredocs && /^(RUN|COPY|ADD|ONBUILD)$/i.test(keyword) ? readHeredocs(line, rest) : [];
+  const heredocs = /^(RUN|COPY|ADD|ONBUILD)$/i.test(keyword) && line.includes('<<') && astSeesHeredocs(node, rest)
+    ? readHeredocs(line, rest)
+    : [];
   return { keyword, original: `${keyword} ${line}`.trim(), rest: line, heredocs, range };
+}
+
+/**
+ * A `<<WORD` is a heredoc only when the instruction carries body lines.
+ * Asking dockerfile-ast is slow (it re-tokenises), so it is the tie-breaker only.
+ */
+function astSeesHeredocs(node: AstInstruction, rest: readonly string[]): boolean {
+  if (rest.length > 0) return true;
+  const get = (node as unknown as { getHeredocs?: () => unknown[] }).getHeredocs;
+  return typeof get === 'function' && get.call(node).length > 0;
 }
 
 /**

@@ -58,7 +58,7 @@ export class ContextHasher {
     const ignore = new PathMatcher(opts.ignore);
     const exclude = new PathMatcher(opts.excludes);
     const sources = await resolveSources(root, paths, false, { ignore, exclude }, signal);
-    const walker = new SelectionWalker(root, ignore, exclude, cache, this.options.onRead, () => {
+    const walker = new SelectionWalker(ignore, exclude, cache, this.options.onRead, () => {
       this.dirty = true;
     });
     const h = createHash('sha256');
@@ -124,9 +124,9 @@ export class ContextChangedError extends BuildliteError {
  */
 class SelectionWalker {
   private readonly links = new Map<string, string>();
+  private buf?: Buffer;
 
   constructor(
-    private readonly root: string,
     private readonly ignore: PathMatcher,
     private readonly exclude: PathMatcher,
     private readonly cache: Map<string, string>,
@@ -137,19 +137,30 @@ class SelectionWalker {
   /** Hash one entry (and, for a directory, what the copier would take from under it). Returns whether anything was recorded. */
   async entry(h: Hash, host: string, rel: string, exRel: string, outRel: string, top: boolean, signal?: AbortSignal): Promise<boolean> {
     const st = lstatSync(host, { bigint: true });
+    if (!st.isDirectory()) {
+      const line = this.leafLine(host, rel, outRel, st);
+      h.update(typeof line === 'string' ? line : await line);
+      return true;
+    }
+    return this.dir(h, host, st, rel, exRel, outRel, top, signal);
+  }
+
+  private async dir(h: Hash, host: string, st: BigIntStats, rel: string, exRel: string, outRel: string, top: boolean, signal?: AbortSignal): Promise<boolean> {
     const mode = (Number(st.mode) & 0o7777).toString(8);
-    if (st.isDirectory()) {
-      const lazy = !top && (this.ignore.matches(rel) || this.exclude.matches(exRel));
-      // A dir that is excluded but may hold re-included files exists only if one of them does.
-      const sub = lazy ? createHash('sha256') : h;
-      let any = false;
-      const names = readdirSync(host).sort();
-      for (const name of names) {
-        signal?.throwIfAborted();
-        const cRel = rel === '' ? name : `${rel}/${name}`;
-        const cEx = exRel === '' ? name : `${exRel}/${name}`;
-        const cOut = outRel === '' ? name : `${outRel}/${name}`;
-        const cst = lstatSync(path.join(host, name));
+    const lazy = !top && (this.ignore.matches(rel) || this.exclude.matches(exRel));
+    // A dir that is excluded but may hold re-included files exists only if one of them does.
+    const sub = lazy ? createHash('sha256') : h;
+    let any = false;
+    if (!lazy) h.update(`dir\0${outRel}\0${mode}\n`);
+    const filtering = !this.ignore.empty || !this.exclude.empty;
+    for (const name of readdirSync(host).sort()) {
+      signal?.throwIfAborted();
+      const cRel = rel === '' ? name : `${rel}/${name}`;
+      const cEx = exRel === '' ? name : `${exRel}/${name}`;
+      const cOut = outRel === '' ? name : `${outRel}/${name}`;
+      const cHost = path.join(host, name);
+      const cst = lstatSync(cHost, { bigint: true });
+      if (filtering) {
         const ignored = this.ignore.matches(cRel);
         const excluded = this.exclude.matches(cEx);
         if (cst.isDirectory()) {
@@ -157,44 +168,50 @@ class SelectionWalker {
         } else if (ignored || excluded) {
           continue;
         }
-        if (await this.entry(sub, path.join(host, name), cRel, cEx, cOut, false, signal)) any = true;
       }
-      const line = `dir\0${outRel}\0${mode}\n`;
-      if (!lazy) {
-        h.update(line);
-        return true;
+      if (cst.isDirectory()) {
+        if (await this.dir(sub, cHost, cst, cRel, cEx, cOut, false, signal)) any = true;
+      } else {
+        // Cache hits stay synchronous: no promise per file on a warm rebuild.
+        const line = this.leafLine(cHost, cRel, cOut, cst);
+        sub.update(typeof line === 'string' ? line : await line);
+        any = true;
       }
-      if (!any) return false;
-      h.update(line);
-      h.update(`sub\0${sub.digest('hex')}\n`);
-      return true;
     }
-    if (st.isSymbolicLink()) {
-      h.update(`symlink\0${outRel}\0${readlinkSync(host)}\n`);
-      return true;
-    }
-    if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      if (st.nlink > 1n) {
-        const first = this.links.get(key);
-        if (first !== undefined) {
-          h.update(`hardlink\0${outRel}\0${first}\n`);
-          return true;
-        }
-        this.links.set(key, outRel);
-      }
-      h.update(`file\0${outRel}\0${mode}\0${await this.contentHash(host, rel, st)}\n`);
-      return true;
-    }
-    const kind = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
-    h.update(`${kind}\0${outRel}\0${mode}\0${st.rdev}\n`);
+    if (!lazy) return true;
+    if (!any) return false;
+    h.update(`dir\0${outRel}\0${mode}\n`);
+    h.update(`sub\0${sub.digest('hex')}\n`);
     return true;
   }
 
-  private async contentHash(host: string, rel: string, st: BigIntStats): Promise<string> {
-    const key = `${rel}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.mode}`;
-    const hit = this.cache.get(key);
-    if (hit !== undefined) return hit;
+  /** The record of a non-directory; a promise only when file content must be read. */
+  private leafLine(host: string, rel: string, outRel: string, st: BigIntStats): string | Promise<string> {
+    const mode = (Number(st.mode) & 0o7777).toString(8);
+    if (st.isSymbolicLink()) return `symlink\0${outRel}\0${readlinkSync(host)}\n`;
+    if (st.isFile()) {
+      if (st.nlink > 1n) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = this.links.get(key);
+        if (first !== undefined) return `hardlink\0${outRel}\0${first}\n`;
+        this.links.set(key, outRel);
+      }
+      const prefix = `file\0${outRel}\0${mode}\0`;
+      const cacheKey = `${rel}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.mode}`;
+      const hit = this.cache.get(cacheKey);
+      if (hit !== undefined) return `${prefix}${hit}\n`;
+      return this.readHash(host, rel, st).then((hex) => {
+        this.cache.set(cacheKey, hex);
+        this.markDirty();
+        return `${prefix}${hex}\n`;
+      });
+    }
+    // FIFOs, devices and sockets are recorded by type and device number, never opened.
+    const kind = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
+    return `${kind}\0${outRel}\0${mode}\0${st.rdev}\n`;
+  }
+
+  private async readHash(host: string, rel: string, st: BigIntStats): Promise<string> {
     this.onRead?.(rel);
     const hash = createHash('sha256');
     // O_NOFOLLOW: a file swapped for a link after the lstat fails rather than being followed out.
@@ -202,13 +219,16 @@ class SelectionWalker {
     try {
       const now = await fh.stat({ bigint: true });
       if (!now.isFile() || now.ino !== st.ino) throw new ContextChangedError(rel);
-      for await (const chunk of fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) hash.update(chunk as Buffer);
+      // One 1 MiB buffer per walk, reused: files are hashed one after another.
+      this.buf ??= Buffer.allocUnsafe(READ_CHUNK);
+      for (;;) {
+        const { bytesRead } = await fh.read(this.buf, 0, READ_CHUNK, null);
+        if (bytesRead === 0) break;
+        hash.update(this.buf.subarray(0, bytesRead));
+      }
     } finally {
       await fh.close();
     }
-    const hex = hash.digest('hex');
-    this.cache.set(key, hex);
-    this.markDirty();
-    return hex;
+    return hash.digest('hex');
   }
 }

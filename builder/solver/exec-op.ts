@@ -11,14 +11,14 @@ import type { ExecDef, ExecMount } from '../graph/index.js';
 import { writeLayer } from '../layers/index.js';
 import { ExecError } from './errors.js';
 import { LogSink } from './log-sink.js';
-import { missingTargets, removeStubs } from './step-mounts.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
 import type { OpContext, VertexResult } from './types.js';
 
-/** Files the executor binds over /etc; they need no stub cleanup from us. */
-const EXECUTOR_OWNED = new Set(['/etc/hosts', '/etc/resolv.conf', '/etc/hostname']);
-
-/** RUN: a fresh snapshot on the root input, the process in the sandbox, the upper dir as the new layer. */
+/**
+ * RUN: a fresh snapshot on the root input, the process in the sandbox, the
+ * upper dir as the new layer. Mount-target stubs runc creates are removed by
+ * the executor, so `--mount` leaves nothing in the layer.
+ */
 export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
   const { deps, opts, vertex } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
@@ -36,7 +36,6 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
     const mount = await this_mount(m, inputs, ctx, stack, secretEnv);
     if (mount) extra.push(mount);
   }
-  const stubs = await missingTargets(merged, extra.map((m) => m.target!).filter((t) => !EXECUTOR_OWNED.has(t)));
 
   const logs = new LogSink(vertex.digest, opts.emit, [...opts.secrets.values()]);
   const user = def.user.group !== undefined ? `${def.user.user}:${def.user.group}` : def.user.user;
@@ -57,14 +56,14 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   if (result.exitCode !== 0 || result.signal || result.timedOut) {
     throw new ExecError(vertex.digest, def.args.join(' '), result);
   }
-  await removeStubs(merged, stubs);
   await unmountRoot();
 
   const layer = await writeLayer(step.mounts, deps.store, {
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
   });
-  return commitLayer(ctx, step, rootLayers, layer);
+  // await before the stack unwinds: it removes the snapshot unless the commit is done.
+  return await commitLayer(ctx, step, rootLayers, layer);
 }
 
 // Named so the stack trace says which --mount failed.

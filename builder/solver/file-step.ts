@@ -47,5 +47,6 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
   });
-  return commitLayer(ctx, step, rootLayers, layer);
+  // await before the stack unwinds: it removes the snapshot unless the commit is done.
+  return await commitLayer(ctx, step, rootLayers, layer);
 }

@@ -1,0 +1,179 @@
+/**
+ * Import rules of STYLE.md §4.2, plus no-circular and "enter another folder
+ * only through its index.ts", enforced by dependency-cruiser inside `npm test`.
+ *
+ * Why the check reads the compiled `dist/` tree and not the .ts sources:
+ * dependency-cruiser 17 parses TypeScript only through the `typescript`
+ * package's JS API (versions 2 to 6); typescript 7 (the native compiler we
+ * use) has no such API, so .ts files would be silently skipped and the check
+ * would pass on nothing. tsc maps every source file 1:1 to dist/, so a module
+ * path like `dist/builder/solver/solver.js` names `builder/solver/solver.ts`.
+ * The cost: `import type` lines are erased by tsc and are not checked here;
+ * every import that exists at run time is. scripts/depcheck.sh builds first.
+ *
+ * Every pattern accepts both `dist/core/x.js` and `core/x.ts`, so the same rules
+ * hold if a TypeScript-capable parser is added later.
+ */
+
+const P = '^(?:dist/)?';
+const EXT = '\\.(?:js|ts)$';
+
+/** Folder names, as regex fragments (anchored by P). */
+const F = {
+  core: 'core/',
+  registryClient: 'registry-client/',
+  cache: 'cache/',
+  dockerfile: 'builder/dockerfile/',
+  graph: 'builder/graph/',
+  solver: 'builder/solver/',
+  executor: 'builder/executor/',
+  snapshot: 'builder/snapshot/',
+  layers: 'builder/layers/',
+  image: 'builder/image/',
+  // Files directly in builder/ (index.ts and the few helpers it wires together).
+  builderRoot: `builder/[^/]+${EXT}`,
+  builderIndex: `builder/index${EXT}`,
+  builderAny: 'builder/',
+  worker: 'worker/',
+  workerIndex: `worker/index${EXT}`,
+  workerJobs: `worker/jobs${EXT}`,
+  workerEmbeddedQueue: `worker/embedded-queue${EXT}`,
+  api: 'api/',
+  apiIndex: `api/index${EXT}`,
+  cli: 'cli/',
+};
+
+const ours = ['core', 'registry-client', 'cache', 'builder', 'worker', 'api', 'cli'];
+const OURS = `${P}(?:${ours.join('|')})/`;
+
+const re = (...frags) => `${P}(?:${frags.join('|')})`;
+
+/**
+ * The table of §4.2: for each importing folder, what it may import of ours.
+ * Anything of ours not listed is forbidden. npm packages and node: builtins are
+ * not restricted here (see `no-service-libs-below-worker` for the exception).
+ */
+const TABLE = [
+  { from: F.core, allow: [F.core], why: 'core is the leaf: it imports nothing of ours' },
+  { from: F.registryClient, allow: [F.core, F.registryClient], why: 'registry-client imports core only' },
+  { from: F.cache, allow: [F.core, F.cache, F.registryClient], why: 'cache imports core (and registry-client for the remote cache)' },
+  { from: F.dockerfile, allow: [F.core, F.dockerfile, F.graph], why: 'the frontend emits graph vertices and nothing else' },
+  { from: F.graph, allow: [F.core, F.graph], why: 'builder/graph imports core only' },
+  { from: F.snapshot, allow: [F.core, F.snapshot], why: 'builder/snapshot imports core only (mounts are data in core/mount.ts)' },
+  { from: F.executor, allow: [F.core, F.executor], why: 'builder/executor imports core only: it takes Mount[] and knows no snapshots' },
+  { from: F.layers, allow: [F.core, F.layers, F.cache], why: 'builder/layers imports core and cache' },
+  { from: F.image, allow: [F.core, F.image, F.layers, F.cache, F.registryClient], why: 'builder/image imports core, layers, cache, registry-client' },
+  {
+    from: F.solver,
+    allow: [F.core, F.solver, F.cache, F.graph, F.executor, F.snapshot, F.layers, F.image],
+    why: 'the solver is the only part that knows graph, executor, snapshot, layers and image together',
+  },
+  { from: F.builderRoot, allow: [F.core, F.registryClient, F.cache, F.builderAny], why: 'builder/index.ts wires the builder together' },
+  { from: F.worker, allow: [F.core, F.worker, F.registryClient, F.cache, F.builderIndex], why: 'worker uses the builder only through builder/index.ts' },
+  { from: F.api, allow: [F.core, F.api, F.workerJobs], why: 'api knows the queue only through worker/jobs.ts' },
+  {
+    from: F.cli,
+    // Deviation from §4.2, on purpose: the cli is the composition root of the
+    // `buildlite serve` and `buildlite worker` processes (issue 7), so it may
+    // enter api/ and worker/ through their index.ts (which also carries the
+    // API client); it still never reaches their internals.
+    allow: [F.core, F.cli, F.builderIndex, F.workerEmbeddedQueue, F.workerIndex, F.apiIndex],
+    why: 'cli uses builder/index.ts, worker/embedded-queue.ts and the index.ts of api/ and worker/',
+  },
+];
+
+const tableRules = TABLE.map(({ from, allow, why }) => ({
+  name: `layer:${from.replace(/\[.*$/, '').replace(/\/$/, '') || 'builder'}`,
+  comment: why,
+  severity: 'error',
+  from: { path: `${P}${from}` },
+  to: { path: OURS, pathNot: re(...allow) },
+}));
+
+/**
+ * Enter another top-level folder (or another builder subfolder) only through
+ * its index.ts. core is exempt (its files are imported by path: it has no
+ * internals to hide), and so are the two files §4.2 names on purpose.
+ */
+const indexRules = [
+  {
+    name: 'through-index:top-level',
+    comment: 'import another top-level folder only through its index.ts',
+    severity: 'error',
+    from: { path: `${P}(registry-client|cache|worker|api|cli)/` },
+    to: {
+      path: `${P}(?:registry-client|cache|worker|api|cli)/`,
+      pathNot: [`${P}$1/`, `${P}[^/]+/index${EXT}`, re(F.workerJobs, F.workerEmbeddedQueue)],
+    },
+  },
+  {
+    name: 'through-index:into-builder',
+    comment: 'import builder/ from outside only through builder/index.ts',
+    severity: 'error',
+    from: { path: `${P}(?:registry-client|cache|worker|api|cli)/` },
+    to: { path: `${P}builder/`, pathNot: re(F.builderIndex) },
+  },
+  {
+    name: 'through-index:builder-subfolders',
+    comment: 'a builder subfolder imports another only through its index.ts',
+    severity: 'error',
+    from: { path: `${P}builder/([^/]+)/` },
+    to: { path: `${P}builder/[^/]+/`, pathNot: [`${P}builder/$1/`, `${P}builder/[^/]+/index${EXT}`] },
+  },
+  {
+    name: 'through-index:builder-root',
+    comment: 'builder/index.ts enters builder subfolders and other folders through their index.ts',
+    severity: 'error',
+    from: { path: `${P}${F.builderRoot}` },
+    to: { path: `${P}(?:builder/[^/]+|registry-client|cache)/`, pathNot: `${P}(?:builder/[^/]+|registry-client|cache)/index${EXT}` },
+  },
+];
+
+const otherRules = [
+  {
+    name: 'no-circular',
+    comment: 'cycles make load order matter and layers meaningless',
+    severity: 'error',
+    from: {},
+    to: { circular: true },
+  },
+  {
+    name: 'cache-registry-client-remote-only',
+    comment: 'cache may use registry-client for the remote cache only (cache/remote-cache*)',
+    severity: 'error',
+    from: { path: `${P}cache/`, pathNot: `${P}cache/remote-cache` },
+    to: { path: `${P}registry-client/` },
+  },
+  {
+    name: 'no-service-libs-below-worker',
+    comment: 'no part below worker/ imports BullMQ, ioredis or gRPC (DESIGN.md: the builder knows nothing of them)',
+    severity: 'error',
+    from: { path: `${P}(?:core|registry-client|cache|builder)/` },
+    to: { path: 'node_modules/(?:bullmq|ioredis|@grpc/)' },
+  },
+  {
+    name: 'not-to-unresolvable',
+    comment: 'an import that cannot be resolved is a broken build or a missing dependency',
+    severity: 'error',
+    from: {},
+    to: { couldNotResolve: true },
+  },
+];
+
+module.exports = {
+  forbidden: [...tableRules, ...indexRules, ...otherRules],
+  options: {
+    // Tests may reach anywhere to set things up; they are checked by tsc, not here.
+    exclude: { path: '(?:\\.test\\.(?:js|ts)$|(?:^|/)test/|\\.map$)' },
+    doNotFollow: { path: 'node_modules' },
+    moduleSystems: ['es6', 'cjs'],
+    // We are an ESM package: resolve npm packages as Node's `import` does.
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'node', 'default'],
+      mainFields: ['module', 'main'],
+    },
+    // Only what the rules need: makes the run fast.
+    skipAnalysisNotInRules: true,
+  },
+};
