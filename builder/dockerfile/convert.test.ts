@@ -200,7 +200,7 @@ describe('COPY/ADD table', () => {
     const locals = [...def.graph.vertices.values()].filter((v) => v.def.kind === 'local');
     expect(locals).toHaveLength(1);
     expect(locals[0]?.def).toMatchObject({ kind: 'local', name: 'context' });
-    expect((locals[0]?.def as { excludes: string[] }).excludes.length).toBe(2);
+    expect((locals[0]?.def as unknown as { excludes: string[] }).excludes.length).toBe(2);
   });
 
   it('expands heredoc COPY bodies (variables only) unless the delimiter is quoted', async () => {

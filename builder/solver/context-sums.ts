@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants, lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -61,13 +61,15 @@ export class ContextHasher {
     const walker = new SelectionWalker(ignore, exclude, cache, this.options.onRead, () => {
       this.dirty = true;
     });
-    const h = createHash('sha256');
-    h.update('buildlite.copy-selection.v1\n');
+    const records: Rec[] = ['buildlite.copy-selection.v1\n'];
     for (const [i, src] of sources.entries()) {
       signal?.throwIfAborted();
-      h.update(`source\0${i}\0${src.name}\n`);
-      await walker.entry(h, src.host, src.rel, src.excludeBase, '', true, signal);
+      records.push(`source\0${i}\0${src.name}\n`);
+      walker.entry(records, src.host, src.rel, src.excludeBase, signal);
     }
+    // Records are fed in walk order; only cache misses are promises, read a few at a time.
+    const h = createHash('sha256');
+    for (const r of records) h.update(typeof r === 'string' ? r : await r);
     await this.save();
     return digestFromHash(h);
   }
@@ -117,14 +119,22 @@ export class ContextChangedError extends BuildliteError {
   }
 }
 
+/** One line of the selection's pre-image; a promise while file content is being read. */
+type Rec = string | Promise<string>;
+
+/** Reads in flight at once on a cold context: enough to hide latency, few enough to keep fds and memory small. */
+const MAX_READS = 16;
+
 /**
  * Walks one selection with the same include rules as the copier. Metadata
  * calls are synchronous on purpose: for thousands of small files the thread
- * pool round trip of the async API costs more than the stat itself.
+ * pool round trip of the async API costs more than the stat itself, and a warm
+ * walk then makes no promise per file.
  */
 class SelectionWalker {
   private readonly links = new Map<string, string>();
-  private buf?: Buffer;
+  private reading = 0;
+  private readonly waiters: Array<() => void> = [];
 
   constructor(
     private readonly ignore: PathMatcher,
@@ -134,24 +144,17 @@ class SelectionWalker {
     private readonly markDirty: () => void,
   ) {}
 
-  /** Hash one entry (and, for a directory, what the copier would take from under it). Returns whether anything was recorded. */
-  async entry(h: Hash, host: string, rel: string, exRel: string, outRel: string, top: boolean, signal?: AbortSignal): Promise<boolean> {
+  /** Record a top-level source: a directory with what the copier takes from it, or one entry. */
+  entry(out: Rec[], host: string, rel: string, exRel: string, signal?: AbortSignal): void {
     const st = lstatSync(host, { bigint: true });
-    if (!st.isDirectory()) {
-      const line = this.leafLine(host, rel, outRel, st);
-      h.update(typeof line === 'string' ? line : await line);
-      return true;
-    }
-    return this.dir(h, host, st, rel, exRel, outRel, top, signal);
+    if (st.isDirectory()) this.dir(out, host, st, rel, exRel, '', false, signal);
+    else out.push(this.leaf(host, rel, '', st));
   }
 
-  private async dir(h: Hash, host: string, st: BigIntStats, rel: string, exRel: string, outRel: string, top: boolean, signal?: AbortSignal): Promise<boolean> {
-    const mode = (Number(st.mode) & 0o7777).toString(8);
-    const lazy = !top && (this.ignore.matches(rel) || this.exclude.matches(exRel));
-    // A dir that is excluded but may hold re-included files exists only if one of them does.
-    const sub = lazy ? createHash('sha256') : h;
-    let any = false;
-    if (!lazy) h.update(`dir\0${outRel}\0${mode}\n`);
+  /** A lazy dir (excluded, but with re-included paths below) is recorded only if something under it is. */
+  private dir(out: Rec[], host: string, st: BigIntStats, rel: string, exRel: string, outRel: string, lazy: boolean, signal?: AbortSignal): void {
+    const mark = out.length;
+    out.push(`dir\0${outRel}\0${(Number(st.mode) & 0o7777).toString(8)}\n`);
     const filtering = !this.ignore.empty || !this.exclude.empty;
     for (const name of readdirSync(host).sort()) {
       signal?.throwIfAborted();
@@ -160,33 +163,25 @@ class SelectionWalker {
       const cOut = outRel === '' ? name : `${outRel}/${name}`;
       const cHost = path.join(host, name);
       const cst = lstatSync(cHost, { bigint: true });
+      let cLazy = false;
       if (filtering) {
         const ignored = this.ignore.matches(cRel);
         const excluded = this.exclude.matches(cEx);
         if (cst.isDirectory()) {
           if ((ignored && !this.ignore.mayIncludeUnder(cRel)) || (excluded && !this.exclude.mayIncludeUnder(cEx))) continue;
+          cLazy = ignored || excluded;
         } else if (ignored || excluded) {
           continue;
         }
       }
-      if (cst.isDirectory()) {
-        if (await this.dir(sub, cHost, cst, cRel, cEx, cOut, false, signal)) any = true;
-      } else {
-        // Cache hits stay synchronous: no promise per file on a warm rebuild.
-        const line = this.leafLine(cHost, cRel, cOut, cst);
-        sub.update(typeof line === 'string' ? line : await line);
-        any = true;
-      }
+      if (cst.isDirectory()) this.dir(out, cHost, cst, cRel, cEx, cOut, cLazy, signal);
+      else out.push(this.leaf(cHost, cRel, cOut, cst));
     }
-    if (!lazy) return true;
-    if (!any) return false;
-    h.update(`dir\0${outRel}\0${mode}\n`);
-    h.update(`sub\0${sub.digest('hex')}\n`);
-    return true;
+    if (lazy && out.length === mark + 1) out.length = mark;
   }
 
   /** The record of a non-directory; a promise only when file content must be read. */
-  private leafLine(host: string, rel: string, outRel: string, st: BigIntStats): string | Promise<string> {
+  private leaf(host: string, rel: string, outRel: string, st: BigIntStats): Rec {
     const mode = (Number(st.mode) & 0o7777).toString(8);
     if (st.isSymbolicLink()) return `symlink\0${outRel}\0${readlinkSync(host)}\n`;
     if (st.isFile()) {
@@ -200,11 +195,14 @@ class SelectionWalker {
       const cacheKey = `${rel}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.mode}`;
       const hit = this.cache.get(cacheKey);
       if (hit !== undefined) return `${prefix}${hit}\n`;
-      return this.readHash(host, rel, st).then((hex) => {
+      const read = this.readHash(host, rel, st).then((hex) => {
         this.cache.set(cacheKey, hex);
         this.markDirty();
         return `${prefix}${hex}\n`;
       });
+      // Awaited in order later; until then a failure must not count as unhandled.
+      read.catch(() => {});
+      return read;
     }
     // FIFOs, devices and sockets are recorded by type and device number, never opened.
     const kind = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
@@ -212,23 +210,30 @@ class SelectionWalker {
   }
 
   private async readHash(host: string, rel: string, st: BigIntStats): Promise<string> {
-    this.onRead?.(rel);
-    const hash = createHash('sha256');
-    // O_NOFOLLOW: a file swapped for a link after the lstat fails rather than being followed out.
-    const fh = await open(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    while (this.reading >= MAX_READS) await new Promise<void>((r) => this.waiters.push(r));
+    this.reading++;
     try {
-      const now = await fh.stat({ bigint: true });
-      if (!now.isFile() || now.ino !== st.ino) throw new ContextChangedError(rel);
-      // One 1 MiB buffer per walk, reused: files are hashed one after another.
-      this.buf ??= Buffer.allocUnsafe(READ_CHUNK);
-      for (;;) {
-        const { bytesRead } = await fh.read(this.buf, 0, READ_CHUNK, null);
-        if (bytesRead === 0) break;
-        hash.update(this.buf.subarray(0, bytesRead));
+      this.onRead?.(rel);
+      const hash = createHash('sha256');
+      // O_NOFOLLOW: a file swapped for a link after the lstat fails rather than being followed out.
+      const fh = await open(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      try {
+        const now = await fh.stat({ bigint: true });
+        if (!now.isFile() || now.ino !== st.ino) throw new ContextChangedError(rel);
+        // Sized to the file up to 1 MiB (plus one byte to see the end in one read), then reused per chunk.
+        const buf = Buffer.allocUnsafe(Math.min(Number(now.size) + 1, READ_CHUNK));
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) break;
+          hash.update(buf.subarray(0, bytesRead));
+        }
+      } finally {
+        await fh.close();
       }
+      return hash.digest('hex');
     } finally {
-      await fh.close();
+      this.reading--;
+      this.waiters.shift()?.();
     }
-    return hash.digest('hex');
   }
 }

@@ -86,7 +86,7 @@ describe('walking skeleton: Dockerfile in, image in a registry out', () => {
     expect(out).toContain('exit code: 3');
     expect(out).toMatch(/>>> RUN echo the-step-output && exit 3/);
     expect(out).toContain('Dockerfile:3');
-    expect(out).not.toContain('never\n');
+    expect(out).not.toMatch(/^#\d+ never$/m); // the step after the failure never ran
     await expect(sh('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`])).rejects.toThrow();
     expect(await mountsUnder(root)).toEqual([]);
     const { stdout: list } = await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'list', '-q']).catch(() => ({ stdout: '' }));

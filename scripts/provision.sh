@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Installs the Debian packages buildlite needs, when they are missing.
+#
+#   scripts/provision.sh [--test] [--quiet]
+#
+#   --test   also the tools the tests use to cross-check our output (skopeo, umoci, tmux)
+#   --quiet  say nothing unless something has to be installed or is wrong
+#
+# Idempotent: with everything present it does nothing (and prints nothing).
+# `apt-get update` runs at most once, and only when something is missing.
+# Not root, or not Debian/apt: prints exactly what to install and exits 1
+# without installing anything.
+set -euo pipefail
+
+want_test=0
+quiet=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --quiet) quiet=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "provision: unknown option $arg (use --test, --quiet)" >&2; exit 2 ;;
+  esac
+done
+
+say() { [ "$quiet" = 1 ] || echo "provision: $*"; }
+err() { echo "provision: $*" >&2; }
+
+# package:probe — the probe is a command on PATH, or an absolute path that must
+# exist. Probes are used where dpkg is not there (another distribution).
+runtime_pkgs=(
+  runc:runc                          # the sandbox for RUN steps
+  docker-registry:docker-registry    # a real registry for tests and local use
+  redis-server:redis-server          # the queue and event streams in service mode
+  busybox-static:/bin/busybox        # the bundled example's base image
+  attr:getfattr                      # xattr checks on unpacked layers
+  iproute2:ip                        # loopback up inside network=none sandboxes
+  xz-utils:xz                        # ADD of .tar.xz
+  bzip2:bzip2                        # ADD of .tar.bz2
+  openssl:openssl                    # test CAs for TLS registries
+  curl:curl
+  ca-certificates:/etc/ssl/certs/ca-certificates.crt
+  python3:python3                    # the conformance harness
+)
+test_pkgs=(
+  skopeo:skopeo                      # independent registry client to cross-check pushes
+  umoci:umoci                        # independent unpacker to cross-check images
+  tmux:tmux                          # drives the tty progress view in CLI tests
+)
+
+pkgs=("${runtime_pkgs[@]}")
+[ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
+
+is_debian=0
+if [ -r /etc/debian_version ] && command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  is_debian=1
+fi
+
+has_pkg() {
+  local name=${1%%:*} probe=${1#*:}
+  if [ "$is_debian" = 1 ]; then
+    # The package itself, not a look-alike binary: busybox-static must be static.
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed'
+  elif [[ "$probe" == /* ]]; then
+    [ -e "$probe" ]
+  else
+    command -v "$probe" >/dev/null 2>&1
+  fi
+}
+
+node_problem=""
+check_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    node_problem="Node.js and npm were not found."
+    return
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 20 ]; then
+    node_problem="Node.js $(node --version) is too old."
+  fi
+}
+
+missing=()
+for p in "${pkgs[@]}"; do
+  has_pkg "$p" || missing+=("${p%%:*}")
+done
+check_node
+
+node_help() {
+  err "$node_problem buildlite needs Node.js 20 or newer (with npm)."
+  err "  Install Node.js 20 or newer, then run this again. Debian 12's own 'nodejs'"
+  err "  package is version 18, which is too old."
+}
+
+# Node first: without it nothing else is of use, and we do not half-provision.
+if [ -n "$node_problem" ]; then
+  node_help
+  [ "${#missing[@]}" = 0 ] || err "also missing (Debian packages): ${missing[*]}"
+  exit 1
+fi
+
+if [ "${#missing[@]}" = 0 ]; then
+  exit 0
+fi
+
+if [ "$is_debian" != 1 ] || [ "$(id -u)" != 0 ]; then
+  if [ "$is_debian" != 1 ]; then
+    err "this is not a Debian-like system with apt; install these packages (Debian names) with your package manager:"
+  else
+    err "not running as root; these packages are missing:"
+  fi
+  err "  ${missing[*]}"
+  err "on Debian 12, as root:"
+  err "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+  exit 1
+fi
+
+say "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt_quiet=()
+[ "$quiet" = 1 ] && apt_quiet=(-qq)
+apt-get "${apt_quiet[@]}" update
+# Services some of these packages start (redis, the registry) are not needed:
+# tests start their own on free ports. policy-rc.d is not touched on purpose.
+apt-get "${apt_quiet[@]}" install -y --no-install-recommends "${missing[@]}"
+
+still=()
+for p in "${pkgs[@]}"; do
+  has_pkg "$p" || still+=("${p%%:*}")
+done
+if [ "${#still[@]}" != 0 ]; then
+  err "apt-get finished but these are still missing: ${still[*]}"
+  exit 1
+fi
+say "installed: ${missing[*]}"
