@@ -134,8 +134,11 @@ export class TreeCopier {
       await lutimes(dest, clamp(st.atime), clamp(st.mtime));
       return;
     }
-    // After chown: chown clears setuid/setgid.
-    await chmod(dest, this.opts.chmod ?? st.mode & 0o7777);
+    // After chown: chown clears setuid/setgid. A plain --chmod (<= 0777) replaces the
+    // permission bits and keeps the source's special bits, as BuildKit's copier does.
+    const chmodBits = this.opts.chmod;
+    const mode = chmodBits === undefined ? st.mode & 0o7777 : chmodBits > 0o777 ? chmodBits : (st.mode & 0o7000) | chmodBits;
+    await chmod(dest, mode);
     await utimes(dest, clamp(st.atime), clamp(st.mtime));
   }
 

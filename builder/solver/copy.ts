@@ -25,6 +25,7 @@ export function parseChmod(spec: string): number {
  * within it.
  */
 export async function copyAction(rootDir: string, action: CopyAction, ctx: FileOpContext, signal?: AbortSignal): Promise<void> {
+  rootDir = path.resolve(rootDir);
   const srcRoot = ctx.sourceDir(action.src);
   const ignorePatterns = ctx.sourceExcludes(action.src);
   const kind = ctx.sourceKind?.(action.src) ?? (ignorePatterns.length > 0 || action.literal ? 'context' : 'rootfs');
@@ -37,6 +38,8 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
   const intoDir = action.dest.endsWith('/') || path.posix.resolve('/', action.dest) === '/';
   const destHost = await resolveInRoot(rootDir, action.dest, true);
   const destIsDir = (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
+  // `dest` may be the root itself, which has no parent to create.
+  const destParent = destHost === rootDir ? destHost : path.dirname(destHost);
   if (sources.length > 1 && !intoDir && !destIsDir) {
     throw new FileOpError(
       `When using COPY with more than one source file, the destination must be a directory and end with a /: ${action.dest}`,
@@ -59,7 +62,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
     signal?.throwIfAborted();
     const st = await lstat(src.host);
     if (st.isDirectory()) {
-      await mkdirAllInRoot(rootDir, path.dirname(destHost), parentOwner, when);
+      await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
       const dir = await copier.prepareDir(destHost);
       await copier.copyDirContents(src.host, st, dir, src.rel, src.excludeBase);
       continue;
@@ -76,7 +79,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
       await mkdirAllInRoot(rootDir, destHost, parentOwner, when);
       await copier.copyNonDir(src.host, st, path.join(destHost, src.name));
     } else {
-      await mkdirAllInRoot(rootDir, path.dirname(destHost), parentOwner, when);
+      await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
       await copier.copyNonDir(src.host, st, destHost);
     }
   }

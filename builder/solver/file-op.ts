@@ -58,6 +58,7 @@ export async function applyFileActions(
   ctx: FileOpContext,
   signal?: AbortSignal,
 ): Promise<void> {
+  rootDir = path.resolve(rootDir);
   for (const action of actions) {
     signal?.throwIfAborted();
     if (action.op === 'copy') await copyAction(rootDir, action, ctx, signal);

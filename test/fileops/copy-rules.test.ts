@@ -119,6 +119,8 @@ describe('COPY path rules', () => {
     ['a top-level link to a dir copies the dir contents', [copy(['dir-link'], '/dl')], ['D /dl', 'F /dl/a.txt', 'D /dl/empty', 'D /dl/sub', 'F /dl/sub/b.txt', 'F /dl/sub/readme.md']],
     ['--exclude applies under the source', [copy(['tree'], '/e', { excludes: ['**/*.md', 'empty'] })], ['D /e', 'F /e/a.txt', 'D /e/sub', 'F /e/sub/b.txt']],
     ['--exclude applies to wildcard matches', [copy(['*.txt'], '/we/', { excludes: ['b.*'] })], ['D /we', 'F /we/a.txt', 'F /we/owned.txt']],
+    ['a dir into the root itself', [copy(['tree/sub'], '/')], ['F /b.txt', 'F /readme.md']],
+    ['a wildcard into the root', [copy(['[ab].txt'], '/')], ['F /a.txt', 'F /b.txt']],
     ['odd names and empty dirs', [copy(['odd'], '/o/')], ['D /o', 'F /o/-dash.txt', 'F /o/.hidden', 'D /o/empty dir', 'F /o/with space.txt', 'F /o/ünïcødé.txt']],
   ])('%s', async (_name, actions, want) => {
     expect(paths(await run(actions))).toEqual(want);
@@ -232,6 +234,23 @@ describe('owners, modes, times', () => {
     expect(lstatSync(path.join(rootDir, 'perms/null')).rdev).toBe(lstatSync(path.join(stageDir, 'p/null')).rdev);
   });
 
+  it.each<[string, string, string]>([
+    ['p/setuid', '755', '4755'],
+    ['p/setuid', '0700', '4700'],
+    ['p/owned', '2755', '2755'],
+    ['p/owned', '600', '0600'],
+  ])('--chmod on %s with %s gives %s', async (src, chmod, want) => {
+    const fs = await run([{ op: 'copy', src: 1, paths: [src], dest: '/f', excludes: [], add: false, chmod }]);
+    expect(fs.find((e) => e.path === '/f')?.mode).toBe(want);
+  });
+
+  it('stops when the signal is aborted', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('cancelled by test'));
+    await expect(applyFileActions(rootDir, [copy(['tree'], '/t')], fileCtx([ctxDir]), ac.signal)).rejects.toThrow(/cancelled by test/);
+    expect(readdirSync(rootDir)).toEqual([]);
+  });
+
   it('keeps mtimes, and clamps them to SOURCE_DATE_EPOCH', async () => {
     await run([{ op: 'copy', src: 1, paths: ['/p/setuid'], dest: '/kept', excludes: [], add: false }]);
     expect(lstatSync(path.join(rootDir, 'kept')).mtime.toISOString()).toBe('2020-01-02T03:04:05.000Z');
@@ -304,5 +323,47 @@ describe('mkdir and mkfile', () => {
       size: 22,
       sha256: '8244723637308ffe027837ebec0e9703d749d5ed05c25c7b91b5874f00547100',
     });
+  });
+});
+
+describe('ADD', () => {
+  let arch: string;
+  beforeAll(() => {
+    arch = path.join(base.dir, 'archives');
+    const tree = path.join(base.dir, 'archive-tree');
+    write(tree, 'pkg/run.sh', '#!/bin/sh\n', 0o755);
+    write(tree, 'pkg/owned.txt', 'owned\n', 0o600);
+    mkdirSync(arch);
+    execFileSync('tar', ['-cf', path.join(arch, 'plain.bin'), '-C', tree, '--owner=1000', '--group=50', '--numeric-owner', 'pkg']);
+    execFileSync('sh', ['-c', `gzip -c plain.bin > gz.data && bzip2 -c plain.bin > bz.data && xz -c plain.bin > xz.data && echo hello | gzip -c > notatar.gz && echo text > fake.tar`], { cwd: arch });
+  });
+
+  const add = (p: string, dest: string, extra: Partial<CopyAction> = {}): CopyAction => ({ op: 'copy', src: 2, paths: [p], dest, excludes: [], add: true, ...extra });
+  const runAdd = async (actions: FileAction[]) => {
+    await applyFileActions(rootDir, actions, fileCtx([ctxDir, stageDir, arch]));
+    return snapshot(rootDir);
+  };
+
+  it.each([['plain.bin'], ['gz.data'], ['bz.data'], ['xz.data']])('unpacks the archive %s, told by content, owners and modes kept', async (name) => {
+    const fs = await runAdd([add(name, '/x')]);
+    expect(fs.find((e) => e.path === '/x/pkg/run.sh')).toMatchObject({ mode: '0755', uid: 1000, gid: 50 });
+    expect(fs.find((e) => e.path === '/x/pkg/owned.txt')).toMatchObject({ mode: '0600', size: 6 });
+  });
+
+  it.each([['notatar.gz'], ['fake.tar']])('copies the non-archive %s as is', async (name) => {
+    const fs = await runAdd([add(name, '/y/')]);
+    expect(fs.find((e) => e.path === `/y/${name}`)).toMatchObject({ type: 'file', size: readFileSync(path.join(arch, name)).length });
+  });
+
+  it('COPY and literal (http, heredoc) sources never unpack', async () => {
+    const fs = await runAdd([add('gz.data', '/c/', { add: false }), add('gz.data', '/lit/', { literal: true })]);
+    expect(paths(fs)).toEqual(['D /c', 'F /c/gz.data', 'D /lit', 'F /lit/gz.data']);
+  });
+
+  it('literal paths are not wildcards', async () => {
+    writeFileSync(path.join(arch, 'star*'), 'literal star');
+    await expect(runAdd([add('*.data', '/l/', { literal: true })])).rejects.toBeInstanceOf(SourceNotFoundError);
+    const fs = await runAdd([add('star*', '/l/', { literal: true })]);
+    expect(fs.find((e) => e.path === '/l/star*')).toMatchObject({ size: 12 });
   });
 });

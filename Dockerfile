@@ -1,0 +1,35 @@
+# The buildlite service image: `buildlite serve` (API) and `buildlite worker`.
+# Used by compose.yaml; `docker build -t buildlite .` from the repo root.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY core core
+COPY builder builder
+COPY registry-client registry-client
+COPY cache cache
+COPY worker worker
+COPY api api
+COPY cli cli
+# tsc emits only .js: non-TypeScript files the API loads at run time (the
+# .proto) are copied beside their compiled modules.
+RUN node_modules/.bin/tsc -p tsconfig.json \
+ && find api -name '*.proto' -exec cp --parents {} dist/ \; \
+ && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+# runc runs RUN steps; iproute2 brings up loopback in network=none sandboxes;
+# xz-utils and bzip2 unpack ADD archives; ca-certificates for HTTPS registries.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends runc iproute2 xz-utils bzip2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/buildlite
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules node_modules
+COPY --from=build /src/dist dist
+RUN printf '#!/bin/sh\nexec node /opt/buildlite/dist/cli/main.js "$@"\n' > /usr/local/bin/buildlite \
+ && chmod 755 /usr/local/bin/buildlite
+ENV BUILDLITE_ROOT=/var/lib/buildlite
+CMD ["buildlite", "--help"]

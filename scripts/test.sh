@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The test command (`npm test`): provision, install, type-check, build, check
+# the import rules, run the whole suite. Exits non-zero on the first failure.
+#
+#   scripts/test.sh [vitest args...]    e.g. scripts/test.sh core test/infra
+#
+# Works from any clone location; nothing here depends on files outside the tree.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "system packages"
+bash scripts/provision.sh --test --quiet
+
+step "node modules"
+# npm ci when node_modules is missing or does not match package-lock.json
+# (npm records what it installed in node_modules/.package-lock.json).
+if ! node scripts/lock-in-sync.mjs; then
+  npm ci --no-audit --no-fund
+else
+  echo "up to date"
+fi
+
+step "type-check (tsc, tests included)"
+node_modules/.bin/tsc -p tsconfig.test.json --noEmit
+
+step "build (tsc -> dist/)"
+# A clean dist/: the import check below must not see files of deleted sources.
+rm -rf dist
+node_modules/.bin/tsc -p tsconfig.json
+
+step "import rules (dependency-cruiser)"
+bash scripts/depcheck.sh --no-build
+
+step "tests (vitest)"
+# vitest prints its own summary ("Test Files ... Tests ..."); its exit code is ours.
+status=0
+node_modules/.bin/vitest run "$@" || status=$?
+
+elapsed=$((SECONDS - started))
+if [ "$status" = 0 ]; then
+  printf '\nbuildlite test: PASS in %ds\n' "$elapsed"
+else
+  printf '\nbuildlite test: FAIL (vitest exit %d) in %ds\n' "$status" "$elapsed"
+fi
+exit "$status"

@@ -1,0 +1,81 @@
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[] | string;
+  privileged?: boolean;
+  deploy?: { replicas?: number };
+  volumes?: string[];
+  depends_on?: Record<string, unknown> | string[];
+}
+
+const root = new URL('../../', import.meta.url);
+
+async function compose(): Promise<{ services: Record<string, Service>; volumes?: Record<string, unknown> }> {
+  return parse(await readFile(new URL('compose.yaml', root), 'utf8'));
+}
+
+function argv(s: Service | undefined): string[] {
+  const c = s?.command;
+  return Array.isArray(c) ? c : (c ?? '').split(/\s+/).filter(Boolean);
+}
+
+/** The value after `flag` in argv (`--flag value`). */
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+describe('compose.yaml', () => {
+  it('has exactly redis, registry, api and worker', async () => {
+    const { services } = await compose();
+    expect(Object.keys(services).sort()).toEqual(['api', 'redis', 'registry', 'worker']);
+    expect(services['redis']?.image).toMatch(/^redis:7/);
+    expect(services['registry']?.image).toMatch(/^registry:2/);
+  });
+
+  it('runs redis with persistence and noeviction, as BullMQ requires', async () => {
+    const args = argv((await compose()).services['redis']);
+    expect(args[0]).toBe('redis-server');
+    expect(flag(args, '--appendonly')).toBe('yes');
+    expect(flag(args, '--maxmemory-policy')).toBe('noeviction');
+    expect((await compose()).services['redis']?.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
+  });
+
+  it('runs the API with the documented command', async () => {
+    const api = (await compose()).services['api'];
+    const args = argv(api);
+    expect(args.slice(0, 2)).toEqual(['buildlite', 'serve']);
+    expect(flag(args, '--redis')).toBe('redis://redis:6379');
+    expect(flag(args, '--listen')).toBe('0.0.0.0:7070');
+    expect(api?.build).toBeDefined();
+  });
+
+  it('runs scalable, privileged workers with their own state volume', async () => {
+    const worker = (await compose()).services['worker'];
+    const args = argv(worker);
+    expect(args.slice(0, 2)).toEqual(['buildlite', 'worker']);
+    expect(flag(args, '--redis')).toBe('redis://redis:6379');
+    expect(Number(flag(args, '--concurrency'))).toBeGreaterThan(0);
+    expect(worker?.privileged).toBe(true);
+    expect(worker?.deploy?.replicas).toBeGreaterThanOrEqual(2);
+    // Anonymous (per-replica) volume: no `name:` before the path.
+    expect(worker?.volumes).toContain('/var/lib/buildlite');
+  });
+
+  it('services wait for redis, and the image is built from the root Dockerfile', async () => {
+    const { services } = await compose();
+    for (const name of ['api', 'worker']) {
+      const deps = services[name]?.depends_on;
+      const names = Array.isArray(deps) ? deps : Object.keys(deps ?? {});
+      expect(names).toContain('redis');
+    }
+    const dockerfile = await readFile(new URL('Dockerfile', root), 'utf8');
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
+    expect(dockerfile).toMatch(/install[^\n]*\brunc\b/);
+    expect(dockerfile).toMatch(/dist\/cli\/main\.js/);
+  });
+});
