@@ -1,12 +1,13 @@
 import { createHash, type Hash } from 'node:crypto';
+import { BuildliteError, type ErrorCode } from './errors.js';
 
 /** A content digest, `sha256:<64 hex>`. Only parseDigest/digest helpers produce one. */
 export type Digest = string & { readonly __brand: 'Digest' };
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
-export class InvalidDigestError extends Error {
-  readonly code = 'INVALID_DIGEST';
+export class InvalidDigestError extends BuildliteError {
+  readonly code: ErrorCode = 'INVALID_DIGEST';
   constructor(value: string) {
     // The value is echoed truncated: it may come from an untrusted registry.
     super(`invalid digest ${JSON.stringify(value.slice(0, 80))}: want sha256:<64 lowercase hex>`);
@@ -44,6 +45,10 @@ export function canonicalJson(value: unknown): string {
 }
 
 function sortDeep(value: unknown): unknown {
+  // As JSON.stringify does: a Date (or anything with toJSON) encodes as what toJSON returns.
+  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    value = (value as { toJSON(): unknown }).toJSON();
+  }
   if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : sortDeep(v)));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};

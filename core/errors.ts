@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   SANDBOX: 'the sandbox could not be set up or torn down',
   REGISTRY: 'a registry answered with an error',
   DIGEST_MISMATCH: 'bytes did not match the digest or size they were announced with',
+  INVALID_DIGEST: 'a digest string is malformed (want sha256:<64 lowercase hex>)',
   LIMIT_EXCEEDED: 'an input passed a size, count or time limit',
   UNSAFE_PATH: 'a path tried to leave its root',
   PERMISSION_DENIED: 'the caller or build is not allowed to do this',
@@ -92,7 +93,8 @@ export class RemoteError extends BuildliteError {
   readonly remoteDetails: Record<string, string | number | boolean>;
   constructor(wire: WireError) {
     super(wire.message, wire.range ? { range: wire.range } : undefined);
-    this.code = wire.code in ERROR_CODES ? wire.code : 'INTERNAL';
+    // hasOwn, not `in`: a peer's 'toString' or '__proto__' is not a code.
+    this.code = Object.hasOwn(ERROR_CODES, wire.code) ? wire.code : 'INTERNAL';
     this.retryable = wire.retryable;
     this.remoteDetails = wire.details ?? {};
   }

@@ -45,11 +45,23 @@ export async function unmountAt(target: string): Promise<void> {
 export async function mountsUnder(prefix: string): Promise<string[]> {
   const { readFile } = await import('node:fs/promises');
   const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
+  return parseMountPoints(info, prefix);
+}
+
+/**
+ * Mount points under `prefix` in mountinfo text, deepest first. The kernel
+ * escapes space, tab, newline and backslash in paths as `\ooo`; they are
+ * decoded before comparing, so a prefix with a space still matches.
+ */
+export function parseMountPoints(mountinfo: string, prefix: string): string[] {
+  const base = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  const under = base === '/' ? '/' : `${base}/`;
+  const points = mountinfo
     .split('\n')
     .map((line) => line.split(' ')[4])
-    .filter((p): p is string => p !== undefined && (p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`)))
-    .map((p) => p.replace(/\\040/g, ' '));
+    .filter((p): p is string => p !== undefined && p.length > 0)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((p) => p === base || p.startsWith(under));
   return points.sort((a, b) => b.length - a.length);
 }
 

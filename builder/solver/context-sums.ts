@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants, lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { digestFromHash, type Digest } from '../../core/digest.js';
@@ -124,6 +124,8 @@ type Rec = string | Promise<string>;
 
 /** Reads in flight at once on a cold context: enough to hide latency, few enough to keep fds and memory small. */
 const MAX_READS = 16;
+/** Files up to this size are hashed synchronously (see readSmallSync). */
+const SYNC_READ_MAX = 256 * 1024;
 
 /**
  * Walks one selection with the same include rules as the copier. Metadata
@@ -134,6 +136,7 @@ const MAX_READS = 16;
 class SelectionWalker {
   private readonly links = new Map<string, string>();
   private reading = 0;
+  private small?: Buffer;
   private readonly waiters: Array<() => void> = [];
 
   constructor(
@@ -195,6 +198,12 @@ class SelectionWalker {
       const cacheKey = `${rel}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.mode}`;
       const hit = this.cache.get(cacheKey);
       if (hit !== undefined) return `${prefix}${hit}\n`;
+      if (st.size <= BigInt(SYNC_READ_MAX)) {
+        const hex = this.readSmallSync(host, rel, st);
+        this.cache.set(cacheKey, hex);
+        this.markDirty();
+        return `${prefix}${hex}\n`;
+      }
       const read = this.readHash(host, rel, st).then((hex) => {
         this.cache.set(cacheKey, hex);
         this.markDirty();
@@ -207,6 +216,26 @@ class SelectionWalker {
     // FIFOs, devices and sockets are recorded by type and device number, never opened.
     const kind = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
     return `${kind}\0${outRel}\0${mode}\0${st.rdev}\n`;
+  }
+
+  /** Small files are read synchronously: one open/fstat/read/close costs less than a promise round trip per call. */
+  private readSmallSync(host: string, rel: string, st: BigIntStats): string {
+    this.onRead?.(rel);
+    const fd = openSync(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      const now = fstatSync(fd, { bigint: true });
+      if (!now.isFile() || now.ino !== st.ino) throw new ContextChangedError(rel);
+      this.small ??= Buffer.allocUnsafe(SYNC_READ_MAX + 1);
+      const hash = createHash('sha256');
+      for (;;) {
+        const n = readSync(fd, this.small, 0, this.small.length, null);
+        if (n === 0) break;
+        hash.update(this.small.subarray(0, n));
+      }
+      return hash.digest('hex');
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private async readHash(host: string, rel: string, st: BigIntStats): Promise<string> {

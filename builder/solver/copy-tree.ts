@@ -1,11 +1,27 @@
 import { execFile } from 'node:child_process';
-import { constants, type Stats } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink, symlink, utimes } from 'node:fs/promises';
+import {
+  chmodSync,
+  constants,
+  copyFileSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  type Stats,
+} from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
-import { FileOpError, removeExisting, type Owner } from './file-op.js';
+import { FileOpError, type Owner } from './file-op.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -26,7 +42,14 @@ export interface TreeOptions {
 /** Where a directory's contents go; `ensure` makes the destination dir exist (lazily for an ignored dir). */
 interface DirTarget {
   ensure(): Promise<string>;
+  /** True when the dir was made by this copy, so none of its names can be taken yet. */
+  fresh: boolean;
 }
+
+/** Files above this size are copied with the async API so a big copy does not hold the event loop. */
+const SYNC_COPY_MAX = 1 << 20;
+/** Entries handled between two yields to the event loop. */
+const YIELD_EVERY = 256;
 
 /**
  * Copies entries from a source tree into the destination root. Every write
@@ -34,9 +57,15 @@ interface DirTarget {
  * existing entry in the way is removed (never written through), and a
  * symlinked directory being merged into is resolved inside the root first.
  * Hardlinks within one copier stay hardlinks.
+ *
+ * Metadata calls and small-file copies are synchronous on purpose: with the
+ * async API each call pays a thread-pool round trip, which made 5,000 small
+ * files take 20x longer than `cp -a`. The walk yields to the event loop
+ * every few hundred entries instead.
  */
 export class TreeCopier {
   private readonly links = new Map<string, string>();
+  private sinceYield = 0;
 
   constructor(
     private readonly rootDir: string,
@@ -48,41 +77,49 @@ export class TreeCopier {
    * link to one inside the root) is merged into, anything else is replaced.
    */
   async prepareDir(destHost: string): Promise<string> {
-    const st = await lstat(destHost).catch(() => undefined);
-    if (st?.isDirectory()) return destHost;
+    return (await this.prepare(destHost)).dir;
+  }
+
+  private async prepare(destHost: string): Promise<{ dir: string; fresh: boolean }> {
+    const st = lstatOrUndefined(destHost);
+    if (st?.isDirectory()) return { dir: destHost, fresh: false };
     if (st?.isSymbolicLink()) {
       const resolved = await resolveInRoot(this.rootDir, this.inImage(destHost), true);
-      const rst = await lstat(resolved).catch(() => undefined);
-      if (rst?.isDirectory()) return resolved;
+      if (lstatOrUndefined(resolved)?.isDirectory()) return { dir: resolved, fresh: false };
     }
-    if (st) await removeExisting(destHost);
+    if (st) removeExistingSync(destHost, st);
     // Owner-only until the final metadata lands after the contents.
-    await mkdir(destHost, 0o700);
-    return destHost;
+    mkdirSync(destHost, 0o700);
+    return { dir: destHost, fresh: true };
   }
 
   /** Copy the contents of directory `srcHost` into `destDir` (prepared), then give `destDir` the source dir's metadata. */
   async copyDirContents(srcHost: string, srcStat: Stats, destDir: string, rel: string, excludeBase: string): Promise<void> {
-    await this.copyChildren(srcHost, { ensure: async () => destDir }, rel, excludeBase);
-    if (path.resolve(destDir) !== path.resolve(this.rootDir)) await this.applyMeta(destDir, srcStat);
+    await this.copyChildren(srcHost, { ensure: async () => destDir, fresh: false }, rel, excludeBase);
+    if (path.resolve(destDir) !== path.resolve(this.rootDir)) this.applyMeta(destDir, srcStat);
   }
 
   private async copyChildren(srcDir: string, target: DirTarget, rel: string, excludeBase: string): Promise<void> {
-    const names = await readdir(srcDir);
-    names.sort();
+    const names = readdirSync(srcDir).sort();
+    const filtering = !this.opts.ignore.empty || !this.opts.exclude.empty;
     for (const name of names) {
+      if (++this.sinceYield >= YIELD_EVERY) {
+        this.sinceYield = 0;
+        await new Promise<void>((r) => setImmediate(r));
+      }
       this.opts.signal?.throwIfAborted();
       const src = path.join(srcDir, name);
-      const st = await lstat(src);
+      const st = lstatSync(src);
       const childRel = rel === '' ? name : `${rel}/${name}`;
       const childEx = excludeBase === '' ? name : `${excludeBase}/${name}`;
-      const ignored = this.opts.ignore.matches(childRel);
-      const excluded = this.opts.exclude.matches(childEx);
+      const ignored = filtering && this.opts.ignore.matches(childRel);
+      const excluded = filtering && this.opts.exclude.matches(childEx);
       if (st.isDirectory()) {
         if ((ignored && !this.opts.ignore.mayIncludeUnder(childRel)) || (excluded && !this.opts.exclude.mayIncludeUnder(childEx))) continue;
         await this.copyDir(src, st, target, name, childRel, childEx, ignored || excluded);
       } else if (!ignored && !excluded) {
-        await this.copyNonDir(src, st, path.join(await target.ensure(), name));
+        const dir = await target.ensure();
+        await this.copyEntry(src, st, path.join(dir, name), target.fresh);
       }
     }
   }
@@ -91,28 +128,42 @@ export class TreeCopier {
   private async copyDir(src: string, st: Stats, parent: DirTarget, name: string, rel: string, ex: string, lazy: boolean): Promise<void> {
     let created: Promise<string> | undefined;
     const target: DirTarget = {
-      ensure: () => (created ??= parent.ensure().then((p) => this.prepareDir(path.join(p, name)))),
+      fresh: false,
+      ensure: () =>
+        (created ??= parent.ensure().then(async (p) => {
+          const made = parent.fresh ? (mkdirSync(path.join(p, name), 0o700), { dir: path.join(p, name), fresh: true }) : await this.prepare(path.join(p, name));
+          target.fresh = made.fresh;
+          return made.dir;
+        })),
     };
     if (!lazy) await target.ensure();
     await this.copyChildren(src, target, rel, ex);
-    if (created) await this.applyMeta(await created, st);
+    if (created) this.applyMeta(await created, st);
   }
 
   /** Copy one non-directory entry to `dest`, replacing whatever is there. FIFOs and devices are recreated, never opened. */
   async copyNonDir(src: string, st: Stats, dest: string): Promise<void> {
+    await this.copyEntry(src, st, dest, false);
+  }
+
+  private async copyEntry(src: string, st: Stats, dest: string, fresh: boolean): Promise<void> {
     const key = `${st.dev}:${st.ino}`;
     const prior = st.nlink > 1 ? this.links.get(key) : undefined;
     const first = prior === dest ? undefined : prior;
-    await removeExisting(dest);
+    if (!fresh) {
+      const old = lstatOrUndefined(dest);
+      if (old) removeExistingSync(dest, old);
+    }
     if (first !== undefined) {
-      await link(first, dest);
+      linkSync(first, dest);
       return;
     }
     if (st.isFile()) {
       // EXCL: the name was just cleared; a link planted in between makes this fail rather than be followed.
-      await copyFile(src, dest, constants.COPYFILE_EXCL);
+      if (st.size > SYNC_COPY_MAX) await copyFile(src, dest, constants.COPYFILE_EXCL);
+      else copyFileSync(src, dest, constants.COPYFILE_EXCL);
     } else if (st.isSymbolicLink()) {
-      await symlink(await readlink(src), dest);
+      symlinkSync(readlinkSync(src), dest);
     } else if (st.isFIFO()) {
       await mknod(dest, ['p']);
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
@@ -121,30 +172,45 @@ export class TreeCopier {
       // Sockets cannot be copied meaningfully; BuildKit skips them too.
       return;
     }
-    await this.applyMeta(dest, st);
+    this.applyMeta(dest, st);
     if (st.nlink > 1) this.links.set(key, dest);
   }
 
-  private async applyMeta(dest: string, st: Stats): Promise<void> {
+  private applyMeta(dest: string, st: Stats): void {
     const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
-    await lchown(dest, owner.uid, owner.gid);
+    lchownSync(dest, owner.uid, owner.gid);
     const epoch = this.opts.sourceDateEpoch;
     const clamp = (d: Date) => (epoch !== undefined && d.getTime() > epoch * 1000 ? new Date(epoch * 1000) : d);
     if (st.isSymbolicLink()) {
-      await lutimes(dest, clamp(st.atime), clamp(st.mtime));
+      lutimesSync(dest, clamp(st.atime), clamp(st.mtime));
       return;
     }
     // After chown: chown clears setuid/setgid. A plain --chmod (<= 0777) replaces the
     // permission bits and keeps the source's special bits, as BuildKit's copier does.
     const chmodBits = this.opts.chmod;
     const mode = chmodBits === undefined ? st.mode & 0o7777 : chmodBits > 0o777 ? chmodBits : (st.mode & 0o7000) | chmodBits;
-    await chmod(dest, mode);
-    await utimes(dest, clamp(st.atime), clamp(st.mtime));
+    chmodSync(dest, mode);
+    utimesSync(dest, clamp(st.atime), clamp(st.mtime));
   }
 
   private inImage(hostPath: string): string {
     return `/${path.relative(this.rootDir, hostPath)}`;
   }
+}
+
+function lstatOrUndefined(p: string): Stats | undefined {
+  try {
+    return lstatSync(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+function removeExistingSync(p: string, st: Stats): void {
+  if (st.isDirectory()) rmSync(p, { recursive: true, force: true });
+  else unlinkSync(p);
 }
 
 /** glibc's gnu_dev_major/minor on a 64-bit dev_t. */

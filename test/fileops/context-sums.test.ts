@@ -37,6 +37,8 @@ beforeEach(() => {
   w('README.md', 'readme\n');
   w('notes.txt', 'notes\n');
   w('build/out.o', 'obj\n');
+  // Larger than the synchronous read size: hashed through the async path.
+  w('src/big.bin', 'x'.repeat(3 * 1024 * 1024));
   symlinkSync('a.ts', path.join(ctx, 'src/link'));
   reads = [];
   hasher = new ContextHasher(state, { onRead: (p) => reads.push(p) });
@@ -56,6 +58,7 @@ describe('ContextHasher.checksumForCopy', () => {
   it.each<[string, () => void]>([
     ['a changed byte', () => w('src/a.ts', 'export const a = 2;\n')],
     ['a changed mode', () => chmodSync(path.join(ctx, 'src/a.ts'), 0o755)],
+    ['a changed last byte of a large file', () => w('src/big.bin', `${'x'.repeat(3 * 1024 * 1024 - 1)}y`)],
     ['an added file', () => w('src/new.ts', 'new\n')],
     ['an added empty dir', () => mkdirSync(path.join(ctx, 'src/empty'))],
     ['a removed file', () => rmSync(path.join(ctx, 'src/b.ts'))],
@@ -95,7 +98,7 @@ describe('ContextHasher.checksumForCopy', () => {
 
   it('does not re-read unchanged files, in process and after a restart', async () => {
     await sum(['.']);
-    expect(reads.sort()).toEqual(['README.md', 'build/out.o', 'notes.txt', 'src/a.ts', 'src/b.ts', 'src/deep/c.ts']);
+    expect(reads.sort()).toEqual(['README.md', 'build/out.o', 'notes.txt', 'src/a.ts', 'src/b.ts', 'src/big.bin', 'src/deep/c.ts']);
     reads.length = 0;
     await sum(['.']);
     expect(reads).toEqual([]);
