@@ -68,5 +68,6 @@ export function cleanAbs(p: string): string {
 /** True when `child` is `root` or lies under it (both absolute, normalised). */
 export function isWithin(root: string, child: string): boolean {
   const rel = path.relative(root, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // `..foo` is a name inside root (Kubernetes writes `..data`); only `..` or `../` leaves it.
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }

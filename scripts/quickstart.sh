@@ -18,7 +18,7 @@ stop_registry() {
 if [ "${1:-}" = "--stop" ]; then stop_registry; exit 0; fi
 
 bash scripts/provision.sh
-[ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error
+node scripts/lock-in-sync.mjs || npm ci --no-audit --no-fund --loglevel=error
 npx tsc -p tsconfig.json
 buildlite() { node "$REPO/dist/cli/main.js" "$@"; }
 

@@ -8,8 +8,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+current=""
+step() { current=$*; printf '\n==> %s\n' "$*"; }
 started=$SECONDS
+# Any failing step ends the run; say which one, last, where CI logs show it.
+trap 'rc=$?; [ "$rc" = 0 ] || [ "$current" = "tests (vitest)" ] || printf "\nbuildlite test: FAIL at step \"%s\" (exit %d)\n" "$current" "$rc"' EXIT
 
 step "system packages"
 bash scripts/provision.sh --test --quiet

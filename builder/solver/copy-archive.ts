@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { extractTar } from '../layers/index.js';
-import { FileOpError } from './file-op.js';
+import { FileOpError } from './file-op-base.js';
 
 /** Compression of a local ADD source, told by magic bytes, never by name (as Docker does). */
 export type Compression = 'none' | 'gzip' | 'bzip2' | 'xz' | 'zstd';

@@ -2,7 +2,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { hasWildcards, segmentRegex, type PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
-import { FileOpError, SourceNotFoundError } from './file-op.js';
+import { FileOpError, SourceNotFoundError } from './file-op-base.js';
 
 /** One COPY/ADD source after wildcard expansion, with top-level links followed inside the source root. */
 export interface ResolvedSource {

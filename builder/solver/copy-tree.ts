@@ -21,7 +21,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
-import { FileOpError, type Owner } from './file-op.js';
+import { FileOpError, type Owner } from './file-op-base.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -6,7 +6,7 @@ import type { CopyAction } from '../graph/index.js';
 import { detectArchive, extractArchive } from './copy-archive.js';
 import { resolveSources } from './copy-sources.js';
 import { TreeCopier } from './copy-tree.js';
-import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './file-op.js';
+import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './file-op-base.js';
 
 const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
 

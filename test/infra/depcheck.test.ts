@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +119,8 @@ describe('import rules (dependency-cruiser)', () => {
     const dir = path.join(tmp, 'real');
     await mkdir(dir, { recursive: true });
     await symlink(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
+    // dist/ sits beside package.json in a real tree; a module may import it.
+    await copyFile(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
     // Type errors do not stop emit; the type-check is a separate step of `npm test`.
     await run(tsc, ['-p', path.join(repo, 'tsconfig.json'), '--outDir', path.join(dir, 'dist')], repo);
     const { violations } = await cruise(dir, DIRS);

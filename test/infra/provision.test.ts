@@ -1,0 +1,89 @@
+/**
+ * scripts/provision.sh, run for real. The cases that need a missing package use
+ * a copy of the script with one package that does not exist added to its list,
+ * run as an unprivileged user, so nothing can be installed by accident.
+ */
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const script = fileURLToPath(new URL('../../scripts/provision.sh', import.meta.url));
+
+function run(
+  args: string[],
+  opts: { file?: string; env?: NodeJS.ProcessEnv; asNobody?: boolean } = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const cmd = opts.asNobody ? 'setpriv' : 'bash';
+  const argv = opts.asNobody
+    ? ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', opts.file ?? script, ...args]
+    : [opts.file ?? script, ...args];
+  return new Promise((resolve) => {
+    execFile(cmd, argv, { env: opts.env ?? process.env }, (error, out, err) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out, err });
+    });
+  });
+}
+
+let tmp: string;
+let withMissing: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'buildlite-provision-'));
+  await chmod(tmp, 0o755); // readable by the unprivileged user
+  const text = await readFile(script, 'utf8');
+  const marker = 'test_pkgs=(\n';
+  expect(text).toContain(marker);
+  withMissing = path.join(tmp, 'provision.sh');
+  await writeFile(withMissing, text.replace(marker, `${marker}  buildlite-no-such-package:buildlite-no-such-command\n`));
+  await chmod(withMissing, 0o755);
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const isRoot = process.getuid?.() === 0;
+
+describe('scripts/provision.sh', () => {
+  it('does nothing and says nothing when everything is present', async () => {
+    // npm test provisions before the tests run, so this machine has everything.
+    const r = await run(['--test']);
+    expect(r).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('rejects an unknown option with exit 2', async () => {
+    const r = await run(['--frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('unknown option --frobnicate');
+  });
+
+  it.skipIf(!isRoot)('as a non-root user, prints what to install and the Debian command, and exits 1', async () => {
+    const r = await run(['--test'], { file: withMissing, asNobody: true });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('not running as root');
+    expect(r.err).toContain('apt-get update && apt-get install -y --no-install-recommends buildlite-no-such-package');
+    // Only what is missing is listed.
+    expect(r.err).not.toMatch(/\brunc\b/);
+  });
+
+  it('without --test, the test tools are not required', async () => {
+    // The extra package sits in the test-tools list: without --test nothing is missing.
+    const r = await run([], { file: withMissing, asNobody: isRoot });
+    expect(r).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('refuses a Node.js older than 20 and says what to install', async () => {
+    const bin = path.join(tmp, 'oldnode');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(bin);
+    await writeFile(path.join(bin, 'node'), '#!/bin/sh\ncase "$1" in -p) echo 18;; *) echo v18.19.0;; esac\n');
+    await writeFile(path.join(bin, 'npm'), '#!/bin/sh\necho 9.2.0\n');
+    await chmod(path.join(bin, 'node'), 0o755);
+    await chmod(path.join(bin, 'npm'), 0o755);
+    const r = await run([], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('Node.js v18.19.0 is too old');
+    expect(r.err).toContain('Install Node.js 20 or newer');
+  });
+});
