@@ -3,3 +3,4 @@ export { formatDockerfileError, DockerfileError, convertDockerfile } from './doc
 export { renderGraph } from './graph/index.js';
 export { offlineResolver } from './image-source.js';
 export { login, logout } from '../registry-client/index.js';
+export { extractTar } from './layers/index.js';

@@ -18,9 +18,12 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /**
  * Writes a small file so readers see either the old or the new bytes, never a
- * mix: temp file in the same dir, fsync, rename, fsync the dir.
+ * mix: temp file in the same dir, fsync, rename, fsync the dir. `durable: false`
+ * skips both fsyncs, for files that only need to be seen by other processes
+ * now and are worthless after a crash anyway (leases).
  */
-export async function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600, opts: { durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
@@ -28,7 +31,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, m
   try {
     try {
       await h.writeFile(data);
-      await h.sync();
+      if (durable) await h.sync();
     } finally {
       await h.close();
     }
@@ -37,7 +40,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, m
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 }
 
 /** Removes a file; an absent file is fine. */

@@ -23,3 +23,18 @@ export {
 } from './usage.js';
 export { prune, startGcLoop, type PruneOptions, type PruneResult, type GcPolicy, type GcLoop } from './gc.js';
 export { parseBytes, parseDuration, parsePruneFilters } from './units.js';
+export { LazyBlobStore, type RemoteBlob } from './lazy-store.js';
+export {
+  importCache,
+  exportCache,
+  buildCacheManifest,
+  parseCacheIndex,
+  CacheTransferError,
+  CACHE_INDEX_MEDIA_TYPE,
+  CACHE_ARTIFACT_TYPE,
+  type CacheIndexRecord,
+  type CacheLocation,
+  type ImportedCache,
+} from './remote-cache.js';
+export { snapshotSource, type SnapshotLister } from './snapshot-source.js';
+export { explainMiss, formatExplanation, type MissExplanation, type PreimageDiff, type StoredPreimage } from './why-miss.js';

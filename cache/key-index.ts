@@ -32,6 +32,8 @@ export interface CacheRecordEntry {
   readonly diskSize: number;
 }
 
+const LAST_BUILD = 'last-build.json';
+
 /** Records larger than this are corrupt or hostile; a real chain of 128 layers is ~40 KiB. */
 const MAX_RECORD_BYTES = 4 << 20;
 
@@ -163,6 +165,23 @@ export class CacheKeyIndex {
     for (const name of names.sort()) {
       const key = `sha256:${name.replace(/\.json$/, '')}`;
       if (name.endsWith('.json') && isDigest(key)) yield key;
+    }
+  }
+
+  /** Remembers which steps the last debug-mode build ran, for `debug why-miss --last`. */
+  async putLastBuild(steps: ReadonlyArray<{ key: Digest; name: string }>): Promise<void> {
+    await this.init();
+    await atomicWriteFile(join(this.dir, LAST_BUILD), JSON.stringify({ steps, at: Date.now() }));
+  }
+
+  async getLastBuild(): Promise<Array<{ key: Digest; name: string }>> {
+    try {
+      const doc = JSON.parse(await readFile(join(this.dir, LAST_BUILD), 'utf8')) as { steps?: unknown };
+      if (!Array.isArray(doc.steps)) return [];
+      return doc.steps.filter((s): s is { key: Digest; name: string } => isDigest((s as { key?: unknown }).key) && typeof (s as { name?: unknown }).name === 'string');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || err instanceof SyntaxError) return [];
+      throw indexError('read the last build record', err);
     }
   }
 

@@ -92,10 +92,14 @@ export class LeaseManager {
     let current = initial;
     let released = false;
     const mgr = this;
-    const update = async (next: LeaseInfo) => {
-      if (released) throw new CodedError('STORE', `lease ${current.id} was released`);
+    // Writes are chained: two concurrent adds must not land out of order and drop the first's resources.
+    let writing: Promise<void> = Promise.resolve();
+    const update = (next: LeaseInfo): Promise<void> => {
+      if (released) return Promise.reject(new CodedError('STORE', `lease ${current.id} was released`));
       current = next;
-      await mgr.write(next);
+      const run = writing.then(() => (released ? undefined : mgr.write(current)));
+      writing = run.catch(() => undefined);
+      return run;
     };
     return {
       get id() {
@@ -112,6 +116,7 @@ export class LeaseManager {
       release: async () => {
         if (released) return;
         released = true;
+        await writing;
         await mgr.release(current.id);
       },
       [Symbol.asyncDispose]() {
@@ -122,7 +127,8 @@ export class LeaseManager {
 
   private async write(info: LeaseInfo): Promise<void> {
     await this.init();
-    await atomicWriteFile(this.path(info.id), JSON.stringify(info));
+    // No fsync: other processes see the rename at once, and after a crash the lease is moot (its holder is gone).
+    await atomicWriteFile(this.path(info.id), JSON.stringify(info), 0o600, { durable: false });
   }
 
   private async readAll(): Promise<LeaseInfo[]> {

@@ -15,6 +15,9 @@ const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<numb
   serve: () => import('./commands/service.js').then((m) => ({ run: m.runServe })),
   worker: () => import('./commands/service.js').then((m) => ({ run: m.runWorker })),
   help: () => import('./commands/help.js'),
+  du: () => import('./commands/du.js'),
+  prune: () => import('./commands/prune.js'),
+  debug: () => import('./commands/debug.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -23,7 +26,17 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === '--version' || cmd === '-v') return (await import('./commands/version.js')).run([]);
   const load = COMMANDS[cmd];
   if (!load) throw new UsageError(`unknown command "${cmd}"`, 'help');
+  // `buildlite CMD --help` for every command, without loading the command.
+  if (cmd !== 'help' && wantsHelp(rest)) return (await import('./commands/help.js')).run([cmd]);
   return (await load()).run(rest);
+}
+
+function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
 }
 
 main(process.argv.slice(2)).then(

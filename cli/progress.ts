@@ -1,21 +1,25 @@
 import type { BuildEvent } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
-import { escapeControl, formatExcerpt } from '../core/source-excerpt.js';
+import { escapeControl } from '../core/source-excerpt.js';
 import { TtyRenderer } from './progress-tty.js';
+import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
 
 export interface Renderer {
   event(ev: BuildEvent): void;
   close(): void;
 }
 
-/** Picks the renderer for --progress; `auto` is tty on a terminal, plain otherwise. */
-export function createRenderer(mode: 'auto' | 'tty' | 'plain' | 'json' | 'quiet', dockerfile: string): Renderer {
+export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
+
+/** Picks the renderer for --progress; `auto` is tty when stderr (where progress goes) is a terminal, plain otherwise. */
+export function createRenderer(mode: ProgressMode, dockerfile: string): Renderer {
   if (mode === 'json') return new JsonRenderer();
   if (mode === 'quiet') return new QuietRenderer(dockerfile);
   if (mode === 'tty' || (mode === 'auto' && process.stderr.isTTY)) return new TtyRenderer(dockerfile);
   return new PlainRenderer(dockerfile);
 }
 
+/** One BuildEvent per line on stdout, for programs. */
 class JsonRenderer implements Renderer {
   event(ev: BuildEvent): void {
     process.stdout.write(`${JSON.stringify(ev)}\n`);
@@ -25,14 +29,20 @@ class JsonRenderer implements Renderer {
 
 /**
  * Ordered, prefixed lines for CI logs: `#N` per step, like BuildKit's plain
- * output, with step output prefixed by its number. Errors end with the
- * Dockerfile excerpt and the reason.
+ * output, with step output prefixed by its number. A failure ends with the
+ * failing step's last lines, the reason and the Dockerfile excerpt.
  */
 class PlainRenderer implements Renderer {
   private readonly ids = new Map<Digest, number>();
+  private readonly names = new Map<Digest, string>();
   private readonly started = new Map<Digest, number>();
+  private readonly tails = new Map<Digest, { lines: string[]; dropped: number; partial: string }>();
+  private failed: Digest | undefined;
   private readonly t0 = Date.now();
-  constructor(private readonly dockerfile: string, private readonly out: NodeJS.WritableStream = process.stderr) {}
+  constructor(
+    private readonly dockerfile: string,
+    private readonly out: NodeJS.WritableStream = process.stderr,
+  ) {}
 
   private id(v: Digest): number {
     let n = this.ids.get(v);
@@ -48,51 +58,87 @@ class PlainRenderer implements Renderer {
       case 'vertex': {
         const n = this.id(ev.vertex);
         const name = escapeControl(ev.name);
+        this.names.set(ev.vertex, name);
         if (ev.state === 'started') {
           this.started.set(ev.vertex, ev.at);
           this.line(`#${n} ${name}`);
         } else if (ev.state === 'cached') this.line(`#${n} ${name}\n#${n} CACHED`);
         else if (ev.state === 'completed') this.line(`#${n} DONE ${secs(ev.at - (this.started.get(ev.vertex) ?? ev.at))}`);
-        else this.line(`#${n} ERROR: ${escapeControl(ev.error ?? 'failed')}`);
+        else {
+          this.failed ??= ev.vertex;
+          this.line(`#${n} ERROR: ${escapeControl(ev.error ?? 'failed')}`);
+        }
         break;
       }
       case 'log': {
         const n = this.id(ev.vertex);
-        const text = ev.data.endsWith('\n') ? ev.data.slice(0, -1) : ev.data;
-        for (const l of text.split('\n')) this.line(`#${n} ${escapeControl(l)}`);
+        const t = this.tails.get(ev.vertex) ?? { lines: [], dropped: 0, partial: '' };
+        this.tails.set(ev.vertex, t);
+        // Whole lines only, so output of parallel steps does not interleave mid-line.
+        const lines = displayLines(t.partial + ev.data);
+        t.partial = ev.data.endsWith('\n') ? '' : (lines.pop() ?? '');
+        if (ev.data.endsWith('\n')) lines.pop();
+        for (const l of lines) this.line(`#${n} ${l}`);
+        t.lines.push(...lines);
+        if (t.lines.length > FAILURE_TAIL_LINES) t.dropped += t.lines.splice(0, t.lines.length - FAILURE_TAIL_LINES).length;
         break;
       }
       case 'warning':
-        this.line(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${ev.range.file}:${ev.range.startLine})` : ''}`);
+        this.line(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${escapeControl(ev.range.file)}:${ev.range.startLine})` : ''}`);
         break;
       case 'progress':
+        if (ev.total !== undefined && ev.current >= ev.total) this.line(`#${ev.action} ${escapeControl(ev.id)} ${mib(ev.total)} done`);
         break;
       case 'result':
+        this.flushPartials();
         this.line(`#done image ${ev.result.imageDigest}${ev.result.pushed.length ? ` pushed to ${ev.result.pushed.join(', ')}` : ''} (${secs(Date.now() - this.t0)}, ${ev.result.cache.hits} cached, ${ev.result.cache.misses} run)`);
         break;
-      case 'error':
-        this.line(`ERROR: ${escapeControl(ev.error.message)}`);
-        if (ev.error.range) this.line(formatExcerpt(this.dockerfile, ev.error.range));
+      case 'error': {
+        this.flushPartials();
+        const f = this.failed;
+        const t = f ? this.tails.get(f) : undefined;
+        const step = f ? { name: `#${this.id(f)} ${this.names.get(f) ?? ''}`, tail: t?.lines ?? [], omitted: t?.dropped ?? 0 } : undefined;
+        this.line(formatFailure(this.dockerfile, ev.error, step));
         break;
+      }
     }
   }
 
-  private line(s: string): void {
+  private flushPartials(): void {
+    for (const [v, t] of this.tails) {
+      if (!t.partial) continue;
+      this.line(`#${this.id(v)} ${t.partial}`);
+      t.lines.push(t.partial);
+      t.partial = '';
+    }
+  }
+
+  protected line(s: string): void {
     this.out.write(`${s}\n`);
   }
 
-  close(): void {}
+  close(): void {
+    this.flushPartials();
+  }
 }
 
+/** Prints nothing unless the build fails; then the failure report alone. */
 class QuietRenderer extends PlainRenderer {
-  private readonly buffered: BuildEvent[] = [];
+  private quiet = true;
   override event(ev: BuildEvent): void {
-    // Quiet prints nothing unless the build fails; then the failing step's output and the error.
-    if (ev.type === 'log' || ev.type === 'error' || (ev.type === 'vertex' && ev.state === 'errored')) this.buffered.push(ev);
-    if (ev.type === 'error') for (const b of this.buffered) super.event(b);
+    this.quiet = ev.type !== 'error';
+    super.event(ev);
+    this.quiet = true;
+  }
+  protected override line(s: string): void {
+    if (!this.quiet) super.line(s);
   }
 }
 
 function secs(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
+}
+
+function mib(n: number): string {
+  return `${(n / (1 << 20)).toFixed(1)}MiB`;
 }

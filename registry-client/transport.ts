@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
+import { Agent, buildConnector, request as undiciRequest, type Dispatcher } from 'undici';
 import { CodedError } from '../core/errors.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
@@ -127,17 +127,9 @@ export class Transport {
   private insecureAgent?: Agent;
 
   constructor(private readonly opts: TransportOptions) {
-    const ca = [...rootCertificates];
-    for (const f of SYSTEM_CA_BUNDLES) {
-      try {
-        ca.push(readFileSync(f, 'utf8'));
-        break;
-      } catch {
-        // not this distribution's bundle
-      }
-    }
-    if (opts.caFile) ca.push(readFileSync(opts.caFile, 'utf8'));
-    this.verified = new Agent({ connect: { ca }, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
+    // Read now: a missing CA file is a configuration error to report at once.
+    const caFileText = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
+    this.verified = new Agent({ connect: lazyTlsConnector(caFileText), headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
     this.auth = new Authenticator(opts.credentials, this.tokenSender, new Set(), opts.userAgent);
   }
 
@@ -325,6 +317,59 @@ export class Transport {
   redact(text: string): string {
     return redactSecrets(text, this.auth.secrets);
   }
+}
+
+/**
+ * A connector that verifies TLS peers against Node's roots, the system bundle
+ * and the optional CA file, through ONE secure context made on the first TLS
+ * connection. Handing undici a `ca` list instead makes Node parse every PEM
+ * again for each connection (~60 ms each), and a plain-HTTP registry would
+ * pay for it too.
+ */
+function lazyTlsConnector(caFileText: string | undefined): buildConnector.connector {
+  let plain: buildConnector.connector | undefined;
+  let tls: buildConnector.connector | undefined;
+  return (options, callback) => {
+    if (options.protocol !== 'https:') {
+      plain ??= buildConnector({});
+      return plain(options, callback);
+    }
+    if (!tls) {
+      let secureContext: SecureContext;
+      try {
+        secureContext = createSecureContext({ ca: trustedCas(caFileText) });
+      } catch (err) {
+        callback(err as Error, null);
+        return;
+      }
+      tls = buildConnector({ secureContext } as buildConnector.BuildOptions);
+    }
+    return tls(options, callback);
+  };
+}
+
+/** Node's roots plus what the system bundle adds (each PEM once), plus the CA file as given. */
+function trustedCas(caFileText: string | undefined): string[] {
+  const key = (pem: string) => pem.replace(/-----[^-]+-----|\s/g, '');
+  const seen = new Set(rootCertificates.map(key));
+  const out = [...rootCertificates];
+  const add = (text: string) => {
+    for (const pem of text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+      if (seen.has(key(pem))) continue;
+      seen.add(key(pem));
+      out.push(pem);
+    }
+  };
+  for (const f of SYSTEM_CA_BUNDLES) {
+    try {
+      add(readFileSync(f, 'utf8'));
+      break;
+    } catch {
+      // not this distribution's bundle
+    }
+  }
+  if (caFileText) out.push(caFileText);
+  return out;
 }
 
 function describeNetError(err: unknown): string {

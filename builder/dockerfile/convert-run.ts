@@ -32,7 +32,7 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
   if (st.root) inputs.index(st.root);
   const mounts: ExecMount[] = [];
 
-  const network = ins.network ?? 'default';
+  const network = ins.network ?? ctx.defaultNetwork ?? 'default';
   if (!(NETWORKS as readonly string[]).includes(network)) {
     throw new DockerfileError(`RUN: invalid --network=${network} (want default, none or host)`);
   }

@@ -38,6 +38,8 @@ export interface ConvertOptions {
   readonly dockerignore?: string;
   readonly labels?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
+  /** Network of a RUN without --network (`buildlite build --network`); default `default` (= none). */
+  readonly defaultNetwork?: 'default' | 'none' | 'host';
 }
 
 /** The platform this process builds on, in OCI words. */
@@ -92,6 +94,7 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     stageOf,
     resolver: opts.resolver,
     consumedArgs,
+    ...(opts.defaultNetwork ? { defaultNetwork: opts.defaultNetwork } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     context() {
       contextDigest ??= graph.add({ kind: 'local', name: 'context', excludes: parseIgnoreFile(opts.dockerignore ?? '') }, [], {

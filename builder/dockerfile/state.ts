@@ -43,6 +43,8 @@ export interface ConvertContext {
   emptyRoot(): Digest;
   /** Build args that some ARG declared (the others get a warning). */
   readonly consumedArgs: Set<string>;
+  /** Network of a RUN without --network; in the exec definition, so it is part of the cache key. */
+  readonly defaultNetwork?: 'default' | 'none' | 'host';
 }
 
 export function cloneConfig(c: ContainerConfig): ContainerConfig {

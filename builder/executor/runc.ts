@@ -77,16 +77,24 @@ export class RuncExecutor implements Executor {
     const started = Date.now();
     const id = `bl-${randomBytes(8).toString('hex')}`;
     const bundle = path.join(this.bundlesDir, id);
-    const rootfs = path.join(bundle, 'rootfs');
+    // A rootfs that is one writable bind of a directory is used in place: runc
+    // binds its root onto itself anyway, and a mount plus an umount process
+    // (~10-17 ms) per step buy nothing.
+    let inPlace = directRootfs(opts.rootfs);
+    // A symlink would be followed by runc: only a real directory is used in place.
+    if (inPlace !== undefined && !(await lstat(inPlace).catch(() => undefined))?.isDirectory()) inPlace = undefined;
+    const rootfs = inPlace ?? path.join(bundle, 'rootfs');
     const stack = new AsyncStack();
     try {
       await this.ensureDirs();
       await mkdir(bundle, { mode: 0o700 });
       stack.defer(() => removeBundle(bundle));
-      await mkdir(rootfs, { mode: 0o755 });
-      for (const m of opts.rootfs) {
-        await mountAt(m, rootfs);
-        stack.defer(() => unmountAt(rootfs));
+      if (inPlace === undefined) {
+        await mkdir(rootfs, { mode: 0o755 });
+        for (const m of opts.rootfs) {
+          await mountAt(m, rootfs);
+          stack.defer(() => unmountAt(rootfs));
+        }
       }
 
       const user = await resolveUser(rootfs, proc.user);
@@ -115,6 +123,7 @@ export class RuncExecutor implements Executor {
         loopback: this.loopback,
         nofile: this.nofile,
       });
+      if (inPlace !== undefined) spec.root.path = inPlace;
       // Mode 0600: secret env values sit in this file for the life of the step.
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
 
@@ -327,6 +336,16 @@ async function readRuncError(logFile: string): Promise<string | undefined> {
 }
 
 /** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup. */
+/** The source directory when the rootfs is exactly one writable bind mount of a directory. */
+function directRootfs(rootfs: readonly Mount[]): string | undefined {
+  if (rootfs.length !== 1) return undefined;
+  const m = rootfs[0]!;
+  if (m.type !== 'bind' || !path.isAbsolute(m.source)) return undefined;
+  // Only rbind: runc binds the root recursively, so a plain bind (submounts left out) would differ.
+  if (!m.options.includes('rbind') || !m.options.every((o) => o === 'rbind' || o === 'rw')) return undefined;
+  return path.resolve(m.source);
+}
+
 async function readOomKilled(id: string): Promise<boolean> {
   const candidates = [
     `/sys/fs/cgroup/memory/${CGROUP_PARENT}/${id}/memory.oom_control`,

@@ -20,9 +20,7 @@ export async function exportOciLayoutTar(store: BlobProvider, image: StoredImage
     const entry = (name: string, body: string | Buffer) =>
       new Promise<void>((resolve, reject) => pack.entry({ name, mode: 0o644, mtime: new Date(0) }, body, (e) => (e ? reject(e) : resolve())));
     await entry('oci-layout', JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const manifestDesc: Descriptor = refName
-      ? { ...image.manifest, annotations: { 'org.opencontainers.image.ref.name': refName } }
-      : image.manifest;
+    const manifestDesc: Descriptor = refName ? { ...image.manifest, annotations: refAnnotations(refName) } : image.manifest;
     const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [manifestDesc] };
     await entry('index.json', JSON.stringify(index));
     const seen = new Set<string>();
@@ -45,4 +43,18 @@ export async function exportOciLayoutTar(store: BlobProvider, image: StoredImage
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/**
+ * As BuildKit's OCI exporter: `ref.name` is the tag alone (the spec's grammar,
+ * and what `umoci --image DIR:TAG` and `skopeo oci:DIR:TAG` look up), the full
+ * name goes in containerd's annotation.
+ */
+export function refAnnotations(ref: string): Record<string, string> {
+  const at = ref.indexOf('@');
+  const name = at < 0 ? ref : ref.slice(0, at);
+  const lastSlash = name.lastIndexOf('/');
+  const colon = name.indexOf(':', lastSlash + 1);
+  const tag = colon < 0 ? (at < 0 ? 'latest' : undefined) : name.slice(colon + 1);
+  return { 'io.containerd.image.name': ref, ...(tag !== undefined ? { 'org.opencontainers.image.ref.name': tag } : {}) };
 }

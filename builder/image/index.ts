@@ -3,4 +3,5 @@ export { storeImage, type StoredImage } from './manifest.js';
 export { exportToRegistry } from './export-registry.js';
 export { exportOciLayoutTar } from './export-layout.js';
 export { exportLocalDir } from './export-local.js';
+export { exportRootfsTar, type RootfsTarOptions } from './export-tar.js';
 export { TagStore } from './tags.js';

@@ -1,5 +1,6 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmod, chown, mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AsyncStack } from '../../core/dispose.js';
 import { CodedError } from '../../core/errors.js';
@@ -7,12 +8,12 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
-import type { ExecDef, ExecMount } from '../graph/index.js';
+import type { ExecDef, ExecMount, Graph } from '../graph/index.js';
 import { writeLayer } from '../layers/index.js';
 import { ExecError } from './errors.js';
 import { LogSink } from './log-sink.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
-import type { OpContext, VertexResult } from './types.js';
+import type { OpContext, SolveOptions, SolverDeps, VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -20,6 +21,9 @@ import type { OpContext, VertexResult } from './types.js';
  * the executor, so `--mount` leaves nothing in the layer.
  */
 export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
+  // Synchronous, before the first await: no container of this build starts until every step's grants are checked.
+  checkGraphGrants(ctx);
+  checkGrants(def, ctx);
   const { deps, opts, vertex } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
   await using stack = new AsyncStack();
@@ -37,7 +41,11 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
     if (mount) extra.push(mount);
   }
 
-  const logs = new LogSink(vertex.digest, opts.emit, [...opts.secrets.values()]);
+  // Full logs beside the state (`<root>/logs`, tmpDir being `<root>/tmp`); one directory per build, keyed by its emit.
+  const logs = new LogSink(vertex.digest, opts.emit, [...opts.secrets.values()], undefined, {
+    dir: path.join(path.dirname(deps.tmpDir), 'logs'),
+    build: opts.emit,
+  });
   const user = def.user.group !== undefined ? `${def.user.user}:${def.user.group}` : def.user.user;
   const result = await deps.executor.run(
     { args: def.args, env: def.env, cwd: def.cwd, user },
@@ -57,6 +65,8 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
     throw new ExecError(vertex.digest, def.args.join(' '), result);
   }
   await unmountRoot();
+  // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
+  await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS]);
 
   const layer = await writeLayer(step.mounts, deps.store, {
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
@@ -64,6 +74,41 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   });
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);
+}
+
+/** Graphs whose every exec vertex passed checkGrants; one scan per build. */
+const checkedGraphs = new WeakSet<Graph>();
+
+/**
+ * THREATS.md 2: a dangerous option needs the operator's grant and the build's
+ * request. Every RUN (ONBUILD triggers from a base image included: the
+ * frontend turns them into exec vertices like any other) comes through
+ * runExec, so the first one of a build checks the whole graph here and
+ * refuses before any container starts, naming the offending line. The
+ * executor checks the operator's half again at the moment of use.
+ */
+function checkGraphGrants(ctx: OpContext): void {
+  if (checkedGraphs.has(ctx.graph)) return;
+  for (const v of ctx.graph.topoOrder()) {
+    if (v.def.kind !== 'exec') continue;
+    const refusal = grantRefusal(v.def, ctx.deps, ctx.opts);
+    if (refusal === undefined) continue;
+    const range = ctx.graph.meta.get(v.digest)?.range;
+    throw new CodedError('PERMISSION_DENIED', refusal, range ? { range } : undefined);
+  }
+  checkedGraphs.add(ctx.graph);
+}
+
+function checkGrants(def: ExecDef, ctx: OpContext): void {
+  const refusal = grantRefusal(def, ctx.deps, ctx.opts);
+  if (refusal !== undefined) throw new CodedError('PERMISSION_DENIED', refusal);
+}
+
+function grantRefusal(def: ExecDef, deps: SolverDeps, opts: SolveOptions): string | undefined {
+  if (def.network !== 'host') return undefined;
+  if (!deps.allowHostNetwork) return 'RUN --network=host: host networking is not allowed on this builder (the operator has not enabled it)';
+  if (!(opts.allow ?? []).includes('network.host')) return 'RUN --network=host needs the network.host entitlement: pass --allow network.host';
+  return undefined;
 }
 
 // Named so the stack trace says which --mount failed.
@@ -140,4 +185,58 @@ export async function tmpMountDir(ctx: OpContext, stack: AsyncStack): Promise<st
   await mkdir(dir, { recursive: true, mode: 0o700 });
   stack.defer(() => rmdir(dir).catch(() => undefined));
   return dir;
+}
+
+/** Where the executor mounts things in every step; runc makes stubs for those the image lacks. */
+const RUNTIME_TARGETS = ['/proc', '/sys', '/sys/fs/cgroup', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
+
+/**
+ * runc creates a missing mount target inside an existing directory, so
+ * overlay copies that directory up; the executor removes the stub, but the
+ * copied-up directory would stay in the diff as an entry (`run/` for a secret
+ * at /run/secrets/s), telling the world a mount was there. Remove an ancestor
+ * of a mount target from the upper dir when it is empty there, not opaque, and
+ * has the mode, owner and mtime of the directory below it (BuildKit's overlay
+ * differ skips such directories the same way). Runs on the unmounted upper dir.
+ */
+async function dropCopiedUpParents(mount: Mount, targets: readonly string[]): Promise<void> {
+  if (mount.type !== 'overlay') return;
+  const upper = mount.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+  const lowers = mount.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
+  if (!upper || lowers.length === 0) return;
+  const candidates = new Set<string>();
+  for (const t of targets) {
+    const parts = path.posix.normalize(t).split('/').filter((p) => p !== '' && p !== '..');
+    for (let i = parts.length - 1; i >= 1; i--) candidates.add(parts.slice(0, i).join('/'));
+  }
+  // Deepest first, so a parent emptied by removing its child is seen empty.
+  for (const rel of [...candidates].sort((a, b) => b.split('/').length - a.split('/').length)) {
+    const dir = path.join(upper, rel);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory() || (await readdir(dir)).length > 0) continue;
+    const below = await topmostLower(lowers, rel);
+    if (!below?.isDirectory()) continue;
+    if (st.mode !== below.mode || st.uid !== below.uid || st.gid !== below.gid || Math.floor(st.mtimeMs / 1000) !== Math.floor(below.mtimeMs / 1000)) continue;
+    if (await isOpaque(dir)) continue;
+    await rmdir(dir);
+  }
+}
+
+/** What the merged view showed at `rel` before the step: the first lower holding it. */
+async function topmostLower(lowers: readonly string[], rel: string) {
+  for (const l of lowers) {
+    const st = await lstat(path.join(l, rel)).catch(() => undefined);
+    if (st) return st;
+  }
+  return undefined;
+}
+
+function isOpaque(dir: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile('getfattr', ['--only-values', '-h', '-n', 'trusted.overlay.opaque', '--', dir], (err, stdout) => {
+      // No such attribute is the common answer; anything unexpected keeps the directory.
+      if (err) resolve((err as { code?: unknown }).code !== 1);
+      else resolve(stdout.trim() === 'y');
+    });
+  });
 }

@@ -7,7 +7,8 @@ import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
 import { runHttpSource, runImageSource } from './source-op.js';
-import { Materializer } from './materialize.js';
+import { Materializer, snapshotName } from './materialize.js';
+import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
 import type { SolveOptions, SolverDeps, VertexResult } from './types.js';
 
 interface KeyInfo {
@@ -45,6 +46,8 @@ export class Solver {
     } catch (err) {
       abort.abort(err);
       throw err;
+    } finally {
+      if (opts.debugCache) await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
     }
   }
 
@@ -69,6 +72,8 @@ class SolveRun {
   private readonly keys = new Map<Digest, Promise<KeyInfo>>();
   private readonly resolving = new Map<Digest, Promise<VertexResult>>();
   private readonly hits = new Map<Digest, VertexResult | undefined>();
+  /** Layer chains found for keys during lookup (local index or imported), for history's empty_layer. */
+  private readonly found = new Map<Digest, readonly LayerRef[]>();
 
   constructor(
     private readonly solver: Solver,
@@ -78,6 +83,17 @@ class SolveRun {
 
   private get deps() {
     return this.solver.internals.deps;
+  }
+
+  /** Steps that ran (missed) in this build, for `debug why-miss --last`. */
+  ranSteps(): Array<{ key: Digest; name: string }> {
+    const out: Array<{ key: Digest; name: string }> = [];
+    for (const [d, r] of this.results) {
+      const v = this.graph.get(d);
+      if (r.cached || v.def.kind === 'local' || v.def.kind === 'http') continue;
+      out.push({ key: r.key, name: this.graph.meta.get(d)?.name ?? v.def.kind });
+    }
+    return out;
   }
 
   keyOf(d: Digest): Promise<KeyInfo> {
@@ -155,7 +171,6 @@ class SolveRun {
           event('started');
           try {
             const r = await this.execute(v, info, inputs);
-            if (this.opts.debugCache) await this.deps.index.putPreimage(info.key, info.preimage);
             event('completed');
             return r;
           } catch (err) {
@@ -173,6 +188,11 @@ class SolveRun {
 
   private async execute(v: Vertex, info: KeyInfo, inputs: VertexResult[]): Promise<VertexResult> {
     const ctx = { deps: this.deps, materializer: this.solver.internals.materializer, opts: this.opts, vertex: v, graph: this.graph };
+    // The step may materialise every input's chain: hold those snapshots and blobs before it does.
+    await this.lease([
+      ...inputs.flatMap((r) => chainResources(r.layers)),
+      ...(v.def.kind === 'exec' ? v.def.mounts.flatMap((m) => (m.type === 'cache' ? [cacheMountResource(m.id)] : [])) : []),
+    ]);
     let layers;
     switch (v.def.kind) {
       case 'image':
@@ -187,6 +207,7 @@ class SolveRun {
       default:
         throw new Error(`vertex kind ${v.def.kind} cannot run`);
     }
+    await this.lease([info.key, ...chainResources(layers)]);
     const now = Date.now();
     await this.deps.index.put(info.key, { layers: [...layers], createdAt: now, lastUsedAt: now });
     const base = v.def.kind === 'image' ? layers.length : (inputs[0]?.layers.length ?? 0);
@@ -194,17 +215,8 @@ class SolveRun {
     return { key: info.key, layers, cached: false, ownLayer: v.def.kind !== 'image' && layers.length > (hasRoot ? base : 0) };
   }
 
-  private async lookup(v: Vertex, key: Digest): Promise<VertexResult | undefined> {
-    if (this.opts.noCache) return undefined;
-    const stage = this.graph.meta.get(v.digest)?.stage;
-    if (stage !== undefined && this.opts.noCacheStages.has(stage)) return undefined;
-    const rec = await this.deps.index.get(key);
-    if (!rec) return undefined;
-    // A record is only as good as its blobs: GC or a crash may have taken one.
-    for (const l of rec.layers) if (!(await this.deps.store.stat(l.digest))) return undefined;
-    await this.deps.index.touch(key).catch(() => undefined);
-    const parentLen = await this.rootInputLength(v);
-    return { key, layers: rec.layers, cached: true, ownLayer: parentLen !== undefined && rec.layers.length > parentLen };
+  private lease(resources: readonly string[]): Promise<void> {
+    return resources.length && this.opts.lease ? this.opts.lease.add(resources) : Promise.resolve();
   }
 
   /** Layer count of a vertex's root input when known from the cache, for history's empty_layer. */
@@ -212,23 +224,69 @@ class SolveRun {
     if (v.def.kind === 'image') return undefined;
     if (!(v.def.kind === 'exec' || v.def.kind === 'file') || !v.def.hasRoot) return 0;
     const rootKey = await this.keyOf(v.inputs[0]!);
-    const rec = await this.deps.index.get(rootKey.key);
-    return rec?.layers.length;
+    return this.found.get(rootKey.key)?.length;
   }
 
   /**
    * Look every vertex up before running anything, in order, so a build reports
-   * each cached step (as BuildKit does) even when a later hit means it is never needed.
+   * each cached step (as BuildKit does) even when a later hit means it is never
+   * needed. Three passes keep the warm path cheap: find records, lease all they
+   * name in one write, then check their blobs (after the lease, so a concurrent
+   * GC cannot take a blob between the check and its use).
+   *
+   * `--no-cache-filter` forces a stage's steps to run and, like any rerun, every
+   * step that depends on them: a rerun may produce other bytes, and a cached
+   * dependent would silently keep the old ones.
    */
   async lookupAll(): Promise<void> {
+    const forced = new Set<Digest>();
+    const candidates: Array<{ v: Vertex; key: Digest; layers: readonly LayerRef[]; imported?: { createdAt?: number } }> = [];
     for (const v of this.graph.topoOrder()) {
       if (v.def.kind === 'local' || v.def.kind === 'http') continue;
       const info = await this.keyOf(v.digest);
-      const hit = await this.lookup(v, info.key);
-      this.hits.set(v.digest, hit);
-      if (!hit) continue;
-      this.results.set(v.digest, hit);
       const meta = this.graph.meta.get(v.digest);
+      if (this.opts.debugCache) {
+        await this.deps.index.putPreimage(info.key, { name: meta?.name ?? v.def.kind, stage: meta?.stage, kind: v.def.kind, preimage: info.preimage });
+      }
+      const stage = meta?.stage;
+      if (this.opts.noCache || (stage !== undefined && this.opts.noCacheStages.has(stage)) || v.inputs.some((i) => forced.has(i))) {
+        forced.add(v.digest);
+        continue;
+      }
+      const local = await this.deps.index.get(info.key);
+      const imported = local ? undefined : this.opts.imported?.get(info.key);
+      if (local) candidates.push({ v, key: info.key, layers: local.layers });
+      else if (imported) candidates.push({ v, key: info.key, layers: imported.layers, imported });
+    }
+    await this.lease(candidates.flatMap((c) => [c.key, ...c.layers.map((l) => l.digest)]));
+    // A record is only as good as its blobs: GC or a crash may have taken one.
+    const usable = await Promise.all(candidates.map(async (c) => (await Promise.all(c.layers.map((l) => this.deps.store.stat(l.digest)))).every(Boolean)));
+    const good = new Set<Digest>();
+    candidates.forEach((c, i) => {
+      if (!usable[i]) return;
+      this.found.set(c.key, c.layers);
+      good.add(c.v.digest);
+    });
+    for (const v of this.graph.topoOrder()) {
+      if (v.def.kind === 'local' || v.def.kind === 'http') continue;
+      const info = await this.keyOf(v.digest);
+      const meta = this.graph.meta.get(v.digest);
+      if (!good.has(v.digest)) {
+        this.hits.set(v.digest, undefined);
+        continue;
+      }
+      const c = candidates.find((x) => x.v === v)!;
+      const parentLen = await this.rootInputLength(v);
+      const hit: VertexResult = { key: info.key, layers: c.layers, cached: true, ownLayer: parentLen !== undefined && c.layers.length > parentLen };
+      if (c.imported) {
+        // Remembered locally so the next build hits without --cache-from once the blobs are here.
+        const now = Date.now();
+        await this.deps.index.put(info.key, { layers: [...c.layers], createdAt: c.imported.createdAt ?? now, lastUsedAt: now });
+      } else {
+        await this.deps.index.touch(info.key).catch(() => undefined);
+      }
+      this.hits.set(v.digest, hit);
+      this.results.set(v.digest, hit);
       this.opts.emit({
         type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state: 'cached', at: Date.now(),
         ...(meta?.range ? { range: meta.range } : {}),
@@ -236,6 +294,15 @@ class SolveRun {
       });
     }
   }
+}
+
+/** What a step on top of `layers` holds: each layer blob and the snapshot of each prefix of the chain. */
+function chainResources(layers: readonly LayerRef[]): string[] {
+  const out: string[] = [];
+  for (let i = 1; i <= layers.length; i++) {
+    out.push(layers[i - 1]!.digest, snapshotResource(snapshotName(layers.slice(0, i))!));
+  }
+  return out;
 }
 
 class BuildliteErrorNoContext extends BuildliteError {

@@ -35,6 +35,8 @@ export interface SolverDeps {
   /** Scratch space for mount points and fetched files. */
   readonly tmpDir: string;
   readonly limits?: SandboxLimits;
+  /** The operator's half of the network.host grant (THREATS.md 2); the build's half is SolveOptions.allow. */
+  readonly allowHostNetwork?: boolean;
 }
 
 /** Per-build inputs to the solver. Secret values live here only, never in events or keys. */
@@ -45,8 +47,23 @@ export interface SolveOptions {
   readonly noCacheStages: ReadonlySet<string>;
   readonly sourceDateEpoch?: number;
   readonly debugCache?: boolean;
+  /** Entitlements the build asked for (`network.host`); the operator must also allow each. */
+  readonly allow?: readonly string[];
+  /**
+   * The build's lease: the solver adds every blob, cache key and snapshot it
+   * uses or creates, so GC (here or in another process) leaves them alone.
+   */
+  readonly lease?: { add(resources: readonly string[]): Promise<void> };
+  /** Records imported from `--cache-from`, consulted when the local index misses. */
+  readonly imported?: ImportedRecords;
   readonly emit: (event: BuildEventBody) => void;
   readonly signal?: AbortSignal;
+}
+
+/** Cache records from elsewhere (a registry or a local cache dir); their blobs may be fetched lazily. */
+export interface ImportedRecords {
+  /** `createdAt` (ms) is kept so an image assembled from imported steps gets the same digest as the original. */
+  get(key: Digest): { readonly layers: readonly LayerRef[]; readonly createdAt?: number } | undefined;
 }
 
 /** What a vertex produced: the full layer chain of its filesystem, base first. */

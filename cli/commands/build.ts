@@ -18,6 +18,7 @@ const FLAGS = {
   secret: { type: 'string', multiple: true },
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
+  'allow-host-network': { type: 'boolean' },
   label: { type: 'string', multiple: true },
   platform: { type: 'string' },
   progress: { type: 'string' },
@@ -43,16 +44,24 @@ export interface ParsedBuild {
   readonly server?: string;
   readonly token?: string;
   readonly debugCache: boolean;
+  /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
+  readonly allowHostNetwork: boolean;
+}
+
+/** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
+export interface ParseOverrides {
+  readonly contextDir?: string;
 }
 
 /** argv → a BuildRequest plus the local-only parts (secrets' values, files to write). Pure but for reading files. */
-export async function parseBuild(argv: string[]): Promise<ParsedBuild> {
+export async function parseBuild(argv: string[], over: ParseOverrides = {}): Promise<ParsedBuild> {
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'build needs exactly one CONTEXT argument' : `build takes one CONTEXT, got ${positionals.length}`, 'build');
   const contextArg = positionals[0]!;
-  if (contextArg === '-') throw new UsageError('a context on stdin (-) is not supported yet: pass a directory', 'build');
-  const contextDir = path.resolve(contextArg);
-  const dockerfilePath = v.file ? path.resolve(v.file) : path.join(contextDir, 'Dockerfile');
+  if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
+  const contextDir = over.contextDir ?? path.resolve(contextArg);
+  // With a context on stdin, a relative -f names a file inside it (as docker build does).
+  const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');
   const dockerfile = await readFile(dockerfilePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot read Dockerfile ${dockerfilePath}: ${err.code ?? err.message}`, 'build');
   });
@@ -86,8 +95,15 @@ export async function parseBuild(argv: string[]): Promise<ParsedBuild> {
 
   const network = v.network ?? 'default';
   if (!['default', 'none', 'host'].includes(network)) throw new UsageError(`--network "${network}": want default, none or host`, 'build');
+  for (const a of v.allow ?? []) {
+    if (a !== 'network.host') throw new UsageError(`--allow "${a}": the only entitlement is network.host`, 'build');
+  }
+  const allowHostNetwork = (v['allow-host-network'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_HOST_NETWORK']);
   const progress = v.quiet ? 'quiet' : (v.progress ?? 'auto');
-  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(progress)) throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
+  if (!['auto', 'tty', 'plain', 'json'].includes(progress) && !v.quiet) throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
+  if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
+    throw new UsageError('an output to stdout (dest=-) cannot be combined with --progress json or --quiet, which also write to stdout', 'build');
+  }
   let platform;
   if (v.platform !== undefined) {
     const [os, architecture, variant] = v.platform.split('/');
@@ -147,6 +163,7 @@ export async function parseBuild(argv: string[]): Promise<ParsedBuild> {
     ...(v.server ? { server: v.server } : {}),
     ...(v.token ? { token: v.token } : {}),
     debugCache: v['debug-cache'] ?? false,
+    allowHostNetwork,
   };
 }
 
@@ -166,6 +183,8 @@ function parseOutput(value: string, tags: readonly string[]): OutputSpec {
     case 'local':
     case 'tar':
       if (!dest) throw new UsageError(`--output type=${type} needs dest=PATH`, 'build');
+      if (dest === '-' && type !== 'tar') throw new UsageError(`--output type=${type}: dest=- (stdout) is only for type=tar`, 'build');
+      if (type === 'tar') return { type, dest: dest === '-' ? '-' : path.resolve(dest) };
       return type === 'oci' ? { type, dest: path.resolve(dest), refs: [...tags] } : { type, dest: path.resolve(dest) };
     default:
       throw new UsageError(`--output "${value}": type must be registry, oci, local or tar`, 'build');
@@ -200,11 +219,28 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usageOf('build')}\n`);
     return 0;
   }
-  const parsed = await parseBuild(argv);
-  if (parsed.server) throw new UsageError('remote builds (--server) are not available yet: the build service is issue 7', 'build');
-  if (parsed.request.cacheFrom || parsed.request.cacheTo) {
-    throw new UsageError('--cache-from/--cache-to are not available yet (registry cache is issue 6)', 'build');
+  const stdinCtx = await maybeStdinContext(argv);
+  try {
+    return await runParsed(await parseBuild(argv, stdinCtx ? { contextDir: stdinCtx.dir } : {}));
+  } finally {
+    await stdinCtx?.remove();
   }
+}
+
+/** CONTEXT `-` in embedded mode: stdin into a temp dir under the state root, removed after the build. */
+async function maybeStdinContext(argv: string[]) {
+  const { values: v, positionals } = parseFlags('build', argv, FLAGS);
+  if (positionals.length !== 1 || positionals[0] !== '-' || v.server) return undefined;
+  const { readStdinContext } = await import('../stdin-context.js');
+  return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
+}
+
+async function runParsed(parsed: ParsedBuild): Promise<number> {
+  if (parsed.server) return (await import('../remote-build.js')).runRemoteBuild(parsed);
   const { runLocalBuild } = await import('../local-build.js');
   return runLocalBuild(parsed);
+}
+
+function isTruthy(v: string | undefined): boolean {
+  return v !== undefined && ['1', 'true', 'yes'].includes(v.toLowerCase());
 }

@@ -1,0 +1,185 @@
+import type { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { BuildEvent } from '../core/build.js';
+
+import { eventFromPb, loadServices, wireErrorFromPb, type PbBuildEvent, type PbWireError } from './proto.js';
+import type { PbBuildRequest } from './validate.js';
+import { fromStatus } from './wire-errors.js';
+
+/** Bytes per context chunk: well under the 4 MiB message limit, large enough to keep the pipe full. */
+export const CHUNK_BYTES = 256 << 10;
+
+export type SubmitRequest = Partial<PbBuildRequest>;
+
+export interface BuildInfo {
+  readonly buildId: string;
+  readonly client: string;
+  readonly state: string;
+  readonly project: string;
+  readonly worker: string;
+  readonly imageDigest: string;
+  readonly attempts: number;
+  readonly error?: ReturnType<typeof wireErrorFromPb>;
+}
+
+type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+/**
+ * A client of the build service for the CLI, tests and benchmarks. Every
+ * failure comes back as a BuildliteError (fromStatus) with the server's code.
+ */
+export class BuildliteClient {
+  private readonly client: AnyClient;
+  private readonly health: AnyClient;
+  private readonly md: grpc.Metadata;
+
+  constructor(addr: string, token: string | undefined) {
+    const { builds, health } = loadServices();
+    const opts = { 'grpc.max_receive_message_length': 8 << 20 };
+    this.client = new builds(addr, grpc.credentials.createInsecure(), opts) as AnyClient;
+    this.health = new health(addr, grpc.credentials.createInsecure(), opts) as AnyClient;
+    this.md = new grpc.Metadata();
+    if (token !== undefined) this.md.set('authorization', `Bearer ${token}`);
+  }
+
+  private unary<Res>(method: string, req: unknown): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      this.client[method]!(req, this.md, (err: grpc.ServiceError | null, res: Res) => (err ? reject(fromStatus(err)) : resolve(res)));
+    });
+  }
+
+  async hasContext(digest: string): Promise<boolean> {
+    return (await this.unary<{ present: boolean }>('HasContext', { digest })).present;
+  }
+
+  /** Submits a build: with `context` a tar stream to upload, or `request.context_digest` naming one already stored. */
+  submit(request: SubmitRequest, context?: Readable): Promise<{ buildId: string; contextDigest: string }> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const call = this.client['Submit']!(this.md, (err: grpc.ServiceError | null, res: { build_id: string; context_digest: string }) => {
+        settled = true;
+        if (err) reject(fromStatus(err));
+        else resolve({ buildId: res.build_id, contextDigest: res.context_digest });
+      }) as grpc.ClientWritableStream<unknown>;
+      call.write({ request });
+      if (!context) {
+        call.end();
+        return;
+      }
+      (async () => {
+        let buf: Buffer[] = [];
+        let n = 0;
+        const flush = async () => {
+          if (n === 0) return;
+          const chunk = Buffer.concat(buf, n);
+          buf = [];
+          n = 0;
+          if (!call.write({ chunk })) await new Promise((r) => call.once('drain', r));
+        };
+        for await (const c of context as AsyncIterable<Buffer>) {
+          if (settled) return;
+          buf.push(c);
+          n += c.length;
+          if (n >= CHUNK_BYTES) await flush();
+        }
+        await flush();
+        call.end();
+      })().catch((err: unknown) => {
+        call.cancel();
+        if (!settled) reject(err);
+      });
+    });
+  }
+
+  /**
+   * Events after `fromSeq` until the build's last event. The stream may break
+   * (server restart, network): the caller resumes with the last seq it saw.
+   */
+  async *watch(buildId: string, fromSeq = 0, signal?: AbortSignal): AsyncGenerator<BuildEvent> {
+    const call = this.client['Watch']!({ build_id: buildId, from_seq: fromSeq }, this.md) as grpc.ClientReadableStream<PbBuildEvent>;
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const pb of call as AsyncIterable<PbBuildEvent>) yield eventFromPb(pb);
+    } catch (err) {
+      throw fromStatus(err as grpc.ServiceError);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  async cancel(buildId: string): Promise<BuildInfo> {
+    return infoFromPb(await this.unary('Cancel', { build_id: buildId }));
+  }
+
+  async get(buildId: string): Promise<BuildInfo> {
+    return infoFromPb(await this.unary('Get', { build_id: buildId }));
+  }
+
+  async list(filter: { state?: string; client?: string; limit?: number } = {}): Promise<BuildInfo[]> {
+    const r = await this.unary<{ builds: PbInfo[] }>('List', { state: filter.state ?? '', client: filter.client ?? '', limit: filter.limit ?? 0 });
+    return r.builds.map(infoFromPb);
+  }
+
+  async listWorkers(): Promise<Array<{ id: string; alive: boolean; active: number; concurrency: number }>> {
+    return (await this.unary<{ workers: Array<{ id: string; alive: boolean; active: number; concurrency: number }> }>('ListWorkers', {})).workers;
+  }
+
+  async diskUsage(): Promise<Array<{ worker: string; total: number; kinds: Array<{ kind: string; count: number; size: number }>; error: string }>> {
+    return (await this.unary<{ workers: Array<{ worker: string; total: number; kinds: Array<{ kind: string; count: number; size: number }>; error: string }> }>('DiskUsage', {})).workers;
+  }
+
+  async prune(opts: { all?: boolean; keepDurationMs?: number; keepStorageBytes?: number } = {}): Promise<Array<{ worker: string; freed_bytes: number; removed: number; error: string }>> {
+    return (
+      await this.unary<{ workers: Array<{ worker: string; freed_bytes: number; removed: number; error: string }> }>('Prune', {
+        all: opts.all ?? false,
+        keep_duration_ms: opts.keepDurationMs ?? 0,
+        keep_storage_bytes: opts.keepStorageBytes ?? 0,
+      })
+    ).workers;
+  }
+
+  /** grpc.health.v1 Check: SERVING, NOT_SERVING, … */
+  healthCheck(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.health['Check']!({ service: '' }, (err: grpc.ServiceError | null, res: { status: string }) => (err ? reject(fromStatus(err)) : resolve(res.status)));
+    });
+  }
+
+  /** Resolves once the channel is connected, or rejects after `ms`. */
+  waitForReady(ms: number): Promise<void> {
+    return new Promise((resolve, reject) => this.client.waitForReady(Date.now() + ms, (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(): void {
+    this.client.close();
+    this.health.close();
+  }
+}
+
+interface PbInfo {
+  build_id: string;
+  client: string;
+  state: string;
+  project: string;
+  worker: string;
+  image_digest: string;
+  attempts: number;
+  error?: PbWireError | null;
+}
+
+function infoFromPb(p: unknown): BuildInfo {
+  const i = p as PbInfo;
+  return {
+    buildId: i.build_id,
+    client: i.client,
+    state: i.state,
+    project: i.project,
+    worker: i.worker,
+    imageDigest: i.image_digest,
+    attempts: i.attempts,
+    ...(i.error ? { error: wireErrorFromPb(i.error) } : {}),
+  };
+}
+

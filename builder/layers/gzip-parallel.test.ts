@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { ParallelGzip } from './gzip-parallel.js';
+
+async function gzipOf(parts: Buffer[], opts: ConstructorParameters<typeof ParallelGzip>[0] = {}): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of Readable.from(parts).pipe(new ParallelGzip(opts))) out.push(c as Buffer);
+  return Buffer.concat(out);
+}
+
+function textLike(n: number): Buffer {
+  const words = ['layer', 'blob', 'digest', 'manifest', 'runc', 'overlay', 'snapshot', '\n'];
+  let s = '';
+  let i = 7;
+  while (s.length < n) s += `${words[(i = (i * 31 + 11) % 97) % words.length]} `;
+  return Buffer.from(s.slice(0, n));
+}
+
+describe('ParallelGzip', () => {
+  const chunk = 64 * 1024;
+  const mixed = Buffer.concat([textLike(3 * chunk + 123), randomBytes(2 * chunk + 7), textLike(chunk / 2)]);
+
+  it('round-trips empty, small, chunk-sized and mixed inputs', async () => {
+    for (const input of [Buffer.alloc(0), Buffer.from('hello'), textLike(chunk), mixed]) {
+      const gz = await gzipOf([input], { chunkSize: chunk });
+      expect(gunzipSync(gz).equals(input)).toBe(true);
+    }
+  });
+
+  it('gives the same bytes however the input is split', async () => {
+    const whole = await gzipOf([mixed], { chunkSize: chunk });
+    const pieces: Buffer[] = [];
+    for (let off = 0; off < mixed.length; off += 5000) pieces.push(mixed.subarray(off, off + 5000));
+    expect((await gzipOf(pieces, { chunkSize: chunk })).equals(whole)).toBe(true);
+  });
+
+  it('compresses text and stores random data without growing it much', async () => {
+    const text = textLike(8 * chunk);
+    expect((await gzipOf([text], { chunkSize: chunk })).length).toBeLessThan(text.length / 3);
+    const rnd = randomBytes(8 * chunk);
+    const gz = await gzipOf([rnd], { chunkSize: chunk });
+    expect(gz.length).toBeLessThan(rnd.length * 1.001 + 64);
+    expect(gunzipSync(gz).equals(rnd)).toBe(true);
+  });
+
+  it('is read by GNU gzip', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pgz-'));
+    try {
+      const f = path.join(dir, 'x.gz');
+      writeFileSync(f, await gzipOf([mixed], { chunkSize: chunk }));
+      const out = execFileSync('gzip', ['-dc', f], { maxBuffer: 64 * 1024 * 1024 });
+      expect(out.equals(mixed)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a level outside 1-9', () => {
+    expect(() => new ParallelGzip({ level: 0 })).toThrow(RangeError);
+  });
+});

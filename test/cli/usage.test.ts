@@ -1,0 +1,85 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+/** The command line alone: no registry, no build. Every bad line is one error line, the usage, exit 2. */
+describe('buildlite command line', () => {
+  let tmp: string;
+  let ctx: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-usage-'));
+    ctx = tmp;
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\n');
+  });
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('--version and version print the version', async () => {
+    for (const args of [['--version'], ['version'], ['-v']]) {
+      const r = await runCli(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^buildlite \d+\.\d+\.\d+/);
+    }
+  });
+
+  it('help exists for each command, as `help CMD` and as `CMD --help`', async () => {
+    for (const cmd of ['build', 'push', 'graph', 'login', 'logout', 'serve', 'worker', 'version']) {
+      const a = await runCli(['help', cmd]);
+      const b = await runCli([cmd, '--help']);
+      expect(a.code, cmd).toBe(0);
+      expect(a.stdout).toContain(`Usage: buildlite ${cmd}`);
+      expect(b.code, cmd).toBe(0);
+      expect(b.stdout).toBe(a.stdout);
+    }
+    const top = await runCli([]);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toContain('Commands:');
+    const build = await runCli(['help', 'build']);
+    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar']) {
+      expect(build.stdout, flag).toContain(flag);
+    }
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['unknown flag', ['build', '--frobnicate', 'CTX'], /Unknown option '--frobnicate'/],
+    ['unknown command', ['frobnicate'], /unknown command "frobnicate"/],
+    ['help for an unknown command', ['help', 'frobnicate'], /unknown command "frobnicate"/],
+    ['no context', ['build'], /exactly one CONTEXT/],
+    ['two contexts', ['build', 'CTX', 'CTX'], /one CONTEXT, got 2/],
+    ['missing flag value', ['build', 'CTX', '-t'], /-t.*argument missing|Option '-t/],
+    ['bad --progress', ['build', '--progress', 'fancy', 'CTX'], /--progress "fancy"/],
+    ['bad --network', ['build', '--network', 'bridge', 'CTX'], /--network "bridge"/],
+    ['bad --allow', ['build', '--allow', 'security.insecure', 'CTX'], /--allow "security.insecure"/],
+    ['other platform', ['build', '--platform', 'linux/arm64', 'CTX'], /linux\/arm64 is not supported: buildlite builds linux\/amd64 only/],
+    ['malformed platform', ['build', '--platform', 'amd64', 'CTX'], /want OS\/ARCH/],
+    ['bad output type', ['build', '--output', 'type=docker', 'CTX'], /type must be registry, oci, local or tar/],
+    ['output without dest', ['build', '--output', 'type=oci', 'CTX'], /type=oci needs dest=PATH/],
+    ['stdout for a non-tar output', ['build', '--output', 'type=oci,dest=-', 'CTX'], /only for type=tar/],
+    ['stdout tar with json progress', ['build', '--output', 'type=tar,dest=-', '--progress', 'json', 'CTX'], /cannot be combined/],
+    ['--push without a tag', ['build', '--push', 'CTX'], /--push needs at least one -t/],
+    ['secret without id', ['build', '--secret', 'src=/etc/hostname', 'CTX'], /id= is required/],
+    ['secret from an unset variable', ['build', '--secret', 'id=tok,env=BL_SURELY_UNSET_VAR', 'CTX'], /BL_SURELY_UNSET_VAR is not set/],
+    ['label without =', ['build', '--label', 'novalue', 'CTX'], /--label "novalue": want KEY=VALUE/],
+    ['empty build-arg name', ['build', '--build-arg', '=x', 'CTX'], /empty name/],
+    ['missing Dockerfile', ['build', '-f', 'nope.Dockerfile', 'CTX'], /cannot read Dockerfile/],
+  ];
+  it.each(bad)('%s: one error line, the usage, exit 2', async (_name, args, want) => {
+    const r = await runCli(args.map((a) => (a === 'CTX' ? ctx : a)));
+    expect(r.code).toBe(2);
+    const [first, second] = r.stderr.split('\n');
+    expect(first).toMatch(/^buildlite: /);
+    expect(first).toMatch(want);
+    expect(second).toBe('');
+    expect(r.stderr).toContain('Usage: buildlite');
+    expect(r.stdout).toBe('');
+  });
+
+  it('a bad SOURCE_DATE_EPOCH is a usage error', async () => {
+    const r = await runCli(['build', ctx], { env: { SOURCE_DATE_EPOCH: 'yesterday' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SOURCE_DATE_EPOCH "yesterday"/);
+  });
+});

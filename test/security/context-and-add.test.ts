@@ -1,0 +1,118 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { symlink, writeFile } from 'node:fs/promises';
+import http, { type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readPushedImage, SecurityEnv } from './harness.js';
+
+/** THREATS.md 4 and 7, through whole builds: context symlinks stay links; ADD <url> is policed and never unpacked. */
+describe('context symlinks and ADD <url> in whole builds', () => {
+  let env: SecurityEnv;
+  let server: Server;
+  let port: number;
+  const token = randomBytes(6).toString('hex');
+  const hostText = `host-only-content-${token}`;
+  let marker: string;
+  let archive: Buffer;
+  let archiveDigest: string;
+  let requests = 0;
+
+  beforeAll(async () => {
+    env = await SecurityEnv.start();
+    marker = path.join(env.tmp, `host-file-${token}`);
+    await writeFile(marker, hostText);
+    const pack = tarStream.pack();
+    pack.entry({ name: 'inside.txt' }, 'would appear if unpacked');
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack) chunks.push(c as Buffer);
+    archive = gzipSync(Buffer.concat(chunks));
+    archiveDigest = `sha256:${createHash('sha256').update(archive).digest('hex')}`;
+    server = http.createServer((req, res) => {
+      requests++;
+      if (req.url === '/data.tar.gz') res.end(archive);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    server?.close();
+    await env?.stop();
+  });
+
+  it('COPY of a context symlink to a host file copies the link, never the host file', async () => {
+    const ctx = await env.context();
+    await symlink(marker, path.join(ctx, 'leak'));
+    await symlink('/etc/passwd', path.join(ctx, 'passwd-leak'));
+    const { builder } = await env.builder();
+    const ref = `${env.registry.host}/sec/ctx-leak:1`;
+    const out = await env.build(builder, `FROM ${env.base}\nCOPY leak /x\nCOPY passwd-leak /p\nRUN readlink /x; cat /x 2>&1; echo checked\n`, {
+      context: ctx,
+      request: { outputs: [{ type: 'registry', refs: [ref] }] },
+    });
+    expect(out.error).toBeUndefined();
+    expect(out.logs).toContain(marker); // readlink shows the link's target text
+    expect(out.logs).not.toContain(hostText);
+    const img = await readPushedImage(ref);
+    const entries = img.layers.flat();
+    const x = entries.find((e) => e.name.replace(/^\.?\//, '') === 'x');
+    expect(x?.type).toBe('symlink');
+    expect(x?.linkname).toBe(marker);
+    expect(entries.find((e) => e.name.replace(/^\.?\//, '') === 'p')?.linkname).toBe('/etc/passwd');
+    for (const e of entries) expect(e.data.includes(hostText), e.name).toBe(false);
+  });
+
+  it('COPY through a context symlink to / reads nothing from the host', async () => {
+    const ctx = await env.context();
+    await symlink('/', path.join(ctx, 'root'));
+    const { builder } = await env.builder();
+    const ref = `${env.registry.host}/sec/ctx-root:1`;
+    const out = await env.build(builder, `FROM ${env.base}\nCOPY root${marker} /y\nRUN cat /y 2>&1; echo checked\n`, {
+      context: ctx,
+      request: { outputs: [{ type: 'registry', refs: [ref] }] },
+    });
+    expect(out.logs).not.toContain(hostText);
+    if (out.error) {
+      expect(out.error.code).not.toBe('INTERNAL');
+      expect(out.error.range?.startLine).toBe(2);
+    } else {
+      const img = await readPushedImage(ref);
+      for (const e of img.layers.flat()) expect(e.data.includes(hostText), e.name).toBe(false);
+    }
+    // The same through /etc/passwd: the host's account file never lands.
+    const pw = await env.build(builder, `FROM ${env.base}\nCOPY root/etc/passwd /y\nRUN cat /y\n`, { context: ctx });
+    const hostPasswd = (await import('node:fs')).readFileSync('/etc/passwd', 'utf8');
+    const hostOnlyLine = hostPasswd.split('\n').find((l) => l && !/^(root|app|nobody):/.test(l));
+    if (hostOnlyLine) expect(pw.logs).not.toContain(hostOnlyLine);
+  });
+
+  it('ADD <url> from loopback is refused by the default policy, naming the line, before any request', async () => {
+    const { builder } = await env.builder();
+    const before = requests;
+    const out = await env.build(builder, `FROM ${env.base}\nRUN echo first\nADD http://127.0.0.1:${port}/data.tar.gz /dl/\n`);
+    expect(out.error?.code).toBe('PERMISSION_DENIED');
+    expect(out.error?.message).toMatch(/127\.0\.0\.1/);
+    expect(out.error?.range?.startLine).toBe(3);
+    expect(requests).toBe(before);
+  });
+
+  it('ADD <url> with loopback allowed: fetched as is, never unpacked; --checksum enforced', async () => {
+    const { builder } = await env.builder({ httpPolicy: { allowLoopback: true } });
+    const ok = await env.build(
+      builder,
+      `FROM ${env.base}\nADD --checksum=${archiveDigest} http://127.0.0.1:${port}/data.tar.gz /dl/\nRUN ls /dl; sha256sum /dl/data.tar.gz; stat -c '%a' /dl/data.tar.gz\n`,
+    );
+    expect(ok.error).toBeUndefined();
+    expect(ok.logs).toContain(archiveDigest.slice('sha256:'.length));
+    expect(ok.logs).not.toContain('inside.txt');
+    expect(ok.logs).toMatch(/^600$/m);
+
+    const bad = await env.build(builder, `FROM ${env.base}\nADD --checksum=sha256:${'1'.repeat(64)} http://127.0.0.1:${port}/data.tar.gz /dl/\n`);
+    expect(bad.error?.code).toBe('DIGEST_MISMATCH');
+    expect(bad.error?.range?.startLine).toBe(2);
+  });
+});

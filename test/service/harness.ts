@@ -1,0 +1,169 @@
+/**
+ * A real build service for tests: `buildlite serve` and `buildlite worker`
+ * processes spawned from dist/cli/main.js against a real Redis, with a shared
+ * contexts dir, a tokens file for three clients and an admin, and cleanup of
+ * everything they leave (processes, runc containers, mounts, temp dirs).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { mountsUnder } from '../../core/mounter.js';
+import { CLI } from '../helpers/cli.js';
+
+const sh = promisify(execFile);
+
+export const TOKENS = {
+  alice: 'alice-token-0123456789abcdef',
+  bob: 'bob-token-0123456789abcdef00',
+  carol: 'carol-token-0123456789abcdef',
+  admin: 'admin-token-0123456789abcdef',
+  hostnet: 'hostnet-token-0123456789abcd',
+} as const;
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly root: string;
+  output(): string;
+  /** Resolves with the first stdout/stderr line matching `re`. */
+  waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface Service {
+  readonly dir: string;
+  readonly contexts: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  api: Proc;
+  addr: string;
+  readonly workers: Proc[];
+  startWorker(id: string, root?: string): Promise<Proc>;
+  stop(): Promise<void>;
+}
+
+/** Short locks: a killed worker's job moves to another worker in seconds, not the default 15+10 s. */
+export const FAST_LOCKS = ['--lock-ms', '4000', '--stalled-ms', '2000', '--heartbeat-ms', '3000'];
+
+function spawnCli(args: string[], root: string): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  let out = '';
+  const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
+  const onData = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 2_000_000) out = out.slice(-1_000_000);
+    for (const w of [...waiters]) {
+      const m = out.match(w.re);
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    root,
+    output: () => out,
+    waitFor(re, ms = 60_000) {
+      const m = out.match(re);
+      if (m) return Promise.resolve(m);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${out.slice(-3000)}`)), ms);
+        const w = { re, resolve: (mm: RegExpMatchArray) => (clearTimeout(t), resolve(mm)) };
+        waiters.push(w);
+        child.once('exit', (code, sig) => {
+          if (waiters.includes(w)) {
+            clearTimeout(t);
+            reject(new Error(`process exited (${code ?? sig}) before ${re}:\n${out.slice(-3000)}`));
+          }
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+export async function startService(opts: { redisUrl: string; workers: number; concurrency?: number; embedded?: boolean; prefix?: string }): Promise<Service> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-svc-'));
+  const contexts = path.join(dir, 'contexts');
+  await mkdir(contexts, { recursive: true });
+  const tokensFile = path.join(dir, 'tokens.yaml');
+  await writeFile(
+    tokensFile,
+    [
+      'tokens:',
+      `  - { token: ${TOKENS.alice}, client: alice }`,
+      `  - { token: ${TOKENS.bob}, client: bob }`,
+      `  - { token: ${TOKENS.carol}, client: carol }`,
+      `  - { token: ${TOKENS.admin}, client: ops, admin: true }`,
+      `  - { token: ${TOKENS.hostnet}, client: net, entitlements: [network.host] }`,
+      '',
+    ].join('\n'),
+  );
+  const prefix = opts.prefix ?? `t${process.pid}${Math.floor(Math.random() * 1e6)}`;
+  const common = ['--redis', opts.redisUrl, '--contexts', contexts, '--prefix', prefix, '--drain-seconds', '5', ...FAST_LOCKS];
+  const concurrency = String(opts.concurrency ?? 1);
+  const apiRoot = path.join(dir, 'api');
+  const api = spawnCli(['serve', '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot);
+  const workers: Proc[] = [];
+  const svc: Service = {
+    dir,
+    contexts,
+    redisUrl: opts.redisUrl,
+    prefix,
+    api,
+    addr: '',
+    workers,
+    async startWorker(id, root = path.join(dir, `worker-${id}`)) {
+      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...common], root);
+      workers.push(w);
+      await w.waitFor(/worker \S+ ready/);
+      return w;
+    },
+    async stop() {
+      await Promise.all([api, ...workers].map((p) => p.stop('SIGKILL')));
+      await cleanupRoots([apiRoot, ...workers.map((w) => w.root)]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    const m = await api.waitFor(/listening on (\S+)/);
+    svc.addr = m[1]!;
+    for (let i = 0; i < opts.workers; i++) await svc.startWorker(`w${i + 1}`);
+  } catch (err) {
+    await svc.stop();
+    throw err;
+  }
+  return svc;
+}
+
+/** runc containers left in a worker root's runc state dir. */
+export async function runcContainers(root: string): Promise<string[]> {
+  try {
+    const { stdout } = await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'list', '-q']);
+    return stdout.split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Kills runc containers and unmounts what killed processes left, so temp dirs can go. */
+export async function cleanupRoots(roots: string[]): Promise<void> {
+  for (const root of roots) {
+    for (const id of await runcContainers(root)) {
+      await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'kill', id, 'KILL']).catch(() => undefined);
+      await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'delete', '--force', id]).catch(() => undefined);
+    }
+    for (const m of (await mountsUnder(root)).reverse()) await sh('umount', ['-l', m]).catch(() => undefined);
+  }
+}

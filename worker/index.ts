@@ -1,0 +1,7 @@
+export { BuildWorker, WORKER_DEFAULTS, type BuildWorkerOptions } from './worker.js';
+export { ServiceMetrics, splitHostPort } from './metrics.js';
+export { EmbeddedQueue, type EmbeddedJob } from './embedded-queue.js';
+export { sweepWorkerState, type SweepReport } from './sweep.js';
+export { listWorkers } from './registry.js';
+export * from './jobs.js';
+export { waitForRedis, redactUrl } from './redis-wait.js';

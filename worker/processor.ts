@@ -1,0 +1,190 @@
+import path from 'node:path';
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { BuildEvent, BuildResult } from '../core/build.js';
+import { CodedError, toWire, type WireError } from '../core/errors.js';
+import type { Builder } from '../builder/index.js';
+import { unpackContext } from './context.js';
+import { EventWriter, type EventWriterOptions } from './events.js';
+import { parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
+import type { ServiceMetrics } from './metrics.js';
+
+/** Why this worker stopped a running build; each ends differently. */
+export type StopReason = 'cancel' | 'lock' | 'drain';
+
+export interface ProcessorDeps {
+  readonly workerId: string;
+  readonly builder: Builder;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly root: string;
+  readonly contextsDir: string;
+  readonly events: EventWriterOptions;
+  readonly log: Logger;
+  readonly metrics?: ServiceMetrics;
+  readonly vault?: SecretVault;
+  /** Seconds a project → worker hint lives (cache locality). */
+  readonly projectTtlS: number;
+}
+
+/** A running build's stop switch, registered so cancel messages, lock loss and drain can reach it. */
+export interface RunningBuild {
+  readonly controller: AbortController;
+  stop(reason: StopReason): void;
+  reason?: StopReason;
+}
+
+/**
+ * Runs one build job: marks it running, unpacks its context, streams the
+ * builder's events to Redis, and ends it exactly once. Failures that a retry
+ * can fix (registry down, a Redis blip) are rethrown for BullMQ's backoff;
+ * Dockerfile and RUN failures end the build and become UnrecoverableError; a
+ * worker that lost the job publishes nothing more.
+ */
+export async function processBuild(
+  deps: ProcessorDeps,
+  job: Job<BuildJobData>,
+  token: string | undefined,
+  bullSignal: AbortSignal | undefined,
+  running: Map<string, RunningBuild>,
+): Promise<BuildResult | undefined> {
+  const { buildId } = job.data;
+  const { redis, keys, log } = deps;
+  const owner = token ? { queue: job.queueName, token } : undefined;
+  const writer = new EventWriter(redis, keys, buildId, deps.events);
+  const controller = new AbortController();
+  const handle: RunningBuild = {
+    controller,
+    stop(reason) {
+      if (handle.reason) return;
+      handle.reason = reason;
+      controller.abort(new CodedError('CANCELLED', reason === 'cancel' ? 'the build was cancelled' : `the worker stopped the build (${reason === 'lock' ? 'it lost the job' : 'draining'})`));
+    },
+  };
+  const onBull = () => handle.stop('lock');
+  bullSignal?.addEventListener('abort', onBull, { once: true });
+  running.set(buildId, handle);
+  const blog = log.child({ buildId, client: job.data.client, attempt: job.attemptsMade + 1 });
+
+  try {
+    const rec = parseBuildRecord(await redis.hgetall(keys.build(buildId)));
+    if (!rec) throw new UnrecoverableError(`build ${buildId} has no record (expired or deleted)`);
+    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') return undefined;
+    await writer.begin();
+    if (rec.cancelRequested) {
+      await writer.finish({ state: 'cancelled', body: errorBody(new CodedError('CANCELLED', 'the build was cancelled')), ...(owner ? { owner } : {}) });
+      return undefined;
+    }
+    await redis
+      .multi()
+      .hset(keys.build(buildId), { state: 'running', worker: deps.workerId, startedAt: String(Date.now()) })
+      .hincrby(keys.build(buildId), 'attempts', 1)
+      .exec();
+    if (rec.attempts > 0) await writer.append({ type: 'warning', message: `build restarted (attempt ${rec.attempts + 1}) on worker ${deps.workerId}` });
+
+    let secrets: ReadonlyMap<string, Buffer> = new Map();
+    if (job.data.secretsHolder) {
+      const held = deps.vault?.holderId === job.data.secretsHolder ? deps.vault.get(buildId) : undefined;
+      if (!held) {
+        const err = new CodedError('INVALID_ARGUMENT', 'the secrets of this build were held in memory by the API process that accepted it, which is gone: submit it again');
+        await writer.finish({ state: 'failed', body: errorBody(err), extra: { error: JSON.stringify(err.toWire()) }, ...(owner ? { owner } : {}) });
+        throw new UnrecoverableError(err.message);
+      }
+      secrets = held;
+    }
+
+    blog.info({ project: job.data.project }, 'build started');
+    deps.metrics?.running.inc();
+    const observe = deps.metrics?.observer();
+    let terminal: BuildEvent | undefined;
+    const ctx = await unpackContext(deps.contextsDir, job.data.request.context.digest, path.join(deps.root, 'tmp'), controller.signal).catch((err: unknown) => {
+      terminal = { seq: 0, type: 'error', error: toWire(err) };
+      return undefined;
+    });
+    try {
+      if (ctx) {
+        const events = deps.builder.build({ ...job.data.request, context: { dir: ctx.dir } }, { secrets, signal: controller.signal });
+        for await (const ev of events) {
+          observe?.(ev);
+          if (ev.type === 'result' || ev.type === 'error') terminal = ev;
+          else if (!handle.reason || handle.reason === 'cancel') await writer.append(ev);
+        }
+      }
+    } finally {
+      deps.metrics?.running.dec();
+      await ctx?.remove();
+    }
+    return await conclude(deps, job, token, writer, handle, terminal, blog);
+  } finally {
+    bullSignal?.removeEventListener('abort', onBull);
+    running.delete(buildId);
+  }
+}
+
+async function conclude(
+  deps: ProcessorDeps,
+  job: Job<BuildJobData>,
+  token: string | undefined,
+  writer: EventWriter,
+  handle: RunningBuild,
+  terminal: BuildEvent | undefined,
+  blog: Logger,
+): Promise<BuildResult | undefined> {
+  const { buildId, project } = job.data;
+  const owner = token ? { queue: job.queueName, token } : undefined;
+  const done = (state: 'succeeded' | 'failed' | 'cancelled') => {
+    deps.metrics?.builds.inc({ state });
+    if (state !== 'failed' || !isRetry(job)) deps.vault?.drop(buildId);
+  };
+
+  if (handle.reason === 'lock') {
+    blog.warn('lost the job lock: stopped the build without publishing a result');
+    throw new Error('job lock lost');
+  }
+  if (handle.reason === 'drain' && terminal?.type !== 'result') {
+    // Hand the job back untouched: another worker (or this one, restarted) runs it.
+    blog.info('draining: handing the build back to the queue');
+    if (token) await job.moveToWait(token);
+    throw new WaitingError();
+  }
+  if (terminal?.type === 'result') {
+    const ok = await writer.finish({ state: 'succeeded', body: { type: 'result', result: terminal.result }, extra: { imageDigest: terminal.result.imageDigest }, ...(owner ? { owner } : {}) });
+    if (!ok) {
+      blog.warn('build finished but the job was no longer ours: result not published');
+      throw new Error('job lock lost');
+    }
+    await deps.redis.set(deps.keys.project(project), deps.workerId, 'EX', deps.projectTtlS).catch(() => undefined);
+    done('succeeded');
+    blog.info({ imageDigest: terminal.result.imageDigest }, 'build succeeded');
+    return terminal.result;
+  }
+  const error: WireError = terminal?.type === 'error' ? terminal.error : { code: 'INTERNAL', message: 'the builder ended without a result', retryable: false };
+  if (handle.reason === 'cancel' || error.code === 'CANCELLED') {
+    const cancelled: WireError = { ...error, code: 'CANCELLED', message: 'the build was cancelled', retryable: false };
+    await writer.finish({ state: 'cancelled', body: { type: 'error', error: cancelled }, extra: { error: JSON.stringify(cancelled) }, ...(owner ? { owner } : {}) });
+    done('cancelled');
+    blog.info('build cancelled');
+    throw new UnrecoverableError('cancelled');
+  }
+  const attemptsLeft = (job.opts.attempts ?? 1) - (job.attemptsMade + 1);
+  if (error.retryable && attemptsLeft > 0) {
+    // Infrastructure, not the Dockerfile: BullMQ retries with backoff; the stream says so.
+    await writer.append({ type: 'warning', message: `attempt ${job.attemptsMade + 1} failed (${error.message}); retrying` });
+    await deps.redis.hset(deps.keys.build(buildId), 'state', 'queued');
+    blog.warn({ code: error.code }, 'build failed with a retryable error; retrying');
+    throw new Error(error.message);
+  }
+  const ok = await writer.finish({ state: 'failed', body: { type: 'error', error }, extra: { error: JSON.stringify(error) }, ...(owner ? { owner } : {}) });
+  if (ok) done('failed');
+  blog.info({ code: error.code }, 'build failed');
+  throw new UnrecoverableError(error.message);
+}
+
+function isRetry(job: Job<BuildJobData>): boolean {
+  return (job.opts.attempts ?? 1) > job.attemptsMade + 1;
+}
+
+function errorBody(err: CodedError): { type: 'error'; error: WireError } {
+  return { type: 'error', error: err.toWire() };
+}
