@@ -57,12 +57,21 @@ export class Producer {
   private readonly queues = new Map<string, Queue<BuildJobData>>();
   private readonly opts: ProducerOptions & typeof PRODUCER_DEFAULTS;
 
+  /**
+   * Reads (Get, List, Watch's record checks) ride out a short Redis restart on
+   * their own connection, which queues commands while reconnecting; writes
+   * (Submit, Cancel) fail fast on the main one.
+   */
+  private readonly reader: Redis;
+
   private constructor(
     private readonly redis: Redis,
     opts: ProducerOptions,
   ) {
     this.opts = { ...PRODUCER_DEFAULTS, ...opts };
     this.keys = new Keys(this.opts.prefix);
+    this.reader = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: 3 });
+    this.reader.on('error', () => undefined);
   }
 
   static async connect(opts: ProducerOptions): Promise<Producer> {
@@ -143,11 +152,11 @@ export class Producer {
   }
 
   async get(buildId: string): Promise<BuildRecord | undefined> {
-    return parseBuildRecord(await this.redis.hgetall(this.keys.build(buildId)).catch((err: unknown) => { throw unavailable(err); }));
+    return parseBuildRecord(await this.reader.hgetall(this.keys.build(buildId)).catch((err: unknown) => { throw unavailable(err); }));
   }
 
   async list(client: string | undefined, state: BuildState | undefined, limit: number): Promise<BuildRecord[]> {
-    const ids = await this.redis.zrevrange(client ? this.keys.clientBuilds(client) : this.keys.allBuilds, 0, 4999);
+    const ids = await this.reader.zrevrange(client ? this.keys.clientBuilds(client) : this.keys.allBuilds, 0, 4999);
     const out: BuildRecord[] = [];
     for (const id of ids) {
       const rec = await this.get(id);
@@ -230,11 +239,11 @@ export class Producer {
   }
 
   async workers(): Promise<Array<WorkerRecord & { alive: boolean }>> {
-    const all = await this.redis.hgetall(this.keys.workers);
+    const all = await this.reader.hgetall(this.keys.workers);
     const out: Array<WorkerRecord & { alive: boolean }> = [];
     for (const [id, json] of Object.entries(all)) {
       try {
-        out.push({ ...(JSON.parse(json) as WorkerRecord), alive: (await this.redis.exists(this.keys.workerAlive(id))) === 1 });
+        out.push({ ...(JSON.parse(json) as WorkerRecord), alive: (await this.reader.exists(this.keys.workerAlive(id))) === 1 });
       } catch {
         // skip a corrupt record
       }
@@ -265,6 +274,7 @@ export class Producer {
 
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+    this.reader.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -86,8 +86,9 @@ export function usageOf(command: string): string {
 export async function run(argv: string[]): Promise<number> {
   const cmd = argv[0];
   if (cmd !== undefined && USAGE[cmd] === undefined) {
-    const { UsageError } = await import('../usage.js');
-    throw new UsageError(`no help for unknown command "${cmd}"`, 'help');
+    // Same shape as a UsageError's report; importing usage.js from here would be a cycle.
+    process.stderr.write(`buildlite: no help for unknown command "${cmd}"\n\n${usageOf('help')}\n`);
+    return 2;
   }
   process.stdout.write(`${usageOf(cmd ?? 'help')}\n`);
   return 0;

@@ -1,4 +1,4 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildEvent } from '../../core/build.js';
@@ -35,6 +35,9 @@ describe('buildlite build progress and failures', () => {
   });
   afterAll(async () => {
     await f?.close();
+    // The server left with its last session; its socket file stays behind unless removed.
+    const uid = process.getuid?.() ?? 0;
+    await rm(path.join(process.env['TMUX_TMPDIR'] ?? '/tmp', `tmux-${uid}`, TMUX_SOCKET), { force: true });
   });
 
   it('plain: ordered #N lines, step output prefixed, a summary at the end', async () => {
@@ -63,6 +66,8 @@ describe('buildlite build progress and failures', () => {
   });
 
   it('tty under tmux: the final screen shows every step and its state', async () => {
+    // Warm the cache first, so the screen has both CACHED and DONE steps whatever ran before.
+    expect((await f.build(['--progress', 'plain', ctx])).code).toBe(0);
     const session = `bl-tty-${process.pid}`;
     const done = path.join(f.tmp, 'tty-done');
     const cmd = `${process.execPath} ${CLI} build --root ${f.root} --progress tty --no-cache-filter two ${ctx}; echo "exit=$?" > ${done}; sleep 600`;

@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { CodedError } from '../core/errors.js';
+export const KNOWN_ENTITLEMENTS = new Set(['network.host']);
+/** Shorter tokens are guessable; refuse them when the file is loaded, not at the first call. */
+const MIN_TOKEN_LENGTH = 16;
+/**
+ * Bearer tokens configured by the operator. Tokens are kept only as sha256
+ * hashes, so a heap dump or an error never shows one, and a lookup compares
+ * hashes (the timing of a Map lookup leaks nothing about the token itself).
+ */
+export class TokenAuth {
+    byHash = new Map();
+    constructor(grants) {
+        for (const g of grants) {
+            if (typeof g.token !== 'string' || g.token.length < MIN_TOKEN_LENGTH)
+                throw new CodedError('INVALID_OPTION', `token of client "${g.client}": at least ${MIN_TOKEN_LENGTH} characters`);
+            if (typeof g.client !== 'string' || !/^[A-Za-z0-9._@-]{1,100}$/.test(g.client))
+                throw new CodedError('INVALID_OPTION', `client name "${String(g.client)}": letters, digits, '.', '_', '@', '-'`);
+            for (const e of g.entitlements ?? []) {
+                if (!KNOWN_ENTITLEMENTS.has(e))
+                    throw new CodedError('INVALID_OPTION', `client "${g.client}": unknown entitlement "${e}" (known: ${[...KNOWN_ENTITLEMENTS].join(', ')})`);
+            }
+            const h = hash(g.token);
+            if (this.byHash.has(h))
+                throw new CodedError('INVALID_OPTION', `client "${g.client}": the same token is configured twice`);
+            this.byHash.set(h, { client: g.client, admin: g.admin === true, entitlements: new Set(g.entitlements ?? []) });
+        }
+    }
+    get size() {
+        return this.byHash.size;
+    }
+    /** The caller of a request, from `authorization: Bearer <token>`; UNAUTHENTICATED otherwise. */
+    authenticate(md) {
+        const values = md.get('authorization');
+        if (values.length === 0)
+            throw new CodedError('UNAUTHENTICATED', 'no token: send "authorization: Bearer <token>"');
+        const v = values[0];
+        const m = typeof v === 'string' ? /^Bearer ([\x21-\x7e]{1,4096})$/i.exec(v.trim()) : null;
+        const p = m ? this.byHash.get(hash(m[1])) : undefined;
+        if (!p)
+            throw new CodedError('UNAUTHENTICATED', 'the token is not valid');
+        return p;
+    }
+}
+function hash(token) {
+    return createHash('sha256').update(token).digest('hex');
+}
+/**
+ * A tokens file, JSON or YAML: either `{tokens: [{token, client, admin?, entitlements?}]}`
+ * or a list of those entries.
+ */
+export async function loadTokensFile(file) {
+    const text = await readFile(file, 'utf8');
+    let doc;
+    try {
+        doc = parseYaml(text);
+    }
+    catch (err) {
+        throw new CodedError('INVALID_OPTION', `tokens file ${file}: not JSON or YAML (${err.message.split('\n')[0]})`);
+    }
+    const list = Array.isArray(doc) ? doc : doc?.tokens;
+    if (!Array.isArray(list))
+        throw new CodedError('INVALID_OPTION', `tokens file ${file}: want a list of {token, client, admin?, entitlements?} (or {tokens: [...]})`);
+    return list.map((e, i) => {
+        const o = e;
+        if (!o || typeof o.token !== 'string' || typeof o.client !== 'string')
+            throw new CodedError('INVALID_OPTION', `tokens file ${file}: entry ${i + 1} needs "token" and "client"`);
+        if (o.entitlements !== undefined && !(Array.isArray(o.entitlements) && o.entitlements.every((x) => typeof x === 'string'))) {
+            throw new CodedError('INVALID_OPTION', `tokens file ${file}: entry ${i + 1}: entitlements must be a list of strings`);
+        }
+        return { token: o.token, client: o.client, ...(o.admin ? { admin: true } : {}), ...(o.entitlements ? { entitlements: o.entitlements } : {}) };
+    });
+}
+//# sourceMappingURL=auth.js.map

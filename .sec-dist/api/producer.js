@@ -1,0 +1,269 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { CodedError } from '../core/errors.js';
+import { BUILD_JOB, EVENT_FIELD, finishBuild, Keys, parseBuildRecord, seqOfStreamId, SHARED_QUEUE, streamId, TERMINAL_STATES, workerQueueName, } from '../worker/jobs.js';
+export const PRODUCER_DEFAULTS = {
+    prefix: 'bl',
+    // A registry outage of a few seconds is common; three tries over ~7 s ride it out.
+    attempts: 3,
+    backoffMs: 1000,
+};
+/** How long a Watch blocks on Redis before it checks the build's record again. */
+const WATCH_BLOCK_MS = 2000;
+const CONTROL_WAIT_MS = 10_000;
+/**
+ * The API's side of Redis: enqueues build jobs (references only), keeps the
+ * build records, reads event streams for Watch, and sends cancel and control
+ * messages to workers. Commands fail fast while Redis is away (no offline
+ * queue), so a client gets UNAVAILABLE instead of a hung Submit.
+ */
+export class Producer {
+    redis;
+    keys;
+    queues = new Map();
+    opts;
+    /**
+     * Reads (Get, List, Watch's record checks) ride out a short Redis restart on
+     * their own connection, which queues commands while reconnecting; writes
+     * (Submit, Cancel) fail fast on the main one.
+     */
+    reader;
+    constructor(redis, opts) {
+        this.redis = redis;
+        this.opts = { ...PRODUCER_DEFAULTS, ...opts };
+        this.keys = new Keys(this.opts.prefix);
+        this.reader = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: 3 });
+        this.reader.on('error', () => undefined);
+    }
+    static async connect(opts) {
+        const redis = new Redis(opts.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+        redis.on('error', () => undefined);
+        await redis.connect();
+        return new Producer(redis, opts);
+    }
+    queue(name) {
+        let q = this.queues.get(name);
+        if (!q) {
+            q = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix });
+            q.on('error', () => undefined);
+            this.queues.set(name, q);
+        }
+        return q;
+    }
+    async ping() {
+        return (await this.redis.ping().catch(() => '')) === 'PONG';
+    }
+    /**
+     * Queues a build. Routing: a build with secrets goes to the embedded worker
+     * that holds them; else a build of a project goes to the worker that built
+     * it last if that worker is alive and has a free slot; else to the shared queue.
+     */
+    async submit(client, req, context, secrets, project) {
+        const buildId = randomUUID();
+        const proj = project ?? defaultProject(req, context);
+        let queue = SHARED_QUEUE;
+        if (secrets.size > 0) {
+            if (!this.opts.vault) {
+                throw new CodedError('INVALID_ARGUMENT', 'this server cannot take secrets: secret values are only kept in memory, which needs a worker in the API process (buildlite serve --embedded-worker)');
+            }
+            queue = workerQueueName(this.opts.vault.holderId);
+            this.opts.vault.put(buildId, secrets);
+        }
+        else {
+            queue = (await this.localityQueue(proj)) ?? SHARED_QUEUE;
+        }
+        const data = {
+            buildId,
+            client,
+            project: proj,
+            request: { ...req, context: { digest: context } },
+            ...(secrets.size > 0 && this.opts.vault ? { secretsHolder: this.opts.vault.holderId } : {}),
+        };
+        const now = Date.now();
+        try {
+            await this.redis
+                .multi()
+                .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0' })
+                .zadd(this.keys.clientBuilds(client), now, buildId)
+                .zadd(this.keys.allBuilds, now, buildId)
+                .exec();
+            await this.queue(queue).add(BUILD_JOB, data, {
+                jobId: buildId,
+                attempts: this.opts.attempts,
+                backoff: { type: 'exponential', delay: this.opts.backoffMs },
+                removeOnComplete: { age: 24 * 3600, count: 1000 },
+                removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+            });
+        }
+        catch (err) {
+            this.opts.vault?.drop(buildId);
+            throw unavailable(err);
+        }
+        return buildId;
+    }
+    async localityQueue(project) {
+        const wid = await this.redis.get(this.keys.project(project));
+        if (!wid)
+            return undefined;
+        const [alive, json] = await Promise.all([this.redis.exists(this.keys.workerAlive(wid)), this.redis.hget(this.keys.workers, wid)]);
+        if (!alive || !json)
+            return undefined;
+        const w = JSON.parse(json);
+        return w.active < w.concurrency ? workerQueueName(wid) : undefined;
+    }
+    async get(buildId) {
+        return parseBuildRecord(await this.reader.hgetall(this.keys.build(buildId)).catch((err) => { throw unavailable(err); }));
+    }
+    async list(client, state, limit) {
+        const ids = await this.reader.zrevrange(client ? this.keys.clientBuilds(client) : this.keys.allBuilds, 0, 4999);
+        const out = [];
+        for (const id of ids) {
+            const rec = await this.get(id);
+            if (!rec)
+                continue;
+            if (state && rec.state !== state)
+                continue;
+            out.push(rec);
+            if (out.length >= limit)
+                break;
+        }
+        return out;
+    }
+    /** Asks the build to stop: a queued job is removed here, a running one is stopped by its worker. */
+    async cancel(rec) {
+        if (TERMINAL_STATES.has(rec.state))
+            return;
+        await this.redis.hset(this.keys.build(rec.buildId), 'cancelRequested', '1');
+        await this.redis.publish(this.keys.cancelChannel, rec.buildId);
+        const job = await this.queue(rec.queue).getJob(rec.buildId);
+        const state = await job?.getState();
+        if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
+            const removed = await job.remove().then(() => true, () => false);
+            if (removed) {
+                const error = { code: 'CANCELLED', message: 'the build was cancelled before it started', retryable: false };
+                await finishBuild(this.redis, this.keys, { buildId: rec.buildId, state: 'cancelled', body: { type: 'error', error }, seq: 1, extra: { error: JSON.stringify(error) } });
+                this.opts.vault?.drop(rec.buildId);
+            }
+        }
+    }
+    /**
+     * Events with seq > fromSeq, in order, until the terminal event. Each watch
+     * has its own connection (XREAD BLOCK holds it). A Redis restart is waited
+     * out; a build whose record vanished ends the watch with NOT_FOUND.
+     */
+    async *watch(buildId, fromSeq, signal) {
+        const conn = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: 1, lazyConnect: true });
+        conn.on('error', () => undefined);
+        const onAbort = () => conn.disconnect();
+        signal.addEventListener('abort', onAbort, { once: true });
+        let last = fromSeq;
+        try {
+            await conn.connect().catch(() => undefined);
+            for (let finalRead = false; !signal.aborted;) {
+                let entries = [];
+                try {
+                    const key = this.keys.events(buildId);
+                    const res = (finalRead
+                        ? await conn.xread('COUNT', 500, 'STREAMS', key, streamId(last))
+                        : await conn.xread('COUNT', 500, 'BLOCK', WATCH_BLOCK_MS, 'STREAMS', key, streamId(last)));
+                    entries = res?.[0]?.[1] ?? [];
+                }
+                catch {
+                    if (signal.aborted)
+                        return;
+                    await sleep(250);
+                    continue;
+                }
+                for (const [id, fields] of entries) {
+                    const seq = seqOfStreamId(id);
+                    const json = fields[fields.indexOf(EVENT_FIELD) + 1];
+                    if (json === undefined)
+                        continue;
+                    const body = JSON.parse(json);
+                    last = seq;
+                    yield { ...body, seq };
+                    if (body.type === 'result' || body.type === 'error')
+                        return;
+                }
+                if (entries.length > 0)
+                    continue;
+                if (finalRead)
+                    return;
+                // Nothing new: is the build over (then one last non-blocking read) or gone?
+                const rec = await this.get(buildId).catch(() => 'unknown');
+                if (rec === undefined)
+                    throw new CodedError('NOT_FOUND', `build ${buildId} no longer exists`);
+                if (rec !== 'unknown' && TERMINAL_STATES.has(rec.state))
+                    finalRead = true;
+            }
+        }
+        finally {
+            signal.removeEventListener('abort', onAbort);
+            conn.disconnect();
+        }
+    }
+    /** Jobs of the shared queue by state (metrics). */
+    async depth() {
+        return this.queue(SHARED_QUEUE).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed');
+    }
+    async workers() {
+        const all = await this.reader.hgetall(this.keys.workers);
+        const out = [];
+        for (const [id, json] of Object.entries(all)) {
+            try {
+                out.push({ ...JSON.parse(json), alive: (await this.reader.exists(this.keys.workerAlive(id))) === 1 });
+            }
+            catch {
+                // skip a corrupt record
+            }
+        }
+        return out.sort((a, b) => a.id.localeCompare(b.id));
+    }
+    /** Broadcasts a control request and gathers one reply per live worker (or what came within the wait). */
+    async control(req) {
+        const expected = (await this.workers()).filter((w) => w.alive).length;
+        if (expected === 0)
+            return [];
+        const replyKey = `${this.keys.prefix}:reply:${randomBytes(12).toString('hex')}`;
+        const conn = this.redis.duplicate({ enableOfflineQueue: true });
+        conn.on('error', () => undefined);
+        try {
+            await this.redis.publish(this.keys.controlChannel, JSON.stringify({ ...req, replyKey }));
+            const replies = [];
+            const deadline = Date.now() + CONTROL_WAIT_MS;
+            while (replies.length < expected && Date.now() < deadline) {
+                const r = await conn.blpop(replyKey, Math.max(1, Math.ceil((deadline - Date.now()) / 1000)));
+                if (r)
+                    replies.push(JSON.parse(r[1]));
+            }
+            return replies;
+        }
+        finally {
+            conn.disconnect();
+        }
+    }
+    async close() {
+        await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+        this.reader.disconnect();
+        await this.redis.quit().catch(() => this.redis.disconnect());
+    }
+}
+/** Cache locality key: the first pushed repository, else the context digest. */
+function defaultProject(req, context) {
+    for (const o of req.outputs ?? []) {
+        const ref = 'refs' in o ? o.refs?.[0] : undefined;
+        if (ref)
+            return ref.replace(/[@:][^/@:]*$/, '').replace(/@.*$/, '');
+    }
+    return context;
+}
+function unavailable(err) {
+    if (err instanceof CodedError)
+        return err;
+    return new CodedError('INTERNAL', `the queue is not reachable: ${err instanceof Error ? err.message : String(err)}`, { retryable: true });
+}
+function sleep(ms) {
+    return new Promise((r) => setTimeout(r, ms));
+}
+//# sourceMappingURL=producer.js.map

@@ -1,0 +1,111 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+/**
+ * Loads api/*.proto at run time. tsc does not copy .proto files, so they are
+ * looked up next to this module (running from source) and then in the source
+ * tree beside dist/ (running the compiled CLI).
+ */
+function protoPath(name) {
+    for (const rel of [`./${name}`, `../../api/${name}`]) {
+        const p = fileURLToPath(new URL(rel, import.meta.url));
+        if (existsSync(p))
+            return p;
+    }
+    throw new Error(`cannot find api/${name} next to ${fileURLToPath(import.meta.url)}: the .proto files ship with the package`);
+}
+const LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+let loaded;
+export function loadServices() {
+    if (loaded)
+        return loaded;
+    const def = protoLoader.loadSync([protoPath('buildlite.proto'), protoPath('health.proto')], LOADER_OPTIONS);
+    const pkg = grpc.loadPackageDefinition(def);
+    loaded = { builds: pkg.buildlite.v1.Builds, health: pkg.grpc.health.v1.Health };
+    return loaded;
+}
+function rangeToPb(r) {
+    if (!r)
+        return null;
+    return { file: r.file, start_line: r.startLine, end_line: r.endLine, start_column: r.startColumn ?? 0, end_column: r.endColumn ?? 0 };
+}
+function rangeFromPb(r) {
+    if (!r || !r.file)
+        return undefined;
+    return { file: r.file, startLine: r.start_line, endLine: r.end_line, ...(r.start_column ? { startColumn: r.start_column } : {}), ...(r.end_column ? { endColumn: r.end_column } : {}) };
+}
+export function wireErrorToPb(e) {
+    return { code: e.code, message: e.message, retryable: e.retryable, range: rangeToPb(e.range), details_json: JSON.stringify(e.details ?? {}) };
+}
+export function wireErrorFromPb(e) {
+    let details = {};
+    try {
+        const d = JSON.parse(e.details_json || '{}');
+        if (d && typeof d === 'object' && !Array.isArray(d))
+            details = d;
+    }
+    catch {
+        // Unreadable details are dropped; code and message still tell the story.
+    }
+    const range = rangeFromPb(e.range);
+    return { code: e.code, message: e.message, retryable: e.retryable, ...(range ? { range } : {}), details };
+}
+export function eventToPb(ev) {
+    switch (ev.type) {
+        case 'vertex':
+            return { seq: ev.seq, vertex: { vertex: ev.vertex, name: ev.name, state: ev.state, range: rangeToPb(ev.range), stage: ev.stage ?? '', error: ev.error ?? '', at: ev.at } };
+        case 'log':
+            return { seq: ev.seq, log: { vertex: ev.vertex, stream: ev.stream, data: Buffer.from(ev.data) } };
+        case 'progress':
+            return { seq: ev.seq, progress: { id: ev.id, action: ev.action, current: ev.current, total: ev.total ?? 0, has_total: ev.total !== undefined } };
+        case 'warning':
+            return { seq: ev.seq, warning: { message: ev.message, range: rangeToPb(ev.range) } };
+        case 'result':
+            return {
+                seq: ev.seq,
+                result: { image_digest: ev.result.imageDigest, config_digest: ev.result.configDigest, pushed: [...ev.result.pushed], cache_hits: ev.result.cache.hits, cache_misses: ev.result.cache.misses },
+            };
+        case 'error':
+            return { seq: ev.seq, error: wireErrorToPb(ev.error) };
+    }
+}
+export function eventFromPb(pb) {
+    const seq = Number(pb.seq);
+    let body;
+    if (pb.vertex) {
+        const v = pb.vertex;
+        const range = rangeFromPb(v.range);
+        body = {
+            type: 'vertex',
+            vertex: v.vertex,
+            name: v.name,
+            state: v.state,
+            at: Number(v.at),
+            ...(range ? { range } : {}),
+            ...(v.stage ? { stage: v.stage } : {}),
+            ...(v.error ? { error: v.error } : {}),
+        };
+    }
+    else if (pb.log)
+        body = { type: 'log', vertex: pb.log.vertex, stream: pb.log.stream === 'stderr' ? 'stderr' : 'stdout', data: Buffer.from(pb.log.data).toString() };
+    else if (pb.progress) {
+        const p = pb.progress;
+        body = { type: 'progress', id: p.id, action: p.action, current: Number(p.current), ...(p.has_total ? { total: Number(p.total) } : {}) };
+    }
+    else if (pb.warning) {
+        const range = rangeFromPb(pb.warning.range);
+        body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}) };
+    }
+    else if (pb.result) {
+        const r = pb.result;
+        const result = { imageDigest: r.image_digest, configDigest: r.config_digest, pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
+        body = { type: 'result', result };
+    }
+    else if (pb.error)
+        body = { type: 'error', error: wireErrorFromPb(pb.error) };
+    else
+        body = { type: 'warning', message: 'an event of a kind this client does not know was skipped' };
+    return { ...body, seq };
+}
+//# sourceMappingURL=proto.js.map

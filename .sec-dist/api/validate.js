@@ -1,0 +1,149 @@
+import { isDigest } from '../core/digest.js';
+import { CodedError } from '../core/errors.js';
+export const REQUEST_LIMIT_DEFAULTS = {
+    // BuildKit's frontends see Dockerfiles of a few KiB; 1 MiB leaves room for generated ones.
+    maxDockerfileBytes: 1 << 20,
+    maxSecrets: 64,
+    // Tokens and keys, not payloads: 512 KiB is more than any credential file.
+    maxSecretBytes: 512 << 10,
+};
+const MAX_ENTRIES = 512; // build args, labels
+const MAX_VALUE_BYTES = 64 << 10;
+const MAX_REFS = 32;
+const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+const SECRET_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const REF = /^[a-z0-9][a-z0-9._:/@+-]{0,510}[A-Za-z0-9_]$/i;
+const NAME = /^[A-Za-z0-9._-]{1,255}$/;
+const PROJECT = /^[A-Za-z0-9._:/@-]{1,255}$/;
+function bad(message) {
+    return new CodedError('INVALID_ARGUMENT', message);
+}
+function str(v, field, max, pattern) {
+    if (typeof v !== 'string')
+        throw bad(`${field} must be a string`);
+    if (Buffer.byteLength(v) > max)
+        throw bad(`${field} is longer than ${max} bytes`);
+    if (v.includes('\0'))
+        throw bad(`${field} contains a NUL character`);
+    if (pattern && v !== '' && !pattern.test(v))
+        throw bad(`${field} "${v.slice(0, 80)}" has characters that are not allowed`);
+    return v;
+}
+function list(v, field, max) {
+    if (v === undefined || v === null)
+        return [];
+    if (!Array.isArray(v))
+        throw bad(`${field} must be a list`);
+    if (v.length > max)
+        throw bad(`${field} has more than ${max} entries`);
+    return v;
+}
+function pairs(v, field, keyPattern) {
+    const out = {};
+    for (const [i, kv] of list(v, field, MAX_ENTRIES).entries()) {
+        if (!kv || typeof kv !== 'object')
+            throw bad(`${field}[${i}] must be a key/value pair`);
+        const key = str(kv.key, `${field}[${i}].key`, 1024, keyPattern);
+        if (key === '')
+            throw bad(`${field}[${i}] has an empty key`);
+        if (Object.hasOwn(out, key))
+            throw bad(`${field}: "${key}" given twice`);
+        out[key] = str(kv.value, `${field}[${i}].value`, MAX_VALUE_BYTES);
+    }
+    return out;
+}
+/**
+ * Checks every field of a submit request and turns it into a queued request.
+ * Remote clients never name host paths: only registry and image outputs exist
+ * here. Entitlements need both halves: the build asks (`allow`) and the
+ * caller's token grants.
+ */
+export function validateSubmit(pb, who, limits = REQUEST_LIMIT_DEFAULTS) {
+    if (!pb || typeof pb !== 'object')
+        throw bad('the first Submit message must carry the build request');
+    const dockerfile = str(pb.dockerfile, 'dockerfile', Number.MAX_SAFE_INTEGER);
+    const size = Buffer.byteLength(dockerfile);
+    if (size > limits.maxDockerfileBytes)
+        throw new CodedError('LIMIT_EXCEEDED', `the Dockerfile is ${size} bytes; the limit is ${limits.maxDockerfileBytes}`);
+    if (dockerfile.trim() === '')
+        throw bad('the Dockerfile is empty');
+    const dockerfileName = str(pb.dockerfile_name, 'dockerfile_name', 255, NAME) || 'Dockerfile';
+    const dockerignore = str(pb.dockerignore, 'dockerignore', limits.maxDockerfileBytes);
+    const buildArgs = pairs(pb.build_args, 'build_args', ARG_NAME);
+    const labels = pairs(pb.labels, 'labels');
+    const target = str(pb.target, 'target', 255, NAME);
+    const outputs = [];
+    for (const [i, o] of list(pb.outputs, 'outputs', 8).entries()) {
+        const type = str(o?.type, `outputs[${i}].type`, 16);
+        if (type !== 'registry' && type !== 'image')
+            throw bad(`outputs[${i}].type "${type}": a remote build can only push (registry) or tag on the worker (image)`);
+        const refs = list(o.refs, `outputs[${i}].refs`, MAX_REFS).map((r, j) => str(r, `outputs[${i}].refs[${j}]`, 512, REF));
+        if (refs.length === 0 || refs.some((r) => r === ''))
+            throw bad(`outputs[${i}] needs at least one non-empty ref`);
+        outputs.push({ type, refs });
+    }
+    const noCacheFilter = list(pb.no_cache_filter, 'no_cache_filter', 128).map((s, i) => str(s, `no_cache_filter[${i}]`, 255, NAME));
+    const network = (str(pb.network, 'network', 16) || 'default');
+    if (!['default', 'none', 'host'].includes(network))
+        throw bad(`network "${network}": want default, none or host`);
+    const allow = list(pb.allow, 'allow', 8).map((s, i) => str(s, `allow[${i}]`, 64));
+    for (const a of allow) {
+        if (a !== 'network.host')
+            throw bad(`allow "${a}": the only entitlement is network.host`);
+        if (!who.entitlements.has(a))
+            throw new CodedError('PERMISSION_DENIED', `the token of client "${who.client}" is not granted ${a}: the operator grants it in the tokens file`);
+    }
+    if (network === 'host' && !allow.includes('network.host'))
+        throw new CodedError('PERMISSION_DENIED', 'network=host needs the network.host entitlement: ask for it with allow');
+    let platform;
+    if (pb.platform && (pb.platform.os || pb.platform.architecture)) {
+        const { os, architecture, variant } = pb.platform;
+        if (os !== 'linux' || architecture !== 'amd64')
+            throw bad(`platform ${str(os, 'platform.os', 32)}/${str(architecture, 'platform.architecture', 32)} is not supported: linux/amd64 only`);
+        platform = { os, architecture, ...(variant ? { variant: str(variant, 'platform.variant', 16, NAME) } : {}) };
+    }
+    const secrets = new Map();
+    for (const [i, s] of list(pb.secrets, 'secrets', limits.maxSecrets).entries()) {
+        const id = str(s?.id, `secrets[${i}].id`, 128, SECRET_ID);
+        if (id === '')
+            throw bad(`secrets[${i}] has no id`);
+        if (!Buffer.isBuffer(s.value))
+            throw bad(`secrets[${i}].value must be bytes`);
+        if (s.value.length > limits.maxSecretBytes)
+            throw new CodedError('LIMIT_EXCEEDED', `secret "${id}" is larger than ${limits.maxSecretBytes} bytes`);
+        if (secrets.has(id))
+            throw bad(`secret "${id}" given twice`);
+        secrets.set(id, Buffer.from(s.value));
+    }
+    const digestText = str(pb.context_digest, 'context_digest', 80);
+    if (digestText !== '' && !isDigest(digestText))
+        throw bad(`context_digest "${digestText}": want sha256:<64 hex>`);
+    const project = str(pb.project, 'project', 255, PROJECT);
+    if (pb.has_source_date_epoch && !(Number.isSafeInteger(pb.source_date_epoch) && pb.source_date_epoch >= 0))
+        throw bad('source_date_epoch must be a non-negative integer');
+    const request = {
+        dockerfile,
+        dockerfileName,
+        ...(dockerignore !== '' ? { dockerignore } : {}),
+        buildArgs,
+        ...(target ? { target } : {}),
+        labels,
+        outputs,
+        noCache: pb.no_cache === true,
+        noCacheFilter,
+        secrets: [...secrets.keys()].map((id) => ({ id })),
+        network,
+        allow,
+        ...(platform ? { platform } : {}),
+        ...(pb.has_source_date_epoch ? { sourceDateEpoch: pb.source_date_epoch } : {}),
+    };
+    return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(project ? { project } : {}) };
+}
+/** A build id as clients send it back: what `randomUUID` makes. */
+export function validateBuildId(v) {
+    const id = str(v, 'build_id', 64);
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))
+        throw bad(`build_id "${id.slice(0, 64)}" is not a build id`);
+    return id;
+}
+//# sourceMappingURL=validate.js.map

@@ -1,0 +1,68 @@
+import { Metadata, status } from '@grpc/grpc-js';
+import { BuildliteError, ERROR_CODES, RemoteError, toWire } from '../core/errors.js';
+/**
+ * BuildliteError ↔ gRPC status, in one place. The status code is for gRPC
+ * clients in any language; the full WireError (code, message, range,
+ * details) rides in the `buildlite-error-bin` trailer so our own client
+ * rebuilds exactly the error the server had.
+ */
+export const ERROR_METADATA_KEY = 'buildlite-error-bin';
+const TO_GRPC = {
+    DOCKERFILE: status.INVALID_ARGUMENT,
+    INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+    INVALID_OPTION: status.INVALID_ARGUMENT,
+    INVALID_DIGEST: status.INVALID_ARGUMENT,
+    UNSAFE_PATH: status.INVALID_ARGUMENT,
+    NOT_FOUND: status.NOT_FOUND,
+    EXEC_FAILED: status.ABORTED,
+    SANDBOX: status.INTERNAL,
+    REGISTRY: status.UNAVAILABLE,
+    DIGEST_MISMATCH: status.DATA_LOSS,
+    LIMIT_EXCEEDED: status.RESOURCE_EXHAUSTED,
+    PERMISSION_DENIED: status.PERMISSION_DENIED,
+    UNAUTHENTICATED: status.UNAUTHENTICATED,
+    CANCELLED: status.CANCELLED,
+    STORE: status.INTERNAL,
+    INTERNAL: status.INTERNAL,
+};
+/** For statuses that did not come from our server (grpc-js itself, a proxy). */
+const FROM_GRPC = {
+    [status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+    [status.NOT_FOUND]: 'NOT_FOUND',
+    [status.RESOURCE_EXHAUSTED]: 'LIMIT_EXCEEDED',
+    [status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+    [status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
+    [status.CANCELLED]: 'CANCELLED',
+    [status.FAILED_PRECONDITION]: 'INVALID_ARGUMENT',
+};
+export function grpcCodeOf(code) {
+    return TO_GRPC[code] ?? status.INTERNAL;
+}
+/** Any thrown value → a status for a handler's callback or `call.emit('error')`. Unknown errors are INTERNAL with a generic message. */
+export function toStatus(err) {
+    const wire = err instanceof BuildliteError ? err.toWire() : { ...toWire(err), message: 'internal error' };
+    const metadata = new Metadata();
+    metadata.set(ERROR_METADATA_KEY, Buffer.from(JSON.stringify(wire)));
+    // A retryable internal error is a dependency away (Redis): UNAVAILABLE tells gRPC clients to retry.
+    const code = wire.code === 'INTERNAL' && wire.retryable ? status.UNAVAILABLE : grpcCodeOf(wire.code);
+    return { code, details: wire.message, metadata };
+}
+/** A failed call on the client side → a BuildliteError with the server's code and context. */
+export function fromStatus(err) {
+    const se = err;
+    const raw = se.metadata?.get(ERROR_METADATA_KEY)[0];
+    if (raw !== undefined) {
+        try {
+            const wire = JSON.parse(Buffer.isBuffer(raw) ? raw.toString() : raw);
+            if (typeof wire.code === 'string' && typeof wire.message === 'string')
+                return new RemoteError(wire);
+        }
+        catch {
+            // fall through to the status code
+        }
+    }
+    const code = (se.code !== undefined ? FROM_GRPC[se.code] : undefined) ?? 'INTERNAL';
+    const retryable = se.code === status.UNAVAILABLE || se.code === status.DEADLINE_EXCEEDED;
+    return new RemoteError({ code: Object.hasOwn(ERROR_CODES, code) ? code : 'INTERNAL', message: se.details || err.message, retryable, details: { grpcCode: se.code ?? -1 } });
+}
+//# sourceMappingURL=wire-errors.js.map

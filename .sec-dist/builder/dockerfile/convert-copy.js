@@ -1,0 +1,150 @@
+import { posix } from 'node:path';
+import { BuildliteError } from '../../core/errors.js';
+import { parseDigest } from '../../core/digest.js';
+import { DockerfileError } from './errors.js';
+import { processWord } from './lexer.js';
+import { addVertex, pushHistory, stageLookup, stepName } from './state.js';
+import { parseOctal, parseUserSpec } from './values.js';
+/** COPY/ADD → one file vertex with one copy action per source input. */
+/** ADD gives downloaded files these permissions unless --chmod says otherwise. */
+const HTTP_FILE_MODE = 0o600;
+/** Heredoc files are written with these permissions unless --chmod says otherwise. */
+const HEREDOC_FILE_MODE = 0o644;
+function isUrl(s) {
+    return /^https?:\/\//i.test(s);
+}
+function isGit(s) {
+    return /^git@|^git:\/\/|^(https?:\/\/|ssh:\/\/).*\.git(#.*)?$/i.test(s);
+}
+/** Destination relative to WORKDIR; a trailing `/` (or `.`) means "into this directory". */
+export function resolveDest(workdir, dest) {
+    const dir = dest.endsWith('/') || dest === '.' || dest.endsWith('/.') || dest === '..' || dest.endsWith('/..');
+    const abs = posix.resolve('/', workdir || '/', dest);
+    return dir && abs !== '/' ? `${abs}/` : abs;
+}
+/** The input a `--from` names: a stage (by name or index) or else an image. */
+async function fromInput(from, st, ctx, keyword) {
+    const stage = await ctx.stageRoot(from, st);
+    if (stage)
+        return stage.root ?? ctx.emptyRoot();
+    try {
+        const img = await ctx.resolveImage(from, st.platform);
+        return ctx.graph.add({ kind: 'image', ref: img.ref, platform: img.platform }, [], { name: `[internal] image ${from}` });
+    }
+    catch (err) {
+        if (err instanceof BuildliteError && err.retryable)
+            throw err;
+        const why = err instanceof Error ? err.message : String(err);
+        throw new DockerfileError(`${keyword} --from=${from}: no build stage is named ${JSON.stringify(from)}, and it is not an image that could be resolved (${why})`, { cause: err });
+    }
+}
+export async function dispatchCopy(st, ins, ctx) {
+    const name = stepName(st, ins.original);
+    const lookup = stageLookup(st);
+    const word = (w) => processWord(w, lookup, { escape: ctx.escape });
+    const add = ins.kind === 'ADD';
+    const from = ins.from !== undefined ? word(ins.from) : undefined;
+    if (from === '')
+        throw new DockerfileError(`${ins.kind} --from needs a stage name, index or image`);
+    const chown = ins.chown !== undefined ? parseUserSpec(word(ins.chown), '--chown') : undefined;
+    const chmodText = ins.chmod !== undefined ? word(ins.chmod) : undefined;
+    const chmod = chmodText !== undefined ? parseOctal(chmodText, '--chmod') : undefined;
+    const checksumText = ins.checksum !== undefined ? word(ins.checksum) : undefined;
+    const excludes = ins.excludes.map(word);
+    const destWord = word(ins.dest);
+    if (destWord === '')
+        throw new DockerfileError(`${ins.kind}: the destination can not be empty`);
+    const dest = resolveDest(st.config.WorkingDir, destWord);
+    const paths = ins.sources.map((s) => ('path' in s ? { path: word(s.path) } : s));
+    if (paths.length > 1 && !dest.endsWith('/')) {
+        throw new DockerfileError(`when using ${ins.kind} with more than one source file, the destination must be a directory and end with a /`);
+    }
+    if (checksumText !== undefined && !paths.every((p) => 'path' in p && isUrl(p.path))) {
+        throw new DockerfileError('--checksum can only be used with HTTP(S) sources');
+    }
+    if (from !== undefined && paths.some((p) => 'path' in p && isUrl(p.path))) {
+        throw new DockerfileError(`${ins.kind} --from cannot be used with URLs`);
+    }
+    const inputs = st.root ? [st.root] : [];
+    const indexOf = (d) => {
+        const i = inputs.indexOf(d);
+        if (i >= 0)
+            return i;
+        inputs.push(d);
+        return inputs.length - 1;
+    };
+    const actions = [];
+    const common = {
+        op: 'copy',
+        dest,
+        excludes,
+        add,
+        ...(chown ? { chown } : {}),
+        ...(chmodText !== undefined ? { chmod: chmodText } : {}),
+    };
+    const push = (src, path, literal) => {
+        const srcIndex = indexOf(src);
+        const last = actions[actions.length - 1];
+        if (last && last.src === srcIndex && !!last.literal === literal) {
+            actions[actions.length - 1] = { ...last, paths: [...last.paths, path] };
+            return;
+        }
+        actions.push({ ...common, src: srcIndex, paths: [path], ...(literal ? { literal: true } : {}) });
+    };
+    const fromDigest = from !== undefined ? await fromInput(from, st, ctx, ins.kind) : undefined;
+    for (const p of paths) {
+        if ('heredoc' in p) {
+            push(heredocSource(p.heredoc, ctx, st, lookup, name, ins), p.heredoc.name, true);
+        }
+        else if (add && isUrl(p.path)) {
+            push(httpSource(p.path, checksumText, chmod, ctx, st, name, ins), urlFileName(p.path), true);
+        }
+        else if (add && isGit(p.path)) {
+            throw new DockerfileError(`ADD of a git repository (${p.path}) is not supported`);
+        }
+        else {
+            if (p.path === '')
+                throw new DockerfileError(`${ins.kind}: a source can not be empty`);
+            push(fromDigest ?? ctx.context(), p.path, false);
+        }
+    }
+    const def = { kind: 'file', hasRoot: st.root !== null, actions };
+    st.root = addVertex(ctx, st, def, inputs, name, ins.range);
+    const flags = from !== undefined ? `--from=${from} ` : '';
+    const srcText = paths.map((p) => ('heredoc' in p ? `<<${p.heredoc.name}` : p.path)).join(' ');
+    pushHistory(st, `${ins.kind} ${flags}${srcText} ${destWord} # buildkit`, st.root);
+}
+function heredocSource(h, ctx, st, lookup, name, ins) {
+    // Heredoc bodies expand variables only: quotes and escapes stay as written.
+    const data = h.expand ? processWord(h.data, lookup, { escape: ctx.escape, rawQuotes: true, rawEscapes: true }) : h.data;
+    const d = ctx.graph.add({ kind: 'file', hasRoot: false, actions: [{ op: 'mkfile', path: `/${h.name}`, data, mode: HEREDOC_FILE_MODE }] }, [], { name: `${name} (heredoc ${h.name})`, stage: st.label, range: ins.range });
+    if (!ctx.stageOf.has(d))
+        ctx.stageOf.set(d, st.label);
+    return d;
+}
+function urlFileName(url) {
+    let path = url;
+    try {
+        path = new URL(url).pathname;
+    }
+    catch {
+        throw new DockerfileError(`ADD: invalid URL ${JSON.stringify(url)}`);
+    }
+    return posix.basename(path) || '__unnamed__';
+}
+function httpSource(url, checksum, chmod, ctx, st, name, ins) {
+    let digest;
+    if (checksum !== undefined) {
+        try {
+            digest = parseDigest(checksum);
+        }
+        catch {
+            throw new DockerfileError(`ADD --checksum=${checksum}: want sha256:<64 hex digits>`);
+        }
+    }
+    const d = ctx.graph.add({ kind: 'http', url, ...(digest ? { checksum: digest } : {}), filename: urlFileName(url), mode: chmod ?? HTTP_FILE_MODE }, [], { name: `${name} (${url})`, stage: st.label, range: ins.range });
+    if (!ctx.stageOf.has(d))
+        ctx.stageOf.set(d, st.label);
+    return d;
+}
+//# sourceMappingURL=convert-copy.js.map

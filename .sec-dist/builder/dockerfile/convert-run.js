@@ -1,0 +1,113 @@
+import { commandArgs, shellOf } from './convert-meta.js';
+import { DockerfileError } from './errors.js';
+import { processWord } from './lexer.js';
+import { parseMount } from './mounts.js';
+import { addVertex, PROXY_ARGS, pushHistory, runEnv, stageLookup, stepName } from './state.js';
+import { parseUserSpec } from './values.js';
+/** RUN → an exec vertex (plus the inputs its mounts read). */
+const NETWORKS = ['default', 'none', 'host'];
+/** Where BuildKit mounts a heredoc script that has a shebang. */
+const PIPES_DIR = '/dev/pipes/';
+/** Collects a vertex's inputs; the same digest keeps its first index. */
+class Inputs {
+    list = [];
+    index(d) {
+        const i = this.list.indexOf(d);
+        if (i >= 0)
+            return i;
+        this.list.push(d);
+        return this.list.length - 1;
+    }
+}
+export async function dispatchRun(st, ins, ctx) {
+    const name = stepName(st, ins.original);
+    const inputs = new Inputs();
+    if (st.root)
+        inputs.index(st.root);
+    const mounts = [];
+    const network = ins.network ?? ctx.defaultNetwork ?? 'default';
+    if (!NETWORKS.includes(network)) {
+        throw new DockerfileError(`RUN: invalid --network=${network} (want default, none or host)`);
+    }
+    if (ins.security !== undefined && ins.security !== 'sandbox') {
+        throw new DockerfileError(`RUN: --security=${ins.security} is not supported (only sandbox)`);
+    }
+    let args;
+    if (ins.heredocs.length > 0 && !ins.cmd.json) {
+        args = heredocArgs(st, ins, ctx, inputs, mounts, name);
+    }
+    else {
+        args = commandArgs(st, ins.cmd);
+    }
+    const lookup = stageLookup(st);
+    for (const text of ins.mounts) {
+        const m = parseMount(processWord(text, lookup, { escape: ctx.escape }));
+        mounts.push(await toExecMount(m, st, ctx, inputs));
+    }
+    const user = st.config.User ? parseUserSpec(st.config.User, 'USER') : { user: '0' };
+    const def = {
+        kind: 'exec',
+        args,
+        env: runEnv(st, ctx.buildArgs),
+        cwd: st.config.WorkingDir || '/',
+        user,
+        network: network,
+        mounts,
+        hasRoot: st.root !== null,
+    };
+    st.root = addVertex(ctx, st, def, inputs.list, name, ins.range);
+    pushHistory(st, `RUN ${historyPrefix(st)}${args.join(' ')} # buildkit`, st.root);
+}
+/** BuildKit's `|N K=V ...` prefix: the build args a RUN saw, proxies left out. */
+function historyPrefix(st) {
+    const shown = [...st.args].filter(([k, v]) => v !== undefined && !PROXY_ARGS.has(k)).map(([k, v]) => `${k}=${v}`);
+    return shown.length > 0 ? `|${shown.length} ${shown.join(' ')} ` : '';
+}
+/**
+ * BuildKit's heredoc RUN: `RUN <<EOF` alone runs the body with the shell (or,
+ * with a shebang, as a script file mounted read-only); anything more complex is
+ * handed to the shell as a real heredoc.
+ */
+function heredocArgs(st, ins, ctx, inputs, mounts, name) {
+    const text = ins.cmd.json ? '' : ins.cmd.text;
+    const only = ins.heredocs.length === 1 ? ins.heredocs[0] : undefined;
+    if (only && new RegExp(`^<<-?(["']?)${only.name.replace(/[.\-]/g, '\\$&')}\\1$`).test(text)) {
+        if (only.data.startsWith('#!')) {
+            const script = ctx.graph.add({ kind: 'file', hasRoot: false, actions: [{ op: 'mkfile', path: `/${only.name}`, data: only.data, mode: 0o755 }] }, [], { name: `${name} (heredoc ${only.name})`, stage: st.label, range: ins.range });
+            ctx.stageOf.set(script, st.label);
+            mounts.push({ type: 'bind', target: PIPES_DIR, input: inputs.index(script), source: '/', readonly: true });
+            return [`${PIPES_DIR}${only.name}`];
+        }
+        return [...shellOf(st), only.data];
+    }
+    let full = text;
+    for (const h of ins.heredocs)
+        full += `\n${h.data}${h.name}`;
+    return [...shellOf(st), full];
+}
+async function toExecMount(m, st, ctx, inputs) {
+    const fromInput = async (from) => {
+        if (from === undefined || from === '')
+            return inputs.index(ctx.context());
+        const stage = await ctx.stageRoot(from, st);
+        if (stage)
+            return inputs.index(stage.root ?? ctx.emptyRoot());
+        const img = await ctx.resolveImage(from, st.platform);
+        return inputs.index(ctx.graph.add({ kind: 'image', ref: img.ref, platform: img.platform }, [], { name: `[internal] image ${from}` }));
+    };
+    switch (m.type) {
+        case 'bind':
+            return { type: 'bind', target: m.target, input: await fromInput(m.from), source: m.source, readonly: m.readonly };
+        case 'cache': {
+            const base = { type: 'cache', target: m.target, id: m.id, sharing: m.sharing, mode: m.mode, uid: m.uid, gid: m.gid, readonly: m.readonly };
+            if (m.from === undefined)
+                return m.source === undefined ? base : { ...base, source: m.source };
+            return { ...base, input: await fromInput(m.from), source: m.source ?? '/' };
+        }
+        case 'secret':
+            return m;
+        default:
+            return m;
+    }
+}
+//# sourceMappingURL=convert-run.js.map

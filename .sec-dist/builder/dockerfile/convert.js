@@ -1,0 +1,294 @@
+import { withLocation } from '../../core/errors.js';
+import { parseIgnoreFile } from '../../core/ignore.js';
+import { DEFAULT_PATH, DEFAULT_PLATFORM, platformString } from '../../core/oci.js';
+import { Graph } from '../graph/index.js';
+import { dispatchCopy } from './convert-copy.js';
+import { dispatchArg, dispatchCmd, dispatchEnvLabel, dispatchExpose, dispatchHealthcheck, dispatchOnbuild, dispatchShell, dispatchString, dispatchVolume, } from './convert-meta.js';
+import { dispatchRun } from './convert-run.js';
+import { DockerfileError } from './errors.js';
+import { processWord } from './lexer.js';
+import { asDockerfileError, parseDockerfile } from './parse.js';
+import { parseInstruction } from './parse-instruction.js';
+import { baseStage, findStage, splitStages, stageDeps, stageLabel, targetStage } from './stages.js';
+import { cloneConfig } from './state.js';
+import { parsePlatform } from './values.js';
+/** The platform this process builds on, in OCI words. */
+function buildPlatform() {
+    const arch = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' };
+    return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
+}
+function predefinedArgs(target, build) {
+    return new Map([
+        ['TARGETPLATFORM', platformString(target)],
+        ['TARGETOS', target.os],
+        ['TARGETARCH', target.architecture],
+        ['TARGETVARIANT', target.variant ?? ''],
+        ['BUILDPLATFORM', platformString(build)],
+        ['BUILDOS', build.os],
+        ['BUILDARCH', build.architecture],
+        ['BUILDVARIANT', build.variant ?? ''],
+    ]);
+}
+/** Dockerfile text → the build graph the target needs, and the target image's config and history. */
+export async function convertDockerfile(opts) {
+    const fileName = opts.fileName ?? 'Dockerfile';
+    const parsed = parseDockerfile(opts.dockerfile, fileName);
+    const plan = splitStages(parsed.instructions);
+    const targetPlatform = opts.platform ?? DEFAULT_PLATFORM;
+    const predefined = predefinedArgs(targetPlatform, buildPlatform());
+    const buildArgs = new Map(Object.entries(opts.buildArgs ?? {}));
+    const consumedArgs = new Set();
+    const globals = resolveGlobals(plan, buildArgs, predefined, parsed.escape, consumedArgs);
+    const globalLookup = (n) => (globals.has(n) ? globals.get(n) : predefined.get(n));
+    const deps = stageDeps(plan, globalLookup, parsed.escape);
+    const target = targetStage(plan, opts.target);
+    const graph = new Graph();
+    const warnings = [...parsed.warnings];
+    const stageOf = new Map();
+    const images = new Map();
+    const done = new Map();
+    let contextDigest;
+    let emptyDigest;
+    const argSources = { buildArgs, globals, predefined };
+    const ctx = {
+        graph,
+        fileName,
+        escape: parsed.escape,
+        buildArgs,
+        warnings,
+        stageOf,
+        resolver: opts.resolver,
+        consumedArgs,
+        ...(opts.defaultNetwork ? { defaultNetwork: opts.defaultNetwork } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        context() {
+            contextDigest ??= graph.add({ kind: 'local', name: 'context', excludes: parseIgnoreFile(opts.dockerignore ?? '') }, [], {
+                name: '[internal] load build context',
+            });
+            return contextDigest;
+        },
+        emptyRoot() {
+            emptyDigest ??= graph.add({ kind: 'file', hasRoot: false, actions: [] }, [], { name: '[internal] empty filesystem' });
+            return emptyDigest;
+        },
+        resolveImage(ref, platform) {
+            const key = `${ref}\0${platformString(platform)}`;
+            let p = images.get(key);
+            if (!p) {
+                opts.signal?.throwIfAborted();
+                p = opts.resolver.resolve(ref, platform, opts.signal);
+                images.set(key, p);
+            }
+            return p;
+        },
+        async stageRoot(ref, from) {
+            const s = findStage(plan.stages, ref, true);
+            if (!s)
+                return undefined;
+            if (s.index === from.index)
+                throw new DockerfileError(`stage ${JSON.stringify(from.label)} refers to itself`);
+            const st = await runStage(s);
+            return { root: st.root };
+        },
+    };
+    const inProgress = new Set();
+    const runStage = (s) => {
+        let p = done.get(s.index);
+        if (!p) {
+            if (inProgress.has(s.index)) {
+                return Promise.reject(new DockerfileError(`circular dependency on stage ${JSON.stringify(stageLabel(s))}`, { range: s.from.range }));
+            }
+            inProgress.add(s.index);
+            p = convertStage(ctx, plan, s, argSources, globalLookup, targetPlatform, runStage);
+            done.set(s.index, p);
+        }
+        return p;
+    };
+    // Resolve the base images of every stage the target needs at once, so registry round trips overlap.
+    prefetchBases(plan, target, deps, globalLookup, parsed.escape, targetPlatform, ctx);
+    const final = await runStage(target);
+    for (const k of buildArgs.keys()) {
+        if (!consumedArgs.has(k) && !predefined.has(k) && !isProxy(k)) {
+            warnings.push({ message: `build-arg ${JSON.stringify(k)} was not consumed: no ARG declares it` });
+        }
+    }
+    const kept = graph.subgraph(final.root ? [final.root] : []);
+    const keptStages = new Map();
+    for (const d of kept.vertices.keys()) {
+        const st = stageOf.get(d);
+        if (st !== undefined)
+            keptStages.set(d, st);
+    }
+    const config = cloneConfig(final.config);
+    if (opts.labels && Object.keys(opts.labels).length > 0)
+        config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
+    const def = {
+        graph: kept,
+        root: final.root,
+        platform: final.platform,
+        config,
+        history: final.history,
+        warnings,
+        stageOf: keptStages,
+        ...(final.author !== undefined ? { author: final.author } : {}),
+    };
+    return def;
+}
+function isProxy(k) {
+    return /^(https?|ftp|no|all)_proxy$/i.test(k);
+}
+function resolveGlobals(plan, buildArgs, predefined, escape, consumed) {
+    const globals = new Map();
+    const lookup = (n) => (globals.has(n) ? globals.get(n) : predefined.get(n));
+    for (const ins of plan.globals) {
+        try {
+            for (const a of ins.args) {
+                consumed.add(a.key);
+                const value = buildArgs.has(a.key) ? buildArgs.get(a.key) : a.value !== undefined ? processWord(a.value, lookup, { escape }) : undefined;
+                globals.set(a.key, value);
+            }
+        }
+        catch (err) {
+            throw withLocation(asDockerfileError(err), ins.range);
+        }
+    }
+    return globals;
+}
+function fromImage(s, lookup, escape) {
+    const image = processWord(s.from.image, lookup, { escape });
+    if (image === '')
+        throw new DockerfileError(`base name (${s.from.image}) should not be blank`);
+    return image;
+}
+function stagePlatform(s, lookup, escape, dflt) {
+    return s.from.platform === undefined ? dflt : parsePlatform(processWord(s.from.platform, lookup, { escape }));
+}
+function prefetchBases(plan, target, deps, lookup, escape, platform, ctx) {
+    const seen = new Set();
+    const walk = (i) => {
+        if (seen.has(i))
+            return;
+        seen.add(i);
+        const s = plan.stages[i];
+        try {
+            const image = fromImage(s, lookup, escape);
+            if (image.toLowerCase() !== 'scratch' && !baseStage(plan.stages, s, image)) {
+                // Errors surface when the stage itself awaits the same promise.
+                ctx.resolveImage(image, stagePlatform(s, lookup, escape, platform)).catch(() => undefined);
+            }
+        }
+        catch {
+            // Reported with its line when the stage is converted.
+        }
+        for (const d of deps.get(i) ?? [])
+            walk(d);
+    };
+    walk(target.index);
+}
+async function convertStage(ctx, plan, s, args, globalLookup, targetPlatform, runStage) {
+    ctx.signal?.throwIfAborted();
+    const label = stageLabel(s);
+    let st;
+    try {
+        st = await startStage(ctx, plan, s, label, globalLookup, targetPlatform, runStage);
+    }
+    catch (err) {
+        throw withLocation(asDockerfileError(err), s.from.range);
+    }
+    for (const ins of s.instructions) {
+        try {
+            await dispatch(st, ins, ctx, args);
+        }
+        catch (err) {
+            throw withLocation(asDockerfileError(err), ins.range);
+        }
+    }
+    return st;
+}
+async function startStage(ctx, plan, s, label, globalLookup, targetPlatform, runStage) {
+    const image = fromImage(s, globalLookup, ctx.escape);
+    const platform = stagePlatform(s, globalLookup, ctx.escape, targetPlatform);
+    const steps = s.instructions.length + 1;
+    const base = baseStage(plan.stages, s, image);
+    let st;
+    if (base) {
+        const parent = await runStage(base);
+        st = {
+            label, index: s.index, root: parent.root, config: cloneConfig(parent.config), history: [...parent.history],
+            args: new Map(parent.args), cmdSet: false, platform: parent.platform, step: 1, steps,
+            ...(parent.author !== undefined ? { author: parent.author } : {}),
+        };
+    }
+    else if (image.toLowerCase() === 'scratch') {
+        st = { label, index: s.index, root: null, config: { Env: [`PATH=${DEFAULT_PATH}`] }, history: [], args: new Map(), cmdSet: false, platform, step: 1, steps };
+    }
+    else {
+        const img = await ctx.resolveImage(image, platform);
+        const root = ctx.graph.add({ kind: 'image', ref: img.ref, platform: img.platform }, [], {
+            name: `[${label} 1/${steps}] FROM ${image}`,
+            stage: label,
+            range: s.from.range,
+        });
+        if (!ctx.stageOf.has(root))
+            ctx.stageOf.set(root, label);
+        st = {
+            label, index: s.index, root, config: cloneConfig(img.config), history: img.history.map((h) => ({ ...h, inherited: true })),
+            args: new Map(), cmdSet: false, platform: img.platform, step: 1, steps,
+        };
+    }
+    await runTriggers(st, ctx, s);
+    return st;
+}
+/** ONBUILD triggers of the base run right after FROM, and are not passed on. */
+async function runTriggers(st, ctx, s) {
+    const triggers = st.config.OnBuild ?? [];
+    if (triggers.length === 0)
+        return;
+    delete st.config.OnBuild;
+    for (const text of triggers) {
+        const m = /^\s*(\S+)\s*([\s\S]*)$/.exec(text);
+        if (!m)
+            continue;
+        const keyword = m[1].toUpperCase();
+        if (keyword === 'ONBUILD' || keyword === 'FROM' || keyword === 'MAINTAINER') {
+            throw new DockerfileError(`${keyword} isn't allowed as an ONBUILD trigger (${text})`);
+        }
+        const ins = parseInstruction({ keyword: m[1], original: text, rest: (m[2] ?? '').trim(), heredocs: [], range: s.from.range }, ctx.escape);
+        await dispatch(st, ins, ctx, { buildArgs: ctx.buildArgs, globals: new Map(), predefined: new Map() });
+    }
+}
+async function dispatch(st, ins, ctx, args) {
+    switch (ins.kind) {
+        case 'RUN':
+            return dispatchRun(st, ins, ctx);
+        case 'COPY':
+        case 'ADD':
+            return dispatchCopy(st, ins, ctx);
+        case 'ENV':
+        case 'LABEL':
+            return dispatchEnvLabel(st, ins, ctx);
+        case 'ARG':
+            return dispatchArg(st, ins, ctx, args);
+        case 'EXPOSE':
+            return dispatchExpose(st, ins, ctx);
+        case 'USER':
+        case 'WORKDIR':
+        case 'STOPSIGNAL':
+        case 'MAINTAINER':
+            return dispatchString(st, ins, ctx);
+        case 'VOLUME':
+            return dispatchVolume(st, ins, ctx);
+        case 'SHELL':
+            return dispatchShell(st, ins);
+        case 'HEALTHCHECK':
+            return dispatchHealthcheck(st, ins);
+        case 'CMD':
+        case 'ENTRYPOINT':
+            return dispatchCmd(st, ins);
+        case 'ONBUILD':
+            return dispatchOnbuild(st, ins);
+        case 'FROM':
+            throw new DockerfileError('FROM inside a stage');
+    }
+}
+//# sourceMappingURL=convert.js.map

@@ -1,0 +1,147 @@
+import { posix } from 'node:path';
+import { DockerfileError } from './errors.js';
+import { parseBool, parseBytes, parseNonNegativeInt, parseOctal } from './values.js';
+const MOUNT_TYPES = ['bind', 'cache', 'secret', 'tmpfs'];
+/** Fields each mount type accepts (aliases folded first). */
+const ALLOWED = {
+    bind: new Set(['type', 'target', 'source', 'from', 'readonly']),
+    cache: new Set(['type', 'target', 'source', 'from', 'readonly', 'id', 'sharing', 'mode', 'uid', 'gid']),
+    secret: new Set(['type', 'target', 'id', 'env', 'required', 'mode', 'uid', 'gid']),
+    tmpfs: new Set(['type', 'target', 'size']),
+};
+const ALIASES = {
+    dst: 'target',
+    destination: 'target',
+    src: 'source',
+    ro: 'readonly',
+    'read-only': 'readonly',
+};
+/** Split a CSV record: commas separate fields, double quotes group. */
+function csvFields(text) {
+    const out = [];
+    let cur = '';
+    let quoted = false;
+    for (let i = 0; i < text.length; i++) {
+        const ch = text[i];
+        if (ch === '"') {
+            if (quoted && text[i + 1] === '"') {
+                cur += '"';
+                i++;
+            }
+            else
+                quoted = !quoted;
+        }
+        else if (ch === ',' && !quoted) {
+            out.push(cur);
+            cur = '';
+        }
+        else
+            cur += ch;
+    }
+    if (quoted)
+        throw new DockerfileError(`--mount: unterminated quote in ${JSON.stringify(text)}`);
+    out.push(cur);
+    return out;
+}
+export function parseMount(text) {
+    const fields = new Map();
+    let rw;
+    for (const field of csvFields(text)) {
+        if (field === '')
+            continue;
+        const eq = field.indexOf('=');
+        const rawKey = (eq < 0 ? field : field.slice(0, eq)).toLowerCase();
+        const value = eq < 0 ? undefined : field.slice(eq + 1);
+        if (rawKey === 'rw' || rawKey === 'readwrite') {
+            rw = value === undefined ? true : parseBool(value, `--mount ${rawKey}`);
+            continue;
+        }
+        const key = ALIASES[rawKey] ?? rawKey;
+        if (key === 'readonly' && value === undefined) {
+            rw = false;
+            continue;
+        }
+        if (value === undefined) {
+            if (key === 'required') {
+                fields.set(key, 'true');
+                continue;
+            }
+            throw new DockerfileError(`--mount: invalid field ${JSON.stringify(field)}: must be a key=value pair`);
+        }
+        if (fields.has(key))
+            throw new DockerfileError(`--mount: duplicate field ${JSON.stringify(rawKey)}`);
+        fields.set(key, value);
+    }
+    const type = (fields.get('type') ?? 'bind').toLowerCase();
+    if (!MOUNT_TYPES.includes(type))
+        throw new DockerfileError(`--mount: unsupported mount type ${JSON.stringify(type)} (want one of ${MOUNT_TYPES.join(', ')})`);
+    const allowed = ALLOWED[type];
+    for (const k of fields.keys()) {
+        if (!allowed.has(k))
+            throw new DockerfileError(`--mount: unexpected key ${JSON.stringify(k)} for type=${type}`);
+    }
+    if (fields.has('readonly'))
+        rw = !parseBool(fields.get('readonly'), '--mount readonly');
+    const target = fields.get('target');
+    const abs = (t) => posix.resolve('/', t);
+    const num = (k, dflt) => {
+        const v = fields.get(k);
+        return v === undefined ? dflt : parseNonNegativeInt(v, `--mount ${k}`);
+    };
+    const from = fields.get('from');
+    const source = fields.get('source');
+    switch (type) {
+        case 'bind':
+            if (!target)
+                throw new DockerfileError('--mount: type=bind needs a target');
+            return { type, target: abs(target), ...(from !== undefined ? { from } : {}), source: source ?? '/', readonly: rw === undefined ? true : !rw };
+        case 'cache': {
+            if (!target)
+                throw new DockerfileError('--mount: type=cache needs a target');
+            const sharing = (fields.get('sharing') ?? 'shared').toLowerCase();
+            if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') {
+                throw new DockerfileError(`--mount: invalid sharing ${JSON.stringify(sharing)} (want shared, private or locked)`);
+            }
+            const mode = fields.get('mode');
+            return {
+                type,
+                target: abs(target),
+                id: fields.get('id') || abs(target),
+                sharing,
+                ...(from !== undefined ? { from } : {}),
+                ...(source !== undefined ? { source } : {}),
+                mode: mode === undefined ? 0o755 : parseOctal(mode, '--mount mode'),
+                uid: num('uid', 0),
+                gid: num('gid', 0),
+                readonly: rw === undefined ? false : !rw,
+            };
+        }
+        case 'secret': {
+            const env = fields.get('env');
+            const id = fields.get('id') || (target ? posix.basename(target) : env);
+            if (!id)
+                throw new DockerfileError('--mount: type=secret needs an id or a target');
+            const mode = fields.get('mode');
+            const required = fields.has('required') ? parseBool(fields.get('required'), '--mount required') : false;
+            // A secret with only env= is not mounted as a file.
+            const file = target ? abs(target) : env ? undefined : `/run/secrets/${id}`;
+            return {
+                type,
+                ...(file ? { target: file } : {}),
+                ...(env ? { env } : {}),
+                id,
+                required,
+                mode: mode === undefined ? 0o400 : parseOctal(mode, '--mount mode'),
+                uid: num('uid', 0),
+                gid: num('gid', 0),
+            };
+        }
+        default: {
+            if (!target)
+                throw new DockerfileError('--mount: type=tmpfs needs a target');
+            const size = fields.get('size');
+            return { type: 'tmpfs', target: abs(target), ...(size !== undefined ? { size: parseBytes(size, '--mount size') } : {}) };
+        }
+    }
+}
+//# sourceMappingURL=mounts.js.map

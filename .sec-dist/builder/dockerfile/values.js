@@ -1,0 +1,129 @@
+import { DockerfileError } from './errors.js';
+/** Parsers for the typed values instructions and flags carry. Each throws a DockerfileError without a range. */
+const UNIT_NS = { ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+/** A Go duration (`1h30m`, `1.5s`, `0`) in nanoseconds, as HEALTHCHECK flags take. */
+export function parseDuration(text) {
+    const bad = () => new DockerfileError(`invalid duration ${JSON.stringify(text)}`);
+    let s = text;
+    let sign = 1;
+    if (s.startsWith('-') || s.startsWith('+')) {
+        if (s.startsWith('-'))
+            sign = -1;
+        s = s.slice(1);
+    }
+    if (s === '0')
+        return 0;
+    if (s === '')
+        throw bad();
+    let total = 0;
+    const re = /^([0-9]*(?:\.[0-9]*)?)([a-zµμ]+)/;
+    while (s.length > 0) {
+        const m = re.exec(s);
+        if (!m || m[1] === '' || m[1] === '.')
+            throw bad();
+        const unit = UNIT_NS[m[2]];
+        if (unit === undefined)
+            throw bad();
+        total += Number(m[1]) * unit;
+        s = s.slice(m[0].length);
+    }
+    return sign * Math.round(total);
+}
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
+/** Expanded port ranges are capped so `EXPOSE 1-65535` cannot blow up a config. */
+const MAX_RANGE = 65536;
+/** `80`, `80/udp`, `8000-8010/tcp` → `["80/tcp"]`, ... (Docker's nat.ParsePortSpecs for EXPOSE). */
+export function parsePortSpec(spec) {
+    const m = /^([0-9]+)(?:-([0-9]+))?(?:\/([A-Za-z]+))?$/.exec(spec);
+    if (!m)
+        throw new DockerfileError(`invalid port ${JSON.stringify(spec)}: want PORT[-PORT][/PROTOCOL]`);
+    const proto = (m[3] ?? 'tcp').toLowerCase();
+    if (!PROTOCOLS.has(proto))
+        throw new DockerfileError(`invalid protocol ${JSON.stringify(m[3])} in port ${JSON.stringify(spec)}`);
+    const start = Number(m[1]);
+    const end = m[2] === undefined ? start : Number(m[2]);
+    if (start < 0 || start > 65535 || end < 0 || end > 65535) {
+        throw new DockerfileError(`invalid port ${JSON.stringify(spec)}: ports are 0-65535`);
+    }
+    if (end < start)
+        throw new DockerfileError(`invalid port range ${JSON.stringify(spec)}: end is before start`);
+    if (end - start >= MAX_RANGE)
+        throw new DockerfileError(`invalid port range ${JSON.stringify(spec)}`);
+    const out = [];
+    for (let p = start; p <= end; p++)
+        out.push(`${p}/${proto}`);
+    return out;
+}
+const SIGNALS = new Set([
+    'ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL', 'PROF',
+    'PWR', 'QUIT', 'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1', 'USR2',
+    'VTALRM', 'WINCH', 'XCPU', 'XFSZ',
+]);
+/** STOPSIGNAL: a number, a name (`SIGQUIT`, `QUIT`) or `SIGRTMIN+n`. Returned as written. */
+export function checkSignal(sig) {
+    if (/^[0-9]+$/.test(sig)) {
+        const n = Number(sig);
+        if (n >= 1 && n <= 64)
+            return sig;
+    }
+    else {
+        const name = sig.toUpperCase().replace(/^SIG/, '');
+        if (SIGNALS.has(name) || /^RTM(IN|AX)([+-][0-9]+)?$/.test(name))
+            return sig;
+    }
+    throw new DockerfileError(`invalid signal: ${JSON.stringify(sig)}`);
+}
+/** `name`, `uid`, `name:group`, `uid:gid`. */
+export function parseUserSpec(text, what = 'user') {
+    if (text === '')
+        throw new DockerfileError(`${what} can not be empty`);
+    const i = text.indexOf(':');
+    if (i < 0)
+        return { user: text };
+    const user = text.slice(0, i);
+    const group = text.slice(i + 1);
+    if (user === '' || group === '' || group.includes(':'))
+        throw new DockerfileError(`invalid ${what} ${JSON.stringify(text)}`);
+    return { user, group };
+}
+/** `linux/amd64[/v8]`. */
+export function parsePlatform(text) {
+    const parts = text.split('/');
+    const [os, architecture, variant] = parts;
+    if (parts.length < 2 || parts.length > 3 || !os || !architecture || (parts.length === 3 && !variant)) {
+        throw new DockerfileError(`invalid platform ${JSON.stringify(text)}: want OS/ARCH[/VARIANT]`);
+    }
+    return variant ? { os: os.toLowerCase(), architecture: architecture.toLowerCase(), variant } : { os: os.toLowerCase(), architecture: architecture.toLowerCase() };
+}
+/** An octal mode such as `755` or `0640`. */
+export function parseOctal(text, what) {
+    if (!/^[0-7]{1,4}$/.test(text))
+        throw new DockerfileError(`invalid ${what} ${JSON.stringify(text)}: want an octal mode`);
+    return parseInt(text, 8);
+}
+export function parseNonNegativeInt(text, what) {
+    if (!/^[0-9]{1,10}$/.test(text))
+        throw new DockerfileError(`invalid ${what} ${JSON.stringify(text)}`);
+    return Number(text);
+}
+const BYTE_UNITS = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+/** Sizes such as `64m` or `1048576` (tmpfs `size=`). */
+export function parseBytes(text, what) {
+    const m = /^([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)$/.exec(text);
+    const unit = m ? BYTE_UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+    if (!m || unit === undefined)
+        throw new DockerfileError(`invalid ${what} ${JSON.stringify(text)}`);
+    return Math.floor(Number(m[1]) * unit);
+}
+export function parseBool(text, what) {
+    switch (text.toLowerCase()) {
+        case '1':
+        case 't':
+        case 'true': return true;
+        case '0':
+        case 'f':
+        case 'false': return false;
+        default: throw new DockerfileError(`invalid boolean ${JSON.stringify(text)} for ${what}`);
+    }
+}
+//# sourceMappingURL=values.js.map

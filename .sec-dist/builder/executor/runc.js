@@ -1,0 +1,391 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import { AsyncStack } from '../../core/dispose.js';
+import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
+import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
+import { RUNC_ENV, RuncCli } from './runc-cli.js';
+import { buildSpec, etcFileContents, NOFILE, SANDBOX_DEFAULTS } from './spec.js';
+import { MountStubs } from './stubs.js';
+import { resolveUser } from './user.js';
+/** After `runc kill`, how long runc may take to report the exit before we kill runc itself. */
+const KILL_GRACE_MS = 1500;
+/** Once runc exited, how long its pipes may stay open (a leaked fd) before we stop reading. */
+const PIPE_DRAIN_MS = 2000;
+const MAX_HOST_RESOLV_BYTES = 64 * 1024;
+const CGROUP_PARENT = 'buildlite';
+/** Runs each step in a fresh runc container from a spec we write in full (see spec.ts). */
+export class RuncExecutor {
+    stateDir;
+    bundlesDir;
+    runc;
+    defaults;
+    allowHostNetwork;
+    loopback;
+    nofile;
+    constructor(options) {
+        if (typeof options.stateDir !== 'string' || !path.isAbsolute(options.stateDir)) {
+            throw new ExecutorOptionError('stateDir', 'must be an absolute path');
+        }
+        if (options.runcRoot !== undefined && !path.isAbsolute(options.runcRoot)) {
+            throw new ExecutorOptionError('runcRoot', 'must be an absolute path');
+        }
+        if (options.runcPath !== undefined && (typeof options.runcPath !== 'string' || options.runcPath === '')) {
+            throw new ExecutorOptionError('runcPath', 'must be a non-empty string');
+        }
+        this.stateDir = path.resolve(options.stateDir);
+        this.bundlesDir = path.join(this.stateDir, 'bundles');
+        this.runc = new RuncCli(options.runcPath ?? 'runc', path.resolve(options.runcRoot ?? path.join(this.stateDir, 'runc')));
+        this.defaults = mergeLimits(SANDBOX_DEFAULTS, options.defaults, 'defaults');
+        this.allowHostNetwork = options.allowHostNetwork ?? false;
+        this.loopback = options.loopback ?? findLoopbackTools();
+        this.nofile = Math.min(NOFILE, ownNofileHardLimit());
+    }
+    async run(proc, opts) {
+        // Every way a process starts comes through here, so the two-sided grant for
+        // host networking is checked once, before anything is set up (THREATS.md 2).
+        const network = this.checkNetwork(opts.network);
+        const limits = mergeLimits(this.defaults, opts.limits, 'limits');
+        checkProcess(proc, opts);
+        if (opts.signal?.aborted)
+            throw new ExecCancelledError('run cancelled before it started');
+        const started = Date.now();
+        const id = `bl-${randomBytes(8).toString('hex')}`;
+        const bundle = path.join(this.bundlesDir, id);
+        // A rootfs that is one writable bind of a directory is used in place: runc
+        // binds its root onto itself anyway, and a mount plus an umount process
+        // (~10-17 ms) per step buy nothing.
+        let inPlace = directRootfs(opts.rootfs);
+        // A symlink would be followed by runc: only a real directory is used in place.
+        if (inPlace !== undefined && !(await lstat(inPlace).catch(() => undefined))?.isDirectory())
+            inPlace = undefined;
+        const rootfs = inPlace ?? path.join(bundle, 'rootfs');
+        const stack = new AsyncStack();
+        try {
+            await this.ensureDirs();
+            await mkdir(bundle, { mode: 0o700 });
+            stack.defer(() => removeBundle(bundle));
+            if (inPlace === undefined) {
+                await mkdir(rootfs, { mode: 0o755 });
+                for (const m of opts.rootfs) {
+                    await mountAt(m, rootfs);
+                    stack.defer(() => unmountAt(rootfs));
+                }
+            }
+            const user = await resolveUser(rootfs, proc.user);
+            const cwd = cleanAbs(proc.cwd);
+            await mkdirInRoot(rootfs, cwd, user.uid, user.gid);
+            const hostname = opts.hostname ?? 'buildkitsandbox';
+            const etc = etcFileContents(hostname, network, network === 'host' ? await readHostResolvConf() : '');
+            const etcFiles = { hosts: path.join(bundle, 'hosts'), resolvConf: path.join(bundle, 'resolv.conf'), hostname: path.join(bundle, 'hostname') };
+            await writeFile(etcFiles.hosts, etc.hosts, { mode: 0o644 });
+            await writeFile(etcFiles.resolvConf, etc.resolvConf, { mode: 0o644 });
+            await writeFile(etcFiles.hostname, etc.hostname, { mode: 0o644 });
+            const env = [...proc.env, ...Object.entries(opts.secretEnv ?? {}).map(([k, v]) => `${k}=${v}`)];
+            const spec = buildSpec({
+                args: proc.args,
+                env,
+                cwd,
+                user,
+                hostname,
+                network,
+                limits,
+                etcFiles,
+                mounts: opts.mounts ?? [],
+                cgroupsPath: `/${CGROUP_PARENT}/${id}`,
+                loopback: this.loopback,
+                nofile: this.nofile,
+            });
+            if (inPlace !== undefined)
+                spec.root.path = inPlace;
+            // Mode 0600: secret env values sit in this file for the life of the step.
+            await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+            const stubs = await MountStubs.record(rootfs, spec.mounts.map((m) => m.destination));
+            stack.defer(() => stubs.clean());
+            // Registered last, so it runs first: the container is gone before stubs are cleaned and the rootfs unmounted.
+            stack.defer(() => this.runc.forceDelete(id));
+            const outcome = await this.spawnRun(id, bundle, limits.timeoutMs, opts);
+            const oomKilled = await readOomKilled(id);
+            if (outcome.aborted)
+                throw new ExecCancelledError('run cancelled');
+            if (outcome.exitCode !== 0 && !outcome.killed) {
+                // runc's own failures (spec, mounts, hooks) are setup errors, not a step's exit status.
+                const runcError = await readRuncError(path.join(bundle, 'runc.log'));
+                if (runcError !== undefined)
+                    throw new SandboxError(`runc could not start the step: ${runcError}`);
+            }
+            const exitCode = outcome.exitCode;
+            const signal = outcome.timedOut || outcome.killed ? 'SIGKILL' : signalOf(exitCode);
+            return {
+                exitCode,
+                ...(signal ? { signal } : {}),
+                timedOut: outcome.timedOut,
+                oomKilled,
+                durationMs: Date.now() - started,
+            };
+        }
+        finally {
+            await stack.dispose();
+        }
+    }
+    /**
+     * Delete every container in our runc root and release every bundle left by
+     * a process that died without cleaning up (THREATS.md 12). Call at start,
+     * before this executor runs anything.
+     */
+    async sweep() {
+        const containers = existsSync(this.runc.root) ? await this.runc.list() : [];
+        for (const id of containers)
+            await this.runc.forceDelete(id);
+        const bundles = existsSync(this.bundlesDir) ? await readdir(this.bundlesDir) : [];
+        for (const name of bundles)
+            await removeBundle(path.join(this.bundlesDir, name));
+        return { containers, bundles };
+    }
+    checkNetwork(mode) {
+        if (mode === 'default' || mode === 'none')
+            return 'none';
+        if (mode === 'host') {
+            if (!this.allowHostNetwork) {
+                throw new SandboxPermissionError('network=host was requested but the operator has not allowed it (entitlement network.host)');
+            }
+            return 'host';
+        }
+        throw new ExecutorOptionError('network', `unknown network mode ${JSON.stringify(mode)}`);
+    }
+    async ensureDirs() {
+        // Not traversable by other users: bundles hold rootfs mounts with the images' setuid files (THREATS.md 11).
+        for (const dir of [this.stateDir, this.bundlesDir, this.runc.root]) {
+            await mkdir(dir, { recursive: true, mode: 0o700 });
+            await chmod(dir, 0o700);
+        }
+    }
+    /** `runc run` in the foreground with stdio only; resolves when runc has exited and its pipes drained. */
+    spawnRun(id, bundle, timeoutMs, opts) {
+        return new Promise((resolve, reject) => {
+            // Aborted while we were mounting: start nothing.
+            if (opts.signal?.aborted) {
+                resolve({ exitCode: 137, timedOut: false, aborted: true, killed: true });
+                return;
+            }
+            // --keep leaves the stopped container (and its cgroup) so the OOM counter can be read before delete.
+            const child = spawn(this.runc.runcPath, ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)], {
+                stdio: ['ignore', 'pipe', 'pipe'],
+                env: RUNC_ENV,
+                detached: false,
+            });
+            let timedOut = false;
+            let aborted = false;
+            let killing = false;
+            let exitCode;
+            let settled = false;
+            const timers = [];
+            const kill = () => {
+                if (killing)
+                    return;
+                killing = true;
+                void this.runc.kill(id);
+                // runc may still be creating the container (kill finds nothing) or be stuck:
+                // kill runc itself; the finally's `runc delete --force` then removes the container.
+                timers.push(setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS));
+            };
+            const onAbort = () => {
+                aborted = true;
+                kill();
+            };
+            opts.signal?.addEventListener('abort', onAbort, { once: true });
+            timers.push(setTimeout(() => {
+                timedOut = true;
+                kill();
+            }, timeoutMs));
+            child.stdout.on('data', (chunk) => opts.onStdout?.(chunk));
+            child.stderr.on('data', (chunk) => opts.onStderr?.(chunk));
+            const finish = () => {
+                if (settled)
+                    return;
+                settled = true;
+                for (const t of timers)
+                    clearTimeout(t);
+                opts.signal?.removeEventListener('abort', onAbort);
+                resolve({ exitCode: exitCode ?? 137, timedOut, aborted, killed: killing });
+            };
+            child.on('error', (err) => {
+                if (settled)
+                    return;
+                settled = true;
+                for (const t of timers)
+                    clearTimeout(t);
+                opts.signal?.removeEventListener('abort', onAbort);
+                reject(new SandboxError(`cannot start runc: ${err.message}`, { cause: err }));
+            });
+            child.on('exit', (code, sig) => {
+                exitCode = code ?? (sig ? 128 + (osConstants.signals[sig] ?? 9) : 137);
+                // A leaked holder of the pipes must not keep the step alive.
+                timers.push(setTimeout(() => {
+                    child.stdout.destroy();
+                    child.stderr.destroy();
+                    finish();
+                }, PIPE_DRAIN_MS));
+            });
+            child.on('close', finish);
+        });
+    }
+}
+function mergeLimits(base, over, name) {
+    const out = { ...base };
+    for (const key of ['pids', 'memoryBytes', 'timeoutMs']) {
+        const v = over?.[key];
+        if (v === undefined)
+            continue;
+        if (!Number.isSafeInteger(v) || v <= 0)
+            throw new ExecutorOptionError(`${name}.${key}`, 'must be a positive integer');
+        out[key] = v;
+    }
+    if (over?.memoryBytes !== undefined && over.memoryBytes < 4 * 1024 * 1024) {
+        throw new ExecutorOptionError(`${name}.memoryBytes`, 'must be at least 4 MiB (runc cannot start below that)');
+    }
+    if (over?.noNewPrivileges !== undefined)
+        out.noNewPrivileges = over.noNewPrivileges === true;
+    return out;
+}
+function checkProcess(proc, opts) {
+    if (proc.args.length === 0)
+        throw new ExecutorOptionError('args', 'must not be empty');
+    if (!proc.cwd.startsWith('/'))
+        throw new ExecutorOptionError('cwd', 'must be absolute');
+    if (opts.rootfs.length === 0)
+        throw new ExecutorOptionError('rootfs', 'needs at least one mount');
+    for (const m of opts.mounts ?? [])
+        checkMount(m);
+    for (const [k] of Object.entries(opts.secretEnv ?? {})) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+            throw new ExecutorOptionError('secretEnv', `bad variable name ${JSON.stringify(k)}`);
+    }
+}
+function checkMount(m) {
+    if (m.target === undefined || !m.target.startsWith('/'))
+        throw new ExecutorOptionError('mounts', `target of a ${m.type} mount must be absolute`);
+    if (m.target.split('/').includes('..'))
+        throw new ExecutorOptionError('mounts', `target ${m.target} must not contain ..`);
+}
+/** mkdir -p inside the rootfs, as the step's user (BuildKit creates a missing cwd owned by the user). */
+async function mkdirInRoot(rootfs, dir, uid, gid) {
+    const parts = dir.split('/').filter((p) => p.length > 0);
+    for (let i = 1; i <= parts.length; i++) {
+        const host = await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
+        const st = await stat(host).catch(() => undefined);
+        if (st?.isDirectory())
+            continue;
+        if (st)
+            throw new SandboxError(`working directory ${dir}: /${parts.slice(0, i).join('/')} is not a directory`);
+        await mkdir(host, { mode: 0o755 });
+        await chown(host, uid, gid);
+    }
+}
+async function readHostResolvConf() {
+    try {
+        const text = await readFile('/etc/resolv.conf', 'utf8');
+        return text.slice(0, MAX_HOST_RESOLV_BYTES);
+    }
+    catch {
+        return '';
+    }
+}
+/** The last error runc logged, if any (JSON lines with level and msg). */
+async function readRuncError(logFile) {
+    const text = await readFile(logFile, 'utf8').catch(() => '');
+    let last;
+    for (const line of text.split('\n')) {
+        try {
+            const entry = JSON.parse(line);
+            if (entry.level === 'error' || entry.level === 'fatal')
+                last = entry.msg ?? line;
+        }
+        catch {
+            // not a JSON line; runc writes only JSON with --log-format json
+        }
+    }
+    return last?.slice(0, 1000);
+}
+/** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup. */
+/** The source directory when the rootfs is exactly one writable bind mount of a directory. */
+function directRootfs(rootfs) {
+    if (rootfs.length !== 1)
+        return undefined;
+    const m = rootfs[0];
+    if (m.type !== 'bind' || !path.isAbsolute(m.source))
+        return undefined;
+    // Only rbind: runc binds the root recursively, so a plain bind (submounts left out) would differ.
+    if (!m.options.includes('rbind') || !m.options.every((o) => o === 'rbind' || o === 'rw'))
+        return undefined;
+    return path.resolve(m.source);
+}
+async function readOomKilled(id) {
+    const candidates = [
+        `/sys/fs/cgroup/memory/${CGROUP_PARENT}/${id}/memory.oom_control`,
+        `/sys/fs/cgroup/${CGROUP_PARENT}/${id}/memory.events`,
+    ];
+    for (const file of candidates) {
+        const text = await readFile(file, 'utf8').catch(() => undefined);
+        if (text === undefined)
+            continue;
+        const m = /^oom_kill (\d+)$/m.exec(text);
+        return m !== null && Number(m[1]) > 0;
+    }
+    return false;
+}
+/** 128+N is how runc (and a shell) report a process killed by signal N. */
+function signalOf(exitCode) {
+    if (exitCode <= 128 || exitCode > 128 + 64)
+        return undefined;
+    const n = exitCode - 128;
+    return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
+}
+/** Unmount whatever is left under a bundle, then remove it, never deleting through a mount. */
+async function removeBundle(bundle) {
+    for (const point of await mountsUnder(bundle))
+        await unmountAt(point);
+    const left = await mountsUnder(bundle);
+    if (left.length > 0)
+        throw new SandboxError(`cannot remove ${bundle}: still mounted at ${left.join(', ')}`);
+    const st = await lstat(bundle).catch(() => undefined);
+    if (st)
+        await rm(bundle, { recursive: true, force: true });
+}
+function findLoopbackTools() {
+    const first = (cands) => cands.find((c) => existsSync(c));
+    const sh = first(['/bin/sh', '/usr/bin/sh']);
+    const nsenter = first(['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter']);
+    const ip = first(['/usr/sbin/ip', '/sbin/ip', '/bin/ip', '/usr/bin/ip']);
+    const busybox = first(['/bin/busybox', '/usr/bin/busybox']);
+    if (!sh || !nsenter || (!ip && !busybox)) {
+        throw new ExecutorOptionError('loopback', 'the host needs sh, nsenter (util-linux) and ip (iproute2) or busybox to bring up loopback in the sandbox');
+    }
+    return { sh, nsenter, ip: ip ? [ip] : [busybox, 'ip'] };
+}
+/**
+ * Our own hard RLIMIT_NOFILE: runc can only lower it unless we hold
+ * CAP_SYS_RESOURCE (a worker inside a container often does not), and asking
+ * for more fails the whole step.
+ */
+function ownNofileHardLimit() {
+    try {
+        const capEff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+        const CAP_SYS_RESOURCE = 24n;
+        if (capEff && (BigInt(`0x${capEff[1]}`) >> CAP_SYS_RESOURCE) & 1n)
+            return NOFILE;
+        const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+        if (!m || m[1] === 'unlimited')
+            return NOFILE;
+        const n = Number(m[1]);
+        return Number.isSafeInteger(n) && n > 0 ? n : NOFILE;
+    }
+    catch {
+        return NOFILE;
+    }
+}
+//# sourceMappingURL=runc.js.map

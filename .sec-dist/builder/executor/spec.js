@@ -1,0 +1,159 @@
+import os from 'node:os';
+import { seccompProfile } from './seccomp.js';
+/**
+ * The OCI runtime spec of one step. runc adds nothing on its own (no seccomp,
+ * three capabilities, no masked paths), so every protection is written here;
+ * the values follow Docker/containerd's defaults, each with its reason.
+ */
+/** Docker's 14 default capabilities; inheritable and ambient stay empty. */
+export const DEFAULT_CAPABILITIES = [
+    'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+    'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+const GiB = 1024 ** 3;
+/**
+ * Limits when the operator sets none. pids: enough for `make -j` or a package
+ * manager's workers, low enough that a fork bomb stops in milliseconds.
+ * Memory: 75% of the host, at most 8 GiB, so one step cannot take the worker
+ * (and Redis beside it) down with it. Timeout: an hour, longer than any sane
+ * step, short enough that a hung one frees its build slot the same day.
+ * noNewPrivileges: off, as in Docker and BuildKit, so setuid tools (su, sudo,
+ * ping) behave in RUN as they do in `docker run`.
+ */
+export const SANDBOX_DEFAULTS = {
+    pids: 4096,
+    memoryBytes: Math.min(8 * GiB, Math.floor(os.totalmem() * 0.75)),
+    timeoutMs: 60 * 60 * 1000,
+    noNewPrivileges: false,
+};
+/** Docker's and BuildKit's value; a build tool that opens many files should not hit 1024. */
+export const NOFILE = 1048576;
+/** Same list as BuildKit's system.DefaultPathEnv, for images that set no PATH. */
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** containerd's masked paths: kernel state a build has no business reading. */
+export const MASKED_PATHS = [
+    '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+    '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+/** containerd's read-only paths: kernel knobs that root in the sandbox could otherwise turn. */
+export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+/** The nodes runc creates in the sandbox's /dev (it adds the /dev/fd, stdio and ptmx links itself). */
+const DEVICE_NODES = [
+    ['/dev/null', 1, 3], ['/dev/zero', 1, 5], ['/dev/full', 1, 7], ['/dev/random', 1, 8], ['/dev/urandom', 1, 9], ['/dev/tty', 5, 0],
+].map(([p, major, minor]) => ({ path: p, type: 'c', major: major, minor: minor, fileMode: 0o666, uid: 0, gid: 0 }));
+/**
+ * Deny every device, then Docker's default allow list: mknod of any node
+ * (useless without read/write), the standard character devices, the pty
+ * master and slaves. /dev/net/tun (10:200), allowed by Docker, stays denied:
+ * a build has no network device to make.
+ */
+const DEVICE_RULES = [
+    { allow: false, access: 'rwm' },
+    { allow: true, type: 'c', access: 'm' },
+    { allow: true, type: 'b', access: 'm' },
+    ...[[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2]].map(([major, minor]) => ({ allow: true, type: 'c', major: major, minor: minor, access: 'rwm' })),
+    { allow: true, type: 'c', major: 136, access: 'rwm' },
+];
+/**
+ * The whole spec. Loopback: runc creates the network namespace but leaves `lo`
+ * down, and the step holds no CAP_NET_ADMIN to raise it, so a createRuntime
+ * hook (run by runc on the host, after the namespaces exist and before the
+ * step's process starts) enters the new netns with nsenter and runs
+ * `ip link set lo up`. If that fails, runc fails the container: fail closed.
+ */
+export function buildSpec(input) {
+    const caps = [...DEFAULT_CAPABILITIES];
+    const env = input.env.some((e) => e.startsWith('PATH=')) ? [...input.env] : [DEFAULT_PATH, ...input.env];
+    const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
+    if (input.network === 'none')
+        namespaces.push({ type: 'network' });
+    const spec = {
+        ociVersion: '1.0.2',
+        process: {
+            terminal: false,
+            user: { uid: input.user.uid, gid: input.user.gid, additionalGids: input.user.additionalGids },
+            args: [...input.args],
+            env,
+            cwd: input.cwd,
+            capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+            rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }],
+            noNewPrivileges: input.limits.noNewPrivileges,
+        },
+        root: { path: 'rootfs', readonly: false },
+        hostname: input.hostname,
+        mounts: [...standardMounts(), ...etcMounts(input.etcFiles), ...input.mounts.map(toSpecMount)],
+        linux: {
+            namespaces,
+            cgroupsPath: input.cgroupsPath,
+            resources: {
+                devices: DEVICE_RULES,
+                pids: { limit: input.limits.pids },
+                memory: { limit: input.limits.memoryBytes },
+            },
+            devices: DEVICE_NODES,
+            maskedPaths: MASKED_PATHS,
+            readonlyPaths: READONLY_PATHS,
+            seccomp: seccompProfile(caps),
+        },
+    };
+    if (input.network === 'none') {
+        if (!input.loopback)
+            throw new Error('buildSpec: network none needs a loopback hook');
+        const lo = input.loopback;
+        // The state JSON comes from runc on one line with no spaces ("pid":123);
+        // the tools arrive as positional args so no path is ever parsed by the shell.
+        const script = 'read -r s; p=${s#*\\"pid\\":}; p=${p%%[!0-9]*}; [ -n "$p" ] || exit 1; n=$1; shift; exec "$n" --net=/proc/$p/ns/net "$@"';
+        spec.hooks = {
+            createRuntime: [
+                {
+                    path: lo.sh,
+                    args: ['sh', '-c', script, 'sh', lo.nsenter, ...lo.ip, 'link', 'set', 'lo', 'up'],
+                    env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
+                    timeout: 10,
+                },
+            ],
+        };
+    }
+    return spec;
+}
+function standardMounts() {
+    return [
+        { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+        {
+            destination: '/dev/pts',
+            type: 'devpts',
+            source: 'devpts',
+            options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+        },
+        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+        { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+        { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    ];
+}
+function etcMounts(files) {
+    const ro = ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'];
+    return [
+        { destination: '/etc/hosts', type: 'bind', source: files.hosts, options: ro },
+        { destination: '/etc/resolv.conf', type: 'bind', source: files.resolvConf, options: ro },
+        { destination: '/etc/hostname', type: 'bind', source: files.hostname, options: ro },
+    ];
+}
+function toSpecMount(m) {
+    const options = [...m.options];
+    if (m.type === 'bind' && !options.includes('bind') && !options.includes('rbind'))
+        options.unshift('rbind');
+    return { destination: m.target, type: m.type, source: m.source, options };
+}
+/** Contents of the bundle's /etc files. */
+export function etcFileContents(hostname, network, hostResolvConf) {
+    const hosts = [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        `127.0.1.1\t${hostname}`,
+        '',
+    ].join('\n');
+    // Without a network there is nothing to ask; an empty file makes resolvers fail fast.
+    return { hosts, resolvConf: network === 'host' ? hostResolvConf : '', hostname: `${hostname}\n` };
+}
+//# sourceMappingURL=spec.js.map

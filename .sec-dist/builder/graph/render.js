@@ -1,0 +1,104 @@
+import { canonicalJson } from '../../core/digest.js';
+export function renderGraph(def, format) {
+    switch (format) {
+        case 'json':
+            return renderJson(def);
+        case 'dot':
+            return renderDot(def);
+        case 'mermaid':
+            return renderMermaid(def);
+    }
+}
+/** Stable across runs: vertices in topological order, keys sorted, maps as sorted objects. */
+function renderJson(def) {
+    const stageOf = Object.fromEntries([...def.stageOf].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const doc = {
+        root: def.root,
+        platform: def.platform,
+        ...def.graph.toJSON(),
+        stageOf,
+        config: def.config,
+        history: def.history,
+        warnings: def.warnings,
+        ...(def.author !== undefined ? { author: def.author } : {}),
+    };
+    // Canonical key order, pretty-printed for diffs.
+    return `${JSON.stringify(JSON.parse(canonicalJson(doc)), null, 2)}\n`;
+}
+function short(d) {
+    return d.slice('sha256:'.length, 'sha256:'.length + 12);
+}
+function summary(def) {
+    switch (def.kind) {
+        case 'image':
+            return `image ${def.ref}`;
+        case 'local':
+            return `local ${def.name}`;
+        case 'http':
+            return `http ${def.url}`;
+        case 'exec':
+            return `exec ${def.args.join(' ')}`;
+        case 'file':
+            return `file ${def.actions.map((a) => a.op).join(',') || 'empty'}`;
+    }
+}
+function label(def, v) {
+    const text = def.graph.meta.get(v.digest)?.name ?? summary(v.def);
+    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+function byStage(def) {
+    const stages = new Map();
+    const loose = [];
+    for (const v of def.graph.topoOrder()) {
+        const s = def.stageOf.get(v.digest);
+        if (s === undefined) {
+            loose.push(v);
+            continue;
+        }
+        const l = stages.get(s) ?? [];
+        l.push(v);
+        stages.set(s, l);
+    }
+    return { stages, loose };
+}
+function renderDot(def) {
+    const q = (s) => JSON.stringify(s);
+    const lines = ['digraph build {', '  rankdir=BT;', '  node [shape=box, fontname="monospace"];'];
+    const { stages, loose } = byStage(def);
+    let n = 0;
+    for (const [stage, vs] of stages) {
+        lines.push(`  subgraph cluster_${n++} {`, `    label=${q(stage)};`);
+        for (const v of vs)
+            lines.push(`    ${q(short(v.digest))} [label=${q(label(def, v))}];`);
+        lines.push('  }');
+    }
+    for (const v of loose)
+        lines.push(`  ${q(short(v.digest))} [label=${q(label(def, v))}];`);
+    for (const v of def.graph.topoOrder()) {
+        for (const i of v.inputs)
+            lines.push(`  ${q(short(i))} -> ${q(short(v.digest))};`);
+    }
+    lines.push('}');
+    return `${lines.join('\n')}\n`;
+}
+function renderMermaid(def) {
+    const esc = (s) => s.replace(/"/g, '#quot;');
+    const id = (d) => `v${short(d)}`;
+    const lines = ['graph BT'];
+    const { stages, loose } = byStage(def);
+    let n = 0;
+    for (const [stage, vs] of stages) {
+        lines.push(`  subgraph s${n++}["${esc(stage)}"]`);
+        for (const v of vs)
+            lines.push(`    ${id(v.digest)}["${esc(label(def, v))}"]`);
+        lines.push('  end');
+    }
+    for (const v of loose)
+        lines.push(`  ${id(v.digest)}["${esc(label(def, v))}"]`);
+    for (const v of def.graph.topoOrder()) {
+        for (const i of v.inputs)
+            lines.push(`  ${id(i)} --> ${id(v.digest)}`);
+    }
+    return `${lines.join('\n')}\n`;
+}
+//# sourceMappingURL=render.js.map

@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=vertex.js.map

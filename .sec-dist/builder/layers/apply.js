@@ -1,0 +1,59 @@
+import { pipeline } from 'node:stream';
+import { DigestMismatchError, HashingTap, limitBytes } from '../../core/streams.js';
+import { compressionOfMediaType, decompress, peek, sniffCompression } from './decompress.js';
+import { Extractor } from './extract.js';
+import { readTar } from './tar-reader.js';
+const DEFAULT_MAX_BYTES = 64 * 1024 ** 3;
+/**
+ * Applies a layer blob onto `targetDir`: the merged view of a freshly
+ * prepared snapshot (so overlay records deletions as its own whiteouts) or a
+ * plain directory. Decompresses by media type (gzip or none; zstd refused),
+ * hashes the tar as it streams to get the diff id, and checks it.
+ *
+ * The diff id is only known at the end, so on a mismatch the files are already
+ * written: the caller must discard the snapshot (it was fresh for this reason).
+ */
+export async function applyLayer(compressed, mediaType, targetDir, opts = {}) {
+    let compression;
+    try {
+        compression = compressionOfMediaType(mediaType);
+    }
+    catch (err) {
+        compressed.destroy();
+        throw err;
+    }
+    const result = await extractStream(decompress(compressed, compression), targetDir, { ...opts, whiteouts: true });
+    if (opts.expectedDiffId !== undefined && result.diffId !== opts.expectedDiffId) {
+        throw new DigestMismatchError({ digest: opts.expectedDiffId }, { digest: result.diffId, size: result.size }, 'layer diff id');
+    }
+    return result;
+}
+/**
+ * Extracts a tar (plain, gzip, bzip2 or xz, recognised by magic bytes) into
+ * `destDir` with the same safety as layer application. Used by ADD of local
+ * archives; owners and modes are kept.
+ */
+export async function extractTar(tar, destDir, opts) {
+    const { head, stream } = await peek(tar, 6);
+    return extractStream(decompress(stream, sniffCompression(head)), destDir, opts);
+}
+async function extractStream(plain, destDir, opts) {
+    const tap = new HashingTap();
+    const bounded = pipeline(plain, tap, limitBytes(opts.limits?.maxBytes ?? DEFAULT_MAX_BYTES, 'uncompressed archive'), () => undefined);
+    const onAbort = () => bounded.destroy(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+        const { entries } = await new Extractor(destDir, {
+            whiteouts: opts.whiteouts,
+            ...(opts.limits ? { limits: opts.limits } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+        }).run(readTar(bounded));
+        return { diffId: tap.digest(), size: tap.size, entries };
+    }
+    finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+        bounded.destroy();
+    }
+}
+//# sourceMappingURL=apply.js.map

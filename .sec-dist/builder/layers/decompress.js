@@ -1,0 +1,103 @@
+import { spawn } from 'node:child_process';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { BuildliteError } from '../../core/errors.js';
+export class UnsupportedMediaTypeError extends BuildliteError {
+    code = 'INVALID_ARGUMENT';
+}
+/**
+ * The compression a layer media type names. zstd layers are refused: Node
+ * 20's zlib has no zstd, and spawning a decoder that may not be installed
+ * would fail later and less clearly.
+ */
+export function compressionOfMediaType(mediaType) {
+    const mt = mediaType.toLowerCase();
+    if (mt.endsWith('+zstd') || mt.endsWith('.zstd')) {
+        throw new UnsupportedMediaTypeError(`zstd layers are not supported yet (${mediaType}); use gzip layers`);
+    }
+    if (mt.endsWith('+gzip') || mt.endsWith('.tar.gzip'))
+        return 'gzip';
+    if (mt.endsWith('.tar') || mt.endsWith('v1.tar'))
+        return 'none';
+    throw new UnsupportedMediaTypeError(`not a layer media type: ${mediaType.slice(0, 200)}`);
+}
+/** Compression from magic bytes, for local archives given to ADD. */
+export function sniffCompression(head) {
+    if (head[0] === 0x1f && head[1] === 0x8b)
+        return 'gzip';
+    if (head.subarray(0, 3).toString('latin1') === 'BZh')
+        return 'bzip2';
+    if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+        return 'xz';
+    if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
+        throw new UnsupportedMediaTypeError('zstd archives are not supported');
+    }
+    return 'none';
+}
+/** Reads the first bytes of a stream and gives back a stream with them put back. */
+export async function peek(input, n) {
+    const it = input[Symbol.asyncIterator]();
+    const chunks = [];
+    let size = 0;
+    while (size < n) {
+        const r = await it.next();
+        if (r.done)
+            break;
+        const c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+        chunks.push(c);
+        size += c.length;
+    }
+    const head = Buffer.concat(chunks);
+    async function* rest() {
+        if (head.length > 0)
+            yield head;
+        for (;;) {
+            const r = await it.next();
+            if (r.done)
+                return;
+            yield r.value;
+        }
+    }
+    const stream = Readable.from(rest(), { objectMode: false });
+    stream.once('close', () => input.destroy());
+    return { head: head.subarray(0, n), stream };
+}
+/**
+ * The decompressed bytes. gzip in-process; bzip2 and xz through `bzip2 -dc`
+ * and `xz -dc` (stdio only, no shell), their failure surfacing as a stream error.
+ */
+export function decompress(input, compression) {
+    if (compression === 'none')
+        return input;
+    if (compression === 'gzip') {
+        const gunzip = createGunzip();
+        return pipeline(input, gunzip, () => undefined);
+    }
+    const child = spawn(compression === 'xz' ? 'xz' : 'bzip2', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out = new PassThrough();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+        if (stderr.length < 2000)
+            stderr += d;
+    });
+    pipeline(input, child.stdin, (err) => {
+        if (err && !out.destroyed)
+            out.destroy(err);
+    });
+    child.stdout.pipe(out, { end: false });
+    child.on('error', (err) => out.destroy(err));
+    child.on('close', (code) => {
+        if (code === 0)
+            out.end();
+        else
+            out.destroy(new UnsupportedMediaTypeError(`${compression} decompression failed: ${stderr.trim().slice(0, 300)}`));
+    });
+    out.once('close', () => {
+        if (child.exitCode === null)
+            child.kill('SIGKILL');
+        input.destroy();
+    });
+    return out;
+}
+//# sourceMappingURL=decompress.js.map

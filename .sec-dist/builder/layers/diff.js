@@ -1,0 +1,88 @@
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { BuildliteError } from '../../core/errors.js';
+import { cmp, END_OF_ARCHIVE } from './tar-format.js';
+import { devNumbers, entryBytes, headerFromStat } from './tar-writer.js';
+import { readTreeXattrs } from './xattrs.js';
+export class LayerSourceError extends BuildliteError {
+    code = 'INVALID_ARGUMENT';
+}
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+/**
+ * The directory holding a snapshot's own changes: overlay's `upperdir=`, or
+ * the source of the bind mount a parentless snapshot is.
+ */
+export function upperDirOf(mounts) {
+    if (mounts.length !== 1)
+        throw new LayerSourceError(`want exactly one mount to diff, got ${mounts.length}`);
+    const m = mounts[0];
+    if (m.type === 'bind')
+        return m.source;
+    if (m.type === 'overlay') {
+        const upper = m.options.find((o) => o.startsWith('upperdir='));
+        if (upper)
+            return upper.slice('upperdir='.length);
+        throw new LayerSourceError('overlay mount has no upperdir: a read-only view has no changes to diff');
+    }
+    throw new LayerSourceError(`cannot diff a ${m.type} mount`);
+}
+/**
+ * The upper dir as an OCI layer tar, streamed. Order is a depth-first walk
+ * with each directory's children in UTF-8 byte order: deterministic, and
+ * every parent precedes its children. Overlay whiteouts (char 0:0) become
+ * `.wh.NAME`; an opaque directory is followed by its `.wh..wh..opq` marker.
+ * Files sharing an inode become hardlinks to the first path written.
+ * Sockets are skipped (they cannot be archived, and mean nothing in an image).
+ */
+export async function* diffTar(upper, opts = {}) {
+    const xattrs = await readTreeXattrs(upper, opts.signal);
+    const firstPathOfInode = new Map();
+    async function* walk(dir, rel) {
+        const names = (await readdir(dir)).sort(cmp);
+        for (const name of names) {
+            opts.signal?.throwIfAborted();
+            const host = path.join(dir, name);
+            const relName = rel === '' ? name : `${rel}/${name}`;
+            const st = await lstat(host, { bigint: true });
+            const attrs = xattrs.attrs.get(host);
+            const extra = attrs ? { xattrs: attrs } : {};
+            if (st.isCharacterDevice() && st.rdev === 0n) {
+                const wh = rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${rel}/${WHITEOUT_PREFIX}${name}`;
+                yield* entryBytes(headerFromStat(st, wh, 'file', opts));
+            }
+            else if (st.isDirectory()) {
+                yield* entryBytes(headerFromStat(st, `${relName}/`, 'dir', opts, extra));
+                if (xattrs.opaque.has(host))
+                    yield* entryBytes(headerFromStat(st, `${relName}/${OPAQUE_MARKER}`, 'file', opts));
+                yield* walk(host, relName);
+            }
+            else if (st.isFile()) {
+                const inode = `${st.dev}:${st.ino}`;
+                const first = st.nlink > 1n ? firstPathOfInode.get(inode) : undefined;
+                if (first !== undefined) {
+                    yield* entryBytes(headerFromStat(st, relName, 'hardlink', opts, { ...extra, linkname: first }));
+                }
+                else {
+                    if (st.nlink > 1n)
+                        firstPathOfInode.set(inode, relName);
+                    yield* entryBytes(headerFromStat(st, relName, 'file', opts, { ...extra, size: Number(st.size) }), host);
+                }
+            }
+            else if (st.isSymbolicLink()) {
+                yield* entryBytes(headerFromStat(st, relName, 'symlink', opts, { linkname: await readlink(host) }));
+            }
+            else if (st.isFIFO()) {
+                yield* entryBytes(headerFromStat(st, relName, 'fifo', opts, extra));
+            }
+            else if (st.isCharacterDevice() || st.isBlockDevice()) {
+                const type = st.isCharacterDevice() ? 'char' : 'block';
+                yield* entryBytes(headerFromStat(st, relName, type, opts, { ...extra, ...devNumbers(st.rdev) }));
+            }
+            // Sockets: skipped on purpose.
+        }
+    }
+    yield* walk(upper, '');
+    yield END_OF_ARCHIVE;
+}
+//# sourceMappingURL=diff.js.map

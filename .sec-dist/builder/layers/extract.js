@@ -1,0 +1,238 @@
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { isWithin, resolveInRoot, UnsafePathError } from '../../core/safe-path.js';
+import { LimitExceededError } from '../../core/streams.js';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './diff.js';
+import { keepXattr, restoreXattrs } from './xattrs.js';
+const run = promisify(execFile);
+/**
+ * Applies tar entries under `root` (THREATS 3). Every name is cleaned and
+ * refused when absolute or holding `..`; its parent is resolved inside root at
+ * the moment of use (symlinks, also ones written by earlier entries or
+ * layers, are followed only as if root were `/`); the final component is never
+ * followed: an existing entry is removed first and files are created with
+ * O_EXCL|O_NOFOLLOW. Hardlink targets resolve inside root too and must exist.
+ *
+ * Char and block devices are skipped with a warning: build steps do not need
+ * them and creating device nodes from untrusted layers on the host is a risk.
+ * FIFOs are made with `mknod`. Ownership, modes (after chown, which clears
+ * setuid bits), xattrs (after chown, which clears security.capability) and
+ * mtimes (directories last, as their children change them) are kept.
+ */
+export class Extractor {
+    rootDir;
+    opts;
+    root = '';
+    written = new Set();
+    opaque = new Set();
+    dirTimes = [];
+    pendingXattrs = new Map();
+    entries = 0;
+    constructor(rootDir, opts) {
+        this.rootDir = rootDir;
+        this.opts = opts;
+    }
+    async run(entries) {
+        this.root = await realpath(this.rootDir);
+        for await (const e of entries) {
+            this.opts.signal?.throwIfAborted();
+            if (++this.entries > (this.opts.limits?.maxEntries ?? 1_000_000)) {
+                throw new LimitExceededError(`archive has more than ${this.opts.limits?.maxEntries ?? 1_000_000} entries`);
+            }
+            await this.entry(e);
+        }
+        await this.finish();
+        return { entries: this.entries };
+    }
+    async entry(e) {
+        const parts = this.clean(e.name);
+        if (parts.length === 0)
+            return; // the root itself: its metadata belongs to the target
+        const base = parts[parts.length - 1];
+        const parentParts = parts.slice(0, -1);
+        if (this.opts.whiteouts && base.startsWith(WHITEOUT_PREFIX)) {
+            await this.whiteout(parentParts, base);
+            return;
+        }
+        const rel = parts.join('/');
+        const parent = await this.parentDir(parentParts);
+        const target = path.join(parent, base);
+        if (!isWithin(this.root, target) || target === this.root)
+            throw new UnsafePathError(`entry ${rel} resolves outside the target`);
+        const existing = await lstat(target).catch(() => undefined);
+        this.pendingXattrs.delete(target);
+        if (e.type === 'dir') {
+            if (existing && !existing.isDirectory())
+                await rm(target, { recursive: true, force: true });
+            if (!existing?.isDirectory())
+                await mkdir(target);
+            await lchown(target, e.uid, e.gid);
+            await chmod(target, e.mode & 0o7777);
+            this.dirTimes.push([target, e.mtime]);
+        }
+        else {
+            if (e.type === 'hardlink') {
+                await this.hardlink(e, target, existing);
+            }
+            else {
+                if (existing)
+                    await rm(target, { recursive: true, force: true });
+                if (e.type === 'file')
+                    await this.file(e, target);
+                else if (e.type === 'symlink')
+                    await symlink(this.checkName(e.linkname, 'link target'), target);
+                else if (e.type === 'fifo')
+                    await run('mknod', ['-m', (e.mode & 0o7777).toString(8), '--', target, 'p']);
+                else {
+                    this.opts.onWarning?.(`skipped ${e.type} device ${rel} (${e.devmajor}:${e.devminor}): device nodes are not created`);
+                    for await (const _ of e.body)
+                        void _;
+                    return;
+                }
+                if (e.type !== 'file') {
+                    await lchown(target, e.uid, e.gid);
+                    if (e.type === 'fifo')
+                        await chmod(target, e.mode & 0o7777);
+                    await lutimes(target, e.mtime, e.mtime);
+                }
+            }
+        }
+        this.keepXattrs(e, target, rel);
+        this.markWritten(parts);
+    }
+    async file(e, target) {
+        const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+            for await (const chunk of e.body) {
+                let off = 0;
+                while (off < chunk.length)
+                    off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+            }
+            await fh.chown(e.uid, e.gid);
+            await fh.chmod(e.mode & 0o7777);
+            await fh.utimes(e.mtime, e.mtime);
+        }
+        finally {
+            await fh.close();
+        }
+    }
+    async hardlink(e, target, existing) {
+        const linkParts = this.clean(this.checkName(e.linkname, 'hardlink target'));
+        if (linkParts.length === 0)
+            throw new UnsafePathError(`hardlink ${e.name} points at the root`);
+        // Parents followed inside root, the last component not: a link to a symlink links the symlink.
+        const source = await resolveInRoot(this.root, linkParts.join('/'), false);
+        if (!isWithin(this.root, source))
+            throw new UnsafePathError(`hardlink ${e.name} points outside the target`);
+        const st = await lstat(source).catch(() => undefined);
+        if (!st)
+            throw new UnsafePathError(`hardlink ${e.name} points at ${linkParts.join('/')}, which does not exist (yet)`);
+        if (st.isDirectory())
+            throw new UnsafePathError(`hardlink ${e.name} points at a directory`);
+        if (existing && existing.ino === st.ino && existing.dev === st.dev)
+            return;
+        if (existing)
+            await rm(target, { recursive: true, force: true });
+        await link(source, target);
+    }
+    async whiteout(parentParts, base) {
+        const parentRel = parentParts.join('/');
+        if (base === OPAQUE_MARKER) {
+            this.opaque.add(parentRel);
+            this.markWritten(parentParts);
+            return;
+        }
+        const name = base.slice(WHITEOUT_PREFIX.length);
+        // `.wh..wh.*` other than the opaque marker are AUFS metadata (hardlink dirs): nothing to do.
+        if (name.startsWith(WHITEOUT_PREFIX))
+            return;
+        if (name === '' || name === '.' || name === '..')
+            throw new UnsafePathError(`whiteout ${parentRel}/${base} names no file`);
+        const rel = parentRel === '' ? name : `${parentRel}/${name}`;
+        if (this.written.has(rel))
+            return; // a whiteout hides lower layers only, never this layer's own files
+        const parent = await resolveInRoot(this.root, parentRel, true);
+        const target = path.join(parent, name);
+        if (!isWithin(this.root, target) || target === this.root)
+            throw new UnsafePathError(`whiteout ${rel} resolves outside the target`);
+        await rm(target, { recursive: true, force: true });
+    }
+    /** The host dir an entry goes in: resolved inside root, created (0755, root-owned) when missing. */
+    async parentDir(parentParts) {
+        const parent = await resolveInRoot(this.root, parentParts.join('/'), true);
+        if (!isWithin(this.root, parent))
+            throw new UnsafePathError(`parent of entry resolves outside the target`);
+        const st = await lstat(parent).catch(() => undefined);
+        if (!st)
+            await mkdir(parent, { recursive: true, mode: 0o755 });
+        else if (!st.isDirectory())
+            throw new UnsafePathError(`parent ${parentParts.join('/')} of an entry is not a directory`);
+        return parent;
+    }
+    keepXattrs(e, target, rel) {
+        if (e.xattrs.size === 0 || e.type === 'symlink' || e.type === 'hardlink')
+            return;
+        const kept = new Map();
+        for (const [name, value] of e.xattrs) {
+            if (keepXattr(name))
+                kept.set(name, value);
+            else
+                this.opts.onWarning?.(`dropped xattr ${name} of ${rel}`);
+        }
+        if (kept.size > 0)
+            this.pendingXattrs.set(target, kept);
+    }
+    markWritten(parts) {
+        for (let i = 1; i <= parts.length; i++)
+            this.written.add(parts.slice(0, i).join('/'));
+    }
+    async finish() {
+        for (const dir of [...this.opaque].sort()) {
+            const host = await resolveInRoot(this.root, dir, true);
+            if (isWithin(this.root, host))
+                await this.pruneOpaque(host, dir);
+        }
+        await restoreXattrs(this.pendingXattrs);
+        for (const [dir, mtime] of this.dirTimes.reverse())
+            await utimes(dir, mtime, mtime).catch(() => undefined);
+    }
+    /** Removes what lower layers put under an opaque dir, keeping what this layer wrote, at any depth. */
+    async pruneOpaque(host, rel) {
+        const names = await readdir(host).catch(() => []);
+        for (const name of names) {
+            const childRel = rel === '' ? name : `${rel}/${name}`;
+            const child = path.join(host, name);
+            if (!this.written.has(childRel)) {
+                await rm(child, { recursive: true, force: true });
+            }
+            else if ((await lstat(child)).isDirectory()) {
+                await this.pruneOpaque(child, childRel);
+            }
+        }
+    }
+    /** Entry name → components; refuses absolute names, `..`, NUL and over-long or over-deep names. */
+    clean(name) {
+        this.checkName(name, 'entry name');
+        if (name.startsWith('/'))
+            throw new UnsafePathError(`absolute entry name ${JSON.stringify(name.slice(0, 200))}`);
+        const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+        if (parts.includes('..'))
+            throw new UnsafePathError(`entry name with "..": ${JSON.stringify(name.slice(0, 200))}`);
+        const maxDepth = this.opts.limits?.maxDepth ?? 256;
+        if (parts.length > maxDepth)
+            throw new LimitExceededError(`entry name deeper than ${maxDepth} components`);
+        return parts;
+    }
+    checkName(name, what) {
+        const max = this.opts.limits?.maxNameBytes ?? 4096;
+        if (Buffer.byteLength(name) > max)
+            throw new LimitExceededError(`${what} longer than ${max} bytes`);
+        if (name.includes('\0'))
+            throw new UnsafePathError(`${what} contains NUL`);
+        return name;
+    }
+}
+//# sourceMappingURL=extract.js.map

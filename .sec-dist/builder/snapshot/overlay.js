@@ -1,0 +1,236 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { mountsUnder, unmountAt } from '../../core/mounter.js';
+import { SnapshotChainTooLongError, SnapshotExistsError, SnapshotNotFoundError, SnapshotStateError, } from './errors.js';
+import { RecordStore } from './records.js';
+import { diskUsage } from './usage.js';
+/**
+ * The kernel copies mount options into one page: all of `lowerdir=...`,
+ * `upperdir=` and `workdir=` must fit in 4096 bytes including the final NUL.
+ * Ids are 8 characters, so each layer costs `len(root) + 22` bytes: a root
+ * such as `/var/lib/buildlite` (18 bytes) allows about 100 layers, a root deep
+ * in a temp dir fewer. Past the limit prepare/view fail with
+ * SnapshotChainTooLongError rather than an obscure mount error. (Kernels with
+ * the new mount API's `lowerdir+` lift this; mount(8) on Debian 12 lacks it.)
+ */
+export const MOUNT_OPTIONS_MAX = 4095;
+/**
+ * Overlayfs snapshots. Layout under `root` (mode 0700, THREATS 11: images
+ * carry setuid binaries):
+ *
+ *   records/<sha256(name)>.json   one record per active or committed snapshot
+ *   snapshots/<id>/fs             the snapshot's own layer (overlay upperdir while active)
+ *   snapshots/<id>/work           overlay workdir, dropped on commit
+ *
+ * A commit only rewrites records: the directory `id` stays where it is, so
+ * committing is cheap and never copies. One process owns a root; within it,
+ * mutations are serialised so "is it a parent?" checks cannot race.
+ */
+export class OverlaySnapshotter {
+    root;
+    records;
+    snapshotsDir;
+    ready;
+    queue = Promise.resolve();
+    constructor(root) {
+        this.root = root;
+        this.root = path.resolve(root);
+        this.records = new RecordStore(path.join(this.root, 'records'));
+        this.snapshotsDir = path.join(this.root, 'snapshots');
+    }
+    async prepare(key, parent) {
+        return this.exclusive(async () => {
+            if (await this.records.get(key))
+                throw new SnapshotExistsError(key);
+            const lowers = parent === null ? [] : await this.committedChain(parent);
+            const id = await this.newSnapshotDir();
+            const rec = { name: key, id, parent, kind: 'active', createdAt: Date.now() };
+            if (!(await this.records.create(rec))) {
+                await rm(this.dirOf(id), { recursive: true, force: true });
+                throw new SnapshotExistsError(key);
+            }
+            return this.activeMounts(id, lowers);
+        });
+    }
+    async mounts(key) {
+        const rec = await this.records.get(key);
+        if (!rec)
+            throw new SnapshotNotFoundError(key);
+        if (rec.kind !== 'active')
+            throw new SnapshotStateError(`snapshot ${JSON.stringify(key)} is committed, not active`);
+        const lowers = rec.parent === null ? [] : await this.committedChain(rec.parent);
+        return this.activeMounts(rec.id, lowers);
+    }
+    async view(name) {
+        const chain = await this.committedChain(name);
+        if (chain.length === 1)
+            return [{ type: 'bind', source: this.fsOf(chain[0]), options: ['rbind', 'ro'] }];
+        const options = ['ro', `lowerdir=${chain.map((id) => this.fsOf(id)).join(':')}`];
+        checkOptionLength(options, name);
+        return [{ type: 'overlay', source: 'overlay', options }];
+    }
+    async commit(name, key) {
+        await this.exclusive(async () => {
+            const rec = await this.records.get(key);
+            if (!rec)
+                throw new SnapshotNotFoundError(key);
+            if (rec.kind !== 'active')
+                throw new SnapshotStateError(`snapshot ${JSON.stringify(key)} is already committed`);
+            const committed = { ...rec, name, kind: 'committed', createdAt: Date.now() };
+            if (!(await this.records.create(committed)))
+                throw new SnapshotExistsError(name);
+            // Between these two lines a crash leaves both records on one id; sweep() drops the active one.
+            await this.records.delete(key);
+            await rm(path.join(this.dirOf(rec.id), 'work'), { recursive: true, force: true });
+        });
+    }
+    async remove(keyOrName) {
+        await this.exclusive(async () => {
+            const rec = await this.records.get(keyOrName);
+            if (!rec)
+                throw new SnapshotNotFoundError(keyOrName);
+            const all = await this.records.all();
+            const child = all.find((r) => r.parent === keyOrName);
+            if (child) {
+                throw new SnapshotStateError(`snapshot ${JSON.stringify(keyOrName)} is the parent of ${JSON.stringify(child.name)}; remove that first`);
+            }
+            await this.records.delete(keyOrName);
+            if (!all.some((r) => r.id === rec.id && r.name !== keyOrName)) {
+                await rm(this.dirOf(rec.id), { recursive: true, force: true });
+            }
+        });
+    }
+    async stat(keyOrName) {
+        await this.init();
+        const rec = await this.records.get(keyOrName);
+        return rec && toInfo(rec);
+    }
+    async *list() {
+        await this.init();
+        for (const rec of await this.records.all())
+            yield toInfo(rec);
+    }
+    async usage(keyOrName) {
+        const rec = await this.records.get(keyOrName);
+        if (!rec)
+            throw new SnapshotNotFoundError(keyOrName);
+        return diskUsage(this.fsOf(rec.id));
+    }
+    /**
+     * Recovery after a crash (THREATS 12): unmounts everything under the root,
+     * removes every active snapshot (no process owns them any more) and any
+     * directory or temp file no record points to. Call before taking work.
+     */
+    async sweep() {
+        return this.exclusive(async () => {
+            const unmounted = [];
+            for (const point of await mountsUnder(this.root)) {
+                await unmountAt(point);
+                unmounted.push(point);
+            }
+            await this.records.sweepTemps();
+            const removed = [];
+            const all = await this.records.all();
+            const committedIds = new Set(all.filter((r) => r.kind === 'committed').map((r) => r.id));
+            for (const rec of all) {
+                if (rec.kind !== 'active')
+                    continue;
+                await this.records.delete(rec.name);
+                removed.push(rec.name);
+            }
+            for (const id of await readdir(this.snapshotsDir)) {
+                if (!committedIds.has(id))
+                    await rm(this.dirOf(id), { recursive: true, force: true });
+            }
+            return { unmounted, removed };
+        });
+    }
+    /** Ids of `name` and its ancestors, top first: overlay's lowerdir order. */
+    async committedChain(name) {
+        await this.init();
+        const ids = [];
+        const seen = new Set();
+        let current = name;
+        while (current !== null) {
+            if (seen.has(current))
+                throw new SnapshotStateError(`snapshot parent loop at ${JSON.stringify(current)}`);
+            seen.add(current);
+            const rec = await this.records.get(current);
+            if (!rec)
+                throw new SnapshotNotFoundError(current, current === name ? 'snapshot' : 'parent snapshot');
+            if (rec.kind !== 'committed') {
+                throw new SnapshotStateError(`snapshot ${JSON.stringify(current)} is active; only committed snapshots are parents or views`);
+            }
+            ids.push(rec.id);
+            current = rec.parent;
+        }
+        return ids;
+    }
+    activeMounts(id, lowers) {
+        const dir = this.dirOf(id);
+        // Overlay needs at least one lower dir; a base snapshot is a plain writable directory.
+        if (lowers.length === 0)
+            return [{ type: 'bind', source: path.join(dir, 'fs'), options: ['rbind', 'rw'] }];
+        const options = [
+            `lowerdir=${lowers.map((l) => this.fsOf(l)).join(':')}`,
+            `upperdir=${path.join(dir, 'fs')}`,
+            `workdir=${path.join(dir, 'work')}`,
+        ];
+        checkOptionLength(options, id);
+        return [{ type: 'overlay', source: 'overlay', options }];
+    }
+    async newSnapshotDir() {
+        for (;;) {
+            const id = randomBytes(5).readUIntBE(0, 5).toString(36).padStart(8, '0');
+            try {
+                await mkdir(this.dirOf(id), { mode: 0o700 });
+            }
+            catch (err) {
+                if (err.code === 'EEXIST')
+                    continue;
+                throw err;
+            }
+            await mkdir(path.join(this.dirOf(id), 'fs'));
+            // The fs dir becomes `/` of a base image: 0755 whatever the umask.
+            await chmod(path.join(this.dirOf(id), 'fs'), 0o755);
+            await mkdir(path.join(this.dirOf(id), 'work'), { mode: 0o700 });
+            return id;
+        }
+    }
+    dirOf(id) {
+        return path.join(this.snapshotsDir, id);
+    }
+    fsOf(id) {
+        return path.join(this.snapshotsDir, id, 'fs');
+    }
+    init() {
+        this.ready ??= (async () => {
+            await mkdir(this.root, { recursive: true, mode: 0o700 });
+            // mkdir's mode is masked by umask and ignored for an existing dir.
+            await chmod(this.root, 0o700);
+            await this.records.init();
+            await mkdir(this.snapshotsDir, { recursive: true, mode: 0o700 });
+        })();
+        return this.ready;
+    }
+    exclusive(fn) {
+        const run = this.queue.then(async () => {
+            await this.init();
+            return fn();
+        });
+        this.queue = run.catch(() => undefined);
+        return run;
+    }
+}
+function checkOptionLength(options, what) {
+    const len = options.join(',').length;
+    if (len > MOUNT_OPTIONS_MAX) {
+        throw new SnapshotChainTooLongError(`overlay mount options for ${JSON.stringify(what)} are ${len} bytes, over the kernel's ${MOUNT_OPTIONS_MAX}: ` +
+            'the parent chain is too deep for this state root (use a shorter --root or fewer layers)');
+    }
+}
+function toInfo(rec) {
+    return { name: rec.name, parent: rec.parent, kind: rec.kind, createdAt: rec.createdAt };
+}
+//# sourceMappingURL=overlay.js.map

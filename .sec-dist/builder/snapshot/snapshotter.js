@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=snapshotter.js.map

@@ -1,0 +1,79 @@
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
+import { PathMatcher } from '../../core/ignore.js';
+import { resolveInRoot } from '../../core/safe-path.js';
+import { detectArchive, extractArchive } from './copy-archive.js';
+import { resolveSources } from './copy-sources.js';
+import { TreeCopier } from './copy-tree.js';
+import { FileOpError, createdTime, mkdirAllInRoot } from './file-op-base.js';
+const ROOT_OWNER = { uid: 0, gid: 0 };
+/** `--chmod` as BuildKit takes it: octal permission bits, at most 4 digits. */
+export function parseChmod(spec) {
+    if (!/^[0-7]{1,4}$/.test(spec))
+        throw new FileOpError(`invalid --chmod=${spec}: want an octal mode such as 0755`, spec);
+    return parseInt(spec, 8);
+}
+/**
+ * One COPY/ADD with Docker/BuildKit's rules: a directory source copies its
+ * contents; a non-directory lands inside `dest` when `dest` ends in `/` or is
+ * an existing directory, else it takes the name `dest`; several sources need a
+ * directory destination; parents are created 0755 (owned by the --chown
+ * target, else root). `dest` is resolved inside `rootDir`, following links only
+ * within it.
+ */
+export async function copyAction(rootDir, action, ctx, signal) {
+    rootDir = path.resolve(rootDir);
+    const srcRoot = ctx.sourceDir(action.src);
+    const ignorePatterns = ctx.sourceExcludes(action.src);
+    const kind = ctx.sourceKind?.(action.src) ?? (ignorePatterns.length > 0 || action.literal ? 'context' : 'rootfs');
+    const owner = action.chown ? await ctx.resolveChown(action.chown) : kind === 'context' ? ROOT_OWNER : undefined;
+    const chmod = action.chmod !== undefined ? parseChmod(action.chmod) : undefined;
+    const ignore = new PathMatcher(ignorePatterns);
+    const exclude = new PathMatcher(action.excludes);
+    const sources = await resolveSources(srcRoot, action.paths, action.literal === true, { ignore, exclude }, signal);
+    const intoDir = action.dest.endsWith('/') || path.posix.resolve('/', action.dest) === '/';
+    const destHost = await resolveInRoot(rootDir, action.dest, true);
+    const destIsDir = (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
+    // `dest` may be the root itself, which has no parent to create.
+    const destParent = destHost === rootDir ? destHost : path.dirname(destHost);
+    if (sources.length > 1 && !intoDir && !destIsDir) {
+        throw new FileOpError(`When using COPY with more than one source file, the destination must be a directory and end with a /: ${action.dest}`, action.dest);
+    }
+    const parentOwner = owner ?? ROOT_OWNER;
+    const when = createdTime(ctx);
+    const copier = new TreeCopier(rootDir, {
+        ...(owner ? { owner } : {}),
+        ...(chmod !== undefined ? { chmod } : {}),
+        ignore,
+        exclude,
+        ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+        ...(signal ? { signal } : {}),
+    });
+    for (const src of sources) {
+        signal?.throwIfAborted();
+        const st = await lstat(src.host);
+        if (st.isDirectory()) {
+            await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
+            const dir = await copier.prepareDir(destHost);
+            await copier.copyDirContents(src.host, st, dir, src.rel, src.excludeBase);
+            continue;
+        }
+        const archive = action.add && !action.literal && st.isFile() ? await detectArchive(src.host, signal) : undefined;
+        if (archive !== undefined) {
+            // An archive always unpacks into `dest` as a directory, slash or not.
+            await mkdirAllInRoot(rootDir, destHost, parentOwner, when);
+            await extractArchive(src.host, destHost, signal);
+            continue;
+        }
+        const inside = intoDir || (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
+        if (inside) {
+            await mkdirAllInRoot(rootDir, destHost, parentOwner, when);
+            await copier.copyNonDir(src.host, st, path.join(destHost, src.name));
+        }
+        else {
+            await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
+            await copier.copyNonDir(src.host, st, destHost);
+        }
+    }
+}
+//# sourceMappingURL=copy.js.map

@@ -1,0 +1,303 @@
+var __addDisposableResource = (this && this.__addDisposableResource) || function (env, value, async) {
+    if (value !== null && value !== void 0) {
+        if (typeof value !== "object" && typeof value !== "function") throw new TypeError("Object expected.");
+        var dispose, inner;
+        if (async) {
+            if (!Symbol.asyncDispose) throw new TypeError("Symbol.asyncDispose is not defined.");
+            dispose = value[Symbol.asyncDispose];
+        }
+        if (dispose === void 0) {
+            if (!Symbol.dispose) throw new TypeError("Symbol.dispose is not defined.");
+            dispose = value[Symbol.dispose];
+            if (async) inner = dispose;
+        }
+        if (typeof dispose !== "function") throw new TypeError("Object not disposable.");
+        if (inner) dispose = function() { try { inner.call(this); } catch (e) { return Promise.reject(e); } };
+        env.stack.push({ value: value, dispose: dispose, async: async });
+    }
+    else if (async) {
+        env.stack.push({ async: true });
+    }
+    return value;
+};
+var __disposeResources = (this && this.__disposeResources) || (function (SuppressedError) {
+    return function (env) {
+        function fail(e) {
+            env.error = env.hasError ? new SuppressedError(e, env.error, "An error was suppressed during disposal.") : e;
+            env.hasError = true;
+        }
+        var r, s = 0;
+        function next() {
+            while (r = env.stack.pop()) {
+                try {
+                    if (!r.async && s === 1) return s = 0, env.stack.push(r), Promise.resolve().then(next);
+                    if (r.dispose) {
+                        var result = r.dispose.call(r.value);
+                        if (r.async) return s |= 2, Promise.resolve(result).then(next, function(e) { fail(e); return next(); });
+                    }
+                    else s |= 1;
+                }
+                catch (e) {
+                    fail(e);
+                }
+            }
+            if (s === 1) return env.hasError ? Promise.reject(env.error) : Promise.resolve();
+            if (env.hasError) throw env.error;
+        }
+        return next();
+    };
+})(typeof SuppressedError === "function" ? SuppressedError : function (error, suppressed, message) {
+    var e = new Error(message);
+    return e.name = "SuppressedError", e.error = error, e.suppressed = suppressed, e;
+});
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AsyncStack } from '../../core/dispose.js';
+import { CodedError } from '../../core/errors.js';
+import { mountAt, unmountAt } from '../../core/mounter.js';
+import { resolveInRoot } from '../../core/safe-path.js';
+import { writeLayer } from '../layers/index.js';
+import { ExecError } from './errors.js';
+import { LogSink } from './log-sink.js';
+import { commitLayer, prepareOn } from './snapshot-step.js';
+/**
+ * RUN: a fresh snapshot on the root input, the process in the sandbox, the
+ * upper dir as the new layer. Mount-target stubs runc creates are removed by
+ * the executor, so `--mount` leaves nothing in the layer.
+ */
+export async function runExec(def, inputs, ctx) {
+    const env_1 = { stack: [], error: void 0, hasError: false };
+    try {
+        // Synchronous, before the first await: no container of this build starts until every step's grants are checked.
+        checkGraphGrants(ctx);
+        checkGrants(def, ctx);
+        const { deps, opts, vertex } = ctx;
+        const rootLayers = def.hasRoot ? inputs[0].layers : [];
+        const stack = __addDisposableResource(env_1, new AsyncStack(), true);
+        const step = await prepareOn(ctx, rootLayers, stack, 'exec');
+        const merged = await tmpMountDir(ctx, stack);
+        await mountAt(step.mounts[0], merged);
+        const unmountRoot = async () => unmountAt(merged);
+        stack.defer(unmountRoot);
+        const extra = [];
+        const secretEnv = {};
+        for (const m of def.mounts) {
+            const mount = await this_mount(m, inputs, ctx, stack, secretEnv);
+            if (mount)
+                extra.push(mount);
+        }
+        // Full logs beside the state (`<root>/logs`, tmpDir being `<root>/tmp`); one directory per build, keyed by its emit.
+        const logs = new LogSink(vertex.digest, opts.emit, [...opts.secrets.values()], undefined, {
+            dir: path.join(path.dirname(deps.tmpDir), 'logs'),
+            build: opts.emit,
+        });
+        const user = def.user.group !== undefined ? `${def.user.user}:${def.user.group}` : def.user.user;
+        const result = await deps.executor.run({ args: def.args, env: def.env, cwd: def.cwd, user }, {
+            rootfs: [{ type: 'bind', source: merged, options: ['rbind', 'rw'] }],
+            mounts: extra,
+            network: def.network === 'default' ? 'none' : def.network,
+            ...(deps.limits ? { limits: deps.limits } : {}),
+            secretEnv,
+            onStdout: (c) => logs.write('stdout', c),
+            onStderr: (c) => logs.write('stderr', c),
+            signal: opts.signal,
+        });
+        logs.end();
+        if (result.exitCode !== 0 || result.signal || result.timedOut) {
+            throw new ExecError(vertex.digest, def.args.join(' '), result);
+        }
+        await unmountRoot();
+        // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
+        await dropCopiedUpParents(step.mounts[0], [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS]);
+        const layer = await writeLayer(step.mounts, deps.store, {
+            ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+            signal: opts.signal,
+        });
+        // await before the stack unwinds: it removes the snapshot unless the commit is done.
+        return await commitLayer(ctx, step, rootLayers, layer);
+    }
+    catch (e_1) {
+        env_1.error = e_1;
+        env_1.hasError = true;
+    }
+    finally {
+        const result_1 = __disposeResources(env_1);
+        if (result_1)
+            await result_1;
+    }
+}
+/** Graphs whose every exec vertex passed checkGrants; one scan per build. */
+const checkedGraphs = new WeakSet();
+/**
+ * THREATS.md 2: a dangerous option needs the operator's grant and the build's
+ * request. Every RUN (ONBUILD triggers from a base image included: the
+ * frontend turns them into exec vertices like any other) comes through
+ * runExec, so the first one of a build checks the whole graph here and
+ * refuses before any container starts, naming the offending line. The
+ * executor checks the operator's half again at the moment of use.
+ */
+function checkGraphGrants(ctx) {
+    if (checkedGraphs.has(ctx.graph))
+        return;
+    for (const v of ctx.graph.topoOrder()) {
+        if (v.def.kind !== 'exec')
+            continue;
+        const refusal = grantRefusal(v.def, ctx.deps, ctx.opts);
+        if (refusal === undefined)
+            continue;
+        const range = ctx.graph.meta.get(v.digest)?.range;
+        throw new CodedError('PERMISSION_DENIED', refusal, range ? { range } : undefined);
+    }
+    checkedGraphs.add(ctx.graph);
+}
+function checkGrants(def, ctx) {
+    const refusal = grantRefusal(def, ctx.deps, ctx.opts);
+    if (refusal !== undefined)
+        throw new CodedError('PERMISSION_DENIED', refusal);
+}
+function grantRefusal(def, deps, opts) {
+    if (def.network !== 'host')
+        return undefined;
+    if (!deps.allowHostNetwork)
+        return 'RUN --network=host: host networking is not allowed on this builder (the operator has not enabled it)';
+    if (!(opts.allow ?? []).includes('network.host'))
+        return 'RUN --network=host needs the network.host entitlement: pass --allow network.host';
+    return undefined;
+}
+// Named so the stack trace says which --mount failed.
+async function this_mount(m, inputs, ctx, stack, secretEnv) {
+    switch (m.type) {
+        case 'tmpfs':
+            return { type: 'tmpfs', source: 'tmpfs', target: m.target, options: ['nosuid', 'nodev', ...(m.size ? [`size=${m.size}`] : [])] };
+        case 'bind': {
+            const src = await inputDir(ctx, m.input, inputs, stack);
+            const host = await resolveInRoot(src, m.source);
+            if (m.readonly)
+                return { type: 'bind', source: host, target: m.target, options: ['rbind', 'ro'] };
+            // rw bind mounts take writes that are thrown away after the step (BuildKit semantics).
+            const scratch = path.join(ctx.deps.tmpDir, `rw-${randomUUID()}`);
+            await mkdir(scratch, { mode: 0o700 });
+            // Only the container's mount namespace ever mounts this, so a recursive delete is safe.
+            stack.defer(() => rm(scratch, { recursive: true, force: true }));
+            await mkdir(path.join(scratch, 'u'));
+            await mkdir(path.join(scratch, 'w'));
+            return { type: 'overlay', source: 'overlay', target: m.target, options: [`lowerdir=${host}`, `upperdir=${scratch}/u`, `workdir=${scratch}/w`] };
+        }
+        case 'cache': {
+            const lease = await ctx.deps.cacheMounts.acquire(m.id, m.sharing, { mode: m.mode, uid: m.uid, gid: m.gid, signal: ctx.opts.signal });
+            stack.defer(() => lease.release());
+            return { type: 'bind', source: lease.dir, target: m.target, options: ['rbind', m.readonly ? 'ro' : 'rw'] };
+        }
+        case 'secret': {
+            const value = ctx.opts.secrets.get(m.id);
+            if (value === undefined) {
+                if (m.required)
+                    throw new CodedError('NOT_FOUND', `secret ${m.id} not found: pass it with --secret id=${m.id},src=FILE`);
+                return undefined;
+            }
+            if (m.env)
+                secretEnv[m.env] = value.toString('utf8');
+            if (m.target === undefined)
+                return undefined;
+            // Secret files live on a tmpfs so their bytes never reach the state disk.
+            const dir = await tmpMountDir(ctx, stack);
+            await mountAt({ type: 'tmpfs', source: 'tmpfs', options: ['size=1m', 'mode=0700'] }, dir);
+            stack.defer(() => unmountAt(dir));
+            const file = path.join(dir, 'secret');
+            await writeFile(file, value, { mode: m.mode });
+            await chmod(file, m.mode);
+            await chown(file, m.uid, m.gid);
+            return { type: 'bind', source: file, target: m.target, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] };
+        }
+    }
+}
+/** A readable directory with an input's filesystem: the context, or a mounted read-only view of a stage. */
+export async function inputDir(ctx, index, inputs, stack) {
+    const inputVertex = ctx.graph.get(ctx.vertex.inputs[index]);
+    if (inputVertex.def.kind === 'local') {
+        if (!ctx.opts.contextDir)
+            throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
+        return ctx.opts.contextDir;
+    }
+    const result = inputs[index];
+    if (result.file)
+        return path.dirname(result.file.path);
+    const name = await ctx.materializer.ensure(result.layers, ctx.opts.signal);
+    const dir = await tmpMountDir(ctx, stack);
+    if (name === null)
+        return dir; // empty filesystem (scratch)
+    const mounts = await ctx.deps.snapshotter.view(name);
+    await mountAt(mounts[0], dir);
+    stack.defer(() => unmountAt(dir));
+    return dir;
+}
+/** An empty directory under tmpDir, removed (never recursively) when the stack unwinds. */
+export async function tmpMountDir(ctx, stack) {
+    const dir = path.join(ctx.deps.tmpDir, `m-${randomUUID()}`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    stack.defer(() => rmdir(dir).catch(() => undefined));
+    return dir;
+}
+/** Where the executor mounts things in every step; runc makes stubs for those the image lacks. */
+const RUNTIME_TARGETS = ['/proc', '/sys', '/sys/fs/cgroup', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
+/**
+ * runc creates a missing mount target inside an existing directory, so
+ * overlay copies that directory up; the executor removes the stub, but the
+ * copied-up directory would stay in the diff as an entry (`run/` for a secret
+ * at /run/secrets/s), telling the world a mount was there. Remove an ancestor
+ * of a mount target from the upper dir when it is empty there, not opaque, and
+ * has the mode, owner and mtime of the directory below it (BuildKit's overlay
+ * differ skips such directories the same way). Runs on the unmounted upper dir.
+ */
+async function dropCopiedUpParents(mount, targets) {
+    if (mount.type !== 'overlay')
+        return;
+    const upper = mount.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+    const lowers = mount.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
+    if (!upper || lowers.length === 0)
+        return;
+    const candidates = new Set();
+    for (const t of targets) {
+        const parts = path.posix.normalize(t).split('/').filter((p) => p !== '' && p !== '..');
+        for (let i = parts.length - 1; i >= 1; i--)
+            candidates.add(parts.slice(0, i).join('/'));
+    }
+    // Deepest first, so a parent emptied by removing its child is seen empty.
+    for (const rel of [...candidates].sort((a, b) => b.split('/').length - a.split('/').length)) {
+        const dir = path.join(upper, rel);
+        const st = await lstat(dir).catch(() => undefined);
+        if (!st?.isDirectory() || (await readdir(dir)).length > 0)
+            continue;
+        const below = await topmostLower(lowers, rel);
+        if (!below?.isDirectory())
+            continue;
+        if (st.mode !== below.mode || st.uid !== below.uid || st.gid !== below.gid || Math.floor(st.mtimeMs / 1000) !== Math.floor(below.mtimeMs / 1000))
+            continue;
+        if (await isOpaque(dir))
+            continue;
+        await rmdir(dir);
+    }
+}
+/** What the merged view showed at `rel` before the step: the first lower holding it. */
+async function topmostLower(lowers, rel) {
+    for (const l of lowers) {
+        const st = await lstat(path.join(l, rel)).catch(() => undefined);
+        if (st)
+            return st;
+    }
+    return undefined;
+}
+function isOpaque(dir) {
+    return new Promise((resolve) => {
+        execFile('getfattr', ['--only-values', '-h', '-n', 'trusted.overlay.opaque', '--', dir], (err, stdout) => {
+            // No such attribute is the common answer; anything unexpected keeps the directory.
+            if (err)
+                resolve(err.code !== 1);
+            else
+                resolve(stdout.trim() === 'y');
+        });
+    });
+}
+//# sourceMappingURL=exec-op.js.map

@@ -1,0 +1,301 @@
+import PQueue from 'p-queue';
+import { availableParallelism } from 'node:os';
+import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
+import { cacheKey } from './cache-key.js';
+import { runExec } from './exec-op.js';
+import { runFile } from './file-step.js';
+import { runHttpSource, runImageSource } from './source-op.js';
+import { Materializer, snapshotName } from './materialize.js';
+import { cacheMountResource, snapshotResource } from '../../cache/index.js';
+/**
+ * Runs a graph: computes every vertex's cache key (no filesystem work beyond
+ * hashing the context), then resolves the root lazily: a hit returns its layer
+ * chain without touching its inputs; a miss resolves its inputs and runs.
+ * Identical keys in flight (two stages, or two builds) share one run.
+ */
+export class Solver {
+    deps;
+    inflight = new Map();
+    /** One queue for sandboxes and file steps: they compete for the same disks and cores. */
+    queue;
+    materializer;
+    constructor(deps, opts = {}) {
+        this.deps = deps;
+        this.queue = new PQueue({ concurrency: opts.parallelism ?? availableParallelism() });
+        this.materializer = new Materializer(deps);
+    }
+    async solve(graph, root, opts) {
+        const abort = new AbortController();
+        const signal = opts.signal ? AbortSignal.any([opts.signal, abort.signal]) : abort.signal;
+        const run = new SolveRun(this, graph, { ...opts, signal });
+        try {
+            await run.lookupAll();
+            if (root !== null)
+                await run.resolve(root);
+            return run.results;
+        }
+        catch (err) {
+            abort.abort(err);
+            throw err;
+        }
+        finally {
+            if (opts.debugCache)
+                await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
+        }
+    }
+    /** @internal shared by SolveRun */
+    shared(key, work) {
+        let p = this.inflight.get(key);
+        if (!p) {
+            p = work().finally(() => this.inflight.delete(key));
+            this.inflight.set(key, p);
+        }
+        return p;
+    }
+    /** @internal */
+    get internals() {
+        return { deps: this.deps, queue: this.queue, materializer: this.materializer };
+    }
+}
+class SolveRun {
+    solver;
+    graph;
+    opts;
+    results = new Map();
+    keys = new Map();
+    resolving = new Map();
+    hits = new Map();
+    /** Layer chains found for keys during lookup (local index or imported), for history's empty_layer. */
+    found = new Map();
+    constructor(solver, graph, opts) {
+        this.solver = solver;
+        this.graph = graph;
+        this.opts = opts;
+    }
+    get deps() {
+        return this.solver.internals.deps;
+    }
+    /** Steps that ran (missed) in this build, for `debug why-miss --last`. */
+    ranSteps() {
+        const out = [];
+        for (const [d, r] of this.results) {
+            const v = this.graph.get(d);
+            if (r.cached || v.def.kind === 'local' || v.def.kind === 'http')
+                continue;
+            out.push({ key: r.key, name: this.graph.meta.get(d)?.name ?? v.def.kind });
+        }
+        return out;
+    }
+    keyOf(d) {
+        let p = this.keys.get(d);
+        if (!p) {
+            p = this.computeKey(this.graph.get(d));
+            this.keys.set(d, p);
+        }
+        return p;
+    }
+    async computeKey(v) {
+        const inputKeys = await Promise.all(v.inputs.map(async (i) => (await this.keyOf(i)).key));
+        const content = [];
+        let fetched;
+        if (v.def.kind === 'file') {
+            for (const action of v.def.actions) {
+                content.push(action.op === 'copy' ? await this.contextSum(v, action.src, action.paths, action.excludes) : null);
+            }
+        }
+        else if (v.def.kind === 'http') {
+            fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
+            content.push(fetched.digest);
+        }
+        const { key, preimage } = cacheKey(v.def, inputKeys, content);
+        return { key, preimage, ...(fetched ? { fetched } : {}) };
+    }
+    /** Content of the context files a COPY selects; other inputs are covered by their keys. */
+    async contextSum(v, src, paths, excludes) {
+        const input = this.graph.get(v.inputs[src]);
+        if (input.def.kind !== 'local')
+            return null;
+        if (!this.opts.contextDir)
+            throw new BuildliteErrorNoContext();
+        return this.deps.hasher.checksumForCopy(this.opts.contextDir, paths, { excludes, ignore: input.def.excludes });
+    }
+    resolve(d) {
+        let p = this.resolving.get(d);
+        if (!p) {
+            p = this.resolveVertex(this.graph.get(d));
+            this.resolving.set(d, p);
+        }
+        return p;
+    }
+    async resolveVertex(v) {
+        const info = await this.keyOf(v.digest);
+        const meta = this.graph.meta.get(v.digest);
+        const event = (state, error) => this.opts.emit({
+            type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state, at: Date.now(),
+            ...(meta?.range ? { range: meta.range } : {}),
+            ...(meta?.stage ? { stage: meta.stage } : {}),
+            ...(error ? { error } : {}),
+        });
+        if (v.def.kind === 'local') {
+            const r = { key: info.key, layers: [], cached: true, ownLayer: false };
+            this.results.set(v.digest, r);
+            return r;
+        }
+        if (v.def.kind === 'http') {
+            const r = { key: info.key, layers: [], cached: false, ownLayer: false, file: info.fetched };
+            this.results.set(v.digest, r);
+            return r;
+        }
+        const hit = this.hits.get(v.digest);
+        if (hit)
+            return hit;
+        const result = await this.solver.shared(info.key, async () => {
+            const inputs = await Promise.all(v.inputs.map((i) => this.resolve(i)));
+            this.opts.signal.throwIfAborted();
+            return this.solver.internals.queue.add(async () => {
+                event('started');
+                try {
+                    const r = await this.execute(v, info, inputs);
+                    event('completed');
+                    return r;
+                }
+                catch (err) {
+                    if (meta?.range)
+                        withLocation(err, meta.range);
+                    event('errored', isCancelled(err) ? 'cancelled' : err instanceof Error ? err.message : String(err));
+                    throw err;
+                }
+            }, { signal: this.opts.signal });
+        });
+        this.results.set(v.digest, result);
+        return result;
+    }
+    async execute(v, info, inputs) {
+        const ctx = { deps: this.deps, materializer: this.solver.internals.materializer, opts: this.opts, vertex: v, graph: this.graph };
+        // The step may materialise every input's chain: hold those snapshots and blobs before it does.
+        await this.lease([
+            ...inputs.flatMap((r) => chainResources(r.layers)),
+            ...(v.def.kind === 'exec' ? v.def.mounts.flatMap((m) => (m.type === 'cache' ? [cacheMountResource(m.id)] : [])) : []),
+        ]);
+        let layers;
+        switch (v.def.kind) {
+            case 'image':
+                layers = await runImageSource(v.def, ctx);
+                break;
+            case 'exec':
+                layers = await runExec(v.def, inputs, ctx);
+                break;
+            case 'file':
+                layers = await runFile(v.def, inputs, ctx);
+                break;
+            default:
+                throw new Error(`vertex kind ${v.def.kind} cannot run`);
+        }
+        await this.lease([info.key, ...chainResources(layers)]);
+        const now = Date.now();
+        await this.deps.index.put(info.key, { layers: [...layers], createdAt: now, lastUsedAt: now });
+        const base = v.def.kind === 'image' ? layers.length : (inputs[0]?.layers.length ?? 0);
+        const hasRoot = v.def.kind === 'exec' || v.def.kind === 'file' ? v.def.hasRoot : false;
+        return { key: info.key, layers, cached: false, ownLayer: v.def.kind !== 'image' && layers.length > (hasRoot ? base : 0) };
+    }
+    lease(resources) {
+        return resources.length && this.opts.lease ? this.opts.lease.add(resources) : Promise.resolve();
+    }
+    /** Layer count of a vertex's root input when known from the cache, for history's empty_layer. */
+    async rootInputLength(v) {
+        if (v.def.kind === 'image')
+            return undefined;
+        if (!(v.def.kind === 'exec' || v.def.kind === 'file') || !v.def.hasRoot)
+            return 0;
+        const rootKey = await this.keyOf(v.inputs[0]);
+        return this.found.get(rootKey.key)?.length;
+    }
+    /**
+     * Look every vertex up before running anything, in order, so a build reports
+     * each cached step (as BuildKit does) even when a later hit means it is never
+     * needed. Three passes keep the warm path cheap: find records, lease all they
+     * name in one write, then check their blobs (after the lease, so a concurrent
+     * GC cannot take a blob between the check and its use).
+     *
+     * `--no-cache-filter` forces a stage's steps to run and, like any rerun, every
+     * step that depends on them: a rerun may produce other bytes, and a cached
+     * dependent would silently keep the old ones.
+     */
+    async lookupAll() {
+        const forced = new Set();
+        const candidates = [];
+        for (const v of this.graph.topoOrder()) {
+            if (v.def.kind === 'local' || v.def.kind === 'http')
+                continue;
+            const info = await this.keyOf(v.digest);
+            const meta = this.graph.meta.get(v.digest);
+            if (this.opts.debugCache) {
+                await this.deps.index.putPreimage(info.key, { name: meta?.name ?? v.def.kind, stage: meta?.stage, kind: v.def.kind, preimage: info.preimage });
+            }
+            const stage = meta?.stage;
+            if (this.opts.noCache || (stage !== undefined && this.opts.noCacheStages.has(stage)) || v.inputs.some((i) => forced.has(i))) {
+                forced.add(v.digest);
+                continue;
+            }
+            const local = await this.deps.index.get(info.key);
+            const imported = local ? undefined : this.opts.imported?.get(info.key);
+            if (local)
+                candidates.push({ v, key: info.key, layers: local.layers });
+            else if (imported)
+                candidates.push({ v, key: info.key, layers: imported.layers, imported });
+        }
+        await this.lease(candidates.flatMap((c) => [c.key, ...c.layers.map((l) => l.digest)]));
+        // A record is only as good as its blobs: GC or a crash may have taken one.
+        const usable = await Promise.all(candidates.map(async (c) => (await Promise.all(c.layers.map((l) => this.deps.store.stat(l.digest)))).every(Boolean)));
+        const good = new Set();
+        candidates.forEach((c, i) => {
+            if (!usable[i])
+                return;
+            this.found.set(c.key, c.layers);
+            good.add(c.v.digest);
+        });
+        for (const v of this.graph.topoOrder()) {
+            if (v.def.kind === 'local' || v.def.kind === 'http')
+                continue;
+            const info = await this.keyOf(v.digest);
+            const meta = this.graph.meta.get(v.digest);
+            if (!good.has(v.digest)) {
+                this.hits.set(v.digest, undefined);
+                continue;
+            }
+            const c = candidates.find((x) => x.v === v);
+            const parentLen = await this.rootInputLength(v);
+            const hit = { key: info.key, layers: c.layers, cached: true, ownLayer: parentLen !== undefined && c.layers.length > parentLen };
+            if (c.imported) {
+                // Remembered locally so the next build hits without --cache-from once the blobs are here.
+                const now = Date.now();
+                await this.deps.index.put(info.key, { layers: [...c.layers], createdAt: c.imported.createdAt ?? now, lastUsedAt: now });
+            }
+            else {
+                await this.deps.index.touch(info.key).catch(() => undefined);
+            }
+            this.hits.set(v.digest, hit);
+            this.results.set(v.digest, hit);
+            this.opts.emit({
+                type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state: 'cached', at: Date.now(),
+                ...(meta?.range ? { range: meta.range } : {}),
+                ...(meta?.stage ? { stage: meta.stage } : {}),
+            });
+        }
+    }
+}
+/** What a step on top of `layers` holds: each layer blob and the snapshot of each prefix of the chain. */
+function chainResources(layers) {
+    const out = [];
+    for (let i = 1; i <= layers.length; i++) {
+        out.push(layers[i - 1].digest, snapshotResource(snapshotName(layers.slice(0, i))));
+    }
+    return out;
+}
+class BuildliteErrorNoContext extends BuildliteError {
+    code = 'INVALID_ARGUMENT';
+    constructor() {
+        super('this build copies from the context, but no context was given');
+    }
+}
+//# sourceMappingURL=solver.js.map

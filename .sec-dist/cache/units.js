@@ -1,0 +1,64 @@
+import { CodedError } from '../core/errors.js';
+import { USAGE_KINDS } from './usage.js';
+const SIZE_UNITS = {
+    '': 1, b: 1,
+    k: 1024, kb: 1024, kib: 1024,
+    m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2,
+    g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3,
+    t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4,
+};
+/** `512MB`, `10GiB`, `1.5g`, `4096` → bytes (binary units, as docker's --keep-storage). */
+export function parseBytes(text) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+    const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+    if (!m || unit === undefined)
+        throw new CodedError('INVALID_ARGUMENT', `not a size: ${JSON.stringify(text.slice(0, 40))} (want e.g. 512MB or 10GB)`);
+    return Math.floor(Number(m[1]) * unit);
+}
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** `90s`, `30m`, `24h`, `7d`, `1h30m` → milliseconds. */
+export function parseDuration(text) {
+    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+    const src = text.trim();
+    let total = 0;
+    let at = 0;
+    for (let m = re.exec(src); m; m = re.exec(src)) {
+        total += Number(m[1]) * DURATION_UNITS[m[2]];
+        at = re.lastIndex;
+    }
+    if (src.length === 0 || at !== src.length) {
+        throw new CodedError('INVALID_ARGUMENT', `not a duration: ${JSON.stringify(text.slice(0, 40))} (want e.g. 30m, 24h or 7d)`);
+    }
+    return total;
+}
+/**
+ * `--filter` values for prune, ANDed: `type=<kind>` (blob, cache-record, snapshot,
+ * cache-mount; BuildKit's `exec.cachemount` too), `until=<duration>` (last used
+ * longer ago than that), `id=<prefix>` (of the id or the cache mount's name).
+ */
+export function parsePruneFilters(specs, now = Date.now) {
+    const tests = [];
+    for (const spec of specs) {
+        const eq = spec.indexOf('=');
+        const key = eq < 0 ? '' : spec.slice(0, eq).trim();
+        const value = eq < 0 ? '' : spec.slice(eq + 1).trim();
+        if (key === 'type') {
+            const kind = (value === 'exec.cachemount' ? 'cache-mount' : value);
+            if (!USAGE_KINDS.includes(kind))
+                throw new CodedError('INVALID_ARGUMENT', `unknown prune filter type ${JSON.stringify(value)}`);
+            tests.push((i) => i.kind === kind);
+        }
+        else if (key === 'until') {
+            const ms = parseDuration(value);
+            tests.push((i) => now() - i.lastUsedAt > ms);
+        }
+        else if (key === 'id') {
+            tests.push((i) => i.id.startsWith(value) || (i.name?.startsWith(value) ?? false));
+        }
+        else {
+            throw new CodedError('INVALID_ARGUMENT', `unknown prune filter ${JSON.stringify(spec.slice(0, 60))} (want type=, until= or id=)`);
+        }
+    }
+    return (item) => tests.every((t) => t(item));
+}
+//# sourceMappingURL=units.js.map

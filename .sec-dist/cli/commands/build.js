@@ -1,0 +1,241 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseFlags, parseKeyValues, defaultRoot } from '../flags.js';
+import { UsageError } from '../usage.js';
+const FLAGS = {
+    file: { type: 'string', short: 'f' },
+    tag: { type: 'string', short: 't', multiple: true },
+    'build-arg': { type: 'string', multiple: true },
+    target: { type: 'string' },
+    push: { type: 'boolean' },
+    output: { type: 'string', short: 'o', multiple: true },
+    'cache-from': { type: 'string', multiple: true },
+    'cache-to': { type: 'string', multiple: true },
+    'no-cache': { type: 'boolean' },
+    'no-cache-filter': { type: 'string', multiple: true },
+    secret: { type: 'string', multiple: true },
+    network: { type: 'string' },
+    allow: { type: 'string', multiple: true },
+    'allow-host-network': { type: 'boolean' },
+    label: { type: 'string', multiple: true },
+    platform: { type: 'string' },
+    progress: { type: 'string' },
+    iidfile: { type: 'string' },
+    'metadata-file': { type: 'string' },
+    root: { type: 'string' },
+    'insecure-registry': { type: 'string', multiple: true },
+    server: { type: 'string' },
+    token: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    'debug-cache': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+};
+/** argv → a BuildRequest plus the local-only parts (secrets' values, files to write). Pure but for reading files. */
+export async function parseBuild(argv, over = {}) {
+    const { values: v, positionals } = parseFlags('build', argv, FLAGS);
+    if (positionals.length !== 1)
+        throw new UsageError(positionals.length === 0 ? 'build needs exactly one CONTEXT argument' : `build takes one CONTEXT, got ${positionals.length}`, 'build');
+    const contextArg = positionals[0];
+    if (contextArg === '-' && !over.contextDir)
+        throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
+    const contextDir = over.contextDir ?? path.resolve(contextArg);
+    // With a context on stdin, a relative -f names a file inside it (as docker build does).
+    const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');
+    const dockerfile = await readFile(dockerfilePath, 'utf8').catch((err) => {
+        throw new UsageError(`cannot read Dockerfile ${dockerfilePath}: ${err.code ?? err.message}`, 'build');
+    });
+    // <Dockerfile>.dockerignore wins over the context's .dockerignore, as in BuildKit.
+    const specificIgnore = await readFile(`${dockerfilePath}.dockerignore`, 'utf8').catch(() => undefined);
+    const buildArgs = {};
+    for (const a of v['build-arg'] ?? []) {
+        const eq = a.indexOf('=');
+        if (eq === 0)
+            throw new UsageError(`--build-arg "${a}": empty name`, 'build');
+        if (eq < 0) {
+            const fromEnv = process.env[a];
+            if (fromEnv !== undefined)
+                buildArgs[a] = fromEnv;
+        }
+        else
+            buildArgs[a.slice(0, eq)] = a.slice(eq + 1);
+    }
+    const labels = {};
+    for (const l of v.label ?? []) {
+        const eq = l.indexOf('=');
+        if (eq <= 0)
+            throw new UsageError(`--label "${l}": want KEY=VALUE`, 'build');
+        labels[l.slice(0, eq)] = l.slice(eq + 1);
+    }
+    const tags = v.tag ?? [];
+    const outputs = (v.output ?? []).map((o) => parseOutput(o, tags));
+    if (v.push) {
+        if (tags.length === 0)
+            throw new UsageError('--push needs at least one -t/--tag', 'build');
+        outputs.push({ type: 'registry', refs: tags });
+    }
+    else if (tags.length > 0 && !outputs.some((o) => o.type === 'registry')) {
+        outputs.push({ type: 'image', refs: tags });
+    }
+    const network = v.network ?? 'default';
+    if (!['default', 'none', 'host'].includes(network))
+        throw new UsageError(`--network "${network}": want default, none or host`, 'build');
+    for (const a of v.allow ?? []) {
+        if (a !== 'network.host')
+            throw new UsageError(`--allow "${a}": the only entitlement is network.host`, 'build');
+    }
+    const allowHostNetwork = (v['allow-host-network'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_HOST_NETWORK']);
+    const progress = v.quiet ? 'quiet' : (v.progress ?? 'auto');
+    if (!['auto', 'tty', 'plain', 'json'].includes(progress) && !v.quiet)
+        throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
+    if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
+        throw new UsageError('an output to stdout (dest=-) cannot be combined with --progress json or --quiet, which also write to stdout', 'build');
+    }
+    let platform;
+    if (v.platform !== undefined) {
+        const [os, architecture, variant] = v.platform.split('/');
+        if (!os || !architecture)
+            throw new UsageError(`--platform "${v.platform}": want OS/ARCH, e.g. linux/amd64`, 'build');
+        if (os !== 'linux' || architecture !== 'amd64')
+            throw new UsageError(`--platform ${v.platform} is not supported: buildlite builds linux/amd64 only`, 'build');
+        platform = { os, architecture, ...(variant ? { variant } : {}) };
+    }
+    const secrets = new Map();
+    for (const s of v.secret ?? []) {
+        const kv = parseKeyValues('build', '--secret', s);
+        const id = kv.get('id');
+        if (!id)
+            throw new UsageError(`--secret "${s}": id= is required`, 'build');
+        const src = kv.get('src') ?? kv.get('source');
+        const env = kv.get('env');
+        if (src)
+            secrets.set(id, await readFile(path.resolve(src)).catch(() => { throw new UsageError(`--secret id=${id}: cannot read its file`, 'build'); }));
+        else {
+            const val = process.env[env ?? id];
+            if (val === undefined)
+                throw new UsageError(`--secret id=${id}: environment variable ${env ?? id} is not set`, 'build');
+            secrets.set(id, Buffer.from(val));
+        }
+    }
+    const cacheFrom = (v['cache-from'] ?? []).map((c) => parseCache(c, '--cache-from'));
+    const cacheTo = (v['cache-to'] ?? []).map((c) => parseCache(c, '--cache-to'));
+    const epoch = process.env['SOURCE_DATE_EPOCH'];
+    if (epoch !== undefined && !/^\d+$/.test(epoch))
+        throw new UsageError(`SOURCE_DATE_EPOCH "${epoch}": want seconds since the epoch`, 'build');
+    const insecure = v['insecure-registry'] ?? [];
+    const request = {
+        dockerfile,
+        dockerfileName: path.basename(dockerfilePath),
+        ...(specificIgnore !== undefined ? { dockerignore: specificIgnore } : {}),
+        context: { dir: contextDir },
+        buildArgs,
+        ...(v.target ? { target: v.target } : {}),
+        labels,
+        outputs,
+        ...(cacheFrom.length ? { cacheFrom } : {}),
+        ...(cacheTo.length ? { cacheTo } : {}),
+        noCache: v['no-cache'] ?? false,
+        noCacheFilter: v['no-cache-filter'] ?? [],
+        secrets: [...secrets.keys()].map((id) => ({ id })),
+        network: network,
+        allow: v.allow ?? [],
+        ...(platform ? { platform } : {}),
+        ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),
+        insecureRegistries: insecure,
+    };
+    return {
+        request,
+        secrets,
+        root: v.root ?? defaultRoot(),
+        progress: progress,
+        ...(v.iidfile ? { iidfile: v.iidfile } : {}),
+        ...(v['metadata-file'] ? { metadataFile: v['metadata-file'] } : {}),
+        insecure,
+        ...(v.server ? { server: v.server } : {}),
+        ...(v.token ? { token: v.token } : {}),
+        debugCache: v['debug-cache'] ?? false,
+        allowHostNetwork,
+    };
+}
+function parseOutput(value, tags) {
+    const kv = parseKeyValues('build', '--output', value);
+    const type = kv.get('type') ?? (kv.size === 1 && kv.has(value) ? 'local' : undefined);
+    const dest = kv.get('dest') ?? (type === 'local' && kv.has(value) ? value : undefined);
+    switch (type) {
+        case 'registry': {
+            const names = kv.get('name')?.split(';') ?? [...tags];
+            if (names.length === 0)
+                throw new UsageError('--output type=registry needs name=REF or -t', 'build');
+            return { type: 'registry', refs: names };
+        }
+        case 'image':
+            return { type: 'image', refs: kv.get('name')?.split(';') ?? [...tags] };
+        case 'oci':
+        case 'local':
+        case 'tar':
+            if (!dest)
+                throw new UsageError(`--output type=${type} needs dest=PATH`, 'build');
+            if (dest === '-' && type !== 'tar')
+                throw new UsageError(`--output type=${type}: dest=- (stdout) is only for type=tar`, 'build');
+            if (type === 'tar')
+                return { type, dest: dest === '-' ? '-' : path.resolve(dest) };
+            return type === 'oci' ? { type, dest: path.resolve(dest), refs: [...tags] } : { type, dest: path.resolve(dest) };
+        default:
+            throw new UsageError(`--output "${value}": type must be registry, oci, local or tar`, 'build');
+    }
+}
+function parseCache(value, flag) {
+    const kv = parseKeyValues('build', flag, value);
+    const mode = kv.get('mode');
+    if (mode !== undefined && mode !== 'min' && mode !== 'max')
+        throw new UsageError(`${flag}: mode must be min or max`, 'build');
+    const ignoreError = kv.get('ignore-error') === 'true';
+    const common = { ...(mode ? { mode } : {}), ...(ignoreError ? { ignoreError } : {}) };
+    switch (kv.get('type')) {
+        case 'registry': {
+            const ref = kv.get('ref');
+            if (!ref)
+                throw new UsageError(`${flag} type=registry needs ref=REF`, 'build');
+            return { type: 'registry', ref, ...common };
+        }
+        case 'local': {
+            const dir = kv.get(flag === '--cache-to' ? 'dest' : 'src');
+            if (!dir)
+                throw new UsageError(`${flag} type=local needs ${flag === '--cache-to' ? 'dest' : 'src'}=DIR`, 'build');
+            return { type: 'local', dir: path.resolve(dir), ...common };
+        }
+        default:
+            throw new UsageError(`${flag} "${value}": type must be registry or local`, 'build');
+    }
+}
+export async function run(argv) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+        const { usageOf } = await import('./help.js');
+        process.stdout.write(`${usageOf('build')}\n`);
+        return 0;
+    }
+    const stdinCtx = await maybeStdinContext(argv);
+    try {
+        return await runParsed(await parseBuild(argv, stdinCtx ? { contextDir: stdinCtx.dir } : {}));
+    }
+    finally {
+        await stdinCtx?.remove();
+    }
+}
+/** CONTEXT `-` in embedded mode: stdin into a temp dir under the state root, removed after the build. */
+async function maybeStdinContext(argv) {
+    const { values: v, positionals } = parseFlags('build', argv, FLAGS);
+    if (positionals.length !== 1 || positionals[0] !== '-' || v.server)
+        return undefined;
+    const { readStdinContext } = await import('../stdin-context.js');
+    return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
+}
+async function runParsed(parsed) {
+    if (parsed.server)
+        return (await import('../remote-build.js')).runRemoteBuild(parsed);
+    const { runLocalBuild } = await import('../local-build.js');
+    return runLocalBuild(parsed);
+}
+function isTruthy(v) {
+    return v !== undefined && ['1', 'true', 'yes'].includes(v.toLowerCase());
+}
+//# sourceMappingURL=build.js.map

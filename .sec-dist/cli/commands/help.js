@@ -1,0 +1,94 @@
+const USAGE = {
+    help: `Usage: buildlite COMMAND [OPTIONS]
+
+Commands:
+  build     Build an image from a Dockerfile and a context directory
+  push      Push an image built with -t to its registry
+  graph     Print the build graph of a Dockerfile (json, dot, mermaid)
+  login     Store credentials for a registry in $DOCKER_CONFIG/config.json
+  logout    Remove stored credentials for a registry
+  du        Show disk used by the build cache, by kind
+  prune     Remove build cache (by age, size or filter)
+  debug     Explain cache misses (debug why-miss)
+  serve     Run the build API (service mode)
+  worker    Run a build worker (service mode)
+  version   Print the version
+
+Run 'buildlite help COMMAND' for a command's options.`,
+    build: `Usage: buildlite build [OPTIONS] CONTEXT
+
+CONTEXT is a directory, or - to read a tar of the context (plain, gzip, bzip2,
+xz) or a bare Dockerfile from stdin.
+
+  -f, --file FILE            Dockerfile (default: CONTEXT/Dockerfile; inside the context for -)
+  -t, --tag REF              Name the image (repeatable)
+      --push                 Push the image to every -t ref
+  -o, --output SPEC          Where the image goes (repeatable):
+                               type=registry[,name=REF]   push (to -t refs by default)
+                               type=oci,dest=FILE.tar     OCI image layout tar
+                               type=local,dest=DIR        the final root filesystem
+                               type=tar,dest=FILE|-       the final root filesystem as a tar
+      --build-arg K=V        Set a build arg; plain K takes its value from the environment
+      --target STAGE         Build up to this stage (default: the last one)
+      --label K=V            Add a label to the image (repeatable)
+      --secret id=ID,src=FILE|env=VAR  Expose a secret to RUN --mount=type=secret
+      --network MODE         RUN network: default (none), none, host
+      --allow network.host   Ask for host networking (the operator must also allow it)
+      --allow-host-network   Operator: allow host networking on this machine
+                             (or BUILDLITE_ALLOW_HOST_NETWORK=1)
+      --no-cache             Run every step
+      --no-cache-filter STAGE  Run every step of this stage (repeatable)
+      --platform linux/amd64 Target platform (only linux/amd64)
+      --progress MODE        auto (tty on a terminal, else plain), tty, plain, json
+      --iidfile FILE         Write the image digest to FILE
+      --metadata-file FILE   Write the result as JSON: digest, pushed refs, cache stats
+      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root,
+                             else $XDG_DATA_HOME/buildlite); full step logs are in DIR/logs
+      --insecure-registry H  Allow plain HTTP to host H (loopback is always allowed)
+      --cache-from SPEC      Import cache: type=registry,ref=REF or type=local,src=DIR (repeatable)
+      --cache-to SPEC        Export cache: type=registry,ref=REF or type=local,dest=DIR
+                             [,mode=min|max][,ignore-error=true]
+      --debug-cache          Keep cache-key pre-images to explain misses
+  -q, --quiet                Print only the image digest
+
+Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images).
+Exit codes: 0 built, 1 the build failed, 2 bad command line.`,
+    push: `Usage: buildlite push [--root DIR] REF [DEST_REF]
+
+Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,
+    graph: `Usage: buildlite graph [-f FILE] [--target T] [--build-arg K=V] [--format json|dot|mermaid] CONTEXT`,
+    login: `Usage: buildlite login [-u USER] [--password-stdin] REGISTRY`,
+    logout: `Usage: buildlite logout REGISTRY`,
+    serve: `Usage: buildlite serve --redis URL [--listen ADDR] [--embedded-worker]`,
+    worker: `Usage: buildlite worker --redis URL [--concurrency N]`,
+    version: `Usage: buildlite version`,
+    du: `Usage: buildlite du [--root DIR] [--verbose] [--format table|json]
+
+Disk used by blobs, cache records, snapshots, cache mounts, ingests and leases, with last use.`,
+    prune: `Usage: buildlite prune [--root DIR] [--all] [--keep-duration D] [--keep-storage SIZE] [--filter F] [--force]
+
+  -a, --all                  Remove all cache not in use
+      --keep-duration D      Remove cache unused for longer than D (e.g. 24h, 7d)
+      --keep-storage SIZE    Then remove least recently used cache until usage is at most SIZE (e.g. 10GB)
+      --filter F             type=blob|cache-record|snapshot|cache-mount, until=D, id=PREFIX (repeatable, ANDed)
+  -f, --force                Do not ask for confirmation (required without a terminal)
+  -v, --verbose              List what was removed`,
+    debug: `Usage: buildlite debug why-miss [--root DIR] [KEY|--last]
+
+Explains why steps missed the cache, from pre-images kept by 'build --debug-cache':
+the last such build's steps (default, or --last), or one cache KEY.`,
+};
+export function usageOf(command) {
+    return USAGE[command] ?? USAGE['help'];
+}
+export async function run(argv) {
+    const cmd = argv[0];
+    if (cmd !== undefined && USAGE[cmd] === undefined) {
+        // Same shape as a UsageError's report; importing usage.js from here would be a cycle.
+        process.stderr.write(`buildlite: no help for unknown command "${cmd}"\n\n${usageOf('help')}\n`);
+        return 2;
+    }
+    process.stdout.write(`${usageOf(cmd ?? 'help')}\n`);
+    return 0;
+}
+//# sourceMappingURL=help.js.map

@@ -1,0 +1,17 @@
+import { Builder } from '../../builder/index.js';
+import { defaultRoot, parseFlags } from '../flags.js';
+import { UsageError } from '../usage.js';
+export async function run(argv) {
+    const { values, positionals } = parseFlags('push', argv, {
+        root: { type: 'string' },
+        'insecure-registry': { type: 'string', multiple: true },
+    });
+    const [ref, dest] = positionals;
+    if (!ref || positionals.length > 2)
+        throw new UsageError('push takes REF and an optional DEST_REF', 'push');
+    const builder = await Builder.open({ root: values.root ?? defaultRoot(), insecureRegistries: values['insecure-registry'] ?? [] });
+    const digest = await builder.push(ref, dest ? { as: dest } : {});
+    process.stdout.write(`${dest ?? ref}@${digest}\n`);
+    return 0;
+}
+//# sourceMappingURL=push.js.map

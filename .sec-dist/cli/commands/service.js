@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import pino, {} from 'pino';
+import { ApiServer, loadTokensFile } from '../../api/index.js';
+import { BuildWorker, SecretVault, ServiceMetrics, redactUrl, waitForRedis } from '../../worker/index.js';
+import { defaultRoot, parseFlags } from '../flags.js';
+import { UsageError } from '../usage.js';
+const COMMON = {
+    redis: { type: 'string' },
+    root: { type: 'string' },
+    contexts: { type: 'string' },
+    concurrency: { type: 'string' },
+    metrics: { type: 'string' },
+    prefix: { type: 'string' },
+    'drain-seconds': { type: 'string' },
+    'insecure-registry': { type: 'string', multiple: true },
+    'allow-host-network': { type: 'boolean' },
+    // Shorter locks make a dead worker's job move sooner (tests, small clusters); see WORKER_DEFAULTS.
+    'lock-ms': { type: 'string' },
+    'stalled-ms': { type: 'string' },
+    'heartbeat-ms': { type: 'string' },
+    id: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+};
+const SERVE_FLAGS = {
+    ...COMMON,
+    listen: { type: 'string' },
+    tokens: { type: 'string' },
+    token: { type: 'string', multiple: true },
+    'embedded-worker': { type: 'boolean' },
+};
+/** How long SIGTERM waits for running builds before handing them back (seconds). */
+const DEFAULT_DRAIN_S = 30;
+function logger(name) {
+    // JSON lines on stderr; stdout stays free for anything a wrapper wants to parse.
+    return pino({ name, base: { pid: process.pid, host: os.hostname() } }, pino.destination(2));
+}
+function intFlag(cmd, name, v, min) {
+    if (v === undefined)
+        return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+        throw new UsageError(`--${name} "${v}": want an integer >= ${min}`, cmd);
+    return n;
+}
+function redisUrl(cmd, v) {
+    const url = v ?? process.env['BUILDLITE_REDIS_URL'];
+    if (!url)
+        throw new UsageError('--redis URL is required (or set BUILDLITE_REDIS_URL)', cmd);
+    if (!/^rediss?:\/\//.test(url))
+        throw new UsageError(`--redis "${redactUrl(url)}": want redis://HOST:PORT`, cmd);
+    return url;
+}
+function workerOptions(cmd, v, url, root, log, metrics) {
+    const concurrency = intFlag(cmd, 'concurrency', v.concurrency, 1);
+    const lock = intFlag(cmd, 'lock-ms', v['lock-ms'], 1000);
+    const stalled = intFlag(cmd, 'stalled-ms', v['stalled-ms'], 500);
+    const hb = intFlag(cmd, 'heartbeat-ms', v['heartbeat-ms'], 1000);
+    return {
+        redisUrl: url,
+        root,
+        contextsDir: path.resolve(v.contexts ?? path.join(root, 'contexts')),
+        logger: log,
+        metrics,
+        ...(v.id ? { id: v.id } : {}),
+        ...(v.prefix ? { prefix: v.prefix } : {}),
+        ...(concurrency ? { concurrency } : {}),
+        ...(lock ? { lockDurationMs: lock } : {}),
+        ...(stalled ? { stalledIntervalMs: stalled } : {}),
+        ...(hb ? { heartbeatTtlMs: hb } : {}),
+        builder: {
+            insecureRegistries: v['insecure-registry'] ?? [],
+            allowHostNetwork: v['allow-host-network'] ?? false,
+        },
+    };
+}
+/** SIGTERM/SIGINT → `drain` once; a second signal exits at once. */
+function onShutdown(log, drain) {
+    return new Promise((resolve) => {
+        let draining = false;
+        const handler = (sig) => {
+            if (draining) {
+                log.warn({ signal: sig }, 'second signal: exiting now');
+                process.exit(130);
+            }
+            draining = true;
+            log.info({ signal: sig }, 'draining');
+            drain().then(resolve, (err) => {
+                log.error({ err: String(err) }, 'drain failed');
+                resolve();
+            });
+        };
+        process.on('SIGTERM', handler);
+        process.on('SIGINT', handler);
+    });
+}
+export async function runServe(argv) {
+    const { values: v, positionals } = parseFlags('serve', argv, SERVE_FLAGS);
+    if (v.help) {
+        process.stdout.write('usage: buildlite serve --redis URL [--listen 127.0.0.1:7070] [--tokens FILE] [--token CLIENT=TOKEN]... [--embedded-worker [--concurrency N]] [--root DIR] [--contexts DIR] [--metrics HOST:PORT]\n');
+        return 0;
+    }
+    if (positionals.length)
+        throw new UsageError(`serve takes no arguments, got "${positionals[0]}"`, 'serve');
+    const url = redisUrl('serve', v.redis);
+    const root = path.resolve(v.root ?? defaultRoot());
+    const grants = v.tokens ? await loadTokensFile(v.tokens) : [];
+    for (const t of v.token ?? []) {
+        const eq = t.indexOf('=');
+        if (eq <= 0)
+            throw new UsageError('--token: want CLIENT=TOKEN', 'serve');
+        grants.push({ client: t.slice(0, eq), token: t.slice(eq + 1) });
+    }
+    if (grants.length === 0)
+        throw new UsageError('no tokens: give --tokens FILE (or --token CLIENT=TOKEN); the service refuses anonymous callers', 'serve');
+    const drainMs = (intFlag('serve', 'drain-seconds', v['drain-seconds'], 0) ?? DEFAULT_DRAIN_S) * 1000;
+    const log = logger('buildlite-api');
+    const metrics = new ServiceMetrics();
+    const stop = new AbortController();
+    const onEarly = () => stop.abort();
+    process.once('SIGTERM', onEarly);
+    process.once('SIGINT', onEarly);
+    if (!(await waitForRedis(url, log, stop.signal)))
+        return 1;
+    process.off('SIGTERM', onEarly);
+    process.off('SIGINT', onEarly);
+    const workerId = v['embedded-worker'] ? (v.id ?? `${os.hostname()}-api-${randomBytes(3).toString('hex')}`) : undefined;
+    const vault = workerId ? new SecretVault(workerId) : undefined;
+    let worker;
+    if (workerId)
+        worker = await BuildWorker.start({ ...workerOptions('serve', { ...v, id: workerId }, url, root, log, metrics), ...(vault ? { vault } : {}) });
+    const api = await ApiServer.start({
+        redisUrl: url,
+        listen: v.listen ?? '127.0.0.1:7070',
+        tokens: grants,
+        contextsDir: path.resolve(v.contexts ?? path.join(root, 'contexts')),
+        logger: log,
+        ...(v.prefix ? { prefix: v.prefix } : {}),
+        ...(vault ? { vault } : {}),
+    });
+    metrics.setQueueDepthSource(() => api.queueDepth());
+    const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
+    // Tests and wrappers read the chosen port from this line (with --listen HOST:0).
+    process.stdout.write(`listening on ${(v.listen ?? '127.0.0.1:7070').replace(/:\d+$/, '')}:${api.port}\n`);
+    await onShutdown(log, async () => {
+        await api.close(drainMs);
+        await worker?.close(drainMs);
+        metricsServer?.close();
+    });
+    return 0;
+}
+export async function runWorker(argv) {
+    const { values: v, positionals } = parseFlags('worker', argv, COMMON);
+    if (v.help) {
+        process.stdout.write('usage: buildlite worker --redis URL [--concurrency N] [--root DIR] [--contexts DIR] [--id ID] [--metrics HOST:PORT]\n');
+        return 0;
+    }
+    if (positionals.length)
+        throw new UsageError(`worker takes no arguments, got "${positionals[0]}"`, 'worker');
+    const url = redisUrl('worker', v.redis);
+    const root = path.resolve(v.root ?? defaultRoot());
+    const drainMs = (intFlag('worker', 'drain-seconds', v['drain-seconds'], 0) ?? DEFAULT_DRAIN_S) * 1000;
+    const log = logger('buildlite-worker');
+    const metrics = new ServiceMetrics();
+    const stop = new AbortController();
+    const onEarly = () => stop.abort();
+    process.once('SIGTERM', onEarly);
+    process.once('SIGINT', onEarly);
+    if (!(await waitForRedis(url, log, stop.signal)))
+        return 1;
+    process.off('SIGTERM', onEarly);
+    process.off('SIGINT', onEarly);
+    const worker = await BuildWorker.start(workerOptions('worker', v, url, root, log, metrics));
+    metrics.setQueueDepthSource(() => worker.queueDepth());
+    const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
+    process.stdout.write(`worker ${worker.id} ready\n`);
+    await onShutdown(log, async () => {
+        await worker.close(drainMs);
+        metricsServer?.close();
+    });
+    return 0;
+}
+//# sourceMappingURL=service.js.map

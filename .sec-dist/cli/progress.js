@@ -1,0 +1,139 @@
+import { escapeControl } from '../core/source-excerpt.js';
+import { TtyRenderer } from './progress-tty.js';
+import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
+/** Picks the renderer for --progress; `auto` is tty when stderr (where progress goes) is a terminal, plain otherwise. */
+export function createRenderer(mode, dockerfile) {
+    if (mode === 'json')
+        return new JsonRenderer();
+    if (mode === 'quiet')
+        return new QuietRenderer(dockerfile);
+    if (mode === 'tty' || (mode === 'auto' && process.stderr.isTTY))
+        return new TtyRenderer(dockerfile);
+    return new PlainRenderer(dockerfile);
+}
+/** One BuildEvent per line on stdout, for programs. */
+class JsonRenderer {
+    event(ev) {
+        process.stdout.write(`${JSON.stringify(ev)}\n`);
+    }
+    close() { }
+}
+/**
+ * Ordered, prefixed lines for CI logs: `#N` per step, like BuildKit's plain
+ * output, with step output prefixed by its number. A failure ends with the
+ * failing step's last lines, the reason and the Dockerfile excerpt.
+ */
+class PlainRenderer {
+    dockerfile;
+    out;
+    ids = new Map();
+    names = new Map();
+    started = new Map();
+    tails = new Map();
+    failed;
+    t0 = Date.now();
+    constructor(dockerfile, out = process.stderr) {
+        this.dockerfile = dockerfile;
+        this.out = out;
+    }
+    id(v) {
+        let n = this.ids.get(v);
+        if (n === undefined) {
+            n = this.ids.size + 1;
+            this.ids.set(v, n);
+        }
+        return n;
+    }
+    event(ev) {
+        switch (ev.type) {
+            case 'vertex': {
+                const n = this.id(ev.vertex);
+                const name = escapeControl(ev.name);
+                this.names.set(ev.vertex, name);
+                if (ev.state === 'started') {
+                    this.started.set(ev.vertex, ev.at);
+                    this.line(`#${n} ${name}`);
+                }
+                else if (ev.state === 'cached')
+                    this.line(`#${n} ${name}\n#${n} CACHED`);
+                else if (ev.state === 'completed')
+                    this.line(`#${n} DONE ${secs(ev.at - (this.started.get(ev.vertex) ?? ev.at))}`);
+                else {
+                    this.failed ??= ev.vertex;
+                    this.line(`#${n} ERROR: ${escapeControl(ev.error ?? 'failed')}`);
+                }
+                break;
+            }
+            case 'log': {
+                const n = this.id(ev.vertex);
+                const t = this.tails.get(ev.vertex) ?? { lines: [], dropped: 0, partial: '' };
+                this.tails.set(ev.vertex, t);
+                // Whole lines only, so output of parallel steps does not interleave mid-line.
+                const lines = displayLines(t.partial + ev.data);
+                t.partial = ev.data.endsWith('\n') ? '' : (lines.pop() ?? '');
+                if (ev.data.endsWith('\n'))
+                    lines.pop();
+                for (const l of lines)
+                    this.line(`#${n} ${l}`);
+                t.lines.push(...lines);
+                if (t.lines.length > FAILURE_TAIL_LINES)
+                    t.dropped += t.lines.splice(0, t.lines.length - FAILURE_TAIL_LINES).length;
+                break;
+            }
+            case 'warning':
+                this.line(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${escapeControl(ev.range.file)}:${ev.range.startLine})` : ''}`);
+                break;
+            case 'progress':
+                if (ev.total !== undefined && ev.current >= ev.total)
+                    this.line(`#${ev.action} ${escapeControl(ev.id)} ${mib(ev.total)} done`);
+                break;
+            case 'result':
+                this.flushPartials();
+                this.line(`#done image ${ev.result.imageDigest}${ev.result.pushed.length ? ` pushed to ${ev.result.pushed.join(', ')}` : ''} (${secs(Date.now() - this.t0)}, ${ev.result.cache.hits} cached, ${ev.result.cache.misses} run)`);
+                break;
+            case 'error': {
+                this.flushPartials();
+                const f = this.failed;
+                const t = f ? this.tails.get(f) : undefined;
+                const step = f ? { name: `#${this.id(f)} ${this.names.get(f) ?? ''}`, tail: t?.lines ?? [], omitted: t?.dropped ?? 0 } : undefined;
+                this.line(formatFailure(this.dockerfile, ev.error, step));
+                break;
+            }
+        }
+    }
+    flushPartials() {
+        for (const [v, t] of this.tails) {
+            if (!t.partial)
+                continue;
+            this.line(`#${this.id(v)} ${t.partial}`);
+            t.lines.push(t.partial);
+            t.partial = '';
+        }
+    }
+    line(s) {
+        this.out.write(`${s}\n`);
+    }
+    close() {
+        this.flushPartials();
+    }
+}
+/** Prints nothing unless the build fails; then the failure report alone. */
+class QuietRenderer extends PlainRenderer {
+    quiet = true;
+    event(ev) {
+        this.quiet = ev.type !== 'error';
+        super.event(ev);
+        this.quiet = true;
+    }
+    line(s) {
+        if (!this.quiet)
+            super.line(s);
+    }
+}
+function secs(ms) {
+    return `${(ms / 1000).toFixed(1)}s`;
+}
+function mib(n) {
+    return `${(n / (1 << 20)).toFixed(1)}MiB`;
+}
+//# sourceMappingURL=progress.js.map

@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=build.js.map

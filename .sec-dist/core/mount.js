@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=mount.js.map

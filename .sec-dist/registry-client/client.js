@@ -1,0 +1,127 @@
+import { existsSync } from 'node:fs';
+import { DEFAULT_PLATFORM } from '../core/oci.js';
+import { DockerConfigCredentials } from './credentials.js';
+import { InvalidOptionError } from './errors.js';
+import { fetchBlob, fetchManifest, pullImage, resolve } from './pull.js';
+import { deleteManifest, pushBlob, pushImage, putManifest } from './push.js';
+import { parseReference } from './reference.js';
+import { Transport } from './transport.js';
+const DEFAULTS = {
+    // ggcr's defaultJobs is 4: enough to fill a link without tripping registry rate limits.
+    concurrency: 4,
+    // Five attempts ride out a registry restart or a short 503 burst, and still fail within ~30 s.
+    retries: 4,
+    // A hostile or confused Retry-After must not park a build for hours.
+    maxRetryDelayMs: 30_000,
+    // Real manifests are a few KiB; containerd caps at 4 MiB too.
+    maxManifestBytes: 4 << 20,
+    // Configs with long histories reach hundreds of KiB; 8 MiB leaves room and still bounds memory.
+    maxConfigBytes: 8 << 20,
+    userAgent: 'buildlite/0.1',
+};
+function checkInt(name, v, min, max) {
+    if (v === undefined)
+        return undefined;
+    if (!Number.isInteger(v) || v < min || v > max)
+        throw new InvalidOptionError(name, `want an integer in [${min}, ${max}], got ${String(v)}`);
+    return v;
+}
+/**
+ * An OCI distribution client: resolve and pull images into a content store,
+ * push images from a blob provider. One instance per process is enough; it
+ * remembers per host whether to speak HTTPS or HTTP, the auth challenge,
+ * cached tokens, and which repositories hold which blobs (for cross-repo mounts).
+ *
+ *   await using client = new RegistryClient();
+ *   const img = await client.pullImage('127.0.0.1:5000/app:1', store);
+ *   await client.pushImage('127.0.0.1:5000/app:2', { manifest, mediaType, blobs }, store);
+ */
+export class RegistryClient {
+    transport;
+    pullCtx;
+    pushCtx;
+    /** registry → digest → repositories known to hold it. */
+    blobHomes = new Map();
+    constructor(options = {}) {
+        const concurrency = checkInt('concurrency', options.concurrency, 1, 64) ?? DEFAULTS.concurrency;
+        const retries = checkInt('retries', options.retries, 0, 20) ?? DEFAULTS.retries;
+        const maxRetryDelayMs = checkInt('maxRetryDelayMs', options.maxRetryDelayMs, 0, 600_000) ?? DEFAULTS.maxRetryDelayMs;
+        const maxManifestBytes = checkInt('maxManifestBytes', options.maxManifestBytes, 1024, 1 << 30) ?? DEFAULTS.maxManifestBytes;
+        const maxConfigBytes = checkInt('maxConfigBytes', options.maxConfigBytes, 1024, 1 << 30) ?? DEFAULTS.maxConfigBytes;
+        if (options.caFile !== undefined && !existsSync(options.caFile))
+            throw new InvalidOptionError('caFile', 'file does not exist');
+        for (const r of options.insecureRegistries ?? []) {
+            if (typeof r !== 'string' || !/^[A-Za-z0-9.\-[\]:]+$/.test(r))
+                throw new InvalidOptionError('insecureRegistries', `want host[:port] entries, got ${JSON.stringify(String(r).slice(0, 80))}`);
+        }
+        if (options.userAgent !== undefined && (!options.userAgent || /[\r\n]/.test(options.userAgent))) {
+            throw new InvalidOptionError('userAgent', 'must be a non-empty single line');
+        }
+        this.transport = new Transport({
+            credentials: options.credentials ?? new DockerConfigCredentials(),
+            insecureRegistries: options.insecureRegistries ?? [],
+            caFile: options.caFile,
+            userAgent: options.userAgent ?? DEFAULTS.userAgent,
+            retries,
+            maxRetryDelayMs,
+        });
+        const sawBlob = (ref, digest) => this.sawBlob(ref, digest);
+        this.pullCtx = { transport: this.transport, limits: { maxManifestBytes, maxConfigBytes }, concurrency, retries, maxRetryDelayMs, sawBlob };
+        this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobSources: (ref, d) => this.blobSources(ref, d) };
+    }
+    sawBlob(ref, digest) {
+        let byDigest = this.blobHomes.get(ref.registry);
+        if (!byDigest)
+            this.blobHomes.set(ref.registry, (byDigest = new Map()));
+        let repos = byDigest.get(digest);
+        if (!repos)
+            byDigest.set(digest, (repos = new Set()));
+        repos.add(ref.repository);
+    }
+    blobSources(ref, digest) {
+        return [...(this.blobHomes.get(ref.registry)?.get(digest) ?? [])].filter((r) => r !== ref.repository);
+    }
+    /** Check the registry answers and the credentials work (what `login` verifies). */
+    async ping(registry, scope, signal) {
+        await this.transport.hostInfo(registry, signal);
+        const res = await this.transport.request({ registry, method: 'GET', path: '/v2/', scopes: scope ? [scope] : [], action: 'check credentials', signal });
+        res.body.resume();
+    }
+    /** Tag or digest → the platform's manifest and config, all verified. */
+    resolve(ref, platform = DEFAULT_PLATFORM, signal) {
+        return resolve(this.pullCtx, toRef(ref), platform, signal);
+    }
+    fetchManifest(ref, signal) {
+        return fetchManifest(this.pullCtx, toRef(ref), signal);
+    }
+    /** A verified stream of one blob: it errors at its end on a digest or size mismatch. */
+    fetchBlob(ref, desc, signal) {
+        return fetchBlob(this.pullCtx, toRef(ref), desc, signal);
+    }
+    /** Resolve, then fetch every blob the store lacks (config, layers, manifest last). */
+    pullImage(ref, store, opts = {}) {
+        return pullImage(this.pullCtx, toRef(ref), store, { ...opts, platform: opts.platform ?? DEFAULT_PLATFORM });
+    }
+    pushImage(ref, image, provider, opts = {}) {
+        return pushImage(this.pushCtx, toRef(ref), image, provider, opts);
+    }
+    pushBlob(ref, desc, provider, opts = {}) {
+        return pushBlob(this.pushCtx, toRef(ref), desc, provider, opts);
+    }
+    putManifest(ref, manifest, mediaType, signal) {
+        return putManifest(this.pushCtx, toRef(ref), manifest, mediaType, undefined, signal);
+    }
+    deleteManifest(ref, signal) {
+        return deleteManifest(this.pushCtx, toRef(ref), signal);
+    }
+    async close() {
+        await this.transport.close();
+    }
+    async [Symbol.asyncDispose]() {
+        await this.close();
+    }
+}
+function toRef(ref) {
+    return typeof ref === 'string' ? parseReference(ref) : ref;
+}
+//# sourceMappingURL=client.js.map
