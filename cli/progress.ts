@@ -33,6 +33,7 @@ class JsonRenderer implements Renderer {
  * failing step's last lines, the reason and the Dockerfile excerpt.
  */
 class PlainRenderer implements Renderer {
+  private readonly doneProgress = new Set<string>();
   private readonly ids = new Map<Digest, number>();
   private readonly names = new Map<Digest, string>();
   private readonly started = new Map<Digest, number>();
@@ -86,9 +87,15 @@ class PlainRenderer implements Renderer {
       case 'warning':
         this.line(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${escapeControl(ev.range.file)}:${ev.range.startLine})` : ''}`);
         break;
-      case 'progress':
-        if (ev.total !== undefined && ev.current >= ev.total) this.line(`#${ev.action} ${escapeControl(ev.id)} ${mib(ev.total)} done`);
+      case 'progress': {
+        // The client reports a blob's completion more than once (upload, then verify); say it once.
+        const doneKey = `${ev.action} ${ev.id}`;
+        if (ev.total !== undefined && ev.current >= ev.total && !this.doneProgress.has(doneKey)) {
+          this.doneProgress.add(doneKey);
+          this.line(`#${ev.action} ${escapeControl(ev.id)} ${mib(ev.total)} done`);
+        }
         break;
+      }
       case 'result':
         this.flushPartials();
         this.line(`#done image ${ev.result.imageDigest}${ev.result.pushed.length ? ` pushed to ${ev.result.pushed.join(', ')}` : ''} (${secs(Date.now() - this.t0)}, ${ev.result.cache.hits} cached, ${ev.result.cache.misses} run)`);

@@ -45,6 +45,9 @@ export class Solver {
       return run.results;
     } catch (err) {
       abort.abort(err);
+      // Let cancelled steps unwind (kill, unmount, remove snapshots) before the
+      // caller hears of the failure, so nothing outlives a failed build.
+      await run.settle();
       throw err;
     } finally {
       if (opts.debugCache) await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
@@ -83,6 +86,11 @@ class SolveRun {
 
   private get deps() {
     return this.solver.internals.deps;
+  }
+
+  /** Resolves once every step this run started has finished, whatever its outcome. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.resolving.values()]);
   }
 
   /** Steps that ran (missed) in this build, for `debug why-miss --last`. */
@@ -166,8 +174,11 @@ class SolveRun {
     const result = await this.solver.shared(info.key, async () => {
       const inputs = await Promise.all(v.inputs.map((i) => this.resolve(i)));
       this.opts.signal.throwIfAborted();
+      // No `signal` for p-queue: on abort it rejects add() at once while the task
+      // still runs, and a failed build must not report before its steps unwound.
       return this.solver.internals.queue.add(
         async () => {
+          this.opts.signal.throwIfAborted();
           event('started');
           try {
             const r = await this.execute(v, info, inputs);
@@ -179,7 +190,6 @@ class SolveRun {
             throw err;
           }
         },
-        { signal: this.opts.signal },
       ) as Promise<VertexResult>;
     });
     this.results.set(v.digest, result);

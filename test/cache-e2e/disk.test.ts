@@ -10,7 +10,7 @@ import { Builder } from '../../builder/index.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { CLI, runCli } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { drive, unmountAll, writeTree } from './harness.js';
+import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
 
 async function sha256File(file: string): Promise<string> {
   const h = createHash('sha256');

@@ -6,7 +6,7 @@ import type { BuildRequest } from '../../core/build.js';
 import { Builder } from '../../builder/index.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { drive, unmountAll, writeTree } from './harness.js';
+import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
 
 /**
  * DESIGN invariant 3, as a table: each edit reruns exactly the steps listed

@@ -8,7 +8,7 @@ import type { BuildRequest, CacheSpec } from '../../core/build.js';
 import { Builder } from '../../builder/index.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { drive, unmountAll, writeTree } from './harness.js';
+import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
 
 /**
  * A real proxy in front of the registry that refuses manifests for `cache/*`

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -94,8 +94,13 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
     const r1 = await runCli(args);
     expect(r1.stderr + r1.stdout).toContain('hello-remote');
     expect(r1.code).toBe(0);
+    const stored = await readdir(path.join(svc.contexts, 'sha256'));
+    const inodes = await Promise.all(stored.map(async (f) => (await stat(path.join(svc.contexts, 'sha256', f))).ino));
     const r2 = await runCli([...args.slice(0, -1), '--quiet', ctx]);
     expect(r2.code).toBe(0);
+    // The same context was not uploaded again: every stored context is the very same file (a new upload renames a new inode in).
+    expect(await readdir(path.join(svc.contexts, 'sha256'))).toEqual(stored);
+    expect(await Promise.all(stored.map(async (f) => (await stat(path.join(svc.contexts, 'sha256', f))).ino))).toEqual(inodes);
     expect(r2.stdout.trim()).toMatch(/^sha256:[a-f0-9]{64}$/);
 
     await writeFile(path.join(ctx, 'Dockerfile'), `FROM ${base}\nRUN echo about-to-fail; exit 3\n`);
@@ -176,6 +181,7 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
       const ids = await Promise.all(
         Array.from({ length: 6 }, async (_, i) => (await c.submit({ dockerfile: `FROM ${base}\nRUN echo r${i}-${nonce()}; sleep 1\n` }, tarOf({ z: String(i) }))).buildId),
       );
+      expect((await c.list({ state: 'queued' })).length).toBeGreaterThanOrEqual(2);
       // Redis with persistence, as compose.yaml runs it: the queue survives on disk across the restart.
       await admin.save();
       await redis.restart();

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mountsUnder } from '../../core/mounter.js';
 import { CLI } from '../helpers/cli.js';
+import { freePort } from '../helpers/ports.js';
 
 const sh = promisify(execFile);
 
@@ -38,6 +39,8 @@ export interface Service {
   readonly prefix: string;
   api: Proc;
   addr: string;
+  /** HOST:PORT of the API process's /metrics, when started with `metrics: true`. */
+  readonly metricsAddr: string;
   readonly workers: Proc[];
   startWorker(id: string, root?: string): Promise<Proc>;
   stop(): Promise<void>;
@@ -93,7 +96,7 @@ function spawnCli(args: string[], root: string): Proc {
   };
 }
 
-export async function startService(opts: { redisUrl: string; workers: number; concurrency?: number; embedded?: boolean; prefix?: string }): Promise<Service> {
+export async function startService(opts: { redisUrl: string; workers: number; concurrency?: number; embedded?: boolean; prefix?: string; metrics?: boolean }): Promise<Service> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-svc-'));
   const contexts = path.join(dir, 'contexts');
   await mkdir(contexts, { recursive: true });
@@ -114,7 +117,8 @@ export async function startService(opts: { redisUrl: string; workers: number; co
   const common = ['--redis', opts.redisUrl, '--contexts', contexts, '--prefix', prefix, '--drain-seconds', '5', ...FAST_LOCKS];
   const concurrency = String(opts.concurrency ?? 1);
   const apiRoot = path.join(dir, 'api');
-  const api = spawnCli(['serve', '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot);
+  const metricsAddr = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
+  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot);
   const workers: Proc[] = [];
   const svc: Service = {
     dir,
@@ -123,6 +127,7 @@ export async function startService(opts: { redisUrl: string; workers: number; co
     prefix,
     api,
     addr: '',
+    metricsAddr,
     workers,
     async startWorker(id, root = path.join(dir, `worker-${id}`)) {
       const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...common], root);

@@ -1,4 +1,0 @@
-export { Graph, vertexDigest } from './graph.js';
-export { renderGraph } from './render.js';
-export { dependents, independentBranches, reachable } from './walk.js';
-//# sourceMappingURL=index.js.map

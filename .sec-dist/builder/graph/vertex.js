@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=vertex.js.map

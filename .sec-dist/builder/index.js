@@ -1,7 +1,0 @@
-export { Builder } from './builder.js';
-export { formatDockerfileError, DockerfileError, convertDockerfile } from './dockerfile/index.js';
-export { renderGraph } from './graph/index.js';
-export { offlineResolver } from './image-source.js';
-export { login, logout } from '../registry-client/index.js';
-export { extractTar } from './layers/index.js';
-//# sourceMappingURL=index.js.map

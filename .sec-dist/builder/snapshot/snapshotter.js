@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=snapshotter.js.map

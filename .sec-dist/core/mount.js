@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=mount.js.map
