@@ -26,7 +26,8 @@ export function formatFailure(dockerfile: string, error: WireError, step?: Faile
     for (const l of step.tail) out.push(l);
     out.push('------');
   }
-  out.push(`ERROR: ${escapeControl(error.message)}`);
+  const hint = typeof error.details?.['suggestion'] === 'string' ? ` (did you mean ${error.details['suggestion']}?)` : '';
+  out.push(`ERROR: ${escapeControl(error.message)}${escapeControl(hint)}`);
   const reason = reasonOf(error);
   if (reason) out.push(`reason: ${reason}`);
   if (error.range) out.push(formatExcerpt(dockerfile, error.range));

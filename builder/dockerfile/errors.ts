@@ -1,4 +1,5 @@
 import { BuildliteError, type SourceRange } from '../../core/errors.js';
+import { formatExcerpt } from '../../core/source-excerpt.js';
 
 /**
  * Anything wrong with a Dockerfile: syntax, a bad flag value, a stage that
@@ -30,17 +31,14 @@ export class DockerfileError extends BuildliteError {
   }
 }
 
-/** Lines of context printed around the failing instruction. */
-const CONTEXT_LINES = 2;
-
 /**
  * The error with a code excerpt, the failing lines marked, BuildKit style:
  *
  *     Dockerfile:3
- *     --------------------
- *        2 |     RUN echo fine
- *        3 | >>> FOOBAR hello
- *     --------------------
+ *     ------------------------
+ *      2 |     RUN echo fine
+ *      3 | >>> FOOBAR hello
+ *     ------------------------
  *     ERROR: Dockerfile:3: unknown instruction: FOOBAR (did you mean ...?)
  */
 export function formatDockerfileError(err: unknown, dockerfileText: string): string {
@@ -48,19 +46,7 @@ export function formatDockerfileError(err: unknown, dockerfileText: string): str
   const range = err instanceof BuildliteError ? err.range : undefined;
   const hint = err instanceof DockerfileError && err.suggestion ? ` (did you mean ${err.suggestion}?)` : '';
   if (!range) return `ERROR: ${message}${hint}`;
-  const lines = dockerfileText.split(/\r?\n/);
-  const first = Math.max(1, range.startLine - CONTEXT_LINES);
-  const last = Math.min(lines.length, range.endLine + CONTEXT_LINES);
-  const width = String(last).length + 3;
-  const bar = '-'.repeat(20);
-  const out = [`${range.file}:${range.startLine}${range.endLine > range.startLine ? `-${range.endLine}` : ''}`, bar];
-  for (let n = first; n <= last; n++) {
-    const marked = n >= range.startLine && n <= range.endLine;
-    out.push(`${String(n).padStart(width)} | ${marked ? '>>>' : '   '} ${lines[n - 1] ?? ''}`);
-  }
-  out.push(bar);
-  out.push(`ERROR: ${range.file}:${range.startLine}: ${message}${hint}`);
-  return out.join('\n');
+  return `${formatExcerpt(dockerfileText, range)}\nERROR: ${range.file}:${range.startLine}: ${message}${hint}`;
 }
 
 /** The closest known word, for "did you mean" (Levenshtein distance at most 2). */

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { convertDockerfile, offlineResolver, renderGraph } from '../../builder/index.js';
+import { convertDockerfile, DockerfileError, formatDockerfileError, offlineResolver, renderGraph } from '../../builder/index.js';
 import { parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
@@ -33,7 +33,12 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.target ? { target: v.target } : {}),
     resolver: offlineResolver,
     ...(dockerignore !== undefined ? { dockerignore } : {}),
+  }).catch((err: unknown) => {
+    if (!(err instanceof DockerfileError)) throw err;
+    process.stderr.write(`${formatDockerfileError(err, text)}\n`);
+    return undefined;
   });
+  if (!def) return 1;
   process.stdout.write(`${renderGraph(def, format)}\n`);
   return 0;
 }
