@@ -40,7 +40,7 @@ import { RegistryImages } from './image-source.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { chainId } from './layers/index.js';
 import { OverlaySnapshotter } from './snapshot/index.js';
-import { ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 
 export interface BuilderOptions {
   /** State directory: content store, cache index, snapshots, sandboxes. Made 0700. */
@@ -180,12 +180,7 @@ export class Builder {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(req.network && req.network !== 'default' ? { defaultNetwork: req.network } : {}),
     });
-    // `RUN --network=host` in the Dockerfile needs the build's grant too, not only the operator's.
-    for (const v of def.graph.vertices.values()) {
-      if (v.def.kind === 'exec' && v.def.network === 'host' && !(req.allow ?? []).includes('network.host')) {
-        throw new CodedError('PERMISSION_DENIED', 'RUN --network=host needs the network.host entitlement: pass --allow network.host');
-      }
-    }
+    checkGraphGrants(def.graph, { operatorAllowsHostNetwork: this.opts.allowHostNetwork ?? false, allow: req.allow ?? [] });
     for (const w of def.warnings) emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}) });
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.

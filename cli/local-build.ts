@@ -14,7 +14,9 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     );
     return 1;
   }
-  const builder = await Builder.open({ root: p.root, insecureRegistries: p.insecure, allowHostNetwork: p.allowHostNetwork });
+  // Embedded mode serves the developer at this machine: ADD may fetch from its own loopback
+  // (a local file server); private and link-local ranges stay refused, as in the service.
+  const builder = await Builder.open({ root: p.root, insecureRegistries: p.insecure, allowHostNetwork: p.allowHostNetwork, httpPolicy: { allowLoopback: true } });
   const abort = new AbortController();
   const onSignal = () => abort.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);

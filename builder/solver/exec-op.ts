@@ -8,12 +8,13 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
-import type { ExecDef, ExecMount, Graph } from '../graph/index.js';
+import type { ExecDef, ExecMount } from '../graph/index.js';
 import { writeLayer } from '../layers/index.js';
 import { ExecError } from './errors.js';
+import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
-import type { OpContext, SolveOptions, SolverDeps, VertexResult } from './types.js';
+import type { OpContext, VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -22,7 +23,6 @@ import type { OpContext, SolveOptions, SolverDeps, VertexResult } from './types.
  */
 export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
   // Synchronous, before the first await: no container of this build starts until every step's grants are checked.
-  checkGraphGrants(ctx);
   checkGrants(def, ctx);
   const { deps, opts, vertex } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
@@ -76,39 +76,9 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   return await commitLayer(ctx, step, rootLayers, layer);
 }
 
-/** Graphs whose every exec vertex passed checkGrants; one scan per build. */
-const checkedGraphs = new WeakSet<Graph>();
-
-/**
- * THREATS.md 2: a dangerous option needs the operator's grant and the build's
- * request. Every RUN (ONBUILD triggers from a base image included: the
- * frontend turns them into exec vertices like any other) comes through
- * runExec, so the first one of a build checks the whole graph here and
- * refuses before any container starts, naming the offending line. The
- * executor checks the operator's half again at the moment of use.
- */
-function checkGraphGrants(ctx: OpContext): void {
-  if (checkedGraphs.has(ctx.graph)) return;
-  for (const v of ctx.graph.topoOrder()) {
-    if (v.def.kind !== 'exec') continue;
-    const refusal = grantRefusal(v.def, ctx.deps, ctx.opts);
-    if (refusal === undefined) continue;
-    const range = ctx.graph.meta.get(v.digest)?.range;
-    throw new CodedError('PERMISSION_DENIED', refusal, range ? { range } : undefined);
-  }
-  checkedGraphs.add(ctx.graph);
-}
-
 function checkGrants(def: ExecDef, ctx: OpContext): void {
-  const refusal = grantRefusal(def, ctx.deps, ctx.opts);
+  const refusal = grantRefusal(def, { operatorAllowsHostNetwork: ctx.deps.allowHostNetwork ?? false, allow: ctx.opts.allow ?? [] });
   if (refusal !== undefined) throw new CodedError('PERMISSION_DENIED', refusal);
-}
-
-function grantRefusal(def: ExecDef, deps: SolverDeps, opts: SolveOptions): string | undefined {
-  if (def.network !== 'host') return undefined;
-  if (!deps.allowHostNetwork) return 'RUN --network=host: host networking is not allowed on this builder (the operator has not enabled it)';
-  if (!(opts.allow ?? []).includes('network.host')) return 'RUN --network=host needs the network.host entitlement: pass --allow network.host';
-  return undefined;
 }
 
 // Named so the stack trace says which --mount failed.

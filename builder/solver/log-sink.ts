@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readdirSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { BuildEventBody } from '../../core/build.js';
 import type { Digest } from '../../core/digest.js';
 
@@ -35,6 +36,8 @@ export class LogSink {
   private filePath: string | undefined;
   private fileBytes = 0;
   private fileClipped = false;
+  private readonly longestSecret: number;
+  private readonly streams: Partial<Record<'stdout' | 'stderr', { decoder: StringDecoder; pending: string }>> = {};
 
   constructor(
     private readonly vertex: Digest,
@@ -44,6 +47,7 @@ export class LogSink {
     private readonly fileOpts?: LogFileOptions,
   ) {
     this.secrets = secrets.map((s) => s.toString('utf8')).filter((s) => s.length >= 4);
+    this.longestSecret = Math.max(0, ...this.secrets.map((s) => s.length));
   }
 
   /** Where the full log of this step is (or will be once it prints something). */
@@ -54,17 +58,34 @@ export class LogSink {
   }
 
   write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
-    let data = chunk.toString('utf8');
-    for (const s of this.secrets) data = data.split(s).join('****');
+    const data = this.mask(stream, chunk, false);
+    if (data.length > 0) this.publish(stream, data, chunk.length);
+  }
+
+  /**
+   * Decode (a UTF-8 character may straddle two chunks) and mask secrets. A
+   * secret may straddle chunks too, so the last `longest - 1` characters wait
+   * for the next chunk (or the end) before they are shown.
+   */
+  private mask(stream: 'stdout' | 'stderr', chunk: Buffer | undefined, final: boolean): string {
+    const st = (this.streams[stream] ??= { decoder: new StringDecoder('utf8'), pending: '' });
+    let text = st.pending + (chunk ? st.decoder.write(chunk) : st.decoder.end());
+    for (const s of this.secrets) text = text.split(s).join('****');
+    const hold = final ? 0 : Math.min(text.length, this.longestSecret - 1);
+    st.pending = hold > 0 ? text.slice(text.length - hold) : '';
+    return hold > 0 ? text.slice(0, text.length - hold) : text;
+  }
+
+  private publish(stream: 'stdout' | 'stderr', data: string, rawBytes: number): void {
     this.toFile(data);
     if (this.clipped) return;
-    if (this.sent + chunk.length > this.cap) {
+    if (this.sent + rawBytes > this.cap) {
       this.clipped = true;
       const where = this.logPath ? `; the full log is in ${this.logPath}` : '';
       this.emit({ type: 'log', vertex: this.vertex, stream: 'stderr', data: `\n[output clipped: this step printed more than ${mib(this.cap)} to the build log${where}]\n` });
       return;
     }
-    this.sent += chunk.length;
+    this.sent += rawBytes;
     this.emit({ type: 'log', vertex: this.vertex, stream, data });
   }
 
@@ -95,6 +116,11 @@ export class LogSink {
   }
 
   end(): void {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (!this.streams[stream]) continue;
+      const rest = this.mask(stream, undefined, true);
+      if (rest.length > 0) this.publish(stream, rest, Buffer.byteLength(rest));
+    }
     this.file?.end();
   }
 }

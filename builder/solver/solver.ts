@@ -1,5 +1,7 @@
 import PQueue from 'p-queue';
+import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
 import type { Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
@@ -50,6 +52,7 @@ export class Solver {
       await run.settle();
       throw err;
     } finally {
+      await run.removeFetched();
       if (opts.debugCache) await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
     }
   }
@@ -88,6 +91,15 @@ class SolveRun {
     return this.solver.internals.deps;
   }
 
+  /** ADD <url> downloads live only as long as the build: they can be large. */
+  async removeFetched(): Promise<void> {
+    const infos = await Promise.allSettled([...this.keys.values()]);
+    for (const r of infos) {
+      // Each fetch has a directory of its own under tmpDir; nothing is ever mounted there.
+      if (r.status === 'fulfilled' && r.value.fetched) await rm(path.dirname(r.value.fetched.path), { recursive: true, force: true });
+    }
+  }
+
   /** Resolves once every step this run started has finished, whatever its outcome. */
   async settle(): Promise<void> {
     await Promise.allSettled([...this.resolving.values()]);
@@ -107,7 +119,11 @@ class SolveRun {
   keyOf(d: Digest): Promise<KeyInfo> {
     let p = this.keys.get(d);
     if (!p) {
-      p = this.computeKey(this.graph.get(d));
+      // Hashing the context or fetching an ADD URL can fail: say which line asked for it.
+      const range = this.graph.meta.get(d)?.range;
+      p = this.computeKey(this.graph.get(d)).catch((err: unknown) => {
+        throw range ? withLocation(err, range) : err;
+      });
       this.keys.set(d, p);
     }
     return p;

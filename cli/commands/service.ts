@@ -105,7 +105,7 @@ function onShutdown(log: Logger, drain: () => Promise<void>): Promise<void> {
 export async function runServe(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags('serve', argv, SERVE_FLAGS);
   if (v.help) {
-    process.stdout.write('usage: buildlite serve --redis URL [--listen 127.0.0.1:7070] [--tokens FILE] [--token CLIENT=TOKEN]... [--embedded-worker [--concurrency N]] [--root DIR] [--contexts DIR] [--metrics HOST:PORT]\n');
+    process.stdout.write(`${(await import('./help.js')).usageOf('serve')}\n`);
     return 0;
   }
   if (positionals.length) throw new UsageError(`serve takes no arguments, got "${positionals[0]}"`, 'serve');
@@ -158,7 +158,7 @@ export async function runServe(argv: string[]): Promise<number> {
 export async function runWorker(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags('worker', argv, COMMON);
   if (v.help) {
-    process.stdout.write('usage: buildlite worker --redis URL [--concurrency N] [--root DIR] [--contexts DIR] [--id ID] [--metrics HOST:PORT]\n');
+    process.stdout.write(`${(await import('./help.js')).usageOf('worker')}\n`);
     return 0;
   }
   if (positionals.length) throw new UsageError(`worker takes no arguments, got "${positionals[0]}"`, 'worker');

@@ -135,10 +135,7 @@ describe('context symlinks and ADD <url> in whole builds', () => {
     expect(bad.error?.code).toBe('DIGEST_MISMATCH');
   });
 
-  // KNOWN GAP, flips to failing once fixed (then drop `.fails`): errors raised while the
-  // solver computes cache keys (context hashing for COPY, the ADD <url> fetch) carry no
-  // Dockerfile range, because SolveRun.computeKey does not attach the vertex's meta range.
-  it.fails('errors found while computing keys name the Dockerfile line', async () => {
+  it('errors found while computing keys name the Dockerfile line', async () => {
     const ctx = await env.context();
     await symlink('/', path.join(ctx, 'root'));
     const strict = await env.builder();

@@ -41,9 +41,7 @@ describe('network=host is a two-sided grant, checked before anything runs', () =
     expect(out.error?.range?.startLine).toBe(3);
   });
 
-  // KNOWN GAP, flips to failing once fixed (then drop `.fails`): the build-side check in
-  // Builder.run throws without the vertex's range, so the error names no line.
-  it.fails('names the line when the build did not ask', async () => {
+  it('names the line when the build did not ask', async () => {
     const { builder } = await env.builder({ allowHostNetwork: true });
     const out = await env.build(builder, `FROM ${env.base}\nRUN echo first-step-ran > /f\n${HOST_RUN}\n`);
     expect(out.error?.range?.startLine).toBe(3);
