@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult, CacheSpec } from '../core/build.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
+import { mountsUnder, unmountAt } from '../core/mounter.js';
 import { EventQueue } from '../core/event-queue.js';
 import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
 import {
@@ -37,6 +38,7 @@ import { RuncExecutor, type SandboxLimits } from './executor/index.js';
 import type { BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
+import { registerRootUse, type RootUse } from './root-users.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { chainId } from './layers/index.js';
 import { OverlaySnapshotter } from './snapshot/index.js';
@@ -102,7 +104,13 @@ export class Builder {
     readonly leases: LeaseManager,
     /** The store the solver and exporters read: local blobs plus those an imported cache can fetch. */
     private readonly lazy: LazyBlobStore,
+    private readonly use: RootUse,
   ) {}
+
+  /** Stop using the state root (a process that exits is noticed by the next one anyway). */
+  async close(): Promise<void> {
+    await this.use.release();
+  }
 
   static async open(opts: BuilderOptions): Promise<Builder> {
     const root = path.resolve(opts.root);
@@ -115,11 +123,12 @@ export class Builder {
       ...(opts.limits ? { defaults: opts.limits } : {}),
       allowHostNetwork: opts.allowHostNetwork ?? false,
     });
-    // A previous process may have died mid-step: reclaim its containers, mounts and active snapshots first.
-    await executor.sweep();
-    await snapshotter.sweep();
     const tmpDir = path.join(root, 'tmp');
     await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    // A previous process may have died mid-step: reclaim its containers, mounts
+    // and active snapshots first, unless another live process is using this root.
+    const use = await registerRootUse(root);
+    if (use.others === 0) await sweepLeftovers(executor, snapshotter, store, tmpDir);
     const registry = new RegistryClient({
       ...(opts.insecureRegistries ? { insecureRegistries: [...opts.insecureRegistries] } : {}),
       ...(opts.caFile ? { caFile: opts.caFile } : {}),
@@ -143,7 +152,7 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, executor, solver, registry, index, leases, lazy);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, executor, solver, registry, index, leases, lazy, use);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
@@ -477,6 +486,22 @@ function addedLayer(def: BuildDefinition, results: ReadonlyMap<Digest, VertexRes
     return r.ownLayer;
   }
   return r.layers.length > 0;
+}
+
+/**
+ * What a killed process leaves: runc containers, the views and rootfs mounts
+ * of its steps under tmp/ (unmounted before anything is removed, and mount
+ * points removed with rmdir only, so nothing can reach into a snapshot),
+ * active snapshots, and half-written ingests.
+ */
+async function sweepLeftovers(executor: RuncExecutor, snapshotter: OverlaySnapshotter, store: LocalContentStore, tmpDir: string): Promise<void> {
+  await executor.sweep();
+  for (const m of await mountsUnder(tmpDir)) await unmountAt(m);
+  for (const name of await readdir(tmpDir)) {
+    if (name.startsWith('m-')) await rmdir(path.join(tmpDir, name)).catch(() => undefined);
+  }
+  await snapshotter.sweep();
+  await store.sweepIngests();
 }
 
 async function readOptional(file: string): Promise<string | undefined> {
