@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult, CacheSpec } from '../core/build.js';
+import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult } from '../core/build.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
 import { mountsUnder, unmountAt } from '../core/mounter.js';
@@ -12,35 +12,25 @@ import {
   CacheKeyIndex,
   CacheMounts,
   diskUsage,
-  explainMiss,
-  exportCache,
-  formatExplanation,
-  importCache,
   LazyBlobStore,
   LeaseManager,
   LocalContentStore,
-  parseBytes,
-  parseDuration,
-  parsePruneFilters,
-  prune,
   readJson,
-  snapshotSource,
-  type CacheIndexRecord,
   type CacheParts,
   type DiskUsage,
   type Lease,
-  type LayerRef,
   type PruneResult,
 } from '../cache/index.js';
-import { parseReference, RegistryClient } from '../registry-client/index.js';
+import { RegistryClient } from '../registry-client/index.js';
 import { convertDockerfile } from './dockerfile/index.js';
 import { RuncExecutor, type SandboxLimits } from './executor/index.js';
 import type { BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
 import { registerRootUse, type RootUse } from './root-users.js';
+import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
+import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
-import { chainId } from './layers/index.js';
 import { OverlaySnapshotter } from './snapshot/index.js';
 import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 
@@ -69,16 +59,6 @@ export interface BuildOptions {
   readonly debugCache?: boolean;
 }
 
-/** `buildlite prune` as data: sizes and durations as people type them (`10GB`, `24h`). */
-export interface PruneSpec {
-  readonly all?: boolean;
-  readonly keepDuration?: string | number;
-  readonly keepStorage?: string | number;
-  /** `type=KIND`, `until=DURATION`, `id=PREFIX`, ANDed. */
-  readonly filters?: readonly string[];
-  readonly signal?: AbortSignal;
-}
-
 const LEASE_DEFAULTS = {
   /** A build's lease outlives a crashed process by at most this. */
   ttlMs: 10 * 60_000,
@@ -97,7 +77,6 @@ export class Builder {
     readonly store: LocalContentStore,
     readonly tags: TagStore,
     readonly snapshotter: OverlaySnapshotter,
-    private readonly executor: RuncExecutor,
     private readonly solver: Solver,
     private readonly registry: RegistryClient,
     readonly index: CacheKeyIndex,
@@ -152,7 +131,7 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, executor, solver, registry, index, leases, lazy, use);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
@@ -194,7 +173,7 @@ export class Builder {
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.
     await using lease = await this.takeLease();
-    await using imported = await this.importCaches(req.cacheFrom ?? [], emit, opts.signal);
+    await using imported = await importCaches(this.cacheIo, req.cacheFrom ?? [], emit, opts.signal);
 
     const results = await this.solver.solve(def.graph, def.root, {
       lease,
@@ -213,7 +192,7 @@ export class Builder {
     const image = await this.assemble(def, results, req.sourceDateEpoch);
     await lease.add([image.manifest.digest, image.config.digest]);
     const pushed = await this.export(req, image, emit, opts.signal, imported.mountFrom);
-    await this.exportCaches(req.cacheTo ?? [], def, results, image, emit, opts.signal);
+    await exportCaches(this.cacheIo, req.cacheTo ?? [], def, results, image, emit, opts.signal);
     let hits = 0;
     let misses = 0;
     for (const [d, r] of results) {
@@ -258,7 +237,7 @@ export class Builder {
     for (const out of req.outputs ?? []) {
       switch (out.type) {
         case 'registry':
-          await this.mountFromCaches(image, out.refs, mountFrom, signal);
+          await mountFromCaches(this.cacheIo, image, out.refs, mountFrom, signal);
           pushed.push(...(await exportToRegistry(this.registry, this.lazy, image, out.refs, { ...(signal ? { signal } : {}), onProgress })).pushed);
           await this.tags.set(out.refs, image.manifest);
           break;
@@ -298,81 +277,6 @@ export class Builder {
     };
   }
 
-  /**
-   * `--cache-from`: each source's records and fetchable blobs. A source that
-   * cannot be read (not pushed yet, unreachable) is a warning, as in BuildKit:
-   * the build just runs without it.
-   */
-  private async importCaches(specs: readonly CacheSpec[], emit: (e: BuildEventBody) => void, signal?: AbortSignal) {
-    const records = new Map<Digest, { readonly layers: readonly LayerRef[]; readonly createdAt?: number }>();
-    const mountFrom = new Map<string, string[]>();
-    const unregister: Array<() => void> = [];
-    for (const spec of specs) {
-      try {
-        const c = await importCache(spec.type === 'registry' ? { type: 'registry', ref: spec.ref } : { type: 'local', dir: spec.dir }, this.registry, signal);
-        for (const [k, l] of c.records) if (!records.has(k)) records.set(k, l);
-        unregister.push(this.lazy.register(c.blobs));
-        if (c.registry) mountFrom.set(c.registry.host, [...(mountFrom.get(c.registry.host) ?? []), c.registry.repository]);
-      } catch (err) {
-        signal?.throwIfAborted();
-        emit({ type: 'warning', message: `--cache-from ignored: ${err instanceof Error ? err.message : String(err)}` });
-      }
-    }
-    return {
-      records,
-      mountFrom,
-      async [Symbol.asyncDispose]() {
-        for (const u of unregister) u();
-      },
-    };
-  }
-
-  /**
-   * Layers this store knows only through an imported registry cache, pushed to
-   * the same registry, are mounted from the cache repository: nothing is
-   * downloaded. Anything else is fetched lazily by the push itself.
-   */
-  private async mountFromCaches(image: StoredImage, refs: readonly string[], mountFrom: ReadonlyMap<string, string[]>, signal?: AbortSignal): Promise<void> {
-    if (mountFrom.size === 0) return;
-    for (const r of refs) {
-      const ref = parseReference(r);
-      const repos = mountFrom.get(ref.registry);
-      if (!repos) continue;
-      for (const l of image.layers) {
-        if (await this.lazy.isLocal(l.digest as Digest)) continue;
-        await this.registry.pushBlob(ref, l, this.lazy, { mountFrom: repos, ...(signal ? { signal } : {}) });
-      }
-    }
-  }
-
-  /** `--cache-to`: min exports the records of the final image's chain, max every step's. */
-  private async exportCaches(
-    specs: readonly CacheSpec[],
-    def: BuildDefinition,
-    results: ReadonlyMap<Digest, VertexResult>,
-    image: StoredImage,
-    emit: (e: BuildEventBody) => void,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    for (const spec of specs) {
-      const finalLayers = new Set(image.layers.map((l) => l.digest));
-      const records = new Map<Digest, CacheIndexRecord>();
-      for (const [d, r] of results) {
-        const kind = def.graph.get(d).def.kind;
-        if (kind === 'local' || kind === 'http') continue;
-        if ((spec.mode ?? 'min') === 'min' && !r.layers.every((l) => finalLayers.has(l.digest))) continue;
-        const createdAt = (await this.index.get(r.key))?.createdAt;
-        records.set(r.key, { key: r.key, layers: r.layers, ...(createdAt !== undefined ? { createdAt } : {}) });
-      }
-      try {
-        await exportCache(spec.type === 'registry' ? { type: 'registry', ref: spec.ref } : { type: 'local', dir: spec.dir }, [...records.values()], this.lazy, this.registry, signal ? { signal } : {});
-      } catch (err) {
-        if (!spec.ignoreError || signal?.aborted) throw err;
-        emit({ type: 'warning', message: `--cache-to failed (ignore-error=true): ${err instanceof Error ? err.message : String(err)}` });
-      }
-    }
-  }
-
   /** Usage of this builder's state, by kind. */
   diskUsage(): Promise<DiskUsage> {
     return diskUsage(this.cacheParts());
@@ -380,80 +284,28 @@ export class Builder {
 
   /** Prune this builder's state; what running builds lease is never removed. */
   prune(spec: PruneSpec = {}): Promise<PruneResult> {
-    return Builder.pruneParts(this.cacheParts(), this.tags, spec);
+    return pruneParts(this.cacheParts(), this.tags, spec);
   }
 
   /** What GC looks at: the stores, the index, leases, snapshots (as a PrunableSource) and cache mounts. */
   cacheParts(): CacheParts {
-    return Builder.partsAt(this.opts.root, { store: this.store, index: this.index, leases: this.leases, snapshotter: this.snapshotter });
+    return partsAt(this.opts.root, { store: this.store, index: this.index, leases: this.leases, snapshotter: this.snapshotter });
   }
 
   /** `buildlite du` without opening a builder (no sweep: a build may be running in another process). */
   static diskUsageAt(root: string): Promise<DiskUsage> {
-    return diskUsage(Builder.partsAt(path.resolve(root)));
+    return diskUsage(partsAt(path.resolve(root)));
   }
 
   /** `buildlite prune` without opening a builder; leases of builds in other processes are honoured. */
   static pruneAt(root: string, spec: PruneSpec = {}): Promise<PruneResult> {
     const r = path.resolve(root);
-    return Builder.pruneParts(Builder.partsAt(r), new TagStore(r), spec);
+    return pruneParts(partsAt(r), new TagStore(r), spec);
   }
 
-  /**
-   * `buildlite debug why-miss`: why each step of the last `--debug-cache` build
-   * ran (`key` omitted), or why one key missed. Lines for people.
-   */
-  static async explainMissAt(root: string, key?: string): Promise<string[]> {
-    const index = new CacheKeyIndex(path.join(path.resolve(root), 'cache'));
-    const keys = key !== undefined ? [{ key: parseDigest(key), name: key }] : await index.getLastBuild();
-    if (keys.length === 0) return ['the last build kept no pre-images, or ran no step: rebuild with --debug-cache'];
-    const lines: string[] = [];
-    for (const k of keys) {
-      const e = await explainMiss(index, k.key);
-      lines.push(...(e ? formatExplanation(e) : [`${k.name}: no pre-image stored for ${k.key} (build with --debug-cache)`]), '');
-    }
-    return lines;
-  }
-
-  private static partsAt(
-    root: string,
-    have: { store?: LocalContentStore; index?: CacheKeyIndex; leases?: LeaseManager; snapshotter?: OverlaySnapshotter } = {},
-  ): CacheParts {
-    const index = have.index ?? new CacheKeyIndex(path.join(root, 'cache'));
-    const snapshotter = have.snapshotter ?? new OverlaySnapshotter(path.join(root, 'snapshots'));
-    return {
-      store: have.store ?? new LocalContentStore(path.join(root, 'content')),
-      index,
-      leases: have.leases ?? new LeaseManager(path.join(root, 'leases')),
-      snapshots: snapshotSource(snapshotter, index, (layers) => (layers.length ? chainId(layers.map((l) => l.diffId as Digest)) : null)),
-      cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
-    };
-  }
-
-  /** Tagged images are roots: their manifest, config and layers stay whatever the records say. */
-  private static async pruneParts(parts: CacheParts, tags: TagStore, spec: PruneSpec): Promise<PruneResult> {
-    const protect: string[] = [];
-    for (const m of await tags.roots()) {
-      protect.push(m);
-      try {
-        const doc = await readJson<{ config: Descriptor; layers: Descriptor[] }>(parts.store, m, 4 << 20);
-        protect.push(doc.config.digest, ...doc.layers.map((l) => l.digest));
-      } catch {
-        // A tag whose manifest is gone protects nothing more.
-      }
-    }
-    const size = (v: string | number | undefined) => (typeof v === 'string' ? parseBytes(v) : v);
-    const dur = (v: string | number | undefined) => (typeof v === 'string' ? parseDuration(v) : v);
-    const keepStorageBytes = size(spec.keepStorage);
-    const keepDurationMs = dur(spec.keepDuration);
-    return prune(parts, {
-      ...(spec.all ? { all: true } : {}),
-      ...(keepStorageBytes !== undefined ? { keepStorageBytes } : {}),
-      ...(keepDurationMs !== undefined ? { keepDurationMs } : {}),
-      ...(spec.filters?.length ? { filter: parsePruneFilters(spec.filters) } : {}),
-      protect,
-      ...(spec.signal ? { signal: spec.signal } : {}),
-    });
+  /** `buildlite debug why-miss`: lines for people (see maintenance.ts). */
+  static explainMissAt(root: string, key?: string): Promise<string[]> {
+    return explainMissAt(root, key);
   }
 
   /** Push an image built earlier (`-t` without `--push`) to its ref or another one. */
@@ -468,6 +320,10 @@ export class Builder {
   private async loadImage(desc: Descriptor): Promise<StoredImage> {
     const m = await readJson<{ config: Descriptor; layers: Descriptor[] }>(this.store, parseDigest(desc.digest), 4 << 20);
     return { manifest: desc, config: m.config, layers: m.layers };
+  }
+
+  private get cacheIo(): CacheIoDeps {
+    return { registry: this.registry, lazy: this.lazy, index: this.index };
   }
 
   get registryClient(): RegistryClient {
