@@ -2,6 +2,7 @@ import PQueue from 'p-queue';
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import type { VertexState } from '../../core/build.js';
 import type { Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
@@ -165,13 +166,7 @@ class SolveRun {
   private async resolveVertex(v: Vertex): Promise<VertexResult> {
     const info = await this.keyOf(v.digest);
     const meta = this.graph.meta.get(v.digest);
-    const event = (state: 'started' | 'cached' | 'completed' | 'errored', error?: string) =>
-      this.opts.emit({
-        type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state, at: Date.now(),
-        ...(meta?.range ? { range: meta.range } : {}),
-        ...(meta?.stage ? { stage: meta.stage } : {}),
-        ...(error ? { error } : {}),
-      });
+    const event = (state: VertexState, error?: string) => this.vertexEvent(v, state, error);
 
     if (v.def.kind === 'local') {
       const r: VertexResult = { key: info.key, layers: [], cached: true, ownLayer: false };
@@ -296,7 +291,6 @@ class SolveRun {
     for (const v of this.graph.topoOrder()) {
       if (v.def.kind === 'local' || v.def.kind === 'http') continue;
       const info = await this.keyOf(v.digest);
-      const meta = this.graph.meta.get(v.digest);
       if (!good.has(v.digest)) {
         this.hits.set(v.digest, undefined);
         continue;
@@ -313,12 +307,19 @@ class SolveRun {
       }
       this.hits.set(v.digest, hit);
       this.results.set(v.digest, hit);
-      this.opts.emit({
-        type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state: 'cached', at: Date.now(),
-        ...(meta?.range ? { range: meta.range } : {}),
-        ...(meta?.stage ? { stage: meta.stage } : {}),
-      });
+      this.vertexEvent(v, 'cached');
     }
+  }
+
+  /** A vertex event, named and located from the graph's side map. */
+  private vertexEvent(v: Vertex, state: VertexState, error?: string): void {
+    const meta = this.graph.meta.get(v.digest);
+    this.opts.emit({
+      type: 'vertex', vertex: v.digest, name: meta?.name ?? v.def.kind, state, at: Date.now(),
+      ...(meta?.range ? { range: meta.range } : {}),
+      ...(meta?.stage ? { stage: meta.stage } : {}),
+      ...(error ? { error } : {}),
+    });
   }
 }
 
