@@ -1,12 +1,8 @@
-import { createReadStream } from 'node:fs';
-import { pipeline } from 'node:stream';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../core/digest.js';
-import { CodedError } from '../core/errors.js';
-import { verifyDigest } from '../core/streams.js';
 import { extractTar } from '../builder/index.js';
-import { contextFile } from './jobs.js';
+import type { ServiceStore } from './context-store.js';
 
 /** Prefix of per-build context dirs under `<root>/tmp`, so the startup sweep can find what a crash left. */
 export const CONTEXT_DIR_PREFIX = 'ctx-';
@@ -17,26 +13,16 @@ export interface UnpackedContext {
 }
 
 /**
- * Unpacks a stored context into a private temp dir: the tar is checked
- * against its digest while it streams (the shared dir is trusted to exist,
- * not to be intact) and extracted with the layer extractor's path safety.
+ * Unpacks a stored context into a private temp dir: the store hands out a
+ * stream that fails at its end unless the bytes match the digest, and the
+ * tar is extracted with the layer extractor's path safety.
  */
-export async function unpackContext(contextsDir: string, digest: Digest, tmpRoot: string, signal?: AbortSignal): Promise<UnpackedContext> {
-  const file = contextFile(contextsDir, digest);
+export async function unpackContext(store: ServiceStore, digest: Digest, tmpRoot: string, signal?: AbortSignal): Promise<UnpackedContext> {
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(path.join(tmpRoot, CONTEXT_DIR_PREFIX));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    const src = createReadStream(file);
-    const opened = new Promise<void>((resolve, reject) => {
-      src.once('open', () => resolve());
-      src.once('error', reject);
-    });
-    await opened.catch((err: NodeJS.ErrnoException) => {
-      throw new CodedError('NOT_FOUND', `context ${digest} is not stored on this worker's contexts dir (${err.code ?? err.message}): is --contexts shared with the API?`, { retryable: false });
-    });
-    // pipeline, not pipe: a read error or a digest mismatch must fail the extraction.
-    const verified = pipeline(src, verifyDigest({ digest }, 'build context'), () => undefined);
+    const verified = await store.open('context', digest, signal);
     await extractTar(verified, dir, { whiteouts: false, ...(signal ? { signal } : {}) });
     return { dir, remove };
   } catch (err) {

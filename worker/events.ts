@@ -10,7 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
-import { EVENT_FIELD, finishBuild, seqOfStreamId, streamId, type FinishArgs, type Keys } from './jobs.js';
+import { EVENT_FIELD, finishBuild, logsCommand, seqOfStreamId, streamId, type FinishArgs, type Keys } from './jobs.js';
 
 export interface EventWriterOptions {
   /** Approximate cap on stream entries (XADD MAXLEN ~): bounds Redis memory for a runaway build. */
@@ -66,7 +66,7 @@ export class EventWriter {
       this.logBytes += body.data.length;
       if (this.logBytes > this.opts.maxLogBytes) {
         this.logCapped = true;
-        body = { type: 'warning', message: `log output of this build passed ${this.opts.maxLogBytes} bytes: further log lines are not streamed (the worker keeps each step's full log)` };
+        body = { type: 'warning', message: `log output of this build passed ${this.opts.maxLogBytes} bytes: further log lines are not streamed; each step's full log is kept: ${logsCommand(this.buildId)}` };
       }
     }
     const seq = 'seq' in ev && typeof ev.seq === 'number' ? Math.max(this.base + ev.seq, this.last + 1) : this.last + 1;

@@ -8,6 +8,9 @@ import type { BuildRequest } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 
+// The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
+export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload } from './context-store.js';
+
 /** BullMQ job name of a build. */
 export const BUILD_JOB = 'build';
 
@@ -94,6 +97,10 @@ export class Keys {
   }
   get allBuilds(): string {
     return `${this.prefix}:builds`;
+  }
+  /** Full step logs of a build: hash vertex → JSON StepLogRef (see worker/step-logs.ts). */
+  logs(id: string): string {
+    return `${this.prefix}:logs:${id}`;
   }
   /** Last worker that built a project (cache locality). */
   project(name: string): string {
@@ -239,9 +246,18 @@ export async function finishBuild(redis: EvalClient, keys: Keys, a: FinishArgs):
   return Number(r);
 }
 
-/** Where a stored context tar lives under the shared contexts directory (content-addressed). */
-export function contextFile(contextsDir: string, digest: Digest): string {
-  return `${contextsDir}/sha256/${digest.slice('sha256:'.length)}.tar`;
+/** Where the full log of one step is stored: a blob of the service store. */
+export interface StepLogRef {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+/** The placeholder the worker writes into log hints; the CLI puts in the address it used. */
+export const SERVER_PLACEHOLDER = 'ADDR';
+
+/** The command that fetches a step's full log, as log markers and warnings print it. */
+export function logsCommand(buildId: string, vertex?: string): string {
+  return `buildlite logs ${buildId} ${vertex ? vertex.replace(/^sha256:/, '').slice(0, 12) : 'VERTEX'} --server ${SERVER_PLACEHOLDER}`;
 }
 
 /**
