@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-import { Agent, buildConnector, request as undiciRequest, type Dispatcher } from 'undici';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { CodedError } from '../core/errors.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
@@ -50,6 +52,9 @@ export interface TransportOptions {
   readonly maxRetryDelayMs: number;
 }
 
+/** How a request reaches its host: TLS verified against our CAs (plain HTTP goes here too), or TLS unverified. */
+type Dispatcher = 'verified' | 'insecure';
+
 interface HostInfo {
   readonly base: URL;
   readonly dispatcher: Dispatcher;
@@ -65,7 +70,7 @@ const SYSTEM_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/c
 
 const RETRYABLE_NET = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'ERR_STREAM_PREMATURE_CLOSE', 'HPE_INVALID_CHUNK_SIZE',
 ]);
 const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
 
@@ -105,9 +110,8 @@ export { header as getHeader };
 
 /** Consume and drop a body so the connection returns to the pool. */
 export async function discard(body: Readable): Promise<void> {
-  const b = body as Readable & { dump?: () => Promise<void> };
-  if (b.dump) await b.dump().catch(() => undefined);
-  else body.resume();
+  body.on('error', () => undefined);
+  body.resume();
 }
 
 function cancelled(signal: AbortSignal, cause?: unknown): CodedError {
@@ -123,18 +127,17 @@ function cancelled(signal: AbortSignal, cause?: unknown): CodedError {
 export class Transport {
   readonly auth: Authenticator;
   private readonly hosts = new Map<string, Promise<HostInfo>>();
-  private readonly verified: Agent;
-  private insecureAgent?: Agent;
+  private readonly agents: Agents;
 
   constructor(private readonly opts: TransportOptions) {
     // Read now: a missing CA file is a configuration error to report at once.
     const caFileText = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
-    this.verified = new Agent({ connect: lazyTlsConnector(caFileText), headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
+    this.agents = new Agents(caFileText);
     this.auth = new Authenticator(opts.credentials, this.tokenSender, new Set(), opts.userAgent);
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verified.close(), this.insecureAgent?.close()]);
+    this.agents.close();
   }
 
   /** Registries that may speak plain HTTP or unverified TLS. */
@@ -154,20 +157,25 @@ export class Transport {
     return p;
   }
 
-  private getInsecureAgent(): Agent {
-    this.insecureAgent ??= new Agent({
-      connect: { rejectUnauthorized: false },
-      headersTimeout: HEADERS_TIMEOUT_MS,
-      bodyTimeout: BODY_TIMEOUT_MS,
-    });
-    return this.insecureAgent;
-  }
-
   // Docker's order for insecure registries: verified HTTPS, then (on a certificate
   // error) unverified HTTPS, then (when the peer does not speak TLS) plain HTTP.
+  // For those, a cheap unverified handshake first tells whether the peer speaks
+  // TLS at all, so a plain-HTTP loopback registry never costs the CA bundle parse.
   private async probe(registry: string, host: string, signal?: AbortSignal): Promise<HostInfo> {
     const insecure = this.isInsecure(registry);
-    const candidates: HostInfo[] = [{ base: new URL(`https://${host}`), dispatcher: this.verified }];
+    if (insecure && !(await this.agents.speaksTls(host, signal))) {
+      const plain: HostInfo = { base: new URL(`http://${host}`), dispatcher: 'verified' };
+      try {
+        const res = await this.withRetries({ method: 'GET', url: new URL('/v2/', plain.base), action: 'ping registry', signal }, plain.dispatcher, () => undefined);
+        if (res.status === 401) this.auth.setChallenge(host, header(res.headers, 'www-authenticate'));
+        await discard(res.body);
+        return plain;
+      } catch (err) {
+        if (signal?.aborted) throw cancelled(signal, err);
+        // Fall through to the full order, which reports the error as it always did.
+      }
+    }
+    const candidates: HostInfo[] = [{ base: new URL(`https://${host}`), dispatcher: 'verified' }];
     let lastErr: unknown;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
@@ -182,8 +190,8 @@ export class Transport {
         if (!insecure || err instanceof RegistryError) break;
         if (c.base.protocol === 'https:') {
           const code = errCode(err) ?? '';
-          if (c.dispatcher === this.verified && CERT_ERRORS.test(code)) candidates.push({ base: c.base, dispatcher: this.getInsecureAgent() });
-          else candidates.push({ base: new URL(`http://${host}`), dispatcher: this.verified });
+          if (c.dispatcher === 'verified' && CERT_ERRORS.test(code)) candidates.push({ base: c.base, dispatcher: 'insecure' });
+          else candidates.push({ base: new URL(`http://${host}`), dispatcher: 'verified' });
         }
       }
     }
@@ -284,13 +292,7 @@ export class Transport {
       const authorization = authFor(url);
       if (authorization) headers.authorization = authorization;
       const body = method === 'GET' || method === 'HEAD' ? undefined : typeof r.body === 'function' ? await r.body() : r.body;
-      const res = await undiciRequest(url, {
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? null,
-        dispatcher,
-        ...(r.signal ? { signal: r.signal } : {}),
-      });
+      const res = await this.agents.send(url, { method, headers, body, dispatcher, signal: r.signal });
       const location = header(res.headers, 'location');
       const redirect = [301, 302, 303, 307, 308].includes(res.statusCode) && location && (method === 'GET' || method === 'HEAD');
       if (!redirect) return { status: res.statusCode, headers: res.headers, url, body: res.body };
@@ -306,7 +308,7 @@ export class Transport {
   private readonly tokenSender: TokenSender = async (req) => {
     const res = await this.withRetries(
       { method: req.method, url: req.url, headers: req.headers, body: req.body, action: 'token request', signal: req.signal },
-      this.verified,
+      'verified',
       () => undefined,
     );
     const text = (await readAllBounded(res.body, Authenticator.maxTokenBody, 'token response')).toString('utf8');
@@ -320,32 +322,83 @@ export class Transport {
 }
 
 /**
- * A connector that verifies TLS peers against Node's roots, the system bundle
- * and the optional CA file, through ONE secure context made on the first TLS
- * connection. Handing undici a `ca` list instead makes Node parse every PEM
- * again for each connection (~60 ms each), and a plain-HTTP registry would
- * pay for it too.
+ * node:http(s) agents with keep-alive. Verified TLS checks peers against
+ * Node's roots, the system bundle and the optional CA file through ONE secure
+ * context made on the first TLS connection: handing Node a `ca` list instead
+ * parses every PEM again per connection (~60 ms each), and a plain-HTTP
+ * registry never pays for it. (node:http rather than undici: undici alone
+ * took 90-270 ms to load, on every CLI command.)
  */
-function lazyTlsConnector(caFileText: string | undefined): buildConnector.connector {
-  let plain: buildConnector.connector | undefined;
-  let tls: buildConnector.connector | undefined;
-  return (options, callback) => {
-    if (options.protocol !== 'https:') {
-      plain ??= buildConnector({});
-      return plain(options, callback);
-    }
-    if (!tls) {
-      let secureContext: SecureContext;
-      try {
-        secureContext = createSecureContext({ ca: trustedCas(caFileText) });
-      } catch (err) {
-        callback(err as Error, null);
-        return;
+class Agents {
+  private readonly plain = new http.Agent({ keepAlive: true });
+  private verified?: https.Agent;
+  private insecure?: https.Agent;
+
+  constructor(private readonly caFileText: string | undefined) {}
+
+  private agentFor(url: URL, dispatcher: Dispatcher): http.Agent {
+    if (url.protocol === 'http:') return this.plain;
+    if (dispatcher === 'insecure') return (this.insecure ??= new https.Agent({ keepAlive: true, rejectUnauthorized: false }));
+    return (this.verified ??= new https.Agent({ keepAlive: true, secureContext: createSecureContext({ ca: trustedCas(this.caFileText) }) }));
+  }
+
+  /** One HTTP exchange: resolves at the response headers; the body streams after. */
+  send(
+    url: URL,
+    r: { method: string; headers: Record<string, string>; body: Buffer | string | Readable | undefined; dispatcher: Dispatcher; signal: AbortSignal | undefined },
+  ): Promise<{ statusCode: number; headers: Headers; body: Readable }> {
+    return new Promise((resolve, reject) => {
+      const mod = url.protocol === 'https:' ? https : http;
+      const req = mod.request(url, {
+        method: r.method,
+        headers: r.headers,
+        agent: this.agentFor(url, r.dispatcher),
+        ...(r.signal ? { signal: r.signal } : {}),
+      });
+      // Until the headers arrive, a silent peer is a timeout; after, each body chunk must come within BODY_TIMEOUT_MS.
+      req.setTimeout(HEADERS_TIMEOUT_MS, () => req.destroy(Object.assign(new Error('registry did not answer in time'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.on('response', (res) => {
+        req.setTimeout(BODY_TIMEOUT_MS, () => res.destroy(Object.assign(new Error('registry stopped sending the body'), { code: 'ETIMEDOUT' })));
+        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
+      const body = r.body;
+      if (body === undefined) req.end();
+      else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
+      else {
+        body.on('error', (err) => req.destroy(err));
+        body.pipe(req);
       }
-      tls = buildConnector({ secureContext } as buildConnector.BuildOptions);
-    }
-    return tls(options, callback);
-  };
+    });
+  }
+
+  /**
+   * Whether `host` completes a TLS handshake, without verifying it (no CA
+   * bundle needed). Only a TLS-level failure on a reachable port says "no":
+   * unreachable hosts say "yes" so the caller's full probe reports them.
+   */
+  speaksTls(host: string, signal?: AbortSignal): Promise<boolean> {
+    const { hostname, port } = new URL(`https://${host}`);
+    return new Promise((resolve) => {
+      const sock = tlsConnect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || 443), rejectUnauthorized: false, ...(isIP(hostname) ? {} : { servername: hostname }) });
+      const done = (v: boolean) => {
+        sock.destroy();
+        signal?.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const onAbort = () => done(true);
+      signal?.addEventListener('abort', onAbort);
+      sock.setTimeout(HEADERS_TIMEOUT_MS, () => done(true));
+      sock.once('secureConnect', () => done(true));
+      sock.once('error', (err: NodeJS.ErrnoException) => done(!(err.code === 'ECONNRESET' || /SSL|TLS|wrong version|packet length/i.test(`${err.code} ${err.message}`))));
+    });
+  }
+
+  close(): void {
+    this.plain.destroy();
+    this.verified?.destroy();
+    this.insecure?.destroy();
+  }
 }
 
 /** Node's roots plus what the system bundle adds (each PEM once), plus the CA file as given. */
