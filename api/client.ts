@@ -109,6 +109,21 @@ export class BuildliteClient {
     }
   }
 
+  /** The full log of one step of an ended build (vertex digest or a unique hex prefix), as chunks. */
+  async *getLog(buildId: string, vertex: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    const call = this.client['GetLog']!({ build_id: buildId, vertex }, this.md) as grpc.ClientReadableStream<{ data: Buffer }>;
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const m of call as AsyncIterable<{ data: Buffer }>) yield Buffer.from(m.data);
+    } catch (err) {
+      throw fromStatus(err as grpc.ServiceError);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
   async cancel(buildId: string): Promise<BuildInfo> {
     return infoFromPb(await this.unary('Cancel', { build_id: buildId }));
   }

@@ -22,6 +22,7 @@ import {
   type ControlRequest,
   type QueuedRequest,
   type SecretVault,
+  type StepLogRef,
   type WorkerRecord,
 } from '../worker/jobs.js';
 
@@ -231,6 +232,23 @@ export class Producer {
       signal.removeEventListener('abort', onAbort);
       conn.disconnect();
     }
+  }
+
+  /** The stored full logs of a build's steps: vertex → blob (written by the worker as the build ends). */
+  async stepLogs(buildId: string): Promise<Record<string, StepLogRef>> {
+    const h = await this.reader.hgetall(this.keys.logs(buildId)).catch((err: unknown) => {
+      throw unavailable(err);
+    });
+    const out: Record<string, StepLogRef> = {};
+    for (const [vertex, json] of Object.entries(h)) {
+      try {
+        const ref = JSON.parse(json) as StepLogRef;
+        if (/^sha256:[a-f0-9]{64}$/.test(ref.digest) && Number.isSafeInteger(ref.size)) out[vertex] = ref;
+      } catch {
+        // A corrupt entry is a missing log, not a failed call.
+      }
+    }
+    return out;
   }
 
   /** Jobs of the shared queue by state (metrics). */

@@ -2,9 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { isBuildState, type BuildRecord, type SecretVault } from '../worker/jobs.js';
+import { isBuildState, openServiceStore, type BuildRecord, type SecretVault, type ServiceStore } from '../worker/jobs.js';
 import { TokenAuth, type Principal, type TokenGrant } from './auth.js';
-import { ContextStore } from './contexts.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
@@ -16,7 +15,11 @@ export interface ApiServerOptions {
   /** HOST:PORT to listen on; port 0 picks a free one. */
   readonly listen: string;
   readonly tokens: readonly TokenGrant[];
-  readonly contextsDir: string;
+  /** The service store (see worker/context-store.ts): a directory shared with the workers, or `registry://HOST/REPO`. */
+  readonly contexts: string;
+  /** Private scratch dir (uploads bound for a registry store are spooled here). */
+  readonly tmpDir: string;
+  readonly insecureRegistries?: readonly string[];
   readonly limits?: Partial<RequestLimits>;
   readonly maxContextBytes?: number;
   readonly maxMessageBytes?: number;
@@ -44,7 +47,6 @@ export class ApiServer {
     'grpc.max_send_message_length': API_DEFAULTS.maxMessageBytes,
   });
   private readonly auth: TokenAuth;
-  private readonly contexts: ContextStore;
   private readonly log: Logger;
   private readonly limits: RequestLimits;
   private readonly watches = new Set<AbortController>();
@@ -53,9 +55,9 @@ export class ApiServer {
   private constructor(
     private readonly opts: ApiServerOptions,
     private readonly producer: Producer,
+    private readonly contexts: ServiceStore,
   ) {
     this.auth = new TokenAuth(opts.tokens);
-    this.contexts = new ContextStore(opts.contextsDir);
     this.log = opts.logger ?? pino({ name: 'buildlite-api' });
     this.limits = { ...REQUEST_LIMIT_DEFAULTS, ...(opts.limits ?? {}) };
     if (opts.maxMessageBytes) {
@@ -65,19 +67,22 @@ export class ApiServer {
 
   static async start(opts: ApiServerOptions): Promise<ApiServer> {
     const producer = await Producer.connect({ redisUrl: opts.redisUrl, ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.vault ? { vault: opts.vault } : {}) });
-    const api = new ApiServer(opts, producer);
+    let store: ServiceStore | undefined;
+    let api: ApiServer;
     try {
-      await api.contexts.init();
-      await api.contexts.sweepIngests();
+      store = await openServiceStore(opts.contexts, { tmpDir: opts.tmpDir, insecureRegistries: opts.insecureRegistries ?? [] });
+      await store.init();
+      const created = (api = new ApiServer(opts, producer, store));
       api.register();
       api.port = await new Promise<number>((resolve, reject) =>
-        api.server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+        created.server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
     } catch (err) {
+      await store?.close();
       await producer.close();
       throw err;
     }
-    api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size }, 'api listening');
+    api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location }, 'api listening');
     return api;
   }
 
@@ -101,9 +106,10 @@ export class ApiServer {
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
         const d = String(req.digest ?? '');
         if (!/^sha256:[a-f0-9]{64}$/.test(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
-        return { present: await this.contexts.has(d as Digest) };
+        return { present: (await this.contexts.stat('context', d as Digest)) !== undefined };
       }),
       Watch: (call: grpc.ServerWritableStream<{ build_id: string; from_seq: number }, unknown>) => void this.watch(call),
+      GetLog: (call: grpc.ServerWritableStream<{ build_id: string; vertex: string }, unknown>) => void this.getLog(call),
       Cancel: h<{ build_id: string }, unknown>('Cancel', async (req, who) => {
         const rec = await this.ownBuild(req.build_id, who);
         await this.producer.cancel(rec);
@@ -191,18 +197,19 @@ export class ApiServer {
     const v = validateSubmit(first.value.request, who, this.limits);
     let digest = v.contextDigest;
     if (digest) {
-      if (!(await this.contexts.has(digest))) throw new CodedError('NOT_FOUND', `context ${digest} is not stored: upload it (send chunks without context_digest)`);
+      if ((await this.contexts.stat('context', digest)) === undefined) throw new CodedError('NOT_FOUND', `context ${digest} is not stored: upload it (send chunks without context_digest)`);
       for (let r = await it.next(); !r.done; r = await it.next()) {
         if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_digest or context chunks, not both');
       }
     } else {
-      const upload = await this.contexts.ingest(this.opts.maxContextBytes ?? API_DEFAULTS.maxContextBytes);
+      const upload = await this.contexts.ingest('context', this.opts.maxContextBytes ?? API_DEFAULTS.maxContextBytes);
       try {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           if (r.value.part !== 'chunk' || !Buffer.isBuffer(r.value.chunk)) throw new CodedError('INVALID_ARGUMENT', 'after the request, Submit takes only context chunks');
           await upload.write(r.value.chunk);
         }
-        digest = await upload.commit();
+        if (upload.bytes === 0) throw new CodedError('INVALID_ARGUMENT', 'the build context is empty: send a tar (an empty tar is 1024 zero bytes)');
+        digest = (await upload.commit()).digest;
       } catch (err) {
         await upload.abort();
         throw err;
@@ -236,6 +243,42 @@ export class ApiServer {
     }
   }
 
+  /**
+   * Streams the full log of one step, from the service store. The step is
+   * named by its vertex digest or a unique prefix of its hex (as the clip
+   * marker prints it).
+   */
+  private async getLog(call: grpc.ServerWritableStream<{ build_id: string; vertex: string }, unknown>): Promise<void> {
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    try {
+      const who = this.auth.authenticate(call.metadata);
+      const rec = await this.ownBuild(call.request?.build_id, who);
+      const want = String(call.request?.vertex ?? '').replace(/^sha256:/, '');
+      if (!/^[a-f0-9]{4,64}$/.test(want)) throw new CodedError('INVALID_ARGUMENT', 'vertex: want a step digest (sha256:<hex>) or at least 4 hex characters of it');
+      const logs = await this.producer.stepLogs(rec.buildId);
+      const matches = Object.keys(logs).filter((v) => v.replace(/^sha256:/, '').startsWith(want));
+      if (matches.length === 0) {
+        const have = Object.keys(logs).map((v) => v.replace(/^sha256:/, '').slice(0, 12));
+        throw new CodedError('NOT_FOUND', `build ${rec.buildId} has no stored log for step ${want}${have.length ? ` (steps with logs: ${have.join(', ')})` : ' (no step of it has a stored log, or the build has not ended yet)'}`);
+      }
+      if (matches.length > 1) throw new CodedError('INVALID_ARGUMENT', `step ${want} is ambiguous in build ${rec.buildId}: give more of its digest`);
+      const ref = logs[matches[0]!]!;
+      const stream = await this.contexts.open('log', ref.digest, ac.signal);
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          if (ac.signal.aborted) break;
+          if (!call.write({ data: chunk })) await new Promise<void>((resolve) => { call.once('drain', resolve); ac.signal.addEventListener('abort', () => resolve(), { once: true }); });
+        }
+      } finally {
+        stream.destroy();
+      }
+      if (!ac.signal.aborted) call.end();
+    } catch (err) {
+      if (!ac.signal.aborted) call.emit('error', this.fail('GetLog', err));
+    }
+  }
+
   /** Stops taking calls, lets Watch streams and uploads end for up to `graceMs`, then closes. */
   async close(graceMs = 10_000): Promise<void> {
     this.draining = true;
@@ -251,6 +294,7 @@ export class ApiServer {
       });
     });
     await this.producer.close();
+    await this.contexts.close();
   }
 }
 

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<numb
   du: () => import('./commands/du.js'),
   prune: () => import('./commands/prune.js'),
   debug: () => import('./commands/debug.js'),
+  logs: () => import('./commands/logs.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

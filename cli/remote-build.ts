@@ -8,7 +8,7 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import type { BuildliteError, WireError } from '../core/errors.js';
 import { parseIgnoreFile, PathMatcher } from '../core/ignore.js';
-import { BuildliteClient, type SubmitRequest } from '../api/index.js';
+import { BuildliteClient, SERVER_PLACEHOLDER, type SubmitRequest } from '../api/index.js';
 import type { ParsedBuild } from './commands/build.js';
 import { createRenderer } from './progress.js';
 import { UsageError } from './usage.js';
@@ -60,7 +60,7 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
           // The server never repeats a seq; the guard keeps a buggy proxy from making us print twice.
           if (ev.seq <= last) continue;
           last = ev.seq;
-          renderer.event(ev);
+          renderer.event(withServer(ev, p.server));
           if (ev.type === 'result') result = ev.result;
           if (ev.type === 'error') error = ev.error;
         }
@@ -85,6 +85,14 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
   }
   if (p.progress === 'quiet') process.stdout.write(`${result.imageDigest}\n`);
   return 0;
+}
+
+/** Log hints from the worker name the server as a placeholder; this client knows the address it used. */
+function withServer(ev: BuildEvent, server: string): BuildEvent {
+  const hint = `--server ${SERVER_PLACEHOLDER}`;
+  if (ev.type === 'log' && ev.data.includes(hint)) return { ...ev, data: ev.data.replace(hint, `--server ${server}`) };
+  if (ev.type === 'warning' && ev.message.includes(hint)) return { ...ev, message: ev.message.replace(hint, `--server ${server}`) };
+  return ev;
 }
 
 /** A dropped connection or a restarting server, not an answer: resume the stream. */

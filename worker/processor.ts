@@ -5,9 +5,11 @@ import type { Logger } from 'pino';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import { CodedError, toWire, type WireError } from '../core/errors.js';
 import type { Builder } from '../builder/index.js';
+import type { ServiceStore } from './context-store.js';
 import { unpackContext } from './context.js';
 import { EventWriter, type EventWriterOptions } from './events.js';
 import { parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
+import { StepLogs } from './step-logs.js';
 import type { ServiceMetrics } from './metrics.js';
 
 /** Why this worker stopped a running build; each ends differently. */
@@ -19,7 +21,8 @@ export interface ProcessorDeps {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly root: string;
-  readonly contextsDir: string;
+  /** Where contexts are read from and full step logs are written to (shared with the API). */
+  readonly store: ServiceStore;
   readonly events: EventWriterOptions;
   readonly log: Logger;
   readonly metrics?: ServiceMetrics;
@@ -98,22 +101,27 @@ export async function processBuild(
     deps.metrics?.running.inc();
     const observe = deps.metrics?.observer();
     let terminal: BuildEvent | undefined;
-    const ctx = await unpackContext(deps.contextsDir, job.data.request.context.digest, path.join(deps.root, 'tmp'), controller.signal).catch((err: unknown) => {
+    const tmp = path.join(deps.root, 'tmp');
+    const ctx = await unpackContext(deps.store, job.data.request.context.digest, tmp, controller.signal).catch((err: unknown) => {
       terminal = { seq: 0, type: 'error', error: toWire(err) };
       return undefined;
     });
+    const logs = await StepLogs.create(tmp, buildId, path.join(deps.root, 'logs'));
     try {
       if (ctx) {
         const events = deps.builder.build({ ...job.data.request, context: { dir: ctx.dir } }, { secrets, signal: controller.signal });
         for await (const ev of events) {
           observe?.(ev);
           if (ev.type === 'result' || ev.type === 'error') terminal = ev;
-          else if (!handle.reason || handle.reason === 'cancel') await writer.append(ev);
+          else if (!handle.reason || handle.reason === 'cancel') await writer.append(ev.type === 'log' ? logs.take(ev) : ev);
         }
       }
+      // Before the result: a client that sees the end can fetch every step's log.
+      if (!handle.reason || handle.reason === 'cancel') await keepLogs(deps, buildId, logs, writer, blog);
     } finally {
       deps.metrics?.running.dec();
       await ctx?.remove();
+      await logs.remove();
     }
     return await conclude(deps, job, token, writer, handle, terminal, blog);
   } finally {
@@ -179,6 +187,23 @@ async function conclude(
   if (ok) done('failed');
   blog.info({ code: error.code }, 'build failed');
   throw new UnrecoverableError(error.message);
+}
+
+/** Stores the build's step logs and indexes them for GetLog; a failure costs the logs, never the build. */
+async function keepLogs(deps: ProcessorDeps, buildId: string, logs: StepLogs, writer: EventWriter, blog: Logger): Promise<void> {
+  if (logs.steps === 0) return;
+  try {
+    const { stored, failed } = await logs.store(deps.store);
+    if (stored.size > 0) {
+      const key = deps.keys.logs(buildId);
+      const fields = Object.fromEntries([...stored].map(([v, ref]) => [v, JSON.stringify(ref)]));
+      await deps.redis.multi().hset(key, fields).expire(key, deps.events.recordTtlS).exec();
+    }
+    if (failed.length > 0) await writer.append({ type: 'warning', message: `the full logs of ${failed.length} step(s) could not be stored in ${deps.store.location}` });
+  } catch (err) {
+    blog.warn({ err: err instanceof Error ? err.message : String(err) }, 'step logs not stored');
+    await writer.append({ type: 'warning', message: `the full step logs could not be stored in ${deps.store.location}` }).catch(() => undefined);
+  }
 }
 
 function isRetry(job: Job<BuildJobData>): boolean {

@@ -2,6 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { mountsUnder } from '../core/mounter.js';
 import { CONTEXT_DIR_PREFIX } from './context.js';
+import { LOG_SPOOL_PREFIX } from './step-logs.js';
 
 export interface SweepReport {
   readonly contextDirs: number;
@@ -10,7 +11,7 @@ export interface SweepReport {
 /**
  * What a crashed worker left beyond what `Builder.open` sweeps (runc
  * containers, step mounts under tmp/, active snapshots, ingests, expired
- * leases): the build contexts it unpacked. Runs before the worker takes any job.
+ * leases): the build contexts it unpacked and the step logs it was spooling. Runs before the worker takes any job.
  */
 export async function sweepWorkerState(root: string): Promise<SweepReport> {
   const tmp = path.join(root, 'tmp');
@@ -18,7 +19,7 @@ export async function sweepWorkerState(root: string): Promise<SweepReport> {
   if ((await mountsUnder(`${tmp}/`)).length > 0) return { contextDirs: 0 };
   let contextDirs = 0;
   for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    if (!name.startsWith(CONTEXT_DIR_PREFIX)) continue;
+    if (!name.startsWith(CONTEXT_DIR_PREFIX) && !name.startsWith(LOG_SPOOL_PREFIX)) continue;
     await rm(path.join(tmp, name), { recursive: true, force: true });
     contextDirs++;
   }

@@ -6,6 +6,8 @@ import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { CodedError } from '../core/errors.js';
 import { Builder, type BuilderOptions } from '../builder/index.js';
+import { startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
+import { openServiceStore, type ServiceStore } from './context-store.js';
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
 import { finishBuild, Keys, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault } from './jobs.js';
@@ -18,8 +20,14 @@ export interface BuildWorkerOptions {
   readonly redisUrl: string;
   /** State root of this worker's builder (store, cache, snapshots, sandboxes). */
   readonly root: string;
-  /** Where the API stores contexts; must be the same directory (or volume) the API writes. */
-  readonly contextsDir?: string;
+  /**
+   * The store the API writes contexts to and this worker writes full step
+   * logs to: the same directory (or volume) the API uses, or
+   * `registry://HOST/REPO`. Default `<root>/contexts` (API and worker on one machine).
+   */
+  readonly contexts?: string;
+  /** Continuous GC: a hard cap on this worker's cache (bytes, metadata included), enforced every `intervalMs` and after each build. */
+  readonly gc?: GcPolicy & { readonly intervalMs?: number };
   readonly id?: string;
   readonly concurrency?: number;
   readonly prefix?: string;
@@ -48,6 +56,8 @@ export const WORKER_DEFAULTS = {
   maxStalledCount: 2,
   heartbeatTtlMs: 15_000,
   projectTtlS: 7 * 24 * 3600,
+  // A minute between passes bounds the overshoot to one minute of builds; each build's end also runs a pass.
+  gcIntervalMs: 60_000,
 } as const;
 
 /**
@@ -75,19 +85,28 @@ export class BuildWorker {
     private readonly builder: Builder,
     private readonly presence: WorkerPresence,
     private readonly log: Logger,
+    private readonly store: ServiceStore,
   ) {}
+
+  private gc: GcLoop | undefined;
+  private readonly gcStop = new AbortController();
 
   static async start(options: BuildWorkerOptions): Promise<BuildWorker> {
     const opts = { ...WORKER_DEFAULTS, ...stripUndefined(options) } as BuildWorkerOptions & typeof WORKER_DEFAULTS;
     if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new CodedError('INVALID_OPTION', `concurrency must be a positive integer, got ${opts.concurrency}`);
+    if (opts.gc && !(Number.isSafeInteger(opts.gc.keepStorageBytes) && opts.gc.keepStorageBytes >= 0)) throw new CodedError('INVALID_OPTION', `gc.keepStorageBytes must be a size in bytes, got ${opts.gc.keepStorageBytes}`);
+    if (opts.gc?.intervalMs !== undefined && !(opts.gc.intervalMs >= 100)) throw new CodedError('INVALID_OPTION', `gc.intervalMs must be at least 100, got ${opts.gc.intervalMs}`);
     const id = opts.id ?? `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     if (!/^[A-Za-z0-9._-]{1,100}$/.test(id)) throw new CodedError('INVALID_OPTION', `worker id "${id}": use letters, digits, '.', '_' and '-'`);
     const log = (opts.logger ?? pino({ name: 'buildlite-worker' })).child({ worker: id });
     const root = path.resolve(opts.root);
     // The builder's open() sweeps runc containers, mounts and active snapshots a crash left; then ours.
+    const contexts = opts.contexts ?? path.join(root, 'contexts');
+    const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [] });
+    await store.init();
     const builder = await Builder.open({ ...(opts.builder ?? {}), root });
     const swept = await sweepWorkerState(root);
-    log.info(swept, 'startup sweep done');
+    log.info({ ...swept, store: store.location }, 'startup sweep done');
     const keys = new Keys(opts.prefix);
     // maxRetriesPerRequest null: commands wait through a Redis restart instead of failing builds.
     const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -95,7 +114,7 @@ export class BuildWorker {
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);
     const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, () => undefined);
-    const w = new BuildWorker(id, { ...opts, root, contextsDir: path.resolve(opts.contextsDir ?? path.join(root, 'contexts')) }, keys, redis, sub, builder, presence, log);
+    const w = new BuildWorker(id, { ...opts, root }, keys, redis, sub, builder, presence, log, store);
     await w.init();
     return w;
   }
@@ -107,7 +126,7 @@ export class BuildWorker {
       redis: this.redis,
       keys: this.keys,
       root: this.opts.root,
-      contextsDir: this.opts.contextsDir!,
+      store: this.store,
       events: { ...EVENT_WRITER_DEFAULTS, ...(this.opts.events ?? {}) },
       log: this.log,
       projectTtlS: this.opts.projectTtlS,
@@ -126,6 +145,8 @@ export class BuildWorker {
           return await processBuild(deps, job, token, signal, this.running);
         } finally {
           this.count(kind, -1);
+          // Each build's end is when the cache grew: enforce the cap now, not at the next tick.
+          void this.gc?.runNow().catch(() => undefined);
         }
       },
       {
@@ -174,9 +195,16 @@ export class BuildWorker {
     this.shared = this.makeWorker(SHARED_QUEUE, this.opts.concurrency, 'shared');
     this.bull.push(own, this.shared);
     await Promise.all(this.bull.map((w) => w.waitUntilReady()));
+    if (this.opts.gc) {
+      const { intervalMs, ...policy } = this.opts.gc;
+      this.gc = startGcLoop(this.builder.cacheParts(), policy, intervalMs ?? this.opts.gcIntervalMs, this.gcStop.signal, (r, err) => {
+        if (err) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'gc pass failed');
+        else if (r && r.removed.length > 0) this.log.info({ freedBytes: r.freedBytes, removed: r.removed.length, usage: r.usageAfter, underBudget: r.underBudget }, 'gc pass');
+      });
+    }
     this.adoptTimer = setInterval(() => void this.adoptDead().catch(() => undefined), this.opts.heartbeatTtlMs / 2);
     this.adoptTimer.unref();
-    this.log.info({ concurrency: this.opts.concurrency }, 'worker ready');
+    this.log.info({ concurrency: this.opts.concurrency, gc: this.opts.gc ?? null }, 'worker ready');
   }
 
   private adoptTimer: NodeJS.Timeout | undefined;
@@ -257,6 +285,9 @@ export class BuildWorker {
       for (const b of this.running.values()) b.stop('drain');
       while (this.running.size > 0) await sleep(50);
       await Promise.all([...this.bull, ...this.adopting.values()].map((w) => w.close().catch(() => undefined)));
+      this.gcStop.abort();
+      await this.gc?.stopped;
+      await this.store.close().catch(() => undefined);
       await this.presence.stop().catch(() => undefined);
       this.sub.disconnect();
       await this.redis.quit().catch(() => this.redis.disconnect());

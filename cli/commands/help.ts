@@ -59,8 +59,73 @@ Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,
   graph: `Usage: buildlite graph [-f FILE] [--target T] [--build-arg K=V] [--format json|dot|mermaid] CONTEXT`,
   login: `Usage: buildlite login [-u USER] [--password-stdin] REGISTRY`,
   logout: `Usage: buildlite logout REGISTRY`,
-  serve: `Usage: buildlite serve --redis URL [--listen ADDR] [--embedded-worker]`,
-  worker: `Usage: buildlite worker --redis URL [--concurrency N]`,
+  serve: `Usage: buildlite serve --redis URL --tokens FILE [OPTIONS]
+
+Runs the gRPC build API (Submit, Watch, GetLog, Cancel, Get, List, DiskUsage,
+Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
+
+      --listen HOST:PORT     Address to listen on (default 127.0.0.1:7070; port 0 picks one)
+      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?}]
+      --token CLIENT=TOKEN   A token on the command line (repeatable; prefer --tokens)
+      --embedded-worker      Also run a worker in this process (needed for builds with secrets:
+                             their values stay in this process's memory)
+
+Options of both serve and worker:
+      --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
+      --contexts DIR|registry://HOST/REPO
+                             Where contexts and full step logs are stored: a directory shared with
+                             every worker (default ROOT/contexts), or a registry repository when
+                             API and workers share no disk
+      --prefix P             Redis key prefix (default bl): several services can share one Redis
+      --insecure-registry H  Allow plain HTTP to registry H (repeatable; loopback always may)
+      --metrics HOST:PORT    Serve Prometheus metrics on http://HOST:PORT/metrics
+      --drain-seconds N      On SIGTERM, let running builds finish this long before handing
+                             them back to the queue (default 30)
+      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)
+
+With --embedded-worker, the worker options apply to it:
+      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
+      --concurrency N        Builds at once (default 2)
+      --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
+      --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
+      --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
+      --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
+      --lock-ms N            Job lock duration (default 15000): a dead worker's build moves after it
+      --stalled-ms N         Stalled-job check interval (default 10000)
+      --heartbeat-ms N       Worker heartbeat TTL (default 15000)
+
+SIGTERM drains: no new calls, open streams end, then the process exits.`,
+  worker: `Usage: buildlite worker --redis URL [OPTIONS]
+
+Runs a build worker: takes builds from the shared queue and its own queue
+(cache locality), streams their events to Redis, stores full step logs.
+Prints "worker ID ready".
+
+      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
+      --concurrency N        Builds at once (default 2)
+      --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
+      --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
+      --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
+      --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
+      --lock-ms N            Job lock duration (default 15000): a dead worker's build moves after it
+      --stalled-ms N         Stalled-job check interval (default 10000)
+      --heartbeat-ms N       Worker heartbeat TTL (default 15000)
+
+Options of both serve and worker:
+      --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
+      --contexts DIR|registry://HOST/REPO
+                             Where contexts and full step logs are stored: a directory shared with
+                             every worker (default ROOT/contexts), or a registry repository when
+                             API and workers share no disk
+      --prefix P             Redis key prefix (default bl): several services can share one Redis
+      --insecure-registry H  Allow plain HTTP to registry H (repeatable; loopback always may)
+      --metrics HOST:PORT    Serve Prometheus metrics on http://HOST:PORT/metrics
+      --drain-seconds N      On SIGTERM, let running builds finish this long before handing
+                             them back to the queue (default 30)
+      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)
+
+SIGTERM drains: running builds finish for up to --drain-seconds, the rest go
+back to the queue. A restarted worker first sweeps what a crash left.`,
   version: `Usage: buildlite version`,
   du: `Usage: buildlite du [--root DIR] [--verbose] [--format table|json]
 

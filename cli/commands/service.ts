@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ApiServer, loadTokensFile, type TokenGrant } from '../../api/index.js';
-import { BuildWorker, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions } from '../../worker/index.js';
+import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions } from '../../worker/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
-const COMMON = {
+export const COMMON = {
   redis: { type: 'string' },
   root: { type: 'string' },
   contexts: { type: 'string' },
@@ -21,11 +21,14 @@ const COMMON = {
   'lock-ms': { type: 'string' },
   'stalled-ms': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
+  'gc-keep-storage': { type: 'string' },
+  'gc-keep-duration': { type: 'string' },
+  'gc-interval': { type: 'string' },
   id: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const SERVE_FLAGS = {
+export const SERVE_FLAGS = {
   ...COMMON,
   listen: { type: 'string' },
   tokens: { type: 'string' },
@@ -55,6 +58,21 @@ function redisUrl(cmd: string, v: string | undefined): string {
   return url;
 }
 
+/** `--contexts`: a registry store as given, a directory made absolute (default `<root>/contexts`). */
+function contextsSpec(v: string | undefined, root: string): string {
+  if (v !== undefined && isRegistryStoreSpec(v)) return v;
+  return path.resolve(v ?? path.join(root, 'contexts'));
+}
+
+function parsed<T>(cmd: string, name: string, v: string | undefined, parse: (s: string) => T): T | undefined {
+  if (v === undefined) return undefined;
+  try {
+    return parse(v);
+  } catch (err) {
+    throw new UsageError(`--${name} "${v}": ${err instanceof Error ? err.message : String(err)}`, cmd);
+  }
+}
+
 type CommonValues = { [K in keyof typeof COMMON]?: (typeof COMMON)[K] extends { multiple: true } ? string[] : (typeof COMMON)[K]['type'] extends 'boolean' ? boolean : string };
 
 function workerOptions(cmd: string, v: CommonValues, url: string, root: string, log: Logger, metrics: ServiceMetrics): BuildWorkerOptions {
@@ -62,10 +80,16 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   const lock = intFlag(cmd, 'lock-ms', v['lock-ms'], 1000);
   const stalled = intFlag(cmd, 'stalled-ms', v['stalled-ms'], 500);
   const hb = intFlag(cmd, 'heartbeat-ms', v['heartbeat-ms'], 1000);
+  const keepStorage = parsed(cmd, 'gc-keep-storage', v['gc-keep-storage'], parseBytes);
+  const keepDuration = parsed(cmd, 'gc-keep-duration', v['gc-keep-duration'], parseDuration);
+  const gcInterval = parsed(cmd, 'gc-interval', v['gc-interval'], parseDuration);
+  if ((keepDuration !== undefined || gcInterval !== undefined) && keepStorage === undefined) throw new UsageError('--gc-keep-duration and --gc-interval need --gc-keep-storage SIZE (the hard cap)', cmd);
+  if (gcInterval !== undefined && gcInterval < 100) throw new UsageError(`--gc-interval "${v['gc-interval']}": at least 100ms`, cmd);
   return {
     redisUrl: url,
     root,
-    contextsDir: path.resolve(v.contexts ?? path.join(root, 'contexts')),
+    contexts: contextsSpec(v.contexts, root),
+    ...(keepStorage !== undefined ? { gc: { keepStorageBytes: Math.floor(keepStorage), ...(keepDuration !== undefined ? { keepDurationMs: keepDuration } : {}), ...(gcInterval !== undefined ? { intervalMs: gcInterval } : {}) } } : {}),
     logger: log,
     metrics,
     ...(v.id ? { id: v.id } : {}),
@@ -138,7 +162,9 @@ export async function runServe(argv: string[]): Promise<number> {
     redisUrl: url,
     listen: v.listen ?? '127.0.0.1:7070',
     tokens: grants,
-    contextsDir: path.resolve(v.contexts ?? path.join(root, 'contexts')),
+    contexts: contextsSpec(v.contexts, root),
+    tmpDir: path.join(root, 'tmp'),
+    insecureRegistries: v['insecure-registry'] ?? [],
     logger: log,
     ...(v.prefix ? { prefix: v.prefix } : {}),
     ...(vault ? { vault } : {}),

@@ -1,8 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { COMMON, SERVE_FLAGS } from '../../cli/commands/service.js';
 
 interface Service {
+  secrets?: string[];
+  ports?: string[];
   image?: string;
   build?: unknown;
   command?: string[] | string;
@@ -45,13 +48,49 @@ describe('compose.yaml', () => {
     expect((await compose()).services['redis']?.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
   });
 
-  it('runs the API with the documented command', async () => {
-    const api = (await compose()).services['api'];
+  it('runs the API with the documented command, with tokens (it refuses to start without)', async () => {
+    const { services, secrets } = (await compose()) as { services: Record<string, Service>; secrets?: Record<string, { file?: string }> };
+    const api = services['api'];
     const args = argv(api);
     expect(args.slice(0, 2)).toEqual(['buildlite', 'serve']);
     expect(flag(args, '--redis')).toBe('redis://redis:6379');
     expect(flag(args, '--listen')).toBe('0.0.0.0:7070');
     expect(api?.build).toBeDefined();
+    expect(flag(args, '--tokens')).toBe('/run/secrets/tokens');
+    expect(api?.secrets).toContain('tokens');
+    expect(secrets?.['tokens']?.file).toMatch(/^\$\{BUILDLITE_TOKENS_FILE:\?/);
+  });
+
+  it('uses only flags the commands really have, each with its value', async () => {
+    const { services } = await compose();
+    const known = { serve: SERVE_FLAGS as Record<string, { type: string }>, worker: COMMON as Record<string, { type: string }> };
+    for (const name of ['api', 'worker'] as const) {
+      const args = argv(services[name]);
+      const table = known[args[1] as 'serve' | 'worker'];
+      expect(table, name).toBeDefined();
+      for (let i = 2; i < args.length; i++) {
+        const a = args[i]!;
+        expect(a.startsWith('--'), `${name}: "${a}" is not a flag`).toBe(true);
+        const def = table[a.slice(2)];
+        expect(def, `${name}: unknown flag ${a}`).toBeDefined();
+        if (def!.type === 'string') i++;
+      }
+    }
+  });
+
+  it('API and workers share the store of contexts and step logs; workers may push to the bundled registry', async () => {
+    const { services, volumes } = await compose();
+    const api = services['api']!;
+    const worker = services['worker']!;
+    const store = flag(argv(api), '--contexts');
+    expect(store).toBeDefined();
+    expect(flag(argv(worker), '--contexts')).toBe(store);
+    const mount = (s: Service) => s.volumes?.find((v) => v.endsWith(`:${store}`));
+    expect(mount(api)).toBeDefined();
+    expect(mount(worker)).toBe(mount(api));
+    expect(Object.keys(volumes ?? {})).toContain(mount(api)!.split(':')[0]);
+    expect(flag(argv(worker), '--insecure-registry')).toBe('registry:5000');
+    expect(flag(argv(worker), '--gc-keep-storage')).toMatch(/^\d+[KMGT]?B$/i);
   });
 
   it('runs scalable, privileged workers with their own state volume', async () => {
