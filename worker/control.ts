@@ -9,12 +9,11 @@ const REPLY_TTL_S = 60;
 /**
  * Answers a control request broadcast by the API (disk usage, prune) for this
  * worker's state root and pushes the answer onto the request's reply list.
- * Covers the content store and the cache index (snapshots and cache mounts
- * are reclaimed by the builder's own sweep and are not listed here yet).
  */
 export async function handleControl(builder: Builder, redis: Redis, workerId: string, req: ControlRequest): Promise<void> {
   if (!/^[\w:.-]{1,200}$/.test(req.replyKey)) return;
-  const parts = { store: builder.store, index: builder.index };
+  // The same parts the GC loop enforces its cap on: blobs, records, snapshots, cache mounts, leases.
+  const parts = builder.cacheParts();
   let reply: ControlReply;
   try {
     if (req.op === 'du') {

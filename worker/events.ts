@@ -4,13 +4,31 @@
  * The stream entry id is the event's seq (`<seq>-0`). A retry on another
  * worker starts its own builder whose events count from 1 again, so each
  * attempt offsets its events by the last seq already in the stream: a client
- * that resumes from seq n never sees a gap or a repeat, and Redis refuses
- * (with an error) any write whose id is not above the last, which is how a
- * writer that lost its job finds out it must stop.
+ * that resumes from seq n never sees a gap or a repeat. Every append is
+ * fenced by the job's lock: it is written only while this attempt's token
+ * still holds the BullMQ lock, so a worker that lost its job (and may not
+ * know it yet) cannot add a single event beside the attempt that took over.
  */
 import type { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
-import { EVENT_FIELD, finishBuild, logsCommand, seqOfStreamId, streamId, type FinishArgs, type Keys } from './jobs.js';
+import { EVENT_FIELD, finishBuild, logsCommand, seqOfStreamId, type FinishArgs, type Keys } from './jobs.js';
+
+/**
+ * KEYS: stream, lock key ('' = unfenced). ARGV: wanted seq, body JSON, max
+ * length, token. Appends at the wanted seq or right after the stream's last
+ * entry; returns the seq written, or 0 when the lock is not ours.
+ */
+const APPEND_LUA = `
+if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = tonumber(ARGV[1])
+if last[1] then
+  local lastSeq = tonumber(string.match(last[1][1], '^(%d+)-'))
+  if lastSeq >= seq then seq = lastSeq + 1 end
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], tostring(seq) .. '-0', '${EVENT_FIELD}', ARGV[2])
+return seq
+`;
 
 export interface EventWriterOptions {
   /** Approximate cap on stream entries (XADD MAXLEN ~): bounds Redis memory for a runaway build. */
@@ -35,7 +53,7 @@ export class EventWriter {
   private last = 0;
   private logBytes = 0;
   private logCapped = false;
-  /** Set when Redis refused a write because a newer writer owns the stream. */
+  /** Set once a write was refused because this attempt no longer holds the job's lock. */
   lost = false;
 
   constructor(
@@ -43,6 +61,8 @@ export class EventWriter {
     private readonly keys: Keys,
     readonly buildId: string,
     private readonly opts: EventWriterOptions = EVENT_WRITER_DEFAULTS,
+    /** The job's queue and this attempt's lock token; without it appends are not fenced (tests, embedded tools). */
+    private readonly owner?: { readonly queue: string; readonly token: string },
   ) {}
 
   /** Picks the offset of this attempt: after whatever an earlier attempt wrote. */
@@ -70,16 +90,13 @@ export class EventWriter {
       }
     }
     const seq = 'seq' in ev && typeof ev.seq === 'number' ? Math.max(this.base + ev.seq, this.last + 1) : this.last + 1;
-    try {
-      await this.redis.xadd(this.keys.events(this.buildId), 'MAXLEN', '~', this.opts.maxLen, streamId(seq), EVENT_FIELD, JSON.stringify(body));
-    } catch (err) {
-      if (/equal or smaller than the target stream top item/i.test(String(err))) {
-        this.lost = true;
-        return false;
-      }
-      throw err;
+    const lock = this.owner ? this.keys.jobLock(this.owner.queue, this.buildId) : '';
+    const written = Number(await this.redis.eval(APPEND_LUA, 2, this.keys.events(this.buildId), lock, seq, JSON.stringify(body), this.opts.maxLen, this.owner?.token ?? ''));
+    if (written === 0) {
+      this.lost = true;
+      return false;
     }
-    this.last = seq;
+    this.last = written;
     return true;
   }
 

@@ -55,7 +55,7 @@ export async function processBuild(
   const { buildId } = job.data;
   const { redis, keys, log } = deps;
   const owner = token ? { queue: job.queueName, token } : undefined;
-  const writer = new EventWriter(redis, keys, buildId, deps.events);
+  const writer = new EventWriter(redis, keys, buildId, deps.events, owner);
   const controller = new AbortController();
   const handle: RunningBuild = {
     controller,
@@ -113,7 +113,10 @@ export async function processBuild(
         for await (const ev of events) {
           observe?.(ev);
           if (ev.type === 'result' || ev.type === 'error') terminal = ev;
-          else if (!handle.reason || handle.reason === 'cancel') await writer.append(ev.type === 'log' ? logs.take(ev) : ev);
+          else if (!handle.reason || handle.reason === 'cancel') {
+            // Refused: the job's lock is gone, so another attempt may run this build. Stop ours.
+            if (!(await writer.append(ev.type === 'log' ? logs.take(ev) : ev))) handle.stop('lock');
+          }
         }
       }
       // Before the result: a client that sees the end can fetch every step's log.

@@ -96,10 +96,23 @@ function spawnCli(args: string[], root: string): Proc {
   };
 }
 
-export async function startService(opts: { redisUrl: string; workers: number; concurrency?: number; embedded?: boolean; prefix?: string; metrics?: boolean }): Promise<Service> {
+export interface ServiceOptions {
+  readonly redisUrl: string;
+  readonly workers: number;
+  readonly concurrency?: number;
+  readonly embedded?: boolean;
+  readonly prefix?: string;
+  readonly metrics?: boolean;
+  /** `--contexts` of every process (default: a directory they all share). */
+  readonly contexts?: string;
+  /** Extra flags for every worker process. */
+  readonly workerArgs?: readonly string[];
+}
+
+export async function startService(opts: ServiceOptions): Promise<Service> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-svc-'));
-  const contexts = path.join(dir, 'contexts');
-  await mkdir(contexts, { recursive: true });
+  const contexts = opts.contexts ?? path.join(dir, 'contexts');
+  if (!opts.contexts) await mkdir(contexts, { recursive: true });
   const tokensFile = path.join(dir, 'tokens.yaml');
   await writeFile(
     tokensFile,
@@ -130,7 +143,7 @@ export async function startService(opts: { redisUrl: string; workers: number; co
     metricsAddr,
     workers,
     async startWorker(id, root = path.join(dir, `worker-${id}`)) {
-      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...common], root);
+      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(opts.workerArgs ?? []), ...common], root);
       workers.push(w);
       await w.waitFor(/worker \S+ ready/);
       return w;
