@@ -49,6 +49,14 @@ export class Extractor {
   private readonly opaque = new Set<string>();
   private readonly dirTimes: Array<[string, number]> = [];
   private readonly pendingXattrs = new Map<string, Map<string, Buffer>>();
+  /**
+   * Directories this extraction resolved or made, rel → host path. Resolving a
+   * parent inside root costs an lstat per path component; a layer of 5,000
+   * entries pays it once per directory instead. Only this extractor writes the
+   * target while it runs, so the cache stays true as long as every
+   * replacement or removal of a path drops that path and what is under it.
+   */
+  private readonly dirs = new Map<string, string>();
   private entries = 0;
 
   constructor(
@@ -84,12 +92,14 @@ export class Extractor {
     if (!isWithin(this.root, target) || target === this.root) throw new UnsafePathError(`entry ${rel} resolves outside the target`);
     const existing = await lstat(target).catch(() => undefined);
     this.pendingXattrs.delete(target);
+    if (existing && !(e.type === 'dir' && existing.isDirectory())) this.forget(rel);
     if (e.type === 'dir') {
       if (existing && !existing.isDirectory()) await rm(target, { recursive: true, force: true });
       if (!existing?.isDirectory()) await mkdir(target);
       await lchown(target, e.uid, e.gid);
       await chmod(target, e.mode & 0o7777);
       this.dirTimes.push([target, e.mtime]);
+      this.dirs.set(rel, target);
     } else {
       if (e.type === 'hardlink') {
         await this.hardlink(e, target, existing);
@@ -159,16 +169,28 @@ export class Extractor {
     const parent = await resolveInRoot(this.root, parentRel, true);
     const target = path.join(parent, name);
     if (!isWithin(this.root, target) || target === this.root) throw new UnsafePathError(`whiteout ${rel} resolves outside the target`);
+    this.forget(rel);
     await rm(target, { recursive: true, force: true });
+  }
+
+  /** `rel` is being replaced or removed: no cached directory at or under it stays. */
+  private forget(rel: string): void {
+    const prefix = `${rel}/`;
+    for (const k of this.dirs.keys()) if (k === rel || k.startsWith(prefix)) this.dirs.delete(k);
   }
 
   /** The host dir an entry goes in: resolved inside root, created (0755, root-owned) when missing. */
   private async parentDir(parentParts: string[]): Promise<string> {
-    const parent = await resolveInRoot(this.root, parentParts.join('/'), true);
+    const rel = parentParts.join('/');
+    const cached = this.dirs.get(rel);
+    if (cached !== undefined) return cached;
+    const parent = await resolveInRoot(this.root, rel, true);
     if (!isWithin(this.root, parent)) throw new UnsafePathError(`parent of entry resolves outside the target`);
     const st = await lstat(parent).catch(() => undefined);
     if (!st) await mkdir(parent, { recursive: true, mode: 0o755 });
-    else if (!st.isDirectory()) throw new UnsafePathError(`parent ${parentParts.join('/')} of an entry is not a directory`);
+    else if (!st.isDirectory()) throw new UnsafePathError(`parent ${rel} of an entry is not a directory`);
+    // Only a parent reached without a symlink is cached: its host path is then exactly root/rel.
+    if (parent === path.join(this.root, ...parentParts)) this.dirs.set(rel, parent);
     return parent;
   }
 

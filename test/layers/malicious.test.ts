@@ -223,3 +223,22 @@ describe('extractTar for ADD of local archives', () => {
     await expect(extractTar(createReadStream(bad), dest, { whiteouts: false })).rejects.toThrow(/xz/);
   });
 });
+
+describe('a directory the extractor already used, swapped for a symlink later in the same tar', () => {
+  it('keeps writes under that name inside the target (the parent-directory cache is dropped)', async () => {
+    const err = await applyEvil([
+      { header: { name: 'a/', type: 'directory', mode: 0o755 } },
+      { header: { name: 'a/first', type: 'file' }, body: 'one' },
+      { header: { name: 'a', type: 'symlink', linkname: outside } },
+      { header: { name: 'a/second', type: 'file' }, body: 'escaped?' },
+      { header: { name: 'b/c/', type: 'directory', mode: 0o755 } },
+      { header: { name: 'b', type: 'symlink', linkname: '../outside' } },
+      { header: { name: 'b/c/third', type: 'file' }, body: 'escaped?' },
+    ]);
+    // Either refused or contained; applyEvil already checked that nothing outside changed.
+    if (!err) {
+      expect((await lstat(path.join(target, 'a'))).isSymbolicLink()).toBe(true);
+      expect(await readdir(outside)).not.toContain('second');
+    }
+  });
+});
