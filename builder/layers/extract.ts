@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink, utimes } from 'node:fs/promises';
+import {
+  chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
+  mkdirSync, openSync, rmSync, symlinkSync, writeSync, type Stats,
+} from 'node:fs';
+import { lstat, readdir, realpath, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isWithin, resolveInRoot, UnsafePathError } from '../../core/safe-path.js';
@@ -42,6 +45,13 @@ export interface ExtractOptions {
  * FIFOs are made with `mknod`. Ownership, modes (after chown, which clears
  * setuid bits), xattrs (after chown, which clears security.capability) and
  * mtimes (directories last, as their children change them) are kept.
+ */
+/*
+ * The per-entry work uses synchronous fs calls on purpose: a layer is
+ * thousands of tiny operations, and an await per operation (a thread-pool
+ * round trip each) made applying a 4,930-entry Debian layer 3x slower than
+ * GNU tar. The event loop gets a turn at each entry, when the tar reader
+ * yields the next one.
  */
 export class Extractor {
   private root = '';
@@ -90,23 +100,23 @@ export class Extractor {
     const parent = await this.parentDir(parentParts);
     const target = path.join(parent, base);
     if (!isWithin(this.root, target) || target === this.root) throw new UnsafePathError(`entry ${rel} resolves outside the target`);
-    const existing = await lstat(target).catch(() => undefined);
+    const existing = lstatOrUndefined(target);
     this.pendingXattrs.delete(target);
     if (existing && !(e.type === 'dir' && existing.isDirectory())) this.forget(rel);
     if (e.type === 'dir') {
-      if (existing && !existing.isDirectory()) await rm(target, { recursive: true, force: true });
-      if (!existing?.isDirectory()) await mkdir(target);
-      await lchown(target, e.uid, e.gid);
-      await chmod(target, e.mode & 0o7777);
+      if (existing && !existing.isDirectory()) rmSync(target, { recursive: true, force: true });
+      if (!existing?.isDirectory()) mkdirSync(target);
+      lchownSync(target, e.uid, e.gid);
+      chmodSync(target, e.mode & 0o7777);
       this.dirTimes.push([target, e.mtime]);
       this.dirs.set(rel, target);
     } else {
       if (e.type === 'hardlink') {
         await this.hardlink(e, target, existing);
       } else {
-        if (existing) await rm(target, { recursive: true, force: true });
+        if (existing) rmSync(target, { recursive: true, force: true });
         if (e.type === 'file') await this.file(e, target);
-        else if (e.type === 'symlink') await symlink(this.checkName(e.linkname, 'link target'), target);
+        else if (e.type === 'symlink') symlinkSync(this.checkName(e.linkname, 'link target'), target);
         else if (e.type === 'fifo') await run('mknod', ['-m', (e.mode & 0o7777).toString(8), '--', target, 'p']);
         else {
           this.opts.onWarning?.(`skipped ${e.type} device ${rel} (${e.devmajor}:${e.devminor}): device nodes are not created`);
@@ -114,9 +124,9 @@ export class Extractor {
           return;
         }
         if (e.type !== 'file') {
-          await lchown(target, e.uid, e.gid);
-          if (e.type === 'fifo') await chmod(target, e.mode & 0o7777);
-          await lutimes(target, e.mtime, e.mtime);
+          lchownSync(target, e.uid, e.gid);
+          if (e.type === 'fifo') chmodSync(target, e.mode & 0o7777);
+          lutimesSync(target, e.mtime, e.mtime);
         }
       }
     }
@@ -125,32 +135,32 @@ export class Extractor {
   }
 
   private async file(e: TarEntry, target: string): Promise<void> {
-    const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
       for await (const chunk of e.body) {
         let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
       }
-      await fh.chown(e.uid, e.gid);
-      await fh.chmod(e.mode & 0o7777);
-      await fh.utimes(e.mtime, e.mtime);
+      fchownSync(fd, e.uid, e.gid);
+      fchmodSync(fd, e.mode & 0o7777);
+      futimesSync(fd, e.mtime, e.mtime);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
-  private async hardlink(e: TarEntry, target: string, existing: Awaited<ReturnType<typeof lstat>> | undefined) {
+  private async hardlink(e: TarEntry, target: string, existing: Stats | undefined) {
     const linkParts = this.clean(this.checkName(e.linkname, 'hardlink target'));
     if (linkParts.length === 0) throw new UnsafePathError(`hardlink ${e.name} points at the root`);
     // Parents followed inside root, the last component not: a link to a symlink links the symlink.
     const source = await resolveInRoot(this.root, linkParts.join('/'), false);
     if (!isWithin(this.root, source)) throw new UnsafePathError(`hardlink ${e.name} points outside the target`);
-    const st = await lstat(source).catch(() => undefined);
+    const st = lstatOrUndefined(source);
     if (!st) throw new UnsafePathError(`hardlink ${e.name} points at ${linkParts.join('/')}, which does not exist (yet)`);
     if (st.isDirectory()) throw new UnsafePathError(`hardlink ${e.name} points at a directory`);
     if (existing && existing.ino === st.ino && existing.dev === st.dev) return;
-    if (existing) await rm(target, { recursive: true, force: true });
-    await link(source, target);
+    if (existing) rmSync(target, { recursive: true, force: true });
+    linkSync(source, target);
   }
 
   private async whiteout(parentParts: string[], base: string): Promise<void> {
@@ -186,8 +196,8 @@ export class Extractor {
     if (cached !== undefined) return cached;
     const parent = await resolveInRoot(this.root, rel, true);
     if (!isWithin(this.root, parent)) throw new UnsafePathError(`parent of entry resolves outside the target`);
-    const st = await lstat(parent).catch(() => undefined);
-    if (!st) await mkdir(parent, { recursive: true, mode: 0o755 });
+    const st = lstatOrUndefined(parent);
+    if (!st) mkdirSync(parent, { recursive: true, mode: 0o755 });
     else if (!st.isDirectory()) throw new UnsafePathError(`parent ${rel} of an entry is not a directory`);
     // Only a parent reached without a symlink is cached: its host path is then exactly root/rel.
     if (parent === path.join(this.root, ...parentParts)) this.dirs.set(rel, parent);
@@ -248,4 +258,8 @@ export class Extractor {
     if (name.includes('\0')) throw new UnsafePathError(`${what} contains NUL`);
     return name;
   }
+}
+
+function lstatOrUndefined(p: string): Stats | undefined {
+  return lstatSync(p, { throwIfNoEntry: false });
 }
