@@ -1,5 +1,4 @@
-import { constants, type BigIntStats } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants, openSync, readSync, type BigIntStats } from 'node:fs';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { encodeHeader, padding, type TarHeader, type TarType } from './tar-format.js';
 
@@ -55,19 +54,21 @@ const CHUNK = 1024 * 1024;
 export async function* entryBytes(h: TarHeader, hostPath?: string): AsyncGenerator<Buffer> {
   yield encodeHeader(h);
   if (h.type !== 'file' || h.size === 0 || hostPath === undefined) return;
-  const fh = await open(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // Synchronous reads: most layer files are small, and an await per open/read/close
+  // (thread-pool round trips) dominated layers of many small files.
+  const fd = openSync(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     let remaining = h.size;
     while (remaining > 0) {
       // A fresh buffer per chunk: downstream (gzip) may still hold the last one.
       const buf = Buffer.allocUnsafe(Math.min(CHUNK, remaining));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      const bytesRead = readSync(fd, buf, 0, buf.length, null);
       if (bytesRead === 0) throw new LayerChangedError(`${hostPath} shrank while it was being archived`);
       remaining -= bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   yield padding(h.size);
 }

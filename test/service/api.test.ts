@@ -49,7 +49,7 @@ describe('build service API: auth, validation, limits (real gRPC over TCP, real 
 
   it('refuses a 10 MiB Dockerfile (RESOURCE_EXHAUSTED at the message limit) and a 2 MiB one (our limit)', async () => {
     const big = `FROM scratch\n# ${'x'.repeat(10 << 20)}\n`;
-    expect([status.RESOURCE_EXHAUSTED, status.INVALID_ARGUMENT]).toContain(await rawSubmitStatus(svc.addr, TOKENS.alice, { dockerfile: big }));
+    expect(await rawSubmitStatus(svc.addr, TOKENS.alice, { dockerfile: big })).toBe(status.RESOURCE_EXHAUSTED);
     const mid = `FROM scratch\n# ${'x'.repeat(2 << 20)}\n`;
     expect(await rawSubmitStatus(svc.addr, TOKENS.alice, { dockerfile: mid })).toBe(status.RESOURCE_EXHAUSTED);
   });
