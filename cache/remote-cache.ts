@@ -98,7 +98,7 @@ export async function importCache(loc: CacheLocation, client: RegistryClient, si
   return loc.type === 'registry' ? importRegistry(loc.ref, client, signal) : importLocal(loc.dir);
 }
 
-/** Loaded on first use: the registry client (undici) costs ~0.2 s to import, and most users of cache/ never need it. */
+/** Loaded on first use: most users of cache/ never need the registry client. */
 const registryClient = () => import('../registry-client/index.js');
 
 async function importRegistry(refText: string, client: RegistryClient, signal?: AbortSignal): Promise<ImportedCache> {

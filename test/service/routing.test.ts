@@ -165,4 +165,26 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
     // Once drained, the dead worker is forgotten.
     await until('dead worker deregistered', async () => !(await c.listWorkers()).some((w) => w.id === victimId));
   });
+
+  it('SIGTERM drains a worker: a build that outlasts the grace period is handed back and finishes on another worker', async () => {
+    const fresh = await svc.startWorker('w3');
+    const live = svc.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+    expect(live.length).toBeGreaterThanOrEqual(2);
+    const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo drain-${nonce()}; sleep 6; echo drained-done\n`, project: `drain-${nonce()}` }, tarOf({ d: '1' }));
+    const lastSeq = await untilLog(c, buildId, 'drain-');
+    const runner = (await record(buildId))['worker']!;
+    const proc = live.find((w) => w.root.endsWith(`worker-${runner}`))!;
+    // The harness gives workers --drain-seconds 5: shorter than the step.
+    await proc.stop('SIGTERM');
+    expect(proc.child.exitCode).toBe(0);
+    expect(proc.output()).toContain('draining: handing the build back to the queue');
+
+    const rest = await collect(c, buildId, lastSeq);
+    expect(rest.at(-1), JSON.stringify(rest.slice(-3))).toMatchObject({ type: 'result' });
+    expect(terminals(rest)).toHaveLength(1);
+    const rec = await record(buildId);
+    expect(rec['state']).toBe('succeeded');
+    expect(rec['worker']).not.toBe(runner);
+    expect([fresh, ...live].some((w) => w.root.endsWith(`worker-${rec['worker']}`))).toBe(true);
+  });
 });
