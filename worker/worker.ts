@@ -167,10 +167,15 @@ export class BuildWorker {
       for (const jobId of ids) this.running.get(jobId)?.stop('lock');
     });
     // Failed outside our processor (e.g. stalled too often): make sure watchers see the end.
+    // BullMQ also emits 'failed' for an attempt it will retry (the job went to delayed):
+    // only a job that is failed for good ends the build, else the retry would find it over.
     worker.on('failed', (job: Job<BuildJobData> | undefined, err: Error) => {
       if (!job || this.running.has(job.data.buildId)) return;
-      const error = { code: 'INTERNAL' as const, message: `the build's job failed: ${err.message}`, retryable: false };
-      void finishBuild(this.redis, this.keys, { buildId: job.data.buildId, state: 'failed', body: { type: 'error', error }, seq: 1, extra: { error: JSON.stringify(error) } }).catch(() => undefined);
+      void (async () => {
+        if (!(await job.isFailed())) return;
+        const error = { code: 'INTERNAL' as const, message: `the build's job failed: ${err.message}`, retryable: false };
+        await finishBuild(this.redis, this.keys, { buildId: job.data.buildId, state: 'failed', body: { type: 'error', error }, seq: 1, extra: { error: JSON.stringify(error) } });
+      })().catch(() => undefined);
     });
     return worker;
   }

@@ -150,14 +150,16 @@ export async function runServe(argv: string[]): Promise<number> {
   const onEarly = () => stop.abort();
   process.once('SIGTERM', onEarly);
   process.once('SIGINT', onEarly);
+  const workerId = v['embedded-worker'] ? (v.id ?? `${os.hostname()}-api-${randomBytes(3).toString('hex')}`) : undefined;
+  // Every flag is checked before the wait for Redis: a typo must not look like a Redis outage.
+  const embeddedOpts = workerId ? workerOptions('serve', { ...v, id: workerId }, url, root, log, metrics) : undefined;
   if (!(await waitForRedis(url, log, stop.signal))) return 1;
   process.off('SIGTERM', onEarly);
   process.off('SIGINT', onEarly);
 
-  const workerId = v['embedded-worker'] ? (v.id ?? `${os.hostname()}-api-${randomBytes(3).toString('hex')}`) : undefined;
   const vault = workerId ? new SecretVault(workerId) : undefined;
   let worker: BuildWorker | undefined;
-  if (workerId) worker = await BuildWorker.start({ ...workerOptions('serve', { ...v, id: workerId }, url, root, log, metrics), ...(vault ? { vault } : {}) });
+  if (embeddedOpts) worker = await BuildWorker.start({ ...embeddedOpts, ...(vault ? { vault } : {}) });
   const api = await ApiServer.start({
     redisUrl: url,
     listen: v.listen ?? '127.0.0.1:7070',
@@ -197,10 +199,11 @@ export async function runWorker(argv: string[]): Promise<number> {
   const onEarly = () => stop.abort();
   process.once('SIGTERM', onEarly);
   process.once('SIGINT', onEarly);
+  const opts = workerOptions('worker', v, url, root, log, metrics);
   if (!(await waitForRedis(url, log, stop.signal))) return 1;
   process.off('SIGTERM', onEarly);
   process.off('SIGINT', onEarly);
-  const worker = await BuildWorker.start(workerOptions('worker', v, url, root, log, metrics));
+  const worker = await BuildWorker.start(opts);
   metrics.setQueueDepthSource(() => worker.queueDepth());
   const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
   process.stdout.write(`worker ${worker.id} ready\n`);

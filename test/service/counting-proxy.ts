@@ -2,7 +2,9 @@
  * A plain HTTP pass-through in front of a registry that records every request
  * and keeps the upstream's headers as they are (a HEAD keeps its
  * Content-Length, which a client compares with the blob's size). With
- * `corruptBlobs` set it flips the last byte of blob GET bodies.
+ * `corruptBlobs` set it flips the last byte of blob GET bodies; while
+ * `failBlobGets` is above zero, blob GETs are answered 503 (Retry-After: 0,
+ * so the client's own retries do not wait) and the counter goes down.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,15 +15,23 @@ export interface CountingProxy {
   readonly host: string;
   readonly requests: Array<{ method: string; path: string; status?: number }>;
   corruptBlobs: boolean;
+  failBlobGets: number;
   stop(): Promise<void>;
 }
 
 export async function startCountingProxy(upstreamUrl: string): Promise<CountingProxy> {
   const upstream = new URL(upstreamUrl);
-  const proxy: CountingProxy = { host: '', requests: [], corruptBlobs: false, stop: async () => undefined };
+  const proxy: CountingProxy = { host: '', requests: [], corruptBlobs: false, failBlobGets: 0, stop: async () => undefined };
   const server = http.createServer((req, res) => {
     const rec: { method: string; path: string; status?: number } = { method: req.method ?? 'GET', path: req.url ?? '/' };
     proxy.requests.push(rec);
+    if (proxy.failBlobGets > 0 && rec.method === 'GET' && /\/blobs\/sha256:[a-f0-9]{64}$/.test(rec.path.split('?')[0]!)) {
+      proxy.failBlobGets--;
+      rec.status = 503;
+      req.resume();
+      res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
+      return;
+    }
     const up = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       rec.status = ur.statusCode ?? 502;
       res.writeHead(rec.status, ur.headers);

@@ -98,6 +98,22 @@ describe('service store in a registry, full step logs, continuous GC', () => {
     }
   });
 
+  it('retries a build that failed on infrastructure (registry answering 503) with backoff; it succeeds once', async () => {
+    // Every request of the worker's first attempt to fetch the context fails (1 + the registry client's 4 retries).
+    proxy.failBlobGets = 5;
+    try {
+      const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo retried-${nonce()}\n` }, tarOf({ r: nonce() }));
+      const events = await collect(c, buildId);
+      expect(events.at(-1), JSON.stringify(events.slice(-3))).toMatchObject({ type: 'result' });
+      expect(events.filter((e) => e.type === 'result' || e.type === 'error')).toHaveLength(1);
+      expect(events.some((e) => e.type === 'warning' && /attempt 1 failed .*retrying/.test(e.message))).toBe(true);
+      expect(await c.get(buildId)).toMatchObject({ state: 'succeeded', attempts: 2 });
+      expect(proxy.failBlobGets).toBe(0);
+    } finally {
+      proxy.failBlobGets = 0;
+    }
+  });
+
   it('clips a chatty step in the stream with a marker naming `buildlite logs`, which prints the whole log', async () => {
     const ctx = path.join(tmp, 'chatty');
     await mkdir(ctx, { recursive: true });
