@@ -10,6 +10,7 @@ Commands:
   du        Show disk used by the build cache, by kind
   prune     Remove build cache (by age, size or filter)
   debug     Explain cache misses (debug why-miss)
+  logs      Print the full log of a step of a service build
   serve     Run the build API (service mode)
   worker    Run a build worker (service mode)
   version   Print the version
@@ -53,6 +54,14 @@ xz) or a bare Dockerfile from stdin.
 
 Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images).
 Exit codes: 0 built, 1 the build failed, 2 bad command line.`,
+  logs: `Usage: buildlite logs --server ADDR [--token T] BUILD STEP
+
+Prints the full log of one step of a build run by a build service. The event
+stream caps each step's output; the clip marker in it names this command.
+STEP is the step's digest (sha256:...) or a unique prefix of its hex.
+
+      --server ADDR          The build API (HOST:PORT), or BUILDLITE_SERVER
+      --token T              Bearer token (or BUILDLITE_TOKEN)`,
   push: `Usage: buildlite push [--root DIR] REF [DEST_REF]
 
 Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,

@@ -1,19 +1,13 @@
 import { BuildliteClient } from '../../api/index.js';
 import { parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
+import { usageOf } from './help.js';
 
 /**
  * Its usage text lives here until help.ts lists the command (help.ts falls
  * back to the general help for `logs`; this command prints its own).
  */
-export const LOGS_USAGE = `Usage: buildlite logs --server ADDR [--token T] BUILD STEP
-
-Prints the full log of one step of a build run by a build service. The event
-stream caps each step's output; the clip marker in it names this command.
-STEP is the step's digest (sha256:...) or a unique prefix of its hex.
-
-      --server ADDR          The build API (HOST:PORT), or BUILDLITE_SERVER
-      --token T              Bearer token (or BUILDLITE_TOKEN)`;
+const LOGS_USAGE = usageOf('logs');
 
 const FLAGS = {
   server: { type: 'string' },
