@@ -1,3 +1,17 @@
+/** The options `serve` and `worker` share, listed once. */
+const SERVICE_OPTIONS = `Options of both serve and worker:
+      --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
+      --contexts DIR|registry://HOST/REPO
+                             Where contexts and full step logs are stored: a directory shared with
+                             every worker (default ROOT/contexts), or a registry repository when
+                             API and workers share no disk
+      --prefix P             Redis key prefix (default bl): several services can share one Redis
+      --insecure-registry H  Allow plain HTTP to registry H (repeatable; loopback always may)
+      --metrics HOST:PORT    Serve Prometheus metrics on http://HOST:PORT/metrics
+      --drain-seconds N      On SIGTERM, let running builds finish this long before handing
+                             them back to the queue (default 30)
+      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)`;
+
 const USAGE: Record<string, string> = {
   help: `Usage: buildlite COMMAND [OPTIONS]
 
@@ -79,18 +93,7 @@ Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
       --embedded-worker      Also run a worker in this process (needed for builds with secrets:
                              their values stay in this process's memory)
 
-Options of both serve and worker:
-      --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
-      --contexts DIR|registry://HOST/REPO
-                             Where contexts and full step logs are stored: a directory shared with
-                             every worker (default ROOT/contexts), or a registry repository when
-                             API and workers share no disk
-      --prefix P             Redis key prefix (default bl): several services can share one Redis
-      --insecure-registry H  Allow plain HTTP to registry H (repeatable; loopback always may)
-      --metrics HOST:PORT    Serve Prometheus metrics on http://HOST:PORT/metrics
-      --drain-seconds N      On SIGTERM, let running builds finish this long before handing
-                             them back to the queue (default 30)
-      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)
+${SERVICE_OPTIONS}
 
 With --embedded-worker, the worker options apply to it:
       --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
@@ -120,18 +123,7 @@ Prints "worker ID ready".
       --stalled-ms N         Stalled-job check interval (default 10000)
       --heartbeat-ms N       Worker heartbeat TTL (default 15000)
 
-Options of both serve and worker:
-      --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
-      --contexts DIR|registry://HOST/REPO
-                             Where contexts and full step logs are stored: a directory shared with
-                             every worker (default ROOT/contexts), or a registry repository when
-                             API and workers share no disk
-      --prefix P             Redis key prefix (default bl): several services can share one Redis
-      --insecure-registry H  Allow plain HTTP to registry H (repeatable; loopback always may)
-      --metrics HOST:PORT    Serve Prometheus metrics on http://HOST:PORT/metrics
-      --drain-seconds N      On SIGTERM, let running builds finish this long before handing
-                             them back to the queue (default 30)
-      --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)
+${SERVICE_OPTIONS}
 
 SIGTERM drains: running builds finish for up to --drain-seconds, the rest go
 back to the queue. A restarted worker first sweeps what a crash left.`,
