@@ -22,7 +22,7 @@ import type { OpContext, VertexResult } from './types.js';
  * the executor, so `--mount` leaves nothing in the layer.
  */
 export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
-  // Synchronous, before the first await: no container of this build starts until every step's grants are checked.
+  // The builder checked the whole graph before anything ran; checked again here, at the moment of use.
   checkGrants(def, ctx);
   const { deps, opts, vertex } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
@@ -31,7 +31,13 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
 
   const merged = await tmpMountDir(ctx, stack);
   await mountAt(step.mounts[0]!, merged);
-  const unmountRoot = async () => unmountAt(merged);
+  // Unmounted right after the step (the diff reads the upper dir) or, on failure, by the stack: once either way.
+  let mounted = true;
+  const unmountRoot = async () => {
+    if (!mounted) return;
+    mounted = false;
+    await unmountAt(merged);
+  };
   stack.defer(unmountRoot);
 
   const extra: Mount[] = [];
