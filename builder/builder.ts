@@ -152,9 +152,6 @@ export class Builder {
     if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
     }
-    if (req.network === 'host' && !(req.allow ?? []).includes('network.host')) {
-      throw new CodedError('PERMISSION_DENIED', '--network=host needs the network.host entitlement: pass --allow network.host');
-    }
     const images = new RegistryImages(this.registry);
     const def = await convertDockerfile({
       dockerfile: req.dockerfile,

@@ -21,10 +21,17 @@
  *   const { digest, size } = await up.commit();
  *   const verified = await store.open('context', digest, signal);
  *
+ * Retention (worker/store-retention.ts) needs each blob's last use: `touch`
+ * marks a re-use (a Submit naming a stored context), `unusedSince` lists
+ * candidates, `removeIfUnused` deletes one only if it is still unused. A
+ * directory keeps the last use as the file's mtime; a registry cannot list
+ * or date its tags through our client, so its store keeps a use index in Redis.
+ *
  * This file is re-exported by jobs.ts: it is part of the API ↔ worker contract.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import type { Digest } from '../core/digest.js';
@@ -59,7 +66,25 @@ export interface ServiceStore {
   ingest(kind: StoredKind, maxBytes: number): Promise<BlobUpload>;
   /** A digest-verified stream of a stored blob; NOT_FOUND when absent. */
   open(kind: StoredKind, digest: Digest, signal?: AbortSignal): Promise<Readable>;
+  /** Marks a re-use of a stored blob (its age starts again); its size, or undefined when it is not stored. */
+  touch(kind: StoredKind, digest: Digest, signal?: AbortSignal): Promise<number | undefined>;
+  /** Blobs last used at or before `cutoffMs` (epoch ms): candidates, re-checked by `removeIfUnused`. */
+  unusedSince(kind: StoredKind, cutoffMs: number, signal?: AbortSignal): AsyncIterable<Digest>;
+  /** Deletes a blob unless it was used after `cutoffMs` (a touch racing the delete wins); true when deleted. */
+  removeIfUnused(kind: StoredKind, digest: Digest, cutoffMs: number, signal?: AbortSignal): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * When each blob of a registry store was last used (stored or touched):
+ * worker/store-index.ts keeps it in Redis. Without one a registry store
+ * cannot age its blobs, and retention leaves them alone.
+ */
+export interface StoreUseIndex {
+  mark(kind: StoredKind, digest: Digest, atMs: number): Promise<void>;
+  lastUse(kind: StoredKind, digest: Digest): Promise<number | undefined>;
+  usedAtOrBefore(kind: StoredKind, cutoffMs: number): AsyncIterable<Digest>;
+  forget(kind: StoredKind, digest: Digest): Promise<void>;
 }
 
 export interface ServiceStoreOptions {
@@ -67,6 +92,10 @@ export interface ServiceStoreOptions {
   readonly tmpDir: string;
   /** Registries that may be spoken to over plain HTTP (loopback always may). */
   readonly insecureRegistries?: readonly string[];
+  /** A registry store's use index (see StoreUseIndex); a directory store dates blobs by mtime. */
+  readonly useIndex?: StoreUseIndex;
+  /** Clock for last-use times (tests); default Date.now. */
+  readonly now?: () => number;
 }
 
 
@@ -78,7 +107,7 @@ export async function openServiceStore(spec: string, opts: ServiceStoreOptions):
     const { RegistryStore } = await import('./registry-store.js');
     return RegistryStore.fromSpec(spec.slice(REGISTRY_SCHEME.length), opts);
   }
-  return new DirStore(path.resolve(spec));
+  return new DirStore(path.resolve(spec), opts.now);
 }
 
 export function isRegistryStoreSpec(spec: string): boolean {
@@ -93,7 +122,10 @@ export function storedFile(dir: string, kind: StoredKind, digest: Digest): strin
 
 /** A directory every process of the service mounts (DESIGN invariant 1: ingest, verify, rename). */
 export class DirStore implements ServiceStore {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   get location(): string {
     return this.dir;
@@ -127,6 +159,46 @@ export class DirStore implements ServiceStore {
     });
     // The shared dir is trusted to exist, not to be intact: verify while streaming.
     return pipeline(src, verifyDigest({ digest }, kind === 'context' ? 'build context' : 'step log'), () => undefined);
+  }
+
+  async touch(kind: StoredKind, digest: Digest): Promise<number | undefined> {
+    const file = storedFile(this.dir, kind, digest);
+    const t = new Date(this.now());
+    // utimes on a missing file fails: absent means "upload it", never a stale yes.
+    const ok = await utimes(file, t, t).then(() => true, () => false);
+    return ok ? this.stat(kind, digest) : undefined;
+  }
+
+  async *unusedSince(kind: StoredKind, cutoffMs: number, signal?: AbortSignal): AsyncIterable<Digest> {
+    const dir = path.dirname(storedFile(this.dir, kind, `sha256:${'0'.repeat(64)}`));
+    const ext = kind === 'context' ? '.tar' : '.log';
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      signal?.throwIfAborted();
+      const m = /^([a-f0-9]{64})(\.\w+)$/.exec(name);
+      if (!m || m[2] !== ext) continue;
+      const st = await stat(path.join(dir, name)).catch(() => undefined);
+      if (st?.isFile() && st.mtimeMs <= cutoffMs) yield `sha256:${m[1]!}` as Digest;
+    }
+  }
+
+  async removeIfUnused(kind: StoredKind, digest: Digest, cutoffMs: number): Promise<boolean> {
+    const file = storedFile(this.dir, kind, digest);
+    const st = await stat(file).catch(() => undefined);
+    if (!st || st.mtimeMs > cutoffMs) return false;
+    // Moved aside first, then dated again: a touch that hit the inode between the two stats shows here.
+    const aside = path.join(this.dir, 'ingest', `expired-${randomBytes(8).toString('hex')}`);
+    if (!(await rename(file, aside).then(() => true, () => false))) return false;
+    try {
+      const again = await stat(aside);
+      if (again.mtimeMs > cutoffMs) {
+        // Re-used meanwhile: put it back (unless an upload stored it again, which is as good).
+        await link(aside, file).catch(() => undefined);
+        return false;
+      }
+      return true;
+    } finally {
+      await rm(aside, { force: true });
+    }
   }
 
   async close(): Promise<void> {}

@@ -9,7 +9,9 @@ import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 
 // The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
-export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload } from './context-store.js';
+export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload, type StoreUseIndex } from './context-store.js';
+export { RedisStoreIndex } from './store-index.js';
+export { sweepServiceStore, startStoreRetention, referencedBlobs, RETENTION_DEFAULTS, type RetentionPolicy, type RetentionReport, type StoreRetention } from './store-retention.js';
 
 /** BullMQ job name of a build. */
 export const BUILD_JOB = 'build';
@@ -53,6 +55,8 @@ export interface BuildRecord {
   readonly error?: WireError;
   readonly attempts: number;
   readonly cancelRequested?: boolean;
+  /** The build's context (recorded since store retention: older records only have it in the job data). */
+  readonly context?: Digest;
 }
 
 export interface WorkerRecord {
@@ -101,6 +105,10 @@ export class Keys {
   /** Full step logs of a build: hash vertex → JSON StepLogRef (see worker/step-logs.ts). */
   logs(id: string): string {
     return `${this.prefix}:logs:${id}`;
+  }
+  /** Sorted set digest → last use (epoch ms) of a registry store's blobs of one kind (see worker/store-index.ts). */
+  storeUse(kind: 'context' | 'log'): string {
+    return `${this.prefix}:store:${kind}:used`;
   }
   /** Last worker that built a project (cache locality). */
   project(name: string): string {
@@ -203,6 +211,7 @@ export function parseBuildRecord(h: Record<string, string>): BuildRecord | undef
     ...(h['imageDigest'] ? { imageDigest: h['imageDigest'] } : {}),
     ...(error ? { error } : {}),
     ...(h['cancelRequested'] === '1' ? { cancelRequested: true } : {}),
+    ...(h['context'] && /^sha256:[a-f0-9]{64}$/.test(h['context']) ? { context: h['context'] as Digest } : {}),
   };
   return rec;
 }

@@ -6,7 +6,7 @@ import { sha256, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { MediaType, type Descriptor } from '../core/oci.js';
 import { parseReference, RegistryClient, RegistryError, type Reference } from '../registry-client/index.js';
-import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredBlob, StoredKind } from './context-store.js';
+import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredBlob, StoredKind, StoreUseIndex } from './context-store.js';
 import { SpooledUpload, sweepStaleUploads } from './store-upload.js';
 
 /** OCI 1.1's empty config: the artifact manifest needs one, and every registry already knows these two bytes. */
@@ -25,12 +25,17 @@ const ARTIFACT: Record<StoredKind, { artifactType: string; layerType: string; ta
  * makes `stat` one small manifest GET. Uploads are spooled to a local temp
  * file (the digest must be known before the PUT) and pushed with HEAD first,
  * so bytes the registry already holds are never sent twice.
+ *
+ * Retention deletes a tag's manifest by digest; the blobs stay until the
+ * registry's own garbage collection (`registry garbage-collect`) reclaims them.
  */
 export class RegistryStore implements ServiceStore {
   private constructor(
     private readonly repo: Reference,
     private readonly client: RegistryClient,
     private readonly spoolDir: string,
+    private readonly index: StoreUseIndex | undefined,
+    private readonly now: () => number,
   ) {}
 
   static fromSpec(hostRepo: string, opts: ServiceStoreOptions): RegistryStore {
@@ -45,7 +50,7 @@ export class RegistryStore implements ServiceStore {
       throw new CodedError('INVALID_OPTION', `--contexts registry://${hostRepo}: want registry://HOST[:PORT]/REPOSITORY, without a tag or digest`);
     }
     const client = new RegistryClient({ insecureRegistries: opts.insecureRegistries ?? [] });
-    return new RegistryStore({ registry: repo.registry, repository: repo.repository }, client, path.join(opts.tmpDir, 'store-uploads'));
+    return new RegistryStore({ registry: repo.registry, repository: repo.repository }, client, path.join(opts.tmpDir, 'store-uploads'), opts.useIndex, opts.now ?? Date.now);
   }
 
   get location(): string {
@@ -97,6 +102,42 @@ export class RegistryStore implements ServiceStore {
     };
     // pushImage HEADs each blob first: a context the registry holds already is not uploaded again.
     await this.client.pushImage(this.ref(this.tagOf(kind, blob.digest)), { manifest, mediaType: MediaType.OciManifest, blobs: [EMPTY_DESC, layer] }, provider);
+    await this.index?.mark(kind, blob.digest, this.now());
+  }
+
+  async touch(kind: StoredKind, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
+    const layer = await this.layerOf(kind, digest, signal);
+    if (layer) await this.index?.mark(kind, digest, this.now());
+    return layer?.size;
+  }
+
+  async *unusedSince(kind: StoredKind, cutoffMs: number): AsyncIterable<Digest> {
+    if (this.index) yield* this.index.usedAtOrBefore(kind, cutoffMs);
+  }
+
+  async removeIfUnused(kind: StoredKind, digest: Digest, cutoffMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (!this.index) return false;
+    const last = await this.index.lastUse(kind, digest);
+    if (last === undefined || last > cutoffMs) return false;
+    const tagged = this.ref(this.tagOf(kind, digest));
+    let m;
+    try {
+      m = await this.client.fetchManifest(tagged, signal);
+    } catch (err) {
+      if (!(err instanceof RegistryError && err.status === 404)) throw err;
+      await this.index.forget(kind, digest);
+      return false;
+    }
+    // Deleting by digest also drops the tag (and any other tag on the same manifest, all of them ours).
+    await this.client.deleteManifest({ ...this.repo, digest: m.digest }, signal);
+    const again = await this.index.lastUse(kind, digest);
+    if (again !== undefined && again > cutoffMs) {
+      // A touch raced the delete and told its caller "stored": tag it again (the blobs are still there).
+      await this.client.putManifest(tagged, m.bytes, m.mediaType, signal);
+      return false;
+    }
+    await this.index.forget(kind, digest);
+    return true;
   }
 
   async open(kind: StoredKind, digest: Digest, signal?: AbortSignal): Promise<Readable> {
