@@ -92,6 +92,11 @@ export class Producer {
     return q;
   }
 
+  /** The fail-fast connection (store retention and its use index: a pass during an outage is skipped, not queued). */
+  get connection(): Redis {
+    return this.redis;
+  }
+
   async ping(): Promise<boolean> {
     return (await this.redis.ping().catch(() => '')) === 'PONG';
   }
@@ -125,7 +130,8 @@ export class Producer {
     try {
       await this.redis
         .multi()
-        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0' })
+        // `context`: store retention keeps the context of every queued or running build.
+        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0', context })
         .zadd(this.keys.clientBuilds(client), now, buildId)
         .zadd(this.keys.allBuilds, now, buildId)
         .exec();

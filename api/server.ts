@@ -2,7 +2,19 @@ import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { isBuildState, openServiceStore, type BuildRecord, type SecretVault, type ServiceStore } from '../worker/jobs.js';
+import {
+  isBuildState,
+  openServiceStore,
+  RedisStoreIndex,
+  RETENTION_DEFAULTS,
+  startStoreRetention,
+  type BuildRecord,
+  type RetentionPolicy,
+  type RetentionReport,
+  type SecretVault,
+  type ServiceStore,
+  type StoreRetention,
+} from '../worker/jobs.js';
 import { TokenAuth, type Principal, type TokenGrant } from './auth.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
@@ -25,6 +37,13 @@ export interface ApiServerOptions {
   readonly maxMessageBytes?: number;
   readonly vault?: SecretVault;
   readonly logger?: Logger;
+  /**
+   * Retention of the store (see worker/store-retention.ts); the API runs it
+   * because it owns the uploads. Default: RETENTION_DEFAULTS (7 days, hourly).
+   */
+  readonly retention?: Partial<RetentionPolicy>;
+  /** Clock for the store's last-use times (tests); default Date.now. */
+  readonly now?: () => number;
 }
 
 export const API_DEFAULTS = {
@@ -70,7 +89,12 @@ export class ApiServer {
     let store: ServiceStore | undefined;
     let api: ApiServer;
     try {
-      store = await openServiceStore(opts.contexts, { tmpDir: opts.tmpDir, insecureRegistries: opts.insecureRegistries ?? [] });
+      store = await openServiceStore(opts.contexts, {
+        tmpDir: opts.tmpDir,
+        insecureRegistries: opts.insecureRegistries ?? [],
+        useIndex: new RedisStoreIndex(producer.connection, producer.keys),
+        ...(opts.now ? { now: opts.now } : {}),
+      });
       await store.init();
       const created = (api = new ApiServer(opts, producer, store));
       api.register();
@@ -82,7 +106,12 @@ export class ApiServer {
       await producer.close();
       throw err;
     }
-    api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location }, 'api listening');
+    const policy = { ...RETENTION_DEFAULTS, ...stripUndefined(opts.retention ?? {}) };
+    api.retention = startStoreRetention(store, producer.connection, producer.keys, policy, (r, err) => {
+      if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
+      else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
+    });
+    api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location, keepDurationMs: policy.keepDurationMs }, 'api listening');
     return api;
   }
 
@@ -106,7 +135,8 @@ export class ApiServer {
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
         const d = String(req.digest ?? '');
         if (!/^sha256:[a-f0-9]{64}$/.test(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
-        return { present: (await this.contexts.stat('context', d as Digest)) !== undefined };
+        // A yes promises the context to a Submit by digest: re-dating it keeps retention away.
+        return { present: (await this.contexts.touch('context', d as Digest)) !== undefined };
       }),
       Watch: (call: grpc.ServerWritableStream<{ build_id: string; from_seq: number }, unknown>) => void this.watch(call),
       GetLog: (call: grpc.ServerWritableStream<{ build_id: string; vertex: string }, unknown>) => void this.getLog(call),
@@ -166,6 +196,13 @@ export class ApiServer {
   }
 
   private draining = false;
+  private retention: StoreRetention | undefined;
+
+  /** Runs a store retention pass now (`now` replaces the clock for this pass: tests). */
+  sweepStore(now?: number): Promise<RetentionReport> {
+    if (!this.retention) throw new CodedError('INTERNAL', 'the server is not started');
+    return this.retention.runNow(now);
+  }
 
   /** Shared-queue depth by state, for /metrics. */
   queueDepth(): Promise<Record<string, number>> {
@@ -197,7 +234,8 @@ export class ApiServer {
     const v = validateSubmit(first.value.request, who, this.limits);
     let digest = v.contextDigest;
     if (digest) {
-      if ((await this.contexts.stat('context', digest)) === undefined) throw new CodedError('NOT_FOUND', `context ${digest} is not stored: upload it (send chunks without context_digest)`);
+      // Touched, not just looked up: a re-used context counts as fresh for retention.
+      if ((await this.contexts.touch('context', digest)) === undefined) throw new CodedError('NOT_FOUND', `context ${digest} is not stored: upload it (send chunks without context_digest)`);
       for (let r = await it.next(); !r.done; r = await it.next()) {
         if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_digest or context chunks, not both');
       }
@@ -293,9 +331,14 @@ export class ApiServer {
         resolve();
       });
     });
+    await this.retention?.stop();
     await this.producer.close();
     await this.contexts.close();
   }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function infoToPb(r: BuildRecord): Record<string, unknown> {

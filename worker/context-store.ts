@@ -170,7 +170,7 @@ export class DirStore implements ServiceStore {
   }
 
   async *unusedSince(kind: StoredKind, cutoffMs: number, signal?: AbortSignal): AsyncIterable<Digest> {
-    const dir = path.dirname(storedFile(this.dir, kind, `sha256:${'0'.repeat(64)}`));
+    const dir = path.dirname(storedFile(this.dir, kind, `sha256:${'0'.repeat(64)}` as Digest));
     const ext = kind === 'context' ? '.tar' : '.log';
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       signal?.throwIfAborted();

@@ -7,6 +7,7 @@
 import type { BuildRequest } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
+import { isBuildState, type BuildState } from './build-states.js';
 
 // The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
 export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload, type StoreUseIndex } from './context-store.js';
@@ -36,9 +37,8 @@ export interface BuildJobData {
   readonly secretsHolder?: string;
 }
 
-export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const BUILD_STATES: readonly BuildState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
-export const TERMINAL_STATES: ReadonlySet<BuildState> = new Set(['succeeded', 'failed', 'cancelled']);
+// In their own module so store retention can use them without importing this file (which re-exports it).
+export { BUILD_STATES, TERMINAL_STATES, isBuildState, type BuildState } from './build-states.js';
 
 /** What the build record hash holds (all values strings in Redis). */
 export interface BuildRecord {
@@ -181,9 +181,6 @@ export const DEFAULT_EVENTS_TTL_S = 3600;
 /** How long a finished build's record stays listable. */
 export const DEFAULT_RECORD_TTL_S = 7 * 24 * 3600;
 
-export function isBuildState(s: string): s is BuildState {
-  return (BUILD_STATES as readonly string[]).includes(s);
-}
 
 /** Reads a build hash into a record; undefined when absent. */
 export function parseBuildRecord(h: Record<string, string>): BuildRecord | undefined {

@@ -12,6 +12,9 @@ import { parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from
 import { StepLogs } from './step-logs.js';
 import type { ServiceMetrics } from './metrics.js';
 
+/** How much longer than the build record the step-log index lives (it is written before the record's TTL is set). */
+const LOGS_KEY_GRACE_S = 3600;
+
 /** Why this worker stopped a running build; each ends differently. */
 export type StopReason = 'cancel' | 'lock' | 'drain';
 
@@ -200,7 +203,10 @@ async function keepLogs(deps: ProcessorDeps, buildId: string, logs: StepLogs, wr
     if (stored.size > 0) {
       const key = deps.keys.logs(buildId);
       const fields = Object.fromEntries([...stored].map(([v, ref]) => [v, JSON.stringify(ref)]));
-      await deps.redis.multi().hset(key, fields).expire(key, deps.events.recordTtlS).exec();
+      // Past the record's own expiry (set a little later, at finish): a listed build's logs are always fetchable.
+      const tx = deps.redis.multi().hset(key, fields);
+      if (deps.events.recordTtlS > 0) tx.expire(key, deps.events.recordTtlS + LOGS_KEY_GRACE_S);
+      await tx.exec();
     }
     if (failed.length > 0) await writer.append({ type: 'warning', message: `the full logs of ${failed.length} step(s) could not be stored in ${deps.store.location}` });
   } catch (err) {

@@ -12,6 +12,7 @@ import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
 import { finishBuild, Keys, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault } from './jobs.js';
 import type { ServiceMetrics } from './metrics.js';
+import { RedisStoreIndex } from './store-index.js';
 import { processBuild, type ProcessorDeps, type RunningBuild } from './processor.js';
 import { listWorkers, WorkerPresence } from './registry.js';
 import { sweepWorkerState } from './sweep.js';
@@ -101,15 +102,16 @@ export class BuildWorker {
     const log = (opts.logger ?? pino({ name: 'buildlite-worker' })).child({ worker: id });
     const root = path.resolve(opts.root);
     // The builder's open() sweeps runc containers, mounts and active snapshots a crash left; then ours.
+    const keys = new Keys(opts.prefix);
+    // maxRetriesPerRequest null: commands wait through a Redis restart instead of failing builds.
+    const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
     const contexts = opts.contexts ?? path.join(root, 'contexts');
-    const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [] });
+    // The step logs this worker stores are dated in the use index, so the API's retention can age them.
+    const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [], useIndex: new RedisStoreIndex(redis, keys) });
     await store.init();
     const builder = await Builder.open({ ...(opts.builder ?? {}), root });
     const swept = await sweepWorkerState(root);
     log.info({ ...swept, store: store.location }, 'startup sweep done');
-    const keys = new Keys(opts.prefix);
-    // maxRetriesPerRequest null: commands wait through a Redis restart instead of failing builds.
-    const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
     const sub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);

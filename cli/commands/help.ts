@@ -92,6 +92,13 @@ Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
       --token CLIENT=TOKEN   A token on the command line (repeatable; prefer --tokens)
       --embedded-worker      Also run a worker in this process (needed for builds with secrets:
                              their values stay in this process's memory)
+      --store-keep-duration D
+                             Delete contexts and full step logs unused for longer than D (default
+                             7d, at least 10m). Kept regardless: the context of a queued or running
+                             build, and the logs of a build still listed. Re-submitting a stored
+                             context counts as a use. A registry store loses the tag; run the
+                             registry's garbage collection to reclaim the bytes
+      --store-gc-interval D  Time between store retention passes (default 1h)
 
 ${SERVICE_OPTIONS}
 

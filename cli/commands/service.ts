@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ApiServer, loadTokensFile, type TokenGrant } from '../../api/index.js';
-import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions } from '../../worker/index.js';
+import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
@@ -34,6 +34,9 @@ export const SERVE_FLAGS = {
   tokens: { type: 'string' },
   token: { type: 'string', multiple: true },
   'embedded-worker': { type: 'boolean' },
+  // Retention of the store runs in the API: it owns the uploads and knows which builds wait.
+  'store-keep-duration': { type: 'string' },
+  'store-gc-interval': { type: 'string' },
 } as const;
 
 /** How long SIGTERM waits for running builds before handing them back (seconds). */
@@ -105,6 +108,15 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   };
 }
 
+/** `--store-keep-duration` / `--store-gc-interval` → the API's store retention. */
+function retentionPolicy(keep: string | undefined, interval: string | undefined): RetentionPolicy {
+  const keepMs = parsed('serve', 'store-keep-duration', keep, parseDuration) ?? RETENTION_DEFAULTS.keepDurationMs;
+  const intervalMs = parsed('serve', 'store-gc-interval', interval, parseDuration) ?? RETENTION_DEFAULTS.intervalMs;
+  if (keepMs < RETENTION_DEFAULTS.minKeepDurationMs) throw new UsageError(`--store-keep-duration "${keep}": at least 10m (an upload must outlive the moment its build is recorded)`, 'serve');
+  if (intervalMs < 1000) throw new UsageError(`--store-gc-interval "${interval}": at least 1s`, 'serve');
+  return { keepDurationMs: keepMs, intervalMs };
+}
+
 /** SIGTERM/SIGINT → `drain` once; a second signal exits at once. */
 function onShutdown(log: Logger, drain: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
@@ -143,6 +155,7 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   if (grants.length === 0) throw new UsageError('no tokens: give --tokens FILE (or --token CLIENT=TOKEN); the service refuses anonymous callers', 'serve');
   const drainMs = (intFlag('serve', 'drain-seconds', v['drain-seconds'], 0) ?? DEFAULT_DRAIN_S) * 1000;
+  const retention = retentionPolicy(v['store-keep-duration'], v['store-gc-interval']);
   const log = logger('buildlite-api');
   const metrics = new ServiceMetrics();
 
@@ -168,6 +181,7 @@ export async function runServe(argv: string[]): Promise<number> {
     tmpDir: path.join(root, 'tmp'),
     insecureRegistries: v['insecure-registry'] ?? [],
     logger: log,
+    retention,
     ...(v.prefix ? { prefix: v.prefix } : {}),
     ...(vault ? { vault } : {}),
   });

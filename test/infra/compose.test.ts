@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { COMMON, SERVE_FLAGS } from '../../cli/commands/service.js';
+import { parseDuration, RETENTION_DEFAULTS } from '../../worker/index.js';
 
 interface Service {
   secrets?: string[];
@@ -91,6 +92,12 @@ describe('compose.yaml', () => {
     expect(Object.keys(volumes ?? {})).toContain(mount(api)!.split(':')[0]);
     expect(flag(argv(worker), '--insecure-registry')).toBe('registry:5000');
     expect(flag(argv(worker), '--gc-keep-storage')).toMatch(/^\d+[KMGT]?B$/i);
+  });
+
+  it('bounds the store: the API runs retention with a keep duration the CLI accepts', async () => {
+    const keep = flag(argv((await compose()).services['api']), '--store-keep-duration');
+    expect(keep).toBeDefined();
+    expect(parseDuration(keep!)).toBeGreaterThanOrEqual(RETENTION_DEFAULTS.minKeepDurationMs);
   });
 
   it('runs scalable, privileged workers with their own state volume', async () => {
