@@ -18,10 +18,11 @@ export interface Grants {
 
 export function grantRefusal(def: ExecDef, grants: Grants): string | undefined {
   if (def.network !== 'host') return undefined;
+  // The build's own half first: it is the one the person reading this can fix.
+  if (!grants.allow.includes('network.host')) return 'RUN --network=host needs the network.host entitlement: pass --allow network.host';
   if (!grants.operatorAllowsHostNetwork) {
     return 'RUN --network=host: host networking is not allowed on this builder (the operator has not enabled it)';
   }
-  if (!grants.allow.includes('network.host')) return 'RUN --network=host needs the network.host entitlement: pass --allow network.host';
   return undefined;
 }
 
