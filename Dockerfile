@@ -29,7 +29,7 @@ WORKDIR /opt/buildlite
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules node_modules
 COPY --from=build /src/dist dist
-RUN printf '#!/bin/sh\nexec node /opt/buildlite/dist/cli/main.js "$@"\n' > /usr/local/bin/buildlite \
+RUN printf '#!/bin/sh\nexec node /opt/buildlite/dist/bundle/main.js "$@"\n' > /usr/local/bin/buildlite \
  && chmod 755 /usr/local/bin/buildlite
 ENV BUILDLITE_ROOT=/var/lib/buildlite
 CMD ["buildlite", "--help"]

@@ -53,9 +53,9 @@ fi
 
 # ---- 2. buildlite from this tree ----------------------------------------------
 say "compiling buildlite into bench/.dist"
-(cd "$REPO" && npx --no-install tsc -p tsconfig.json --outDir bench/.dist)
+(cd "$REPO" && npx --no-install tsc -p tsconfig.json --outDir bench/.dist && node scripts/bundle.mjs --outdir bench/.dist/bundle)
 mkdir -p "$BENCH_HOME/.bin"
-printf '#!/bin/sh\nexec node %q "$@"\n' "$BENCH_HOME/.dist/cli/main.js" >"$BENCH_HOME/.bin/buildlite"
+printf '#!/bin/sh\nexec node %q "$@"\n' "$BENCH_HOME/.dist/bundle/main.js" >"$BENCH_HOME/.bin/buildlite"
 chmod +x "$BENCH_HOME/.bin/buildlite"
 export PATH="$BENCH_HOME/.bin:$PATH"
 

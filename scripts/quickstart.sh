@@ -19,8 +19,8 @@ if [ "${1:-}" = "--stop" ]; then stop_registry; exit 0; fi
 
 bash scripts/provision.sh
 node scripts/lock-in-sync.mjs || npm install --no-audit --no-fund --loglevel=error  # keeps to package-lock.json; see scripts/test.sh
-npx tsc -p tsconfig.json
-buildlite() { node "$REPO/dist/cli/main.js" "$@"; }
+npx tsc -p tsconfig.json && node scripts/bundle.mjs
+buildlite() { node "$REPO/dist/bundle/main.js" "$@"; }
 
 mkdir -p "$STATE" && chmod 700 "$STATE"
 if ! curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then

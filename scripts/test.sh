@@ -37,6 +37,7 @@ step "build (tsc -> dist/)"
 # A clean dist/: the import check below must not see files of deleted sources.
 rm -rf dist
 node_modules/.bin/tsc -p tsconfig.json
+node scripts/bundle.mjs   # the CLI as users run it: dist/bundle/main.js
 
 step "import rules (dependency-cruiser)"
 bash scripts/depcheck.sh --no-build

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const CLI = path.join(REPO_ROOT, 'dist/cli/main.js');
+/** The bundled CLI, as the `buildlite` bin runs it (npm test builds it). */
+export const CLI = path.join(REPO_ROOT, 'dist/bundle/main.js');
 
 export interface CliResult {
   readonly code: number;
@@ -14,7 +15,7 @@ export interface CliResult {
 
 /** Runs the built CLI as a user would (the test command builds dist/ first). */
 export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<CliResult> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npx tsc -p tsconfig.json' (npm test does)`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' (npm test does)`);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: opts.cwd ?? REPO_ROOT,

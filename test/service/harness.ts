@@ -1,6 +1,6 @@
 /**
  * A real build service for tests: `buildlite serve` and `buildlite worker`
- * processes spawned from dist/cli/main.js against a real Redis, with a shared
+ * processes spawned from the bundled CLI (dist/bundle/main.js) against a real Redis, with a shared
  * contexts dir, a tokens file for three clients and an admin, and cleanup of
  * everything they leave (processes, runc containers, mounts, temp dirs).
  */
