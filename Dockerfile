@@ -4,7 +4,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# npm install keeps to package-lock.json (see scripts/test.sh for why not npm ci).
+RUN npm install --no-audit --no-fund
 COPY tsconfig.json ./
 COPY core core
 COPY builder builder
@@ -13,17 +14,20 @@ COPY cache cache
 COPY worker worker
 COPY api api
 COPY cli cli
-# tsc emits only .js: non-TypeScript files the API loads at run time (the
-# .proto) are copied beside their compiled modules.
+COPY scripts/bundle.mjs scripts/bundle.mjs
+# tsc type-checks and emits dist/; the bin runs the esbuild bundle in dist/bundle.
+# Non-TypeScript files the API loads at run time (the .proto) go to dist/api.
 RUN node_modules/.bin/tsc -p tsconfig.json \
+ && node scripts/bundle.mjs \
  && find api -name '*.proto' -exec cp --parents {} dist/ \; \
  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 # runc runs RUN steps; iproute2 brings up loopback in network=none sandboxes;
+# attr (getfattr) reads overlay opaque markers and capabilities when diffing;
 # xz-utils and bzip2 unpack ADD archives; ca-certificates for HTTPS registries.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends runc iproute2 xz-utils bzip2 ca-certificates \
+ && apt-get install -y --no-install-recommends runc iproute2 attr xz-utils bzip2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/buildlite
 COPY --from=build /src/package.json ./

@@ -8,11 +8,12 @@ import type { SourceRange, WireError } from '../core/errors.js';
 
 /**
  * Loads api/*.proto at run time. tsc does not copy .proto files, so they are
- * looked up next to this module (running from source) and then in the source
- * tree beside dist/ (running the compiled CLI).
+ * looked up next to this module (running from source), in dist/api (the
+ * service image copies them there; the bundle sits in dist/bundle), and in
+ * the source tree beside dist/ (running the compiled or bundled CLI).
  */
 function protoPath(name: string): string {
-  for (const rel of [`./${name}`, `../../api/${name}`]) {
+  for (const rel of [`./${name}`, `../api/${name}`, `../../api/${name}`]) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }

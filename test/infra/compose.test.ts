@@ -122,6 +122,10 @@ describe('compose.yaml', () => {
     const dockerfile = await readFile(new URL('Dockerfile', root), 'utf8');
     expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
     expect(dockerfile).toMatch(/install[^\n]*\brunc\b/);
-    expect(dockerfile).toMatch(/dist\/cli\/main\.js/);
+    // The image runs the same bundled bin as everyone else, built by the same script.
+    expect(dockerfile).toMatch(/dist\/bundle\/main\.js/);
+    expect(dockerfile).toMatch(/node scripts\/bundle\.mjs/);
+    // getfattr is what the layer differ reads opaque markers with.
+    expect(dockerfile).toMatch(/install[^\n]*\battr\b/);
   });
 });
