@@ -176,9 +176,9 @@ export class TarFormatError extends BuildliteError {
   readonly code: ErrorCode = 'INVALID_ARGUMENT';
 }
 
-/** Decodes one header block; null for an all-zero block (end of archive). */
-export function decodeHeader(b: Buffer): RawHeader | null {
-  if (b.every((x) => x === 0)) return null;
+/** Whether a header block's stored checksum matches (the unsigned sum, or the historic signed one). */
+export function headerChecksumOk(b: Buffer): boolean {
+  if (b.length < BLOCK) return false;
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
@@ -186,8 +186,19 @@ export function decodeHeader(b: Buffer): RawHeader | null {
     unsigned += x;
     signed += x > 127 ? x - 256 : x;
   }
-  const stored = parseNumber(b, 148, 8);
-  if (stored !== unsigned && stored !== signed) throw new TarFormatError('tar header checksum mismatch');
+  let stored: number;
+  try {
+    stored = parseNumber(b, 148, 8);
+  } catch {
+    return false;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/** Decodes one header block; null for an all-zero block (end of archive). */
+export function decodeHeader(b: Buffer): RawHeader | null {
+  if (b.every((x) => x === 0)) return null;
+  if (!headerChecksumOk(b)) throw new TarFormatError('tar header checksum mismatch');
   const flag = b[156] === 0 ? '0' : String.fromCharCode(b[156]!);
   const magic = b.toString('latin1', 257, 263);
   let name = cstr(b, 0, 100);

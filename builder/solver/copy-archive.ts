@@ -2,8 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { extractTar } from '../layers/index.js';
+import { decompress, extractTar, headerChecksumOk, sniffCompression } from '../layers/index.js';
 import { FileOpError } from './file-op-base.js';
 
 /** Compression of a local ADD source, told by magic bytes, never by name (as Docker does). */
@@ -11,29 +10,15 @@ export type Compression = 'none' | 'gzip' | 'bzip2' | 'xz' | 'zstd';
 
 const TAR_BLOCK = 512;
 
+/** Magic bytes, as layers tell them; zstd is recognised here (only to say "an archive we cannot unpack"). */
 function compressionOf(head: Buffer): Compression {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-  if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-  return 'none';
+  return sniffCompression(head);
 }
 
-/** A tar header block with a valid checksum (unsigned or the historic signed sum); an all-zero block is an empty archive, not a tar. */
+/** A tar header block with a valid checksum; an all-zero block is an empty archive, not a tar. */
 function isTarHeader(block: Buffer): boolean {
-  if (block.length < TAR_BLOCK) return false;
-  if (block.subarray(0, TAR_BLOCK).every((b) => b === 0)) return false;
-  const field = block.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
-  if (!/^[0-7]+$/.test(field)) return false;
-  const want = parseInt(field, 8);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  return want === unsigned || want === signed;
+  return block.length >= TAR_BLOCK && !block.subarray(0, TAR_BLOCK).every((b) => b === 0) && headerChecksumOk(block.subarray(0, TAR_BLOCK));
 }
 
 /**
@@ -44,14 +29,9 @@ function isTarHeader(block: Buffer): boolean {
 export function openDecompressed(file: string, kind: Compression, signal?: AbortSignal): Readable {
   // The caller lstat'ed `file` as a regular file inside its root; the stream reads it in 1 MiB chunks.
   const input = createReadStream(file, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
-  if (kind === 'none') return input;
-  if (kind === 'gzip') {
-    const gunzip = createGunzip();
-    input.on('error', (err) => gunzip.destroy(err));
-    return input.pipe(gunzip);
-  }
-  const tool = { bzip2: 'bzip2', xz: 'xz', zstd: 'zstd' }[kind];
-  const child = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+  if (kind !== 'zstd') return decompress(input, kind);
+  // Node has no zstd decoder and layers refuse zstd; detection still needs to look inside.
+  const child = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
   const out = new PassThrough();
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
@@ -65,7 +45,7 @@ export function openDecompressed(file: string, kind: Compression, signal?: Abort
   child.stdout.pipe(out, { end: false });
   child.on('close', (code, sig) => {
     if (code === 0 || out.destroyed) out.end();
-    else out.destroy(new FileOpError(`${tool} -d failed (${code ?? sig}): ${stderr.trim()}`, file));
+    else out.destroy(new FileOpError(`zstd -d failed (${code ?? sig}): ${stderr.trim()}`, file));
   });
   out.on('close', () => {
     if (child.exitCode === null) child.kill();

@@ -1,3 +1,14 @@
+/** A worker's own options: `worker`'s, and `serve --embedded-worker`'s. */
+const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
+      --concurrency N        Builds at once (default 2)
+      --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
+      --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
+      --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
+      --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
+      --lock-ms N            Job lock duration (default 15000): a dead worker's build moves after it
+      --stalled-ms N         Stalled-job check interval (default 10000)
+      --heartbeat-ms N       Worker heartbeat TTL (default 15000)`;
+
 /** The options `serve` and `worker` share, listed once. */
 const SERVICE_OPTIONS = `Options of both serve and worker:
       --redis URL            Redis (redis://[:PASSWORD@]HOST:PORT[/DB]), or BUILDLITE_REDIS_URL; waited for at start
@@ -103,15 +114,7 @@ Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
 ${SERVICE_OPTIONS}
 
 With --embedded-worker, the worker options apply to it:
-      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
-      --concurrency N        Builds at once (default 2)
-      --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
-      --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
-      --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
-      --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
-      --lock-ms N            Job lock duration (default 15000): a dead worker's build moves after it
-      --stalled-ms N         Stalled-job check interval (default 10000)
-      --heartbeat-ms N       Worker heartbeat TTL (default 15000)
+${WORKER_OPTIONS}
 
 SIGTERM drains: no new calls, open streams end, then the process exits.`,
   worker: `Usage: buildlite worker --redis URL [OPTIONS]
@@ -120,15 +123,7 @@ Runs a build worker: takes builds from the shared queue and its own queue
 (cache locality), streams their events to Redis, stores full step logs.
 Prints "worker ID ready".
 
-      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
-      --concurrency N        Builds at once (default 2)
-      --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
-      --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
-      --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
-      --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
-      --lock-ms N            Job lock duration (default 15000): a dead worker's build moves after it
-      --stalled-ms N         Stalled-job check interval (default 10000)
-      --heartbeat-ms N       Worker heartbeat TTL (default 15000)
+${WORKER_OPTIONS}
 
 ${SERVICE_OPTIONS}
 

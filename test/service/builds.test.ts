@@ -5,28 +5,14 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
 import type { BuildEvent } from '../../core/build.js';
-import type { BuildliteError } from '../../core/errors.js';
 import { mountsUnder } from '../../core/mounter.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, startService, TOKENS, type Service } from './harness.js';
+import { runcContainers, startService, TOKENS, type Service, collectResuming } from './harness.js';
 import { tarOf } from './tar.js';
 
-/** All events after `from`; a dropped stream (a retryable error) is resumed from the last seq, as the CLI does. */
-async function collect(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
-  const out: BuildEvent[] = [];
-  for (let attempt = 0; ; attempt++) {
-    try {
-      for await (const ev of c.watch(buildId, out.at(-1)?.seq ?? from)) out.push(ev);
-      return out;
-    } catch (err) {
-      if (!(err as BuildliteError).retryable || attempt > 20) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
 
 function nonce(): string {
   return Math.random().toString(36).slice(2);
@@ -62,7 +48,7 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
             { dockerfile: `FROM ${base}\nRUN echo ${name}-${i}-${nonce()} > /who\n`, outputs: [{ type: 'registry', refs: [ref] }] },
             tarOf({ 'f.txt': `${name}${i}` }),
           );
-          const events = await collect(c, buildId);
+          const events = await collectResuming(c, buildId);
           return { name, buildId, last: events.at(-1) };
         }),
       );
@@ -125,8 +111,8 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
         if (ev.type === 'log') break; // drop the stream mid-build
       }
       const lastSeq = first.at(-1)!.seq;
-      const rest = await collect(c, buildId, lastSeq);
-      const all = await collect(c, buildId, 0);
+      const rest = await collectResuming(c, buildId, lastSeq);
+      const all = await collectResuming(c, buildId, 0);
       expect(all.at(-1)).toMatchObject({ type: 'result' });
       expect(rest.length).toBeGreaterThan(0);
       expect(rest.map((e) => e.seq)).toEqual(all.filter((e) => e.seq > lastSeq).map((e) => e.seq));
@@ -154,7 +140,7 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
       expect(await runcContainers(victim.root)).not.toEqual([]);
       await victim.stop('SIGKILL');
 
-      const rest = await collect(c, buildId, lastSeq);
+      const rest = await collectResuming(c, buildId, lastSeq);
       expect(rest.at(-1), JSON.stringify(rest.slice(-3))).toMatchObject({ type: 'result' });
       const info = await c.get(buildId);
       expect(info.state).toBe('succeeded');
@@ -185,11 +171,11 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
       // Redis with persistence, as compose.yaml runs it: the queue survives on disk across the restart.
       await admin.save();
       await redis.restart();
-      const ends = await Promise.all(ids.map(async (id) => (await collect(c, id)).at(-1)));
+      const ends = await Promise.all(ids.map(async (id) => (await collectResuming(c, id)).at(-1)));
       for (const e of ends) expect(e, JSON.stringify(e)).toMatchObject({ type: 'result' });
       // And the workers still take new jobs after the restart.
       const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo after-${nonce()}\n` }, tarOf({ z: 'after' }));
-      expect((await collect(c, buildId)).at(-1)).toMatchObject({ type: 'result' });
+      expect((await collectResuming(c, buildId)).at(-1)).toMatchObject({ type: 'result' });
     } finally {
       admin.disconnect();
       c.close();

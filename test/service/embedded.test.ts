@@ -1,18 +1,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
-import type { BuildEvent } from '../../core/build.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, startService, TOKENS, type Service } from './harness.js';
+import { runcContainers, startService, TOKENS, type Service, collectOnce } from './harness.js';
 import { tarOf } from './tar.js';
 
-async function collect(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
-  const out: BuildEvent[] = [];
-  for await (const ev of c.watch(buildId, from)) out.push(ev);
-  return out;
-}
 
 /** Every string Redis holds under any key (hashes, strings, lists, sets, streams). */
 async function everythingIn(redis: Redis): Promise<string> {
@@ -58,7 +52,7 @@ describe('serve --embedded-worker: secrets in memory only, cancel reaches the RU
         },
         tarOf({ a: '1' }),
       );
-      const events = await collect(c, buildId);
+      const events = await collectOnce(c, buildId);
       expect(events.at(-1), JSON.stringify(events.at(-1))).toMatchObject({ type: 'result' });
       expect(JSON.stringify(events)).toContain('secret-length-ok');
       expect(JSON.stringify(events)).not.toContain(secret);
@@ -80,7 +74,7 @@ describe('serve --embedded-worker: secrets in memory only, cancel reaches the RU
         if (ev.type === 'log' && ev.data.includes('going-')) break;
       }
       await c.cancel(buildId);
-      const rest = await collect(c, buildId, last);
+      const rest = await collectOnce(c, buildId, last);
       expect(rest.at(-1)).toMatchObject({ type: 'error', error: { code: 'CANCELLED' } });
       expect((await c.get(buildId)).state).toBe('cancelled');
       expect(await runcContainers(svc.api.root)).toEqual([]);

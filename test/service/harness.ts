@@ -10,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { mountsUnder } from '../../core/mounter.js';
+import type { BuildEvent } from '../../core/build.js';
+import type { BuildliteError } from '../../core/errors.js';
+import type { BuildliteClient } from '../../api/index.js';
 import { CLI } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -184,4 +187,25 @@ export async function cleanupRoots(roots: string[]): Promise<void> {
     }
     for (const m of (await mountsUnder(root)).reverse()) await sh('umount', ['-l', m]).catch(() => undefined);
   }
+}
+
+/** All events after `from`; a dropped stream (a retryable error) is resumed from the last seq, as the CLI does. */
+export async function collectResuming(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
+  const out: BuildEvent[] = [];
+  for (let attempt = 0; ; attempt++) {
+    try {
+      for await (const ev of c.watch(buildId, out.at(-1)?.seq ?? from)) out.push(ev);
+      return out;
+    } catch (err) {
+      if (!(err as BuildliteError).retryable || attempt > 20) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** All events after `from`, from one Watch stream. */
+export async function collectOnce(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
+  const out: BuildEvent[] = [];
+  for await (const ev of c.watch(buildId, from)) out.push(ev);
+  return out;
 }

@@ -2,25 +2,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
 import type { BuildEvent } from '../../core/build.js';
-import type { BuildliteError } from '../../core/errors.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service } from './harness.js';
+import { startService, TOKENS, type Service, collectResuming } from './harness.js';
 import { tarOf } from './tar.js';
 
-async function collect(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
-  const out: BuildEvent[] = [];
-  for (let attempt = 0; ; attempt++) {
-    try {
-      for await (const ev of c.watch(buildId, out.at(-1)?.seq ?? from)) out.push(ev);
-      return out;
-    } catch (err) {
-      if (!(err as BuildliteError).retryable || attempt > 20) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
 
 /** Watches until a log line contains `text`; returns the last seq seen. */
 async function untilLog(c: BuildliteClient, buildId: string, text: string): Promise<number> {
@@ -78,7 +65,7 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
 
   async function build(dockerfile: string, project: string): Promise<{ buildId: string; events: BuildEvent[]; worker: string; queue: string }> {
     const { buildId } = await c.submit({ dockerfile, project }, tarOf({ p: project }));
-    const events = await collect(c, buildId);
+    const events = await collectResuming(c, buildId);
     const rec = await record(buildId);
     return { buildId, events, worker: rec['worker'] ?? '', queue: rec['queue'] ?? '' };
   }
@@ -110,7 +97,7 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
     expect(other.events.at(-1)).toMatchObject({ type: 'result' });
     expect(other.queue).toBe('builds');
     expect(other.worker).not.toBe(home);
-    expect((await collect(c, busyId)).at(-1)).toMatchObject({ type: 'result' });
+    expect((await collectResuming(c, busyId)).at(-1)).toMatchObject({ type: 'result' });
   });
 
   it('a worker that loses its job lock stops that build and never publishes; the result is published exactly once', async () => {
@@ -123,7 +110,7 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
     // What an expired lock looks like to BullMQ: renewal fails, and the stalled check hands the job out again.
     await r.del(lockKey);
 
-    const events = await collect(c, buildId);
+    const events = await collectResuming(c, buildId);
     expect(terminals(events), JSON.stringify(terminals(events))).toHaveLength(1);
     expect(events.at(-1)).toMatchObject({ type: 'result' });
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
@@ -154,7 +141,7 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
     const victim = svc.workers.find((w) => w.root.endsWith(`worker-${victimId}`) && w.child.exitCode === null)!;
     await victim.stop('SIGKILL');
 
-    const rest = await collect(c, buildId, lastSeq);
+    const rest = await collectResuming(c, buildId, lastSeq);
     expect(rest.at(-1), JSON.stringify(rest.slice(-3))).toMatchObject({ type: 'result' });
     expect(terminals(rest)).toHaveLength(1);
     const rec = await record(buildId);
@@ -179,7 +166,7 @@ describe('build routing and lost workers: cache locality, lock loss, takeover of
     expect(proc.child.exitCode).toBe(0);
     expect(proc.output()).toContain('draining: handing the build back to the queue');
 
-    const rest = await collect(c, buildId, lastSeq);
+    const rest = await collectResuming(c, buildId, lastSeq);
     expect(rest.at(-1), JSON.stringify(rest.slice(-3))).toMatchObject({ type: 'result' });
     expect(terminals(rest)).toHaveLength(1);
     const rec = await record(buildId);

@@ -3,20 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
-import type { BuildEvent } from '../../core/build.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service } from './harness.js';
+import { startService, TOKENS, type Service, collectOnce } from './harness.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
 import { tarOf } from './tar.js';
 
-async function collect(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
-  const out: BuildEvent[] = [];
-  for await (const ev of c.watch(buildId, from)) out.push(ev);
-  return out;
-}
 
 async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -74,7 +68,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
     const files = { 'hello.txt': `hello-${nonce()}\n` };
     const df = `FROM ${base}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n`;
     const first = await c.submit({ dockerfile: df }, tarOf(files));
-    expect((await collect(c, first.buildId)).at(-1)).toMatchObject({ type: 'result' });
+    expect((await collectOnce(c, first.buildId)).at(-1)).toMatchObject({ type: 'result' });
     expect(await c.hasContext(first.contextDigest)).toBe(true);
     expect(contextPuts(first.contextDigest)).toBe(1);
     const tags = (await (await fetch(`${registry.url}/v2/${STORE_REPO}/tags/list`)).json()) as { tags: string[] };
@@ -83,7 +77,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
     // The same bytes uploaded again: the API checks the registry first and sends nothing.
     const again = await c.submit({ dockerfile: df }, tarOf(files));
     expect(again.contextDigest).toBe(first.contextDigest);
-    expect((await collect(c, again.buildId)).at(-1)).toMatchObject({ type: 'result' });
+    expect((await collectOnce(c, again.buildId)).at(-1)).toMatchObject({ type: 'result' });
     expect(contextPuts(first.contextDigest)).toBe(1);
     expect(proxy.requests.some((r) => r.method === 'HEAD' && r.path.endsWith(`/blobs/${first.contextDigest}`))).toBe(true);
 
@@ -91,7 +85,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
     proxy.corruptBlobs = true;
     try {
       const bad = await c.submit({ dockerfile: df }, tarOf({ 'hello.txt': `other-${nonce()}\n` }));
-      const end = (await collect(c, bad.buildId)).at(-1);
+      const end = (await collectOnce(c, bad.buildId)).at(-1);
       expect(end).toMatchObject({ type: 'error', error: { code: 'DIGEST_MISMATCH' } });
     } finally {
       proxy.corruptBlobs = false;
@@ -103,7 +97,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
     proxy.failBlobGets = 5;
     try {
       const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo retried-${nonce()}\n` }, tarOf({ r: nonce() }));
-      const events = await collect(c, buildId);
+      const events = await collectOnce(c, buildId);
       expect(events.at(-1), JSON.stringify(events.slice(-3))).toMatchObject({ type: 'result' });
       expect(events.filter((e) => e.type === 'result' || e.type === 'error')).toHaveLength(1);
       expect(events.some((e) => e.type === 'warning' && /attempt 1 failed .*retrying/.test(e.message))).toBe(true);
@@ -143,7 +137,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
 
   it('keeps the full log of every step that printed, equal to what the stream carried', async () => {
     const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo one-${nonce()}; echo two >&2\nRUN echo three-${nonce()}\n` }, tarOf({ z: '1' }));
-    const events = await collect(c, buildId);
+    const events = await collectOnce(c, buildId);
     expect(events.at(-1)).toMatchObject({ type: 'result' });
     const byVertex = new Map<string, string>();
     for (const e of events) if (e.type === 'log') byVertex.set(e.vertex, (byVertex.get(e.vertex) ?? '') + e.data);
@@ -165,7 +159,7 @@ describe('service store in a registry, full step logs, continuous GC', () => {
       expect(layer * builds).toBeGreaterThan(GC_CAP);
       for (let i = 0; i < builds; i++) {
         const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN head -c ${layer} /dev/urandom > /r-${i}-${nonce()}\n` }, tarOf({ g: String(i) }));
-        expect((await collect(c, buildId)).at(-1)).toMatchObject({ type: 'result' });
+        expect((await collectOnce(c, buildId)).at(-1)).toMatchObject({ type: 'result' });
         let total = await usage();
         for (let t = 0; t < 100 && !(total <= GC_CAP); t++) {
           await new Promise((r) => setTimeout(r, 200));
