@@ -84,11 +84,19 @@ export class Builder {
     /** The store the solver and exporters read: local blobs plus those an imported cache can fetch. */
     private readonly lazy: LazyBlobStore,
     private readonly use: RootUse,
+    private readonly executor: RuncExecutor,
   ) {}
 
-  /** Stop using the state root (a process that exits is noticed by the next one anyway). */
+  /**
+   * Finish the executor's background cleanup, then stop using the state root
+   * (a process that exits without closing is noticed by the next one anyway).
+   */
   async close(): Promise<void> {
-    await this.use.release();
+    try {
+      await this.executor.drain();
+    } finally {
+      await this.use.release();
+    }
   }
 
   static async open(opts: BuilderOptions): Promise<Builder> {
@@ -121,7 +129,7 @@ export class Builder {
         index,
         snapshotter,
         executor,
-        images: new RegistryImages(registry),
+        images: new RegistryImages(registry, store),
         http: new PolicedHttpFetcher(opts.httpPolicy),
         allowHostNetwork: opts.allowHostNetwork ?? false,
         hasher: new ContextHasher(path.join(root, 'statcache')),
@@ -131,14 +139,16 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
     const queue = new EventQueue<BuildEvent>();
     let seq = 0;
     const emit = (e: BuildEventBody) => queue.push({ ...e, seq: ++seq } as BuildEvent);
-    this.run(req, opts, emit)
+    // The build reports only once its steps' containers are gone too (the executor deletes them in the background).
+    const settled = (p: Promise<BuildResult>) => p.finally(() => this.executor.drain());
+    settled(this.run(req, opts, emit))
       .then((result) => emit({ type: 'result', result }))
       .catch((err: unknown) => emit({ type: 'error', error: toWire(err) }))
       .finally(() => queue.end());
@@ -152,7 +162,7 @@ export class Builder {
     if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
     }
-    const images = new RegistryImages(this.registry);
+    const images = new RegistryImages(this.registry, this.store);
     const def = await convertDockerfile({
       dockerfile: req.dockerfile,
       fileName: req.dockerfileName ?? 'Dockerfile',

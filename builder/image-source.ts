@@ -1,4 +1,4 @@
-import type { ContentStore } from '../core/content.js';
+import type { BlobProvider, ContentStore } from '../core/content.js';
 import { parseDigest } from '../core/digest.js';
 import type { ImageConfig, Platform } from '../core/oci.js';
 import { readJson, type LayerRef } from '../cache/index.js';
@@ -17,7 +17,11 @@ const MAX_CONFIG_BYTES = 8 << 20;
 export class RegistryImages implements ImageResolver, ImageFetcher {
   private readonly resolved = new Map<string, Promise<ResolvedImage>>();
 
-  constructor(private readonly client: RegistryClient) {}
+  /** `local`: where pulled configs are, so resolving a known base fetches only its manifest. */
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly local?: BlobProvider,
+  ) {}
 
   resolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
     const k = `${ref}|${platform.os}/${platform.architecture}`;
@@ -31,7 +35,7 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
 
   private async doResolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
     const parsed = parseReference(ref);
-    const r = await this.client.resolve(parsed, platform, signal);
+    const r = await this.client.resolve(parsed, platform, signal, this.local);
     const pinned = formatReference({ ...parsed, tag: undefined, digest: r.manifestDigest });
     return {
       ref: pinned,

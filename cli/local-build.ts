@@ -34,6 +34,7 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     renderer.close();
+    await builder.close();
   }
   if (error || !result) return 1;
   if (p.iidfile) await writeFile(p.iidfile, result.imageDigest);

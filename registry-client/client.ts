@@ -112,9 +112,9 @@ export class RegistryClient implements AsyncDisposable {
     res.body.resume();
   }
 
-  /** Tag or digest → the platform's manifest and config, all verified. */
-  resolve(ref: string | Reference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal): Promise<ResolvedImage> {
-    return resolve(this.pullCtx, toRef(ref), platform, signal);
+  /** Tag or digest → the platform's manifest and config, all verified; a config already in `local` is read from there. */
+  resolve(ref: string | Reference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal, local?: BlobProvider): Promise<ResolvedImage> {
+    return resolve(this.pullCtx, toRef(ref), platform, signal, local);
   }
 
   fetchManifest(ref: string | Reference, signal?: AbortSignal): Promise<FetchedManifest> {

@@ -166,8 +166,24 @@ async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, s
   }
 }
 
-/** Tag or digest → platform manifest → config, every document verified. */
-export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
+/** The config from a local store when it holds it (verified again: it is small), else undefined. */
+async function localConfig(local: BlobProvider | undefined, desc: Descriptor, limit: number): Promise<Buffer | undefined> {
+  if (!local || desc.size > limit) return undefined;
+  try {
+    if ((await local.stat(desc.digest))?.size !== desc.size) return undefined;
+    const bytes = await readAllBounded(await local.open(desc.digest), limit, `image config ${desc.digest}`);
+    return sha256(bytes) === desc.digest ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Tag or digest → platform manifest → config, every document verified. A
+ * config is named by its digest, so one already in `local` is not fetched
+ * again (a round trip on every build of a known base).
+ */
+export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal, local?: BlobProvider): Promise<ResolvedImage> {
   let top = await fetchManifest(ctx, ref, signal);
   let index: ResolvedImage['index'];
   if (isIndexMediaType(top.mediaType)) {
@@ -182,7 +198,7 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
     if (!isManifestMediaType(top.mediaType)) throw new InvalidDocumentError(`${formatReference(ref)}: nested indexes are not supported`);
   }
   const manifest = top.parsed as ImageManifest;
-  const configBytes = await fetchConfig(ctx, ref, manifest.config, signal);
+  const configBytes = (await localConfig(local, manifest.config, ctx.limits.maxConfigBytes)) ?? (await fetchConfig(ctx, ref, manifest.config, signal));
   let config: ImageConfig;
   try {
     config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -253,7 +269,7 @@ async function pullBlob(ctx: PullContext, ref: Reference, store: Ingester & Blob
 
 /** Resolve, then fetch config, manifest and every missing layer into the store (bounded concurrency). */
 export async function pullImage(ctx: PullContext, ref: Reference, store: Ingester & BlobProvider, opts: PullOptions & { platform: Platform }): Promise<ResolvedImage> {
-  const resolved = await resolve(ctx, ref, opts.platform, opts.signal);
+  const resolved = await resolve(ctx, ref, opts.platform, opts.signal, store);
   await ingestBytes(store, resolved.configDigest, resolved.configBytes);
   await forEachLimit(resolved.manifest.layers, ctx.concurrency, opts.signal, async (layer, signal) => {
     await pullBlob(ctx, ref, store, layer, opts, signal);

@@ -294,6 +294,7 @@ export class BuildWorker {
       await Promise.all([...this.bull, ...this.adopting.values()].map((w) => w.close().catch(() => undefined)));
       this.gcStop.abort();
       await this.gc?.stopped;
+      await this.builder.close().catch(() => undefined);
       await this.store.close().catch(() => undefined);
       await this.presence.stop().catch(() => undefined);
       this.sub.disconnect();

@@ -46,6 +46,7 @@ export class RuncExecutor implements Executor {
   private readonly allowHostNetwork: boolean;
   private readonly loopback: LoopbackHook;
   private readonly nofile: number;
+  private readonly deleting = new Set<Promise<void>>();
 
   constructor(options: RuncExecutorOptions) {
     if (typeof options.stateDir !== 'string' || !path.isAbsolute(options.stateDir)) {
@@ -133,9 +134,11 @@ export class RuncExecutor implements Executor {
       );
       stack.defer(() => stubs.clean());
       // Registered last, so it runs first: the container is gone before stubs are cleaned and the rootfs unmounted.
-      stack.defer(() => this.runc.forceDelete(id));
+      let exitedAlone = false;
+      stack.defer(() => (exitedAlone ? this.deleteInBackground(id) : this.runc.forceDelete(id)));
 
       const outcome = await this.spawnRun(id, bundle, limits.timeoutMs, opts);
+      exitedAlone = !outcome.killed && !outcome.aborted && !outcome.timedOut;
       const oomKilled = await readOomKilled(id);
       if (outcome.aborted) throw new ExecCancelledError('run cancelled');
       if (outcome.exitCode !== 0 && !outcome.killed) {
@@ -158,12 +161,31 @@ export class RuncExecutor implements Executor {
   }
 
   /**
+   * When `runc run` returned by itself, every process of the step is gone: the
+   * kernel reaps all of a pid namespace before its init can be reaped. What
+   * remains is runc's record and an empty cgroup, which need not hold up the
+   * step (~10 ms each): they go in the background, and drain() waits for them.
+   */
+  private deleteInBackground(id: string): void {
+    const p = this.runc.forceDelete(id).catch(() => undefined).finally(() => this.deleting.delete(p));
+    this.deleting.add(p);
+  }
+
+  /** Wait for the background deletes started so far: after it, no run that had returned by then has a container left. */
+  async drain(): Promise<void> {
+    await Promise.all([...this.deleting]);
+  }
+
+  /**
    * Delete every container in our runc root and release every bundle left by
    * a process that died without cleaning up (THREATS.md 12). Call at start,
    * before this executor runs anything.
    */
   async sweep(): Promise<{ containers: string[]; bundles: string[] }> {
-    const containers = existsSync(this.runc.root) ? await this.runc.list() : [];
+    await this.drain();
+    // runc keeps one directory per container in its root: an empty root needs no `runc list` (~10 ms).
+    const entries = existsSync(this.runc.root) ? await readdir(this.runc.root) : [];
+    const containers = entries.length > 0 ? await this.runc.list() : [];
     for (const id of containers) await this.runc.forceDelete(id);
     const bundles = existsSync(this.bundlesDir) ? await readdir(this.bundlesDir) : [];
     for (const name of bundles) await removeBundle(path.join(this.bundlesDir, name));

@@ -9,6 +9,7 @@ import { MediaType } from '../../core/oci.js';
 import { DigestMismatchError, HashingTap } from '../../core/streams.js';
 import { diffTar, upperDirOf } from './diff.js';
 import { ParallelGzip } from './gzip-parallel.js';
+import type { TreeXattrs } from './xattrs.js';
 
 export interface LayerDescriptor {
   readonly mediaType: string;
@@ -25,6 +26,8 @@ export interface WriteLayerOptions {
   readonly compression?: 'gzip' | 'none';
   readonly level?: number;
   readonly signal?: AbortSignal;
+  /** The upper dir's xattrs when the caller has read them already (one getfattr per step). */
+  readonly xattrs?: TreeXattrs;
 }
 
 /**
@@ -44,7 +47,7 @@ export async function writeLayer(
   const upper = upperDirOf(mounts);
   if ((await readdir(upper)).length === 0) return null;
   const gzip = (opts.compression ?? 'gzip') === 'gzip';
-  const tar = Readable.from(diffTar(upper, { sourceDateEpoch: opts.sourceDateEpoch, signal: opts.signal }), {
+  const tar = Readable.from(diffTar(upper, { sourceDateEpoch: opts.sourceDateEpoch, signal: opts.signal, xattrs: opts.xattrs }), {
     objectMode: false,
   });
   const diffTap = new HashingTap();

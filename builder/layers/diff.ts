@@ -4,7 +4,7 @@ import type { Mount } from '../../core/mount.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { cmp, END_OF_ARCHIVE } from './tar-format.js';
 import { devNumbers, entryBytes, headerFromStat, type HeaderOptions } from './tar-writer.js';
-import { readTreeXattrs } from './xattrs.js';
+import { readTreeXattrs, type TreeXattrs } from './xattrs.js';
 
 export class LayerSourceError extends BuildliteError {
   readonly code: ErrorCode = 'INVALID_ARGUMENT';
@@ -31,6 +31,8 @@ export function upperDirOf(mounts: readonly Mount[]): string {
 
 export interface DiffOptions extends HeaderOptions {
   readonly signal?: AbortSignal | undefined;
+  /** Xattrs of `upper` already read by the caller; read here when absent. */
+  readonly xattrs?: TreeXattrs | undefined;
 }
 
 /**
@@ -42,7 +44,7 @@ export interface DiffOptions extends HeaderOptions {
  * Sockets are skipped (they cannot be archived, and mean nothing in an image).
  */
 export async function* diffTar(upper: string, opts: DiffOptions = {}): AsyncGenerator<Buffer> {
-  const xattrs = await readTreeXattrs(upper, opts.signal);
+  const xattrs = opts.xattrs ?? (await readTreeXattrs(upper, opts.signal));
   const firstPathOfInode = new Map<string, string>();
 
   async function* walk(dir: string, rel: string): AsyncGenerator<Buffer> {

@@ -4,6 +4,7 @@ export { chainId } from './chain-id.js';
 export { diffTar, upperDirOf, OPAQUE_MARKER, WHITEOUT_PREFIX, type DiffOptions } from './diff.js';
 export { compressionOfMediaType, decompress, sniffCompression, type Compression } from './decompress.js';
 export { headerChecksumOk } from './tar-format.js';
+export { readTreeXattrs, type TreeXattrs } from './xattrs.js';
 export { readTar, type TarEntry } from './tar-reader.js';
 export type { ExtractLimits } from './extract.js';
 export * from './errors.js';

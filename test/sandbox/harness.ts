@@ -62,6 +62,7 @@ export class Sandbox implements AsyncDisposable {
 
   /** Containers still in our runc root (should be none between runs). */
   async containers(): Promise<string[]> {
+    await this.executor.drain();
     const { stdout } = await execFileP('runc', ['--root', path.join(this.stateDir, 'runc'), 'list', '--format', 'json']);
     const parsed = JSON.parse(stdout.trim() || 'null') as Array<{ id: string }> | null;
     return (parsed ?? []).map((c) => c.id);
