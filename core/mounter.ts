@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { BuildliteError, type ErrorCode } from './errors.js';
 import type { Mount } from './mount.js';
@@ -43,9 +44,8 @@ export async function unmountAt(target: string): Promise<void> {
 
 /** Mount points under `prefix` (from /proc/self/mountinfo), deepest first, for sweeps and tests. */
 export async function mountsUnder(prefix: string): Promise<string[]> {
-  const { readFile } = await import('node:fs/promises');
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return parseMountPoints(info, prefix);
+  // Read in place: procfs text generated on read, and an async readFile of it took several round trips.
+  return parseMountPoints(readFileSync('/proc/self/mountinfo', 'utf8'), prefix);
 }
 
 /**

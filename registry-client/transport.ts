@@ -161,18 +161,29 @@ export class Transport {
   // error) unverified HTTPS, then (when the peer does not speak TLS) plain HTTP.
   // For those, a cheap unverified handshake first tells whether the peer speaks
   // TLS at all, so a plain-HTTP loopback registry never costs the CA bundle parse.
+  // The plain-HTTP ping goes out at the same time (one round trip instead of two
+  // on every build); its answer is used only when the handshake says "no TLS".
   private async probe(registry: string, host: string, signal?: AbortSignal): Promise<HostInfo> {
     const insecure = this.isInsecure(registry);
-    if (insecure && !(await this.agents.speaksTls(host, signal))) {
+    if (insecure) {
       const plain: HostInfo = { base: new URL(`http://${host}`), dispatcher: 'verified' };
-      try {
-        const res = await this.withRetries({ method: 'GET', url: new URL('/v2/', plain.base), action: 'ping registry', signal }, plain.dispatcher, () => undefined);
-        if (res.status === 401) this.auth.setChallenge(host, header(res.headers, 'www-authenticate'));
-        await discard(res.body);
-        return plain;
-      } catch (err) {
-        if (signal?.aborted) throw cancelled(signal, err);
+      const ping = this.withRetries({ method: 'GET', url: new URL('/v2/', plain.base), action: 'ping registry', signal }, plain.dispatcher, () => undefined);
+      // Settled either way, so an unused or failed ping never surfaces as an unhandled rejection.
+      const pinged = ping.then(
+        (res) => ({ res }),
+        (err: unknown) => ({ err }),
+      );
+      if (!(await this.agents.speaksTls(host, signal))) {
+        const r = await pinged;
+        if ('res' in r) {
+          if (r.res.status === 401) this.auth.setChallenge(host, header(r.res.headers, 'www-authenticate'));
+          await discard(r.res.body);
+          return plain;
+        }
+        if (signal?.aborted) throw cancelled(signal, r.err);
         // Fall through to the full order, which reports the error as it always did.
+      } else {
+        void pinged.then((r) => ('res' in r ? discard(r.res.body) : undefined));
       }
     }
     const candidates: HostInfo[] = [{ base: new URL(`https://${host}`), dispatcher: 'verified' }];

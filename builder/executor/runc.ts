@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chown, lstat, mkdir, readFile, readdir } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { AsyncStack } from '../../core/dispose.js';
@@ -47,6 +47,7 @@ export class RuncExecutor implements Executor {
   private readonly loopback: LoopbackHook;
   private readonly nofile: number;
   private readonly deleting = new Set<Promise<void>>();
+  private dirsReady = false;
 
   constructor(options: RuncExecutorOptions) {
     if (typeof options.stateDir !== 'string' || !path.isAbsolute(options.stateDir)) {
@@ -87,7 +88,7 @@ export class RuncExecutor implements Executor {
     const rootfs = inPlace ?? path.join(bundle, 'rootfs');
     const stack = new AsyncStack();
     try {
-      await this.ensureDirs();
+      this.ensureDirs();
       await mkdir(bundle, { mode: 0o700 });
       stack.defer(() => removeBundle(bundle));
       if (inPlace === undefined) {
@@ -105,9 +106,10 @@ export class RuncExecutor implements Executor {
       const hostname = opts.hostname ?? 'buildkitsandbox';
       const etc = etcFileContents(hostname, network, network === 'host' ? await readHostResolvConf() : '');
       const etcFiles = { hosts: path.join(bundle, 'hosts'), resolvConf: path.join(bundle, 'resolv.conf'), hostname: path.join(bundle, 'hostname') };
-      await writeFile(etcFiles.hosts, etc.hosts, { mode: 0o644 });
-      await writeFile(etcFiles.resolvConf, etc.resolvConf, { mode: 0o644 });
-      await writeFile(etcFiles.hostname, etc.hostname, { mode: 0o644 });
+      // Bundle files are a few hundred bytes each: written in place, not through the thread pool.
+      writeFileSync(etcFiles.hosts, etc.hosts, { mode: 0o644 });
+      writeFileSync(etcFiles.resolvConf, etc.resolvConf, { mode: 0o644 });
+      writeFileSync(etcFiles.hostname, etc.hostname, { mode: 0o644 });
 
       const env = [...proc.env, ...Object.entries(opts.secretEnv ?? {}).map(([k, v]) => `${k}=${v}`)];
       const spec = buildSpec({
@@ -126,7 +128,7 @@ export class RuncExecutor implements Executor {
       });
       if (inPlace !== undefined) spec.root.path = inPlace;
       // Mode 0600: secret env values sit in this file for the life of the step.
-      await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
 
       const stubs = await MountStubs.record(
         rootfs,
@@ -203,12 +205,15 @@ export class RuncExecutor implements Executor {
     throw new ExecutorOptionError('network', `unknown network mode ${JSON.stringify(mode)}`);
   }
 
-  private async ensureDirs(): Promise<void> {
+  private ensureDirs(): void {
     // Not traversable by other users: bundles hold rootfs mounts with the images' setuid files (THREATS.md 11).
+    // Once per executor, unless they went missing (someone emptied the state dir).
+    if (this.dirsReady && existsSync(this.bundlesDir) && existsSync(this.runc.root)) return;
     for (const dir of [this.stateDir, this.bundlesDir, this.runc.root]) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chmod(dir, 0o700);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
     }
+    this.dirsReady = true;
   }
 
   /** `runc run` in the foreground with stdio only; resolves when runc has exited and its pipes drained. */
@@ -325,7 +330,12 @@ async function mkdirInRoot(rootfs: string, dir: string, uid: number, gid: number
   const parts = dir.split('/').filter((p) => p.length > 0);
   for (let i = 1; i <= parts.length; i++) {
     const host = await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
-    const st = await stat(host).catch(() => undefined);
+    let st;
+    try {
+      st = statSync(host);
+    } catch {
+      st = undefined;
+    }
     if (st?.isDirectory()) continue;
     if (st) throw new SandboxError(`working directory ${dir}: /${parts.slice(0, i).join('/')} is not a directory`);
     await mkdir(host, { mode: 0o755 });
@@ -394,8 +404,8 @@ async function removeBundle(bundle: string): Promise<void> {
   for (const point of await mountsUnder(bundle)) await unmountAt(point);
   const left = await mountsUnder(bundle);
   if (left.length > 0) throw new SandboxError(`cannot remove ${bundle}: still mounted at ${left.join(', ')}`);
-  const st = await lstat(bundle).catch(() => undefined);
-  if (st) await rm(bundle, { recursive: true, force: true });
+  // A handful of small files: removed in place.
+  rmSync(bundle, { recursive: true, force: true });
 }
 
 function findLoopbackTools(): LoopbackHook {

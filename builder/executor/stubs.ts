@@ -1,6 +1,6 @@
-import { lstat, lutimes, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lutimes, readdir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { resolveInRoot } from '../../core/safe-path.js';
+import { lstatOrUndefined, resolveInRoot } from '../../core/safe-path.js';
 
 interface Stub {
   /** Relative to the rootfs, after resolving links inside it. */
@@ -32,11 +32,11 @@ export class MountStubs {
       const parts = rel.split(path.sep).filter((p) => p.length > 0);
       for (let i = 1; i <= parts.length; i++) {
         const relPrefix = parts.slice(0, i).join('/');
-        if (await exists(path.join(stubs.root, relPrefix))) continue;
+        if (exists(path.join(stubs.root, relPrefix))) continue;
         if (!seen.has(relPrefix)) {
           seen.add(relPrefix);
           const parent = path.join(stubs.root, ...parts.slice(0, i - 1));
-          const st = await lstat(parent).catch(() => undefined);
+          const st = lstatOrUndefined(parent);
           stubs.stubs.push({ rel: relPrefix, ...(st ? { parentTimes: { atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 } } : {}) });
         }
         // Everything below a missing component is missing too; its parent times are not worth keeping.
@@ -62,25 +62,21 @@ export class MountStubs {
     const deepestFirst = [...this.stubs].sort((a, b) => b.rel.split('/').length - a.rel.split('/').length);
     for (const stub of deepestFirst) {
       const host = await resolveInRoot(this.root, stub.rel, false);
-      const st = await lstat(host).catch(() => undefined);
+      const st = lstatOrUndefined(host);
       if (!st) continue;
       if (st.isFile() && st.size === 0) await unlink(host);
       else if (st.isDirectory() && (await readdir(host)).length === 0) await rmdir(host);
       else continue;
       if (stub.parentTimes) {
         const parent = path.dirname(host);
-        const pst = await lstat(parent).catch(() => undefined);
+        const pst = lstatOrUndefined(parent);
         if (pst?.isDirectory()) await lutimes(parent, stub.parentTimes.atime, stub.parentTimes.mtime);
       }
     }
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
+// Synchronous: a dozen lstats per step, each cheaper than a thread-pool round trip.
+function exists(p: string): boolean {
+  return lstatOrUndefined(p) !== undefined;
 }
