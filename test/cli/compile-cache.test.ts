@@ -1,0 +1,68 @@
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+/** The bin's V8 code cache (cli/boot.ts): per user and command, private, and never a reason to fail. */
+describe('compile cache of the buildlite bin', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-compile-cache-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  const cacheDir = (home: string) => path.join(home, 'buildlite', 'compile-cache');
+
+  it('is written per command, private to the user, and reused', async () => {
+    const home = path.join(tmp, 'a');
+    const first = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    expect(first.code).toBe(0);
+    const files = await readdir(cacheDir(home));
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatch(new RegExp(`^[0-9a-f]{16}-${process.version.replace(/\./g, '\\.')}-${process.arch}-graph\\.bin$`));
+    expect((await stat(cacheDir(home))).mode & 0o777).toBe(0o700);
+    const file = path.join(cacheDir(home), files[0]!);
+    const before = await stat(file);
+    expect(before.mode & 0o777).toBe(0o600);
+    expect(before.size).toBeGreaterThan(0);
+
+    // A second run reads it (V8 accepts it), so it is not rewritten; the output is the same.
+    const second = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    expect(second).toEqual(first);
+    expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
+
+    // Another command gets its own cache.
+    expect((await runCli(['du', '--help'], { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
+    expect((await readdir(cacheDir(home))).sort()).toEqual([files[0], files[0]!.replace('-graph.bin', '-du.bin')].sort());
+  });
+
+  it('a corrupt cache is rejected by V8 and replaced, and the command still works', async () => {
+    const home = path.join(tmp, 'b');
+    const ok = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const [name] = await readdir(cacheDir(home));
+    const file = path.join(cacheDir(home), name!);
+    await writeFile(file, Buffer.alloc(4096, 0xab), { mode: 0o600 });
+    const again = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    expect(again).toEqual(ok);
+    expect((await stat(file)).size).not.toBe(4096);
+  });
+
+  it('a cache directory others can write to is neither read nor written', async () => {
+    const home = path.join(tmp, 'c');
+    await mkdir(cacheDir(home), { recursive: true });
+    await chmod(cacheDir(home), 0o777);
+    const r = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    expect(r.code).toBe(0);
+    expect(await readdir(cacheDir(home))).toEqual([]);
+  });
+
+  it('BUILDLITE_NO_COMPILE_CACHE turns it off', async () => {
+    const home = path.join(tmp, 'd');
+    const r = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home, BUILDLITE_NO_COMPILE_CACHE: '1' } });
+    expect(r.code).toBe(0);
+    await expect(readdir(cacheDir(home))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
