@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { UsageError, printUsageError } from './usage.js';
 
 /**

@@ -35,9 +35,7 @@ await build({
   define: { 'import.meta.url': '__blImportMetaUrl' },
   banner: { js: "const __blImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
-// boot.ts wraps the bundle in a function: a hashbang line there would be a syntax error.
-const text = readFileSync(cli, 'utf8').replace(/^#!.*\n/, '\n');
-writeFileSync(cli, text);
+const text = readFileSync(cli, 'utf8');
 
 await build({
   ...common,
