@@ -4,12 +4,16 @@ import type { BlobProvider } from '../core/content.js';
 import { sha256, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { isManifestMediaType, type Descriptor, type ImageManifest } from '../core/oci.js';
+import { readAllBounded } from '../core/streams.js';
 import { repositoryScope } from './auth.js';
 import { forEachLimit } from './concurrency.js';
 import { RegistryError, redactUrl } from './errors.js';
 import { parseManifest, type ProgressFn } from './pull.js';
 import { formatReference, type Reference } from './reference.js';
 import { backoffMs, discard, getHeader, isRetryable, type Transport } from './transport.js';
+
+/** What we read of a manifest already under a tag: ours is far smaller, anything bigger is not it. */
+const MAX_EXISTING_MANIFEST_BYTES = 4 << 20;
 
 export interface PushContext {
   readonly transport: Transport;
@@ -190,6 +194,34 @@ export async function putManifest(ctx: PushContext, ref: Reference, manifest: Bu
   return digest;
 }
 
+/** Whether every tag already resolves to a manifest whose bytes hash to `digest`; any doubt (absent, denied, an error) says no. */
+async function everyTagHolds(ctx: PushContext, ref: Reference, tags: readonly string[], digest: Digest, mediaType: string, signal?: AbortSignal): Promise<boolean> {
+  for (const tag of tags) {
+    try {
+      const res = await ctx.transport.request({
+        registry: ref.registry,
+        method: 'GET',
+        path: `/v2/${ref.repository}/manifests/${tag}`,
+        headers: { accept: mediaType },
+        scopes: [repositoryScope(ref.repository, 'pull,push')],
+        accept: [404],
+        retry: false,
+        action: `check manifest ${formatReference({ registry: ref.registry, repository: ref.repository })}:${tag}`,
+        ...(signal ? { signal } : {}),
+      });
+      if (res.status !== 200) {
+        await discard(res.body);
+        return false;
+      }
+      if (sha256(await readAllBounded(res.body, MAX_EXISTING_MANIFEST_BYTES, 'existing manifest')) !== digest) return false;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      return false;
+    }
+  }
+  return true;
+}
+
 export async function deleteManifest(ctx: PushContext, ref: Reference, signal?: AbortSignal): Promise<void> {
   if (!ref.digest) throw new CodedError('INVALID_ARGUMENT', `deleting ${formatReference(ref)} needs a digest (registries delete manifests by digest)`);
   const res = await ctx.transport.request({
@@ -212,6 +244,12 @@ export async function pushImage(ctx: PushContext, ref: Reference, image: PushIma
     const missing = [m.config, ...m.layers].filter((d) => !given.has(d.digest));
     if (missing.length) throw new CodedError('INVALID_ARGUMENT', `pushImage: the manifest references ${missing.length} blob(s) not given, e.g. ${missing[0]!.digest}`);
   }
+  const tags = opts.tags?.length ? opts.tags : ref.tag !== undefined ? [ref.tag] : [];
+  const digest = sha256(image.manifest);
+  // A re-push: every tag already names exactly these manifest bytes, and a
+  // registry serves a manifest only with all its blobs, so there is nothing to
+  // send (ggcr skips the same way; we hash what we GET instead of trusting a header).
+  if (tags.length > 0 && (await everyTagHolds(ctx, ref, tags, digest, image.mediaType, opts.signal))) return digest;
   const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
   await forEachLimit(unique, ctx.concurrency, opts.signal, async (desc, signal) => {
     await pushBlob(ctx, ref, desc, provider, {
@@ -221,8 +259,6 @@ export async function pushImage(ctx: PushContext, ref: Reference, image: PushIma
     });
   });
   // Only now, with every blob landed, may a tag point at the manifest.
-  const tags = opts.tags?.length ? opts.tags : ref.tag !== undefined ? [ref.tag] : [];
-  const digest = sha256(image.manifest);
   if (tags.length === 0) await putManifest(ctx, ref, image.manifest, image.mediaType, digest, opts.signal);
   for (const tag of tags) await putManifest(ctx, ref, image.manifest, image.mediaType, tag, opts.signal);
   return digest;

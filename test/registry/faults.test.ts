@@ -64,7 +64,7 @@ describe('registry faults through a real proxy', () => {
     expect(err.retryable).toBe(true);
     expect(err.message).toMatch(/injected upload failure/);
     expect(err.message).not.toMatch(/_state=(?!REDACTED)/);
-    expect(fault.requests.slice(start).some((r) => r.path.includes('/manifests/'))).toBe(false);
+    expect(fault.requests.slice(start).some((r) => r.method === 'PUT' && r.path.includes('/manifests/'))).toBe(false);
     fault.faults = {};
   });
 
@@ -97,6 +97,27 @@ describe('registry faults through a real proxy', () => {
     const checked = await c.resolve(`${fault.host}/f/base:1`, undefined, undefined, lying);
     expect(configGets(start)).toHaveLength(1);
     expect(checked.configBytes.equals(fetched.configBytes)).toBe(true);
+  });
+
+  it('a re-push to a tag that already names the manifest sends nothing; a tag on other bytes is pushed', async () => {
+    const image = await makeTestImage(src, { layers: 2 });
+    const other = await makeTestImage(src, { layers: 1 });
+    await using c = client();
+    const writes = (from: number) => fault.requests.slice(from).filter((q) => q.method !== 'GET');
+    await c.pushImage(`${fault.host}/f/repush:1`, image, src);
+
+    let start = fault.requests.length;
+    expect(await c.pushImage(`${fault.host}/f/repush:1`, image, src)).toBe(image.manifestDigest);
+    expect(writes(start)).toEqual([]);
+    expect(fault.requests.slice(start).map((q) => `${q.method} ${q.path}`)).toEqual(['GET /v2/f/repush/manifests/1']);
+
+    // The tag now names other bytes: blobs are checked and the manifest is put again.
+    await c.pushImage(`${fault.host}/f/repush:1`, other, src);
+    start = fault.requests.length;
+    await c.pushImage(`${fault.host}/f/repush:1`, image, src);
+    expect(writes(start).filter((q) => q.method === 'HEAD' && q.path.includes('/blobs/'))).toHaveLength(image.blobs.length);
+    expect(writes(start).filter((q) => q.method === 'PUT' && q.path === '/v2/f/repush/manifests/1')).toHaveLength(1);
+    expect((await c.resolve(`${fault.host}/f/repush:1`)).manifestDigest).toBe(image.manifestDigest);
   });
 
   it('a connection reset mid-body is retried and the pull succeeds', async () => {
