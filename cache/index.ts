@@ -24,6 +24,7 @@ export {
 export { prune, startGcLoop, type PruneOptions, type PruneResult, type GcPolicy, type GcLoop } from './gc.js';
 export { parseBytes, parseDuration, parsePruneFilters } from './units.js';
 export { LazyBlobStore, type RemoteBlob } from './lazy-store.js';
+export { atomicWriteFile } from './fs-util.js';
 export {
   importCache,
   exportCache,

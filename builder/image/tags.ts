@@ -1,7 +1,8 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest, type Digest } from '../../core/digest.js';
 import type { Descriptor } from '../../core/oci.js';
+import { atomicWriteFile } from '../../cache/index.js';
 
 /**
  * Local image names (`-t` without `--push`): ref → manifest descriptor, in one
@@ -9,6 +10,7 @@ import type { Descriptor } from '../../core/oci.js';
  */
 export class TagStore {
   private readonly file: string;
+  private writes: Promise<void> = Promise.resolve();
   constructor(root: string) {
     this.file = path.join(root, 'images.json');
   }
@@ -17,12 +19,19 @@ export class TagStore {
     return (await this.load())[ref];
   }
 
-  async set(refs: readonly string[], desc: Descriptor): Promise<void> {
-    const all = await this.load();
-    for (const r of refs) all[r] = desc;
-    const tmp = `${this.file}.tmp-${process.pid}-${Date.now()}`;
-    await writeFile(tmp, JSON.stringify(all, null, 1), { mode: 0o600 });
-    await rename(tmp, this.file);
+  /**
+   * Point `refs` at `desc`. Read-modify-write of one file: the writes of this
+   * process are queued so two builds finishing at once both keep their tags,
+   * and each lands atomically under a temp name of its own.
+   */
+  set(refs: readonly string[], desc: Descriptor): Promise<void> {
+    const write = this.writes.then(async () => {
+      const all = await this.load();
+      for (const r of refs) all[r] = desc;
+      await atomicWriteFile(this.file, JSON.stringify(all, null, 1));
+    });
+    this.writes = write.catch(() => undefined);
+    return write;
   }
 
   async list(): Promise<Record<string, Descriptor>> {
