@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -50,9 +50,10 @@ export class RecordStore {
     }
   }
 
+  /** Read in place, like all(): a mount walks the whole parent chain, one small record per layer. */
   async get(name: string): Promise<SnapshotRecord | undefined> {
     try {
-      return parseRecord(await readFile(this.fileOf(name), 'utf8'));
+      return parseRecord(readFileSync(this.fileOf(name), 'utf8'));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
