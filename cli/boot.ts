@@ -39,9 +39,13 @@ const script = new vm.Script(`(function (exports, require, module, __filename, _
   filename: bundle,
   ...(cached ? { cachedData: cached } : {}),
 });
-if (cache && (!cached || script.cachedDataRejected)) {
-  // At exit, so the cache holds the functions this command compiled lazily as it ran.
-  process.once('exit', () => saveCache(cache, script));
+if (cache && (!cached || script.cachedDataRejected) && !process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+  // At exit, so the cache holds the functions this command compiled lazily as
+  // it ran; only after a successful run, which went through the command's work
+  // (a cache is kept once V8 accepts it, so a thin one would stay thin).
+  process.once('exit', (code) => {
+    if (code === 0) saveCache(cache, script);
+  });
 }
 const mod = { exports: {} };
 (script.runInThisContext() as (...args: unknown[]) => void).call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, here);

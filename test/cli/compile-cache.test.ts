@@ -7,8 +7,17 @@ import { runCli } from '../helpers/cli.js';
 /** The bin's V8 code cache (cli/boot.ts): per user and command, private, and never a reason to fail. */
 describe('compile cache of the buildlite bin', () => {
   let tmp: string;
+  // A command that runs offline and exits 0: `graph` of a one-stage Dockerfile.
+  let GRAPH: string[];
+  let BAD_GRAPH: string[];
   beforeAll(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-compile-cache-'));
+    for (const [name, text] of [['ok', 'FROM scratch\nCOPY a /a\n'], ['bad', 'FROM scratch\nBOGUS x\n']] as const) {
+      await mkdir(path.join(tmp, name));
+      await writeFile(path.join(tmp, name, 'Dockerfile'), text);
+    }
+    GRAPH = ['graph', '--format', 'json', path.join(tmp, 'ok')];
+    BAD_GRAPH = ['graph', path.join(tmp, 'bad')];
   });
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
@@ -18,7 +27,7 @@ describe('compile cache of the buildlite bin', () => {
 
   it('is written per command, private to the user, and reused', async () => {
     const home = path.join(tmp, 'a');
-    const first = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const first = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     expect(first.code).toBe(0);
     const files = await readdir(cacheDir(home));
     expect(files).toHaveLength(1);
@@ -30,22 +39,22 @@ describe('compile cache of the buildlite bin', () => {
     expect(before.size).toBeGreaterThan(0);
 
     // A second run reads it (V8 accepts it), so it is not rewritten; the output is the same.
-    const second = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const second = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     expect(second).toEqual(first);
     expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
 
     // Another command gets its own cache.
-    expect((await runCli(['du', '--help'], { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
+    expect((await runCli(['du', '--root', path.join(tmp, 'du-root')], { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
     expect((await readdir(cacheDir(home))).sort()).toEqual([files[0], files[0]!.replace('-graph.bin', '-du.bin')].sort());
   });
 
   it('a corrupt cache is rejected by V8 and replaced, and the command still works', async () => {
     const home = path.join(tmp, 'b');
-    const ok = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const ok = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     const [name] = await readdir(cacheDir(home));
     const file = path.join(cacheDir(home), name!);
     await writeFile(file, Buffer.alloc(4096, 0xab), { mode: 0o600 });
-    const again = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const again = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     expect(again).toEqual(ok);
     expect((await stat(file)).size).not.toBe(4096);
   });
@@ -54,14 +63,21 @@ describe('compile cache of the buildlite bin', () => {
     const home = path.join(tmp, 'c');
     await mkdir(cacheDir(home), { recursive: true });
     await chmod(cacheDir(home), 0o777);
-    const r = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } });
+    const r = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     expect(r.code).toBe(0);
     expect(await readdir(cacheDir(home))).toEqual([]);
   });
 
+  it('is not written by --help or a failed run', async () => {
+    const home = path.join(tmp, 'e');
+    expect((await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
+    expect((await runCli(BAD_GRAPH, { env: { XDG_CACHE_HOME: home } })).code).not.toBe(0);
+    await expect(readdir(cacheDir(home))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('BUILDLITE_NO_COMPILE_CACHE turns it off', async () => {
     const home = path.join(tmp, 'd');
-    const r = await runCli(['graph', '--help'], { env: { XDG_CACHE_HOME: home, BUILDLITE_NO_COMPILE_CACHE: '1' } });
+    const r = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home, BUILDLITE_NO_COMPILE_CACHE: '1' } });
     expect(r.code).toBe(0);
     await expect(readdir(cacheDir(home))).rejects.toMatchObject({ code: 'ENOENT' });
   });
