@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, stat, utimes } from 'node:fs/promises';
+import { readFileSync, statSync, utimesSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
@@ -57,10 +58,16 @@ export class CacheKeyIndex {
     this.preimagesDir = join(dir, 'preimages');
   }
 
+  /**
+   * The record of `key`. Read in place: a build looks up every step before
+   * running any, and a few hundred bytes per record cost less than the thread
+   * pool's round trips (a fully cached build is mostly these lookups).
+   */
   async get(key: Digest): Promise<CacheRecord | undefined> {
     const path = this.recordPath(key);
     try {
-      const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+      const text = readFileSync(path, 'utf8');
+      const st = statSync(path);
       const record = parseRecord(text);
       // A corrupt record is a miss, not a failed build; it is rewritten on the next put.
       if (!record) return undefined;
@@ -90,12 +97,12 @@ export class CacheKeyIndex {
     }
   }
 
-  /** Marks a record as used now; a missing record is ignored. */
+  /** Marks a record as used now (in place, as get reads it); a missing record is ignored. */
   async touch(key: Digest, now = Date.now()): Promise<void> {
     const path = this.recordPath(key);
     const t = new Date(now);
     try {
-      await utimes(path, t, t);
+      utimesSync(path, t, t);
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw indexError(`touch cache record ${key}`, err);
     }
