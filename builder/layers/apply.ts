@@ -56,6 +56,8 @@ export interface ExtractTarOptions {
   readonly limits?: ApplyLimits;
   readonly signal?: AbortSignal;
   readonly onWarning?: (message: string) => void;
+  /** Every entry's owner, instead of the archive's (ADD --chown). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 /**
@@ -87,6 +89,7 @@ async function extractStream(
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+      ...(opts.owner ? { owner: opts.owner } : {}),
     }).run(readTar(bounded));
     return { diffId: tap.digest(), size: tap.size, entries };
   } finally {

@@ -30,6 +30,8 @@ export interface ExtractOptions {
   readonly signal?: AbortSignal;
   /** Things skipped on purpose (device nodes, unsupported xattrs). */
   readonly onWarning?: (message: string) => void;
+  /** ADD --chown: every entry gets this owner instead of the archive's (BuildKit's rule). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 /**
@@ -81,7 +83,8 @@ export class Extractor {
       if (++this.entries > (this.opts.limits?.maxEntries ?? 1_000_000)) {
         throw new LimitExceededError(`archive has more than ${this.opts.limits?.maxEntries ?? 1_000_000} entries`);
       }
-      await this.entry(e);
+      const owner = this.opts.owner;
+      await this.entry(owner ? { ...e, uid: owner.uid, gid: owner.gid } : e);
     }
     await this.finish();
     return { entries: this.entries };

@@ -87,12 +87,16 @@ async function readPrefix(stream: Readable, n: number): Promise<Buffer> {
   return Buffer.concat(chunks).subarray(0, n);
 }
 
-/** ADD of a local archive: unpack into `destDir` (a real directory inside the root), owners and modes as in the archive. */
-export async function extractArchive(file: string, destDir: string, signal?: AbortSignal): Promise<void> {
+/**
+ * ADD of a local archive: unpack into `destDir` (a real directory inside the
+ * root), modes as in the archive; owners too, unless `--chown` gave `owner`,
+ * which then owns every entry (as in BuildKit).
+ */
+export async function extractArchive(file: string, destDir: string, owner: { uid: number; gid: number } | undefined, signal?: AbortSignal): Promise<void> {
   // extractTar recognises the compression itself; it gets the raw bytes.
   const stream = openDecompressed(file, 'none', signal);
   try {
-    await extractTar(stream, destDir, { whiteouts: false, ...(signal ? { signal } : {}) });
+    await extractTar(stream, destDir, { whiteouts: false, ...(owner ? { owner } : {}), ...(signal ? { signal } : {}) });
   } finally {
     stream.destroy();
   }

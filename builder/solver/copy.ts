@@ -71,7 +71,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
     if (archive !== undefined) {
       // An archive always unpacks into `dest` as a directory, slash or not.
       await mkdirAllInRoot(rootDir, destHost, parentOwner, when);
-      await extractArchive(src.host, destHost, signal);
+      await extractArchive(src.host, destHost, action.chown ? owner : undefined, signal);
       continue;
     }
     const inside = intoDir || (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;

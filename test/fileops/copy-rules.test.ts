@@ -350,6 +350,17 @@ describe('ADD', () => {
     expect(fs.find((e) => e.path === '/x/pkg/owned.txt')).toMatchObject({ mode: '0600', size: 6 });
   });
 
+  it('--chown owns every extracted entry and the created destination; modes stay the archive\'s', async () => {
+    // The archive's entries are 1000:50; --chown nobody:nobody makes them 65534:65534.
+    const fs = await runAdd([add('gz.data', '/owned/x', { chown: { user: 'nobody', group: 'nobody' } })]);
+    const by = (p: string) => fs.find((e) => e.path === p);
+    for (const p of ['/owned', '/owned/x', '/owned/x/pkg', '/owned/x/pkg/run.sh', '/owned/x/pkg/owned.txt']) expect(by(p), p).toMatchObject({ uid: 65534, gid: 65534 });
+    expect(by('/owned/x/pkg/run.sh')).toMatchObject({ mode: '0755' });
+    expect(by('/owned/x/pkg/owned.txt')).toMatchObject({ mode: '0600' });
+    const numeric = await runAdd([add('plain.bin', '/num', { chown: { user: '4242', group: '4343' } })]);
+    expect(numeric.find((e) => e.path === '/num/pkg/run.sh')).toMatchObject({ uid: 4242, gid: 4343 });
+  });
+
   it.each([['notatar.gz'], ['fake.tar']])('copies the non-archive %s as is', async (name) => {
     const fs = await runAdd([add(name, '/y/')]);
     expect(fs.find((e) => e.path === `/y/${name}`)).toMatchObject({ type: 'file', size: readFileSync(path.join(arch, name)).length });
