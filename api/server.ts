@@ -109,7 +109,7 @@ export class ApiServer {
     const policy = { ...RETENTION_DEFAULTS, ...stripUndefined(opts.retention ?? {}) };
     api.retention = startStoreRetention(store, producer.connection, producer.keys, policy, (r, err) => {
       if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
-      else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
+      else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.expiredBuildIds > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
     });
     api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location, keepDurationMs: policy.keepDurationMs }, 'api listening');
     return api;

@@ -14,6 +14,8 @@
  * (see ServiceStore.removeIfUnused). A Submit touches the context before it
  * writes the build record, so a context named after the reference read is
  * fresh and survives. If the references cannot be read, nothing is deleted.
+ *
+ * The same pass drops expired builds from the build lists (pruneBuildIndex).
  */
 import type { Redis } from 'ioredis';
 import type { Digest } from '../core/digest.js';
@@ -40,6 +42,8 @@ export const RETENTION_DEFAULTS = {
 
 export interface RetentionReport {
   readonly removed: Record<StoredKind, number>;
+  /** Ids dropped from the build lists (`<prefix>:builds`, per client) because their record expired. */
+  readonly expiredBuildIds: number;
   /** Old enough, kept because a live build or a build record references it. */
   readonly keptReferenced: number;
   /** Deletes that failed (retried next pass). */
@@ -106,6 +110,39 @@ function jobContext(data: string | null): Digest | undefined {
   }
 }
 
+/**
+ * Drops from the build lists the ids whose record has expired (records expire
+ * after a build ends; the sorted sets that list them do not). A record and its
+ * list entries are written in one MULTI, so an id without a record is gone for
+ * good. Per-client lists are found by SCAN; ZREM of a non-member is a no-op.
+ */
+export async function pruneBuildIndex(redis: Redis, keys: Keys): Promise<number> {
+  const gone: string[] = [];
+  const ids = await redis.zrange(keys.allBuilds, '0', '-1');
+  for (let i = 0; i < ids.length; i += BATCH) {
+    const batch = ids.slice(i, i + BATCH);
+    const res = await redis.pipeline(batch.map((id) => ['exists', keys.build(id)])).exec();
+    if (!res) throw new Error('redis pipeline aborted');
+    batch.forEach((id, j) => {
+      const [err, n] = res[j]!;
+      if (err) throw err;
+      if (n === 0) gone.push(id);
+    });
+  }
+  if (gone.length === 0) return 0;
+  const lists = [keys.allBuilds];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${keys.prefix.replace(/[*?[\]\\]/g, '\\$&')}:client:*:builds`, 'COUNT', 500);
+    lists.push(...found);
+    cursor = next;
+  } while (cursor !== '0');
+  for (const list of lists) {
+    for (let i = 0; i < gone.length; i += BATCH) await redis.zrem(list, ...gone.slice(i, i + BATCH));
+  }
+  return gone.length;
+}
+
 /** One retention pass over both kinds. Throws (deleting nothing) when Redis cannot be read. */
 export async function sweepServiceStore(
   store: ServiceStore,
@@ -114,6 +151,7 @@ export async function sweepServiceStore(
   policy: RetentionPolicy,
   opts: { readonly now?: number; readonly signal?: AbortSignal; readonly onError?: (kind: StoredKind, digest: Digest, err: unknown) => void } = {},
 ): Promise<RetentionReport> {
+  const expiredBuildIds = await pruneBuildIndex(redis, keys);
   const refs = await referencedBlobs(redis, keys);
   const cutoff = (opts.now ?? Date.now()) - policy.keepDurationMs;
   const removed: Record<StoredKind, number> = { context: 0, log: 0 };
@@ -134,7 +172,7 @@ export async function sweepServiceStore(
       }
     }
   }
-  return { removed, keptReferenced, errors };
+  return { removed, expiredBuildIds, keptReferenced, errors };
 }
 
 export interface StoreRetention {

@@ -180,6 +180,26 @@ describe.each(['dir', 'registry'] as const)('store retention (%s store)', (kind)
     expect((await api.sweepStore()).removed.log).toBe(1);
     expect(await stored('log', listed)).toBe(false);
   });
+
+  it('drops builds whose record expired from the build lists, and keeps the others listed', async () => {
+    const kept = await submitNew();
+    const expired = await submitNew();
+    await c.cancel(expired.buildId);
+    const listed = async () => (await c.list({ limit: 5000 })).map((b) => b.buildId);
+    expect(await listed()).toEqual(expect.arrayContaining([kept.buildId, expired.buildId]));
+    // What the record's TTL does once the build has ended.
+    await conn.del(keys.build(expired.buildId));
+
+    const r = await api.sweepStore();
+    expect(r.expiredBuildIds).toBe(1);
+    expect(await conn.zscore(keys.allBuilds, expired.buildId)).toBeNull();
+    expect(await conn.zscore(keys.clientBuilds('alice'), expired.buildId)).toBeNull();
+    expect(await conn.zscore(keys.allBuilds, kept.buildId)).not.toBeNull();
+    expect(await conn.zscore(keys.clientBuilds('alice'), kept.buildId)).not.toBeNull();
+    expect(await listed()).toContain(kept.buildId);
+    expect((await api.sweepStore()).expiredBuildIds).toBe(0);
+    await c.cancel(kept.buildId);
+  });
 });
 
 describe('serve --store-keep-duration', () => {
