@@ -167,6 +167,7 @@ export class RuncExecutor implements Executor {
    * kernel reaps all of a pid namespace before its init can be reaped. What
    * remains is runc's record and an empty cgroup, which need not hold up the
    * step (~10 ms each): they go in the background, and drain() waits for them.
+   * A delete that fails leaves a stopped container, which the next sweep removes.
    */
   private deleteInBackground(id: string): void {
     const p = this.runc.forceDelete(id).catch(() => undefined).finally(() => this.deleting.delete(p));
