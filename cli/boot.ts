@@ -24,6 +24,9 @@ import vm from 'node:vm';
 /** sha256 prefix of cli.cjs, set by scripts/bundle.mjs. */
 declare const BUNDLE_ID: string;
 
+/** ~0.2-0.7 MB each; about four versions' worth of commands. */
+const MAX_CACHE_FILES = 48;
+
 interface CacheFile {
   readonly dir: string;
   readonly file: string;
@@ -86,11 +89,14 @@ function saveCache(c: CacheFile, s: vm.Script): void {
     chmodSync(tmp, 0o600);
     // Atomic: a concurrent run reads the old file or the new one, never half of one.
     renameSync(tmp, c.file);
-    // Caches of other bundles (an upgrade) or other Node versions are dead weight.
-    const prefix = `${BUNDLE_ID}-${process.version}-`;
-    for (const name of readdirSync(c.dir)) {
-      if (name.endsWith('.bin') && !name.startsWith(prefix)) unlinkSync(path.join(c.dir, name));
-    }
+    // Caches of an older bundle or Node stay until the newest MAX_CACHE_FILES push
+    // them out: deleting every other bundle's at once would make two installed
+    // versions, used in turn, throw each other's caches away on every run.
+    const files = readdirSync(c.dir)
+      .filter((name) => name.endsWith('.bin'))
+      .map((name) => ({ file: path.join(c.dir, name), mtime: lstatSync(path.join(c.dir, name)).mtimeMs }))
+      .sort((a, b) => b.mtime - a.mtime);
+    for (const old of files.slice(MAX_CACHE_FILES)) unlinkSync(old.file);
   } catch {
     // Running without a cache next time is fine.
   }

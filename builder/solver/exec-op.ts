@@ -69,9 +69,9 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   if (result.exitCode !== 0 || result.signal || result.timedOut) {
     throw new ExecError(vertex.digest, def.args.join(' '), result);
   }
-  await unmountRoot();
-  // One getfattr serves both: the opaque marks below and the layer's xattrs.
-  const xattrs = await readTreeXattrs(upperDirOf(step.mounts), opts.signal);
+  // One getfattr serves both the opaque marks below and the layer's xattrs. It reads
+  // the upper dir while the unmount runs: nothing writes there once the step has ended.
+  const [, xattrs] = await Promise.all([unmountRoot(), readTreeXattrs(upperDirOf(step.mounts), opts.signal)]);
   // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
   await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque);
 

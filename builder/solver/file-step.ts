@@ -3,7 +3,7 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { LayerRef } from '../../cache/index.js';
 import { resolveChown } from '../executor/index.js';
 import type { FileDef } from '../graph/index.js';
-import { writeLayer } from '../layers/index.js';
+import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
 import { inputDir, tmpMountDir } from './exec-op.js';
 import { applyFileActions } from './file-op.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
@@ -41,12 +41,18 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
     },
     opts.signal,
   );
-  await unmountAt(merged);
-  mounted = false;
+  // The layer's xattrs are read from the upper dir while the unmount runs (the copy is done).
+  const [, xattrs] = await Promise.all([
+    unmountAt(merged).then(() => {
+      mounted = false;
+    }),
+    readTreeXattrs(upperDirOf(step.mounts), opts.signal),
+  ]);
 
   const layer = await writeLayer(step.mounts, deps.store, {
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
+    xattrs,
   });
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);

@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,24 @@ describe('compile cache of the buildlite bin', () => {
     const r = await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } });
     expect(r.code).toBe(0);
     expect(await readdir(cacheDir(home))).toEqual([]);
+  });
+
+  it('keeps the caches of other bundles, the newest 48 in all', async () => {
+    const home = path.join(tmp, 'f');
+    await mkdir(cacheDir(home), { recursive: true, mode: 0o700 });
+    // Another installed version's caches, oldest first.
+    const others = Array.from({ length: 50 }, (_, i) => path.join(cacheDir(home), `${String(i).padStart(16, '0')}-v0.0.0-x64-build.bin`));
+    for (const [i, f] of others.entries()) {
+      await writeFile(f, 'x', { mode: 0o600 });
+      await utimes(f, new Date(Date.now() - (100 - i) * 60_000), new Date(Date.now() - (100 - i) * 60_000));
+    }
+    expect((await runCli(GRAPH, { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
+    const left = await readdir(cacheDir(home));
+    expect(left).toHaveLength(48);
+    expect(left.filter((n) => n.endsWith('-graph.bin'))).toHaveLength(1);
+    // The three oldest went; the rest of the other version stayed.
+    for (const f of others.slice(0, 3)) expect(left).not.toContain(path.basename(f));
+    for (const f of others.slice(3)) expect(left).toContain(path.basename(f));
   });
 
   it('is not written by --help or a failed run', async () => {
