@@ -22,7 +22,9 @@ PAGE_KIB=$(( $(getconf PAGESIZE) / 1024 )) perl -e '
   my ($peak, $big) = (0, 0);
   my $save = sub { open(my $fh, ">", $file) or return; print $fh "$peak $big\n"; close $fh; };
   $SIG{TERM} = sub { $save->(); exit 0 };
-  while (kill 0, $sid) {
+  $save->();
+  # Sleep first: a scan of /proc at once would compete with the builder starting up.
+  while (select(undef, undef, undef, $interval), kill 0, $sid) {
     my ($sum, $max) = (0, 0);
     opendir(my $d, "/proc") or last;
     for my $p (grep { /^\d+$/ } readdir $d) {
@@ -37,7 +39,6 @@ PAGE_KIB=$(( $(getconf PAGESIZE) / 1024 )) perl -e '
     closedir $d;
     $peak = $sum if $sum > $peak; $big = $max if $max > $big;
     $save->();
-    select(undef, undef, undef, $interval);
   }
   $save->();
 ' "$pid" "$poll_file" "$PEAK_RSS_INTERVAL" &
@@ -45,6 +46,7 @@ poller=$!
 wait "$pid"; rc=$?
 kill -TERM "$poller" 2>/dev/null
 wait "$poller" 2>/dev/null
-cat "$poll_file" >>"$out"
+# A run shorter than perl's start-up leaves the file empty: record it as unmeasured (0).
+if [ -s "$poll_file" ]; then cat "$poll_file" >>"$out"; else echo "0 0" >>"$out"; fi
 rm -f "$poll_file"
 exit "$rc"
