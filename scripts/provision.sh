@@ -37,6 +37,7 @@ runtime_pkgs=(
   iproute2:ip                        # loopback up inside network=none sandboxes
   xz-utils:xz                        # ADD of .tar.xz
   bzip2:bzip2                        # ADD of .tar.bz2
+  zstd:zstd                          # zstd layers of base images, ADD of .tar.zst
   openssl:openssl                    # test CAs for TLS registries
   curl:curl
   ca-certificates:/etc/ssl/certs/ca-certificates.crt

@@ -24,7 +24,7 @@ const DEFAULT_MAX_BYTES = 64 * 1024 ** 3;
 /**
  * Applies a layer blob onto `targetDir`: the merged view of a freshly
  * prepared snapshot (so overlay records deletions as its own whiteouts) or a
- * plain directory. Decompresses by media type (gzip or none; zstd refused),
+ * plain directory. Decompresses by media type (gzip in-process, zstd through the zstd tool, or none),
  * hashes the tar as it streams to get the diff id, and checks it.
  *
  * The diff id is only known at the end, so on a mismatch the files are already

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { validateOciLayoutTar, type ValidatedImage } from '../validate/oci-layout.js';
 import { startCliFixture, type CliFixture } from './fixture.js';
@@ -130,6 +131,17 @@ describe('built image: config, history, SOURCE_DATE_EPOCH', () => {
     }
     expect(digests[0]).toBe(digests[1]);
     await writeFile(path.join(f.tmp, 'sde-done'), digests.join('\n'));
+  });
+
+  it('builds FROM a base whose layer is zstd: the layer is kept as pushed, RUN sees its files', async () => {
+    await pushBusyboxBase(f.registry.host, 'library/busybox-zstd:latest', { compression: 'zstd' });
+    const img = await buildImage('zstd-base', `FROM ${f.registry.host}/library/busybox-zstd:latest\nRUN grep -c '^app:' /etc/passwd > /apps && sh -c 'echo ok' > /ran\n`);
+    expect(img.manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+gzip']);
+    const dest = path.join(f.tmp, 'zstd-rootfs');
+    const ctx = await f.context('zstd-local', { Dockerfile: `FROM ${f.registry.host}/library/busybox-zstd:latest\nRUN grep -c '^app:' /etc/passwd > /apps\n` });
+    const r = await f.build(['--progress', 'plain', '-o', `type=local,dest=${dest}`, ctx]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(dest, 'apps'), 'utf8')).toBe('1\n');
   });
 });
 

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Digest } from '../../core/digest.js';
 import { DEFAULT_PLATFORM, MediaType, type ImageConfig } from '../../core/oci.js';
 import { LocalContentStore, writeBlob } from '../../cache/index.js';
@@ -8,19 +10,28 @@ import { writeLayer } from '../../builder/layers/index.js';
 import { parseReference, RegistryClient } from '../../registry-client/index.js';
 import { makeBusyboxRootfs } from './busybox-rootfs.js';
 
+const run = promisify(execFile);
+
 /**
  * The tests' base image: busybox-static with applet links and a user database
- * (root, app 1000, nobody), one gzip layer, pushed as `library/busybox:latest`
- * to the given loopback registry. Returns the manifest digest.
+ * (root, app 1000, nobody), one gzip layer (or, with `compression: 'zstd'`,
+ * the same tar as a zstd layer, made by the zstd tool), pushed as
+ * `library/busybox:latest` to the given loopback registry. Returns the manifest digest.
  */
-export async function pushBusyboxBase(registryHost: string, repo = 'library/busybox:latest'): Promise<Digest> {
+export async function pushBusyboxBase(registryHost: string, repo = 'library/busybox:latest', opts: { compression?: 'gzip' | 'zstd' } = {}): Promise<Digest> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-base-'));
   try {
     const rootfs = path.join(dir, 'rootfs');
     await makeBusyboxRootfs(rootfs);
     const store = new LocalContentStore(path.join(dir, 'store'));
-    const layer = await writeLayer([{ type: 'bind', source: rootfs, options: ['rbind', 'ro'] }], store, { sourceDateEpoch: 1704067200 });
-    if (!layer) throw new Error('busybox rootfs produced an empty layer');
+    const gz = await writeLayer([{ type: 'bind', source: rootfs, options: ['rbind', 'ro'] }], store, { sourceDateEpoch: 1704067200 });
+    if (!gz) throw new Error('busybox rootfs produced an empty layer');
+    let layer = gz;
+    if (opts.compression === 'zstd') {
+      const zst = await run('sh', ['-c', 'gzip -dc "$1" | zstd -q -c', 'sh', store.blobPath(gz.digest)], { encoding: 'buffer', maxBuffer: 64 << 20 });
+      const blob = await writeBlob(store, zst.stdout);
+      layer = { mediaType: MediaType.OciLayerZstd, digest: blob.digest, size: blob.size, diffId: gz.diffId };
+    }
     const config: ImageConfig = {
       created: '2024-01-01T00:00:00Z',
       architecture: DEFAULT_PLATFORM.architecture,

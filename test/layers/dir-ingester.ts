@@ -39,7 +39,12 @@ export class DirIngester implements Ingester {
       return { digest, size };
     };
     w.abort = async () => {
-      file.destroy();
+      // Wait for the close: a destroy before the open finished would otherwise create the file after the rm.
+      if (!file.closed) {
+        const closed = new Promise<void>((resolve) => file.once('close', () => resolve()));
+        file.destroy();
+        await closed;
+      }
       await rm(tmp, { force: true });
     };
     return w;
