@@ -405,7 +405,7 @@ class Agents {
       signal?.addEventListener('abort', onAbort);
       sock.setTimeout(HEADERS_TIMEOUT_MS, () => done(true));
       sock.once('secureConnect', () => done(true));
-      sock.once('error', (err: NodeJS.ErrnoException) => done(!(err.code === 'ECONNRESET' || /SSL|TLS|wrong version|packet length/i.test(`${err.code} ${err.message}`))));
+      sock.once('error', (err: NodeJS.ErrnoException) => done(!(err.code === 'ECONNRESET' || err.code === 'EPIPE' || /SSL|TLS|wrong version|packet length/i.test(`${err.code} ${err.message}`))));
     });
   }
 

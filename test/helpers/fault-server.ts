@@ -8,7 +8,8 @@
  * - failUpload: from the Nth blob upload (the PUT that completes it) on, `times` (default 1) are
  *   answered 500 and not forwarded; counted from when the fault is set;
  * - resetBlobGet: the next `times` blob GETs send headers and half the body, then the socket is destroyed;
- * - throttle: the next `times` requests are answered 429 with `Retry-After: retryAfter`;
+ * - throttle: the next `times` requests (only those whose path starts with `path`, when given) are
+ *   answered 429 with `Retry-After: retryAfter`;
  * - corruptBlob: blob GET bodies get one byte flipped (same length);
  * - redirectBlobsTo: blob GETs are answered 307 to the same path on another origin.
  *
@@ -21,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 export interface Faults {
   failUpload?: { nth: number; times?: number; status?: number };
   resetBlobGet?: { times: number };
-  throttle?: { times: number; retryAfter: number };
+  throttle?: { times: number; retryAfter: number; path?: string };
   corruptBlob?: boolean;
   redirectBlobsTo?: string;
 }
@@ -95,7 +96,7 @@ export async function startFaultServer(upstreamUrl: string, faults: Faults = {})
       // Always read the whole request first: answering early would break the client's upload with EPIPE.
       const body = await readBody(req);
       const f = state.faults;
-      if (f.throttle && f.throttle.times > 0) {
+      if (f.throttle && f.throttle.times > 0 && (f.throttle.path === undefined || p.startsWith(f.throttle.path))) {
         f.throttle.times--;
         rec.status = 429;
         rec.fault = 'throttle';

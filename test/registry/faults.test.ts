@@ -69,7 +69,8 @@ describe('registry faults through a real proxy', () => {
   });
 
   it('429 with Retry-After is honoured', async () => {
-    fault.faults = { throttle: { times: 1, retryAfter: 1 } };
+    // Only this test's own request: a request still in flight from an earlier test must not take the fault.
+    fault.faults = { throttle: { times: 1, retryAfter: 1, path: '/v2/f/base/manifests/' } };
     await using c = client();
     const t0 = Date.now();
     const r = await c.resolve(`${fault.host}/f/base:1`);
