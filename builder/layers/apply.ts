@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { DigestMismatchError, HashingTap, limitBytes } from '../../core/streams.js';
 import { compressionOfMediaType, decompress, peek, sniffCompression } from './decompress.js';
-import { Extractor, type ExtractLimits } from './extract.js';
+import { Extractor, type ExtractLimits, type ExtractOptions } from './extract.js';
 import { readTar } from './tar-reader.js';
 
 export interface ApplyLimits extends ExtractLimits {
@@ -50,20 +50,15 @@ export async function applyLayer(
   return result;
 }
 
-export interface ExtractTarOptions {
-  /** True for image layers; false for ADD of a local archive, where `.wh.*` are ordinary names. */
-  readonly whiteouts: boolean;
+/** The extractor's options, with the archive-wide byte limit on top. */
+export interface ExtractTarOptions extends ExtractOptions {
   readonly limits?: ApplyLimits;
-  readonly signal?: AbortSignal;
-  readonly onWarning?: (message: string) => void;
-  /** Every entry's owner, instead of the archive's (ADD --chown). */
-  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 /**
- * Extracts a tar (plain, gzip, bzip2 or xz, recognised by magic bytes) into
- * `destDir` with the same safety as layer application. Used by ADD of local
- * archives; owners and modes are kept.
+ * Extracts a tar (plain, gzip, bzip2, xz or zstd, recognised by magic bytes)
+ * into `destDir` with the same safety as layer application. Used by ADD of
+ * local archives; modes are kept, and owners unless `owner` replaces them.
  */
 export async function extractTar(
   tar: Readable,
@@ -84,13 +79,7 @@ async function extractStream(
   const onAbort = () => bounded.destroy(opts.signal?.reason as Error);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const { entries } = await new Extractor(destDir, {
-      whiteouts: opts.whiteouts,
-      ...(opts.limits ? { limits: opts.limits } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
-      ...(opts.owner ? { owner: opts.owner } : {}),
-    }).run(readTar(bounded));
+    const { entries } = await new Extractor(destDir, opts).run(readTar(bounded));
     return { diffId: tap.digest(), size: tap.size, entries };
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
