@@ -19,7 +19,25 @@ export interface BuildInfo {
   readonly worker: string;
   readonly imageDigest: string;
   readonly attempts: number;
+  /** Milliseconds since the epoch; 0 when not reached. */
+  readonly createdAt: number;
+  readonly startedAt: number;
+  readonly finishedAt: number;
   readonly error?: ReturnType<typeof wireErrorFromPb>;
+}
+
+export interface WorkerInfo {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly concurrency: number;
+  readonly active: number;
+  readonly startedAt: number;
+  readonly lastSeen: number;
+  readonly alive: boolean;
+  readonly platform: string;
+  readonly builds: readonly string[];
+  readonly cacheBytes: number;
 }
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
@@ -52,15 +70,23 @@ export class BuildliteClient {
     return (await this.unary<{ present: boolean }>('HasContext', { digest })).present;
   }
 
-  /** Submits a build: with `context` a tar stream to upload, or `request.context_digest` naming one already stored. */
-  submit(request: SubmitRequest, context?: Readable): Promise<{ buildId: string; contextDigest: string }> {
+  /**
+   * Submits a build: with `context` a tar stream to upload, or
+   * `request.context_digest` naming one already stored. An abort cancels the
+   * call; a server that had already queued the build then cancels it.
+   */
+  submit(request: SubmitRequest, context?: Readable, signal?: AbortSignal): Promise<{ buildId: string; contextDigest: string }> {
     return new Promise((resolve, reject) => {
       let settled = false;
+      const onAbort = () => call.cancel();
       const call = this.client['Submit']!(this.md, (err: grpc.ServiceError | null, res: { build_id: string; context_digest: string }) => {
         settled = true;
+        signal?.removeEventListener('abort', onAbort);
         if (err) reject(fromStatus(err));
         else resolve({ buildId: res.build_id, contextDigest: res.context_digest });
       }) as grpc.ClientWritableStream<unknown>;
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener('abort', onAbort, { once: true });
       call.write({ request });
       if (!context) {
         call.end();
@@ -137,8 +163,21 @@ export class BuildliteClient {
     return r.builds.map(infoFromPb);
   }
 
-  async listWorkers(): Promise<Array<{ id: string; alive: boolean; active: number; concurrency: number }>> {
-    return (await this.unary<{ workers: Array<{ id: string; alive: boolean; active: number; concurrency: number }> }>('ListWorkers', {})).workers;
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const r = await this.unary<{ workers: PbWorker[] }>('ListWorkers', {});
+    return r.workers.map((w) => ({
+      id: w.id,
+      host: w.host,
+      pid: w.pid,
+      concurrency: w.concurrency,
+      active: w.active,
+      startedAt: w.started_at,
+      lastSeen: w.last_seen,
+      alive: w.alive,
+      platform: w.platform,
+      builds: w.builds ?? [],
+      cacheBytes: w.cache_bytes,
+    }));
   }
 
   async diskUsage(): Promise<Array<{ worker: string; total: number; kinds: Array<{ kind: string; count: number; size: number }>; error: string }>> {
@@ -181,7 +220,24 @@ interface PbInfo {
   worker: string;
   image_digest: string;
   attempts: number;
+  created_at: number;
+  started_at: number;
+  finished_at: number;
   error?: PbWireError | null;
+}
+
+interface PbWorker {
+  id: string;
+  host: string;
+  pid: number;
+  concurrency: number;
+  active: number;
+  started_at: number;
+  last_seen: number;
+  alive: boolean;
+  platform: string;
+  builds: string[];
+  cache_bytes: number;
 }
 
 function infoFromPb(p: unknown): BuildInfo {
@@ -194,6 +250,9 @@ function infoFromPb(p: unknown): BuildInfo {
     worker: i.worker,
     imageDigest: i.image_digest,
     attempts: i.attempts,
+    createdAt: i.created_at,
+    startedAt: i.started_at,
+    finishedAt: i.finished_at,
     ...(i.error ? { error: wireErrorFromPb(i.error) } : {}),
   };
 }

@@ -180,6 +180,9 @@ export class ApiServer {
           started_at: w.startedAt,
           last_seen: w.lastSeen,
           alive: w.alive,
+          platform: w.platform ?? '',
+          builds: [...(w.builds ?? [])],
+          cache_bytes: w.cacheBytes ?? 0,
         })),
       })),
     });
@@ -255,6 +258,12 @@ export class ApiServer {
     }
     const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project);
     this.log.info({ buildId, client: who.client, context: digest }, 'build queued');
+    if (call.cancelled) {
+      // The client gave up (Ctrl-C) while its build was being queued: it never learns the id, so nobody else would cancel it.
+      const rec = await this.producer.get(buildId);
+      if (rec) await this.producer.cancel(rec);
+      this.log.info({ buildId, client: who.client }, 'build cancelled: the client left during submit');
+    }
     return { build_id: buildId, context_digest: digest };
   }
 

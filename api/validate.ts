@@ -1,4 +1,4 @@
-import type { NetworkMode, OutputSpec } from '../core/build.js';
+import type { CacheSpec, NetworkMode, OutputSpec } from '../core/build.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import type { QueuedRequest } from '../worker/jobs.js';
@@ -47,6 +47,15 @@ export interface PbBuildRequest {
   project: string;
   source_date_epoch: number;
   has_source_date_epoch: boolean;
+  cache_from: PbCacheSpec[];
+  cache_to: PbCacheSpec[];
+}
+
+export interface PbCacheSpec {
+  type: string;
+  ref: string;
+  mode: string;
+  ignore_error: boolean;
 }
 
 export interface ValidatedSubmit {
@@ -114,6 +123,8 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     if (refs.length === 0 || refs.some((r) => r === '')) throw bad(`outputs[${i}] needs at least one non-empty ref`);
     outputs.push({ type, refs });
   }
+  const cacheFrom = cacheSpecs(pb.cache_from, 'cache_from');
+  const cacheTo = cacheSpecs(pb.cache_to, 'cache_to');
   const noCacheFilter = list<unknown>(pb.no_cache_filter, 'no_cache_filter', 128).map((s, i) => str(s, `no_cache_filter[${i}]`, 255, NAME));
 
   const network = (str(pb.network, 'network', 16) || 'default') as NetworkMode;
@@ -155,6 +166,8 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     ...(target ? { target } : {}),
     labels,
     outputs,
+    ...(cacheFrom.length ? { cacheFrom } : {}),
+    ...(cacheTo.length ? { cacheTo } : {}),
     noCache: pb.no_cache === true,
     noCacheFilter,
     secrets: [...secrets.keys()].map((id) => ({ id })),
@@ -164,6 +177,19 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     ...(pb.has_source_date_epoch ? { sourceDateEpoch: pb.source_date_epoch } : {}),
   };
   return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(project ? { project } : {}) };
+}
+
+/** `--cache-from`/`--cache-to` of a remote build: registry caches only (a local dir would be the worker's). */
+function cacheSpecs(v: unknown, field: string): CacheSpec[] {
+  return list<Partial<PbCacheSpec> | null>(v, field, 8).map((c, i) => {
+    const type = str(c?.type, `${field}[${i}].type`, 16);
+    if (type !== 'registry') throw bad(`${field}[${i}].type "${type}": a remote build imports and exports registry caches only (type=registry,ref=REF); a local directory would be on the worker's disk`);
+    const ref = str(c?.ref, `${field}[${i}].ref`, 512, REF);
+    if (ref === '') throw bad(`${field}[${i}] needs a ref`);
+    const mode = str(c?.mode ?? '', `${field}[${i}].mode`, 8);
+    if (mode !== '' && mode !== 'min' && mode !== 'max') throw bad(`${field}[${i}].mode "${mode}": want min or max`);
+    return { type, ref, ...(mode ? { mode } : {}), ...(c?.ignore_error === true ? { ignoreError: true } : {}) };
+  });
 }
 
 /** A build id as clients send it back: what `randomUUID` makes. */

@@ -3,6 +3,8 @@ import type { BuildEvent, BuildResult } from '../core/build.js';
 import type { WireError } from '../core/errors.js';
 import { Builder } from '../builder/index.js';
 import type { ParsedBuild } from './commands/build.js';
+import { Interrupts } from './interrupts.js';
+import { writeMetadata } from './metadata.js';
 import { createRenderer } from './progress.js';
 
 /** Embedded mode: the builder runs in this process against a local state directory. */
@@ -17,41 +19,24 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
   // Embedded mode serves the developer at this machine: ADD may fetch from its own loopback
   // (a local file server); private and link-local ranges stay refused, as in the service.
   const builder = await Builder.open({ root: p.root, insecureRegistries: p.insecure, allowHostNetwork: p.allowHostNetwork, httpPolicy: { allowLoopback: true } });
-  const abort = new AbortController();
-  const onSignal = () => abort.abort(new Error('interrupted'));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  using interrupts = new Interrupts();
   const renderer = createRenderer(p.progress, p.request.dockerfile);
   let result: BuildResult | undefined;
   let error: WireError | undefined;
   try {
-    for await (const ev of builder.build(p.request, { secrets: p.secrets, signal: abort.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
+    for await (const ev of builder.build(p.request, { secrets: p.secrets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
       renderer.event(ev);
       if (ev.type === 'result') result = ev.result;
       if (ev.type === 'error') error = ev.error;
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     renderer.close();
     await builder.close();
   }
+  if (p.metadataFile) await writeMetadata(p.metadataFile, p, { ...(result ? { result } : {}), ...(error ? { error } : {}) });
+  if (interrupts.received) return interrupts.exitCode;
   if (error || !result) return 1;
   if (p.iidfile) await writeFile(p.iidfile, result.imageDigest);
-  if (p.metadataFile) await writeFile(p.metadataFile, `${JSON.stringify(metadataOf(p, result), null, 2)}\n`);
   if (p.progress === 'quiet') process.stdout.write(`${result.imageDigest}\n`);
   return 0;
-}
-
-/** `--metadata-file`: buildx's keys where they exist, so scripts written for buildx keep working, plus ours. */
-export function metadataOf(p: ParsedBuild, result: BuildResult): Record<string, unknown> {
-  const names = (p.request.outputs ?? []).flatMap((o) => ('refs' in o && o.refs ? o.refs : []));
-  return {
-    'containerimage.digest': result.imageDigest,
-    'containerimage.config.digest': result.configDigest,
-    'image.name': [...new Set(names)].join(','),
-    pushed: result.pushed,
-    outputs: (p.request.outputs ?? []).map((o) => ({ type: o.type, ...('dest' in o ? { dest: o.dest } : {}), ...('refs' in o && o.refs ? { refs: o.refs } : {}) })),
-    cache: { hits: result.cache.hits, misses: result.cache.misses },
-  };
 }

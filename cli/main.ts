@@ -18,6 +18,12 @@ const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<numb
   prune: () => import('./commands/prune.js'),
   debug: () => import('./commands/debug.js'),
   logs: () => import('./commands/logs.js'),
+  ls: () => import('./commands/ls.js'),
+  inspect: () => import('./commands/inspect.js'),
+  watch: () => import('./commands/watch.js'),
+  attach: () => import('./commands/watch.js'),
+  cancel: () => import('./commands/cancel.js'),
+  workers: () => import('./commands/workers.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

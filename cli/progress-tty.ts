@@ -3,6 +3,7 @@ import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 import { escapeControl } from '../core/source-excerpt.js';
 import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
+import { attachedLine, type RemoteBuildRef } from './build-ref.js';
 
 type State = 'running' | 'cached' | 'done' | 'error' | 'canceled';
 
@@ -51,6 +52,8 @@ export class TtyRenderer {
   private readonly t0 = Date.now();
   private readonly footer: string[] = [];
   private outcome: 'FINISHED' | 'FAILED' | undefined;
+  private remote: string | undefined;
+  private closed = false;
 
   constructor(
     private readonly dockerfile: string,
@@ -58,6 +61,10 @@ export class TtyRenderer {
   ) {
     this.timer = setInterval(() => this.draw(false), TTY_DEFAULTS.frameMs);
     this.timer.unref();
+  }
+
+  attached(b: RemoteBuildRef): void {
+    this.remote = attachedLine(b);
   }
 
   event(ev: BuildEvent): void {
@@ -153,9 +160,10 @@ export class TtyRenderer {
         extra.push(fit(` => ${p.action} ${escapeControl(id).slice(0, 19)} ${mib(p.current)}${p.total !== undefined ? ` / ${mib(p.total)}` : ''}${pct}`, width));
       }
     }
-    if (final) return [header, ...body.flat()];
+    const top = this.remote ? [header, fit(` => ${this.remote}`, width)] : [header];
+    if (final) return [...top, ...body.flat()];
     // Keep the live frame within the screen: fold the oldest finished steps into one line.
-    const room = Math.max(3, (this.out.rows ?? TTY_DEFAULTS.rows) - 1 - extra.length - 1);
+    const room = Math.max(3, (this.out.rows ?? TTY_DEFAULTS.rows) - top.length - extra.length - 1);
     let total = body.reduce((n, b) => n + b.length, 0);
     let folded = 0;
     for (let i = 0; i < steps.length && total > room; i++) {
@@ -164,7 +172,7 @@ export class TtyRenderer {
       body[i] = [];
       folded++;
     }
-    const lines = [header];
+    const lines = [...top];
     if (folded > 0) lines.push(` => (${folded} finished step${folded === 1 ? '' : 's'} above)`);
     return [...lines, ...body.flat().slice(-room), ...extra];
   }
@@ -178,7 +186,10 @@ export class TtyRenderer {
     this.drawn = final ? 0 : lines.length;
   }
 
+  /** Draws the final screen; once (later calls do nothing). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const s of this.steps.values()) {

@@ -1,11 +1,15 @@
 import type { BuildEvent } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { escapeControl } from '../core/source-excerpt.js';
+import { attachedLine, type RemoteBuildRef } from './build-ref.js';
 import { TtyRenderer } from './progress-tty.js';
 import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
 
 export interface Renderer {
+  /** The build runs on a build service under this id (before its first event). */
+  attached(build: RemoteBuildRef): void;
   event(ev: BuildEvent): void;
+  /** Ends the output (the final screen of a tty); calling it again does nothing. */
   close(): void;
 }
 
@@ -19,10 +23,18 @@ export function createRenderer(mode: ProgressMode, dockerfile: string): Renderer
   return new PlainRenderer(dockerfile);
 }
 
-/** One BuildEvent per line on stdout, for programs. */
+/**
+ * One BuildEvent per line on stdout, for programs. A remote build first gets
+ * a `{"type":"build","buildId","server"}` line, and every event carries its `buildId`.
+ */
 class JsonRenderer implements Renderer {
+  private buildId: string | undefined;
+  attached(b: RemoteBuildRef): void {
+    this.buildId = b.buildId;
+    process.stdout.write(`${JSON.stringify({ type: 'build', buildId: b.buildId, server: b.server })}\n`);
+  }
   event(ev: BuildEvent): void {
-    process.stdout.write(`${JSON.stringify(ev)}\n`);
+    process.stdout.write(`${JSON.stringify(this.buildId ? { ...ev, buildId: this.buildId } : ev)}\n`);
   }
   close(): void {}
 }
@@ -52,6 +64,10 @@ class PlainRenderer implements Renderer {
       this.ids.set(v, n);
     }
     return n;
+  }
+
+  attached(b: RemoteBuildRef): void {
+    this.line(attachedLine(b));
   }
 
   event(ev: BuildEvent): void {

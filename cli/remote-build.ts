@@ -1,108 +1,118 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { pack as tarPack, type Pack } from 'tar-stream';
-import type { BuildEvent, BuildResult } from '../core/build.js';
-import type { BuildliteError, WireError } from '../core/errors.js';
-import { parseIgnoreFile, PathMatcher } from '../core/ignore.js';
-import { BuildliteClient, SERVER_PLACEHOLDER, type SubmitRequest } from '../api/index.js';
+import type { BuildliteError } from '../core/errors.js';
+import type { BuildliteClient, SubmitRequest } from '../api/index.js';
 import type { ParsedBuild } from './commands/build.js';
-import { createRenderer } from './progress.js';
+import { packContext } from './context-pack.js';
+import { followBuild, type Followed } from './follow.js';
+import { Interrupts } from './interrupts.js';
+import { writeMetadata } from './metadata.js';
+import { createRenderer, type Renderer } from './progress.js';
+import { connect } from './remote.js';
 import { UsageError } from './usage.js';
 
-/** How often a dropped Watch stream is resumed before the CLI gives up. */
-const WATCH_RETRIES = 20;
+/**
+ * How long an interrupted client waits for the server to accept its cancel,
+ * then for the build's last event. A CI runner that sends SIGTERM usually
+ * sends SIGKILL some seconds later; the cancel has to land before that.
+ */
+export const CANCEL_WAIT = { acceptMs: 5_000, endMs: 10_000 } as const;
 
 /**
- * Remote mode (`build --server ADDR --token T`): packs the context, uploads it
- * unless the server already has that digest, submits, and renders the build's
- * events exactly as a local build does, resuming the event stream from the
- * last seq when it drops. Exit codes as local mode: 0 built, 1 failed.
+ * Remote mode (`build --server ADDR`, or BUILDLITE_SERVER): packs the
+ * context, uploads it unless the server already has that digest, submits, and
+ * renders the build's events exactly as a local build does, resuming the
+ * event stream from the last seq when it drops. SIGINT/SIGTERM cancel the
+ * build on the server before the client exits; `--detach` prints the build id
+ * and leaves the build running. Exit codes as local mode: 0 built, 1 failed;
+ * 128+N after signal N.
  */
 export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
-  if (!p.server) throw new UsageError('--server ADDR is required for a remote build', 'build');
-  const token = p.token ?? process.env['BUILDLITE_TOKEN'];
-  if (!token) throw new UsageError('a remote build needs --token T (or BUILDLITE_TOKEN)', 'build');
   for (const o of p.request.outputs ?? []) {
     if (o.type !== 'registry' && o.type !== 'image') throw new UsageError(`--output type=${o.type} writes on the server's machine: a remote build can only push (--push or type=registry)`, 'build');
   }
-  if (p.request.cacheFrom || p.request.cacheTo) throw new UsageError('--cache-from/--cache-to are not available in remote mode yet', 'build');
+  for (const c of [...(p.request.cacheFrom ?? []), ...(p.request.cacheTo ?? [])]) {
+    if (c.type !== 'registry') throw new UsageError(`--cache-from/--cache-to type=${c.type} would be on the server's machine: a remote build uses registry caches (type=registry,ref=REF)`, 'build');
+  }
   if (!('dir' in p.request.context)) throw new UsageError('a remote build needs a context directory', 'build');
-
-  const client = new BuildliteClient(p.server, token);
+  const { client, server } = connect('build', { server: p.server, token: p.token });
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'buildlite-ctx-'));
+  using interrupts = new Interrupts();
   const renderer = createRenderer(p.progress, p.request.dockerfile);
-  let buildId: string | undefined;
-  const abort = new AbortController();
-  const onSignal = () => {
-    abort.abort();
-    if (buildId) void client.cancel(buildId).catch(() => undefined);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  let result: BuildResult | undefined;
-  let error: WireError | undefined;
   try {
-    const packed = await packContext(p.request.context.dir, path.join(tmp, 'context.tar'), p.request.dockerignore);
-    const req = toSubmit(p);
-    const present = await client.hasContext(packed.digest);
-    const submitted = present
-      ? await client.submit({ ...req, context_digest: packed.digest })
-      : await client.submit(req, createReadStream(packed.file));
-    buildId = submitted.buildId;
-    let last = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        for await (const ev of client.watch(buildId, last, abort.signal)) {
-          // The server never repeats a seq; the guard keeps a buggy proxy from making us print twice.
-          if (ev.seq <= last) continue;
-          last = ev.seq;
-          renderer.event(withServer(ev, p.server));
-          if (ev.type === 'result') result = ev.result;
-          if (ev.type === 'error') error = ev.error;
-        }
-        break;
-      } catch (err) {
-        if (abort.signal.aborted || attempt >= WATCH_RETRIES || !isTransient(err as BuildliteError)) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 5000)));
+    let buildId: string;
+    try {
+      const packed = await packContext(p.request.context.dir, path.join(tmp, 'context.tar'), p.request.dockerignore);
+      const req = toSubmit(p);
+      const present = await client.hasContext(packed.digest);
+      const submitted = present
+        ? await client.submit({ ...req, context_digest: packed.digest }, undefined, interrupts.signal)
+        : await client.submit(req, createReadStream(packed.file), interrupts.signal);
+      buildId = submitted.buildId;
+    } catch (err) {
+      // Interrupted during the upload: the server drops the call (and cancels a build it had just queued).
+      if (interrupts.received) {
+        renderer.close();
+        process.stderr.write('interrupted before the build was queued: nothing runs\n');
+        return interrupts.exitCode;
       }
+      throw err;
     }
+    const ref = { buildId, server };
+    if (p.detach) {
+      process.stdout.write(`${buildId}\n`);
+      return 0;
+    }
+    renderer.attached(ref);
+    let followed = await followBuild(client, buildId, { fromSeq: 0, server, onEvent: (ev) => renderer.event(ev), signal: interrupts.signal });
+    if (followed.interrupted) followed = await cancelAndDrain(client, buildId, followed, server, renderer);
+    renderer.close();
+    if (p.metadataFile) await writeMetadata(p.metadataFile, p, followed, ref);
+    if (interrupts.received) return interrupts.exitCode;
+    if (followed.error || !followed.result) return 1;
+    if (p.iidfile) await writeFile(p.iidfile, followed.result.imageDigest);
+    if (p.progress === 'quiet') process.stdout.write(`${followed.result.imageDigest}\n`);
+    return 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     renderer.close();
     client.close();
     await rm(tmp, { recursive: true, force: true });
   }
-  if (error || !result) return 1;
-  if (p.iidfile) await writeFile(p.iidfile, result.imageDigest);
-  if (p.metadataFile) {
-    const { metadataOf } = await import('./local-build.js');
-    await writeFile(p.metadataFile, `${JSON.stringify(metadataOf(p, result), null, 2)}\n`);
+}
+
+/**
+ * The client was interrupted: cancel the build on the server (a cancelled CI
+ * job must not publish), then show its last events, each within a bound.
+ */
+async function cancelAndDrain(client: BuildliteClient, buildId: string, seen: Followed, server: string, renderer: Renderer): Promise<Followed> {
+  process.stderr.write(`cancelling build ${buildId} on ${server}\n`);
+  try {
+    await withDeadline(client.cancel(buildId), CANCEL_WAIT.acceptMs, 'the server did not answer the cancel');
+  } catch (err) {
+    process.stderr.write(`could not cancel build ${buildId}: ${(err as BuildliteError).message}; it may still run (buildlite cancel ${buildId})\n`);
+    return seen;
   }
-  if (p.progress === 'quiet') process.stdout.write(`${result.imageDigest}\n`);
-  return 0;
+  const stop = AbortSignal.timeout(CANCEL_WAIT.endMs);
+  const rest = await followBuild(client, buildId, { fromSeq: seen.lastSeq, server, onEvent: (ev) => renderer.event(ev), signal: stop }).catch(() => seen);
+  if (rest.interrupted) process.stderr.write(`build ${buildId} did not end within ${CANCEL_WAIT.endMs / 1000}s of the cancel; see buildlite inspect ${buildId}\n`);
+  return rest;
 }
 
-/** Log hints from the worker name the server as a placeholder; this client knows the address it used. */
-function withServer(ev: BuildEvent, server: string): BuildEvent {
-  const hint = `--server ${SERVER_PLACEHOLDER}`;
-  if (ev.type === 'log' && ev.data.includes(hint)) return { ...ev, data: ev.data.replace(hint, `--server ${server}`) };
-  if (ev.type === 'warning' && ev.message.includes(hint)) return { ...ev, message: ev.message.replace(hint, `--server ${server}`) };
-  return ev;
-}
-
-/** A dropped connection or a restarting server, not an answer: resume the stream. */
-function isTransient(err: BuildliteError): boolean {
-  return err.retryable || err.code === 'INTERNAL';
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** The parsed flags as a proto BuildRequest (secrets with their values: they travel only in this call). */
 export function toSubmit(p: ParsedBuild): SubmitRequest {
   const r = p.request;
+  const caches = (specs: ParsedBuild['request']['cacheFrom']) =>
+    (specs ?? []).flatMap((c) => (c.type === 'registry' ? [{ type: c.type, ref: c.ref, mode: c.mode ?? '', ignore_error: c.ignoreError ?? false }] : []));
   return {
     dockerfile: r.dockerfile,
     dockerfile_name: r.dockerfileName ?? 'Dockerfile',
@@ -111,6 +121,8 @@ export function toSubmit(p: ParsedBuild): SubmitRequest {
     target: r.target ?? '',
     labels: Object.entries(r.labels ?? {}).map(([key, value]) => ({ key, value })),
     outputs: (r.outputs ?? []).flatMap((o) => (o.type === 'registry' || o.type === 'image' ? [{ type: o.type, refs: [...o.refs] }] : [])),
+    cache_from: caches(r.cacheFrom),
+    cache_to: caches(r.cacheTo),
     no_cache: r.noCache ?? false,
     no_cache_filter: [...(r.noCacheFilter ?? [])],
     network: r.network ?? 'default',
@@ -119,100 +131,4 @@ export function toSubmit(p: ParsedBuild): SubmitRequest {
     secrets: [...p.secrets].map(([id, value]) => ({ id, value })),
     ...(r.sourceDateEpoch !== undefined ? { source_date_epoch: r.sourceDateEpoch, has_source_date_epoch: true } : {}),
   };
-}
-
-export interface PackedContext {
-  readonly file: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly entries: number;
-  readonly skipped: readonly string[];
-}
-
-/**
- * Packs a context directory into a tar file for upload (THREATS.md 4):
- * symlinks go as symlinks (their targets are never read), files excluded by
- * the .dockerignore (or the Dockerfile-specific one, which wins) are not read
- * or sent, and sockets, FIFOs and devices are skipped. Entries are sorted and
- * owners zeroed, so an unchanged directory packs to the same digest and the
- * server can skip the upload.
- */
-export async function packContext(dir: string, dest: string, dockerignore?: string): Promise<PackedContext> {
-  const ignoreText = dockerignore ?? (await readFile(path.join(dir, '.dockerignore'), 'utf8').catch(() => ''));
-  const matcher = new PathMatcher(parseIgnoreFile(ignoreText));
-  const pack = tarPack();
-  const hash = createHash('sha256');
-  let size = 0;
-  const skipped: string[] = [];
-  let entries = 0;
-  const out = createWriteStream(dest, { mode: 0o600 });
-  // A second 'data' listener beside pipeline's: it sees every chunk, and backpressure still pauses both.
-  pack.on('data', (data: unknown) => {
-    const chunk = data as Buffer;
-    hash.update(chunk);
-    size += chunk.length;
-  });
-  const written = pipeline(pack, out);
-
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await readdir(path.join(dir, rel))).sort();
-    for (const name of names) {
-      const r = rel ? `${rel}/${name}` : name;
-      const abs = path.join(dir, r);
-      const st = await lstat(abs);
-      const ignored = r !== '.dockerignore' && !matcher.empty && matcher.matches(r);
-      if (st.isDirectory()) {
-        // With `!` re-inclusions, something below an ignored dir may still be wanted.
-        if (ignored && !matcher.hasExclusions) continue;
-        if (!ignored) {
-          await entry(pack, { name: `${r}/`, type: 'directory', mode: st.mode & 0o7777, mtime: st.mtime });
-          entries++;
-        }
-        await walk(r);
-        continue;
-      }
-      if (ignored) continue;
-      if (st.isSymbolicLink()) {
-        await entry(pack, { name: r, type: 'symlink', linkname: await readlink(abs), mode: 0o777, mtime: st.mtime });
-      } else if (st.isFile()) {
-        await entry(pack, { name: r, type: 'file', size: st.size, mode: st.mode & 0o7777, mtime: st.mtime }, abs);
-      } else {
-        skipped.push(r);
-        continue;
-      }
-      entries++;
-    }
-  };
-  try {
-    await walk('');
-    pack.finalize();
-    await written;
-  } catch (err) {
-    pack.destroy(err as Error);
-    await written.catch(() => undefined);
-    throw err;
-  }
-  return { file: dest, digest: `sha256:${hash.digest('hex')}`, size, entries, skipped };
-}
-
-interface Header {
-  name: string;
-  type: 'file' | 'directory' | 'symlink';
-  mode: number;
-  mtime: Date;
-  size?: number;
-  linkname?: string;
-}
-
-function entry(pack: Pack, h: Header, file?: string): Promise<void> {
-  const header = { ...h, uid: 0, gid: 0, uname: '', gname: '' };
-  return new Promise((resolve, reject) => {
-    if (!file) {
-      pack.entry(header, (err) => (err ? reject(err) : resolve()));
-      return;
-    }
-    const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    // A file that changes size while packed fails the entry (tar-stream checks the size) rather than sending a torn tar.
-    pipeline(createReadStream(file), sink).catch(reject);
-  });
 }

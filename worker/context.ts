@@ -23,7 +23,8 @@ export async function unpackContext(store: ServiceStore, digest: Digest, tmpRoot
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
     const verified = await store.open('context', digest, signal);
-    await extractTar(verified, dir, { whiteouts: false, ...(signal ? { signal } : {}) });
+    // rootMeta: the client's context root mode and mtime, which `COPY . dest` gives dest, exactly as a local build would.
+    await extractTar(verified, dir, { whiteouts: false, rootMeta: true, ...(signal ? { signal } : {}) });
     return { dir, remove };
   } catch (err) {
     await remove();

@@ -67,6 +67,12 @@ export interface WorkerRecord {
   readonly active: number;
   readonly startedAt: number;
   readonly lastSeen: number;
+  /** OS/ARCH[/VARIANT] the worker builds for. */
+  readonly platform?: string;
+  /** Ids of the builds running on it. */
+  readonly builds?: readonly string[];
+  /** Bytes of its build cache when last measured. */
+  readonly cacheBytes?: number;
 }
 
 /** A control request the API broadcasts to every worker; each answers on `replyKey` (a list). */

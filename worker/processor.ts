@@ -15,6 +15,13 @@ import type { ServiceMetrics } from './metrics.js';
 /** How much longer than the build record the step-log index lives (it is written before the record's TTL is set). */
 const LOGS_KEY_GRACE_S = 3600;
 
+/**
+ * How often a running build re-reads its cancel flag. Cancel requests arrive
+ * by pub/sub; a message lost while the subscriber reconnects would otherwise
+ * let a cancelled build run on, and push.
+ */
+const CANCEL_POLL_MS = 1000;
+
 /** Why this worker stopped a running build; each ends differently. */
 export type StopReason = 'cancel' | 'lock' | 'drain';
 
@@ -72,6 +79,7 @@ export async function processBuild(
   bullSignal?.addEventListener('abort', onBull, { once: true });
   running.set(buildId, handle);
   const blog = log.child({ buildId, client: job.data.client, attempt: job.attemptsMade + 1 });
+  let cancelPoll: NodeJS.Timeout | undefined;
 
   try {
     const rec = parseBuildRecord(await redis.hgetall(keys.build(buildId)));
@@ -100,6 +108,10 @@ export async function processBuild(
       secrets = held;
     }
 
+    cancelPoll = setInterval(() => {
+      void redis.hget(keys.build(buildId), 'cancelRequested').then((v) => v === '1' && handle.stop('cancel'), () => undefined);
+    }, CANCEL_POLL_MS);
+    cancelPoll.unref();
     blog.info({ project: job.data.project }, 'build started');
     deps.metrics?.running.inc();
     const observe = deps.metrics?.observer();
@@ -131,6 +143,7 @@ export async function processBuild(
     }
     return await conclude(deps, job, token, writer, handle, terminal, blog);
   } finally {
+    clearInterval(cancelPoll);
     bullSignal?.removeEventListener('abort', onBull);
     running.delete(buildId);
   }

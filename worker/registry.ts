@@ -11,6 +11,8 @@ import type { Keys, WorkerRecord } from './jobs.js';
 export class WorkerPresence {
   private timer: NodeJS.Timeout | undefined;
   private active = 0;
+  private builds: readonly string[] = [];
+  private cacheBytes: number | undefined;
   readonly startedAt = Date.now();
 
   constructor(
@@ -19,11 +21,23 @@ export class WorkerPresence {
     readonly id: string,
     private readonly concurrency: number,
     private readonly ttlMs: number,
+    private readonly platform: string,
     private readonly onBeat: () => void = () => undefined,
   ) {}
 
   record(): WorkerRecord {
-    return { id: this.id, host: os.hostname(), pid: process.pid, concurrency: this.concurrency, active: this.active, startedAt: this.startedAt, lastSeen: Date.now() };
+    return {
+      id: this.id,
+      host: os.hostname(),
+      pid: process.pid,
+      concurrency: this.concurrency,
+      active: this.active,
+      startedAt: this.startedAt,
+      lastSeen: Date.now(),
+      platform: this.platform,
+      builds: this.builds,
+      ...(this.cacheBytes !== undefined ? { cacheBytes: this.cacheBytes } : {}),
+    };
   }
 
   async start(): Promise<void> {
@@ -37,6 +51,17 @@ export class WorkerPresence {
   setActive(n: number): void {
     this.active = n;
     void this.beat().catch(() => undefined);
+  }
+
+  /** The builds running here (ListWorkers shows them); published at once. */
+  setBuilds(ids: readonly string[]): void {
+    this.builds = [...ids];
+    void this.beat().catch(() => undefined);
+  }
+
+  /** The cache size last measured; published with the next beat (it changes slowly). */
+  setCacheBytes(n: number): void {
+    this.cacheBytes = n;
   }
 
   async beat(): Promise<void> {

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { CodedError } from '../core/errors.js';
 import { Builder, type BuilderOptions } from '../builder/index.js';
-import { startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
+import { diskUsage, startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
 import { openServiceStore, type ServiceStore } from './context-store.js';
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
@@ -45,6 +45,28 @@ export interface BuildWorkerOptions {
   readonly vault?: SecretVault;
 }
 
+/** Workers build for the platform they run on (emulated platforms are not offered yet). */
+const WORKER_PLATFORM = 'linux/amd64';
+/** At most one cache walk per this long for the size ListWorkers shows. */
+const CACHE_MEASURE_MS = 30_000;
+
+/** The builds running in this process; each change is published with the worker's presence. */
+class RunningBuilds extends Map<string, RunningBuild> {
+  constructor(private readonly onChange: (ids: string[]) => void) {
+    super();
+  }
+  override set(id: string, b: RunningBuild): this {
+    super.set(id, b);
+    this.onChange([...this.keys()]);
+    return this;
+  }
+  override delete(id: string): boolean {
+    const had = super.delete(id);
+    if (had) this.onChange([...this.keys()]);
+    return had;
+  }
+}
+
 export const WORKER_DEFAULTS = {
   // Two builds at once keeps a 2-core machine busy without runc steps starving each other.
   concurrency: 2,
@@ -68,7 +90,7 @@ export const WORKER_DEFAULTS = {
  * Redis pub/sub; and adoption of the own queue of a worker that died.
  */
 export class BuildWorker {
-  private readonly running = new Map<string, RunningBuild>();
+  private readonly running = new RunningBuilds((ids) => this.presence.setBuilds(ids));
   private readonly bull: Worker<BuildJobData>[] = [];
   private shared!: Worker<BuildJobData>;
   private sharedPaused = false;
@@ -115,7 +137,7 @@ export class BuildWorker {
     const sub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);
-    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, () => undefined);
+    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, WORKER_PLATFORM);
     const w = new BuildWorker(id, { ...opts, root }, keys, redis, sub, builder, presence, log, store);
     await w.init();
     return w;
@@ -148,7 +170,8 @@ export class BuildWorker {
         } finally {
           this.count(kind, -1);
           // Each build's end is when the cache grew: enforce the cap now, not at the next tick.
-          void this.gc?.runNow().catch(() => undefined);
+          if (this.gc) void this.gc.runNow().catch(() => undefined);
+          else this.measureCache();
         }
       },
       {
@@ -205,16 +228,32 @@ export class BuildWorker {
     if (this.opts.gc) {
       const { intervalMs, ...policy } = this.opts.gc;
       this.gc = startGcLoop(this.builder.cacheParts(), policy, intervalMs ?? this.opts.gcIntervalMs, this.gcStop.signal, (r, err) => {
+        if (r) this.presence.setCacheBytes(r.usageAfter);
         if (err) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'gc pass failed');
         else if (r && r.removed.length > 0) this.log.info({ freedBytes: r.freedBytes, removed: r.removed.length, usage: r.usageAfter, underBudget: r.underBudget }, 'gc pass');
       });
     }
+    if (!this.gc) this.measureCache();
     this.adoptTimer = setInterval(() => void this.adoptDead().catch(() => undefined), this.opts.heartbeatTtlMs / 2);
     this.adoptTimer.unref();
     this.log.info({ concurrency: this.opts.concurrency, gc: this.opts.gc ?? null }, 'worker ready');
   }
 
   private adoptTimer: NodeJS.Timeout | undefined;
+  private measuring: Promise<void> | undefined;
+  private lastMeasured = 0;
+
+  /**
+   * Cache size for ListWorkers when no GC loop measures it: after builds, at
+   * most every CACHE_MEASURE_MS (a walk of the cache is not free), in the background.
+   */
+  private measureCache(): void {
+    if (this.measuring || Date.now() - this.lastMeasured < CACHE_MEASURE_MS) return;
+    this.lastMeasured = Date.now();
+    this.measuring = diskUsage(this.builder.cacheParts())
+      .then((u) => this.presence.setCacheBytes(u.total), () => undefined)
+      .finally(() => (this.measuring = undefined));
+  }
 
   /** Keeps own + shared builds within the concurrency budget: the shared queue waits while own-queue builds use it. */
   private count(kind: 'own' | 'shared' | 'adopted', delta: number): void {
@@ -294,6 +333,7 @@ export class BuildWorker {
       await Promise.all([...this.bull, ...this.adopting.values()].map((w) => w.close().catch(() => undefined)));
       this.gcStop.abort();
       await this.gc?.stopped;
+      await this.measuring;
       await this.builder.close().catch(() => undefined);
       await this.store.close().catch(() => undefined);
       await this.presence.stop().catch(() => undefined);

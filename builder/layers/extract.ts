@@ -32,6 +32,12 @@ export interface ExtractOptions {
   readonly onWarning?: (message: string) => void;
   /** ADD --chown: every entry gets this owner instead of the archive's (BuildKit's rule). */
   readonly owner?: { readonly uid: number; readonly gid: number };
+  /**
+   * The archive's root entry (`./`) gives the target its mode and mtime. For
+   * build contexts: `COPY . dest` gives dest the context root's metadata, so
+   * an uploaded context must carry it. Layers never set it (the root is the image's).
+   */
+  readonly rootMeta?: boolean;
 }
 
 /**
@@ -70,6 +76,7 @@ export class Extractor {
    */
   private readonly dirs = new Map<string, string>();
   private entries = 0;
+  private rootMeta: { mode: number; mtime: number } | undefined;
 
   constructor(
     private readonly rootDir: string,
@@ -92,7 +99,12 @@ export class Extractor {
 
   private async entry(e: TarEntry): Promise<void> {
     const parts = this.clean(e.name);
-    if (parts.length === 0) return; // the root itself: its metadata belongs to the target
+    if (parts.length === 0) {
+      // The root itself: its metadata belongs to the target, unless the caller asks for it.
+      // Applied in finish(): a setgid root mode set now would be inherited by every directory made below it.
+      if (this.opts.rootMeta && e.type === 'dir') this.rootMeta = { mode: e.mode & 0o7777, mtime: e.mtime };
+      return;
+    }
     const base = parts[parts.length - 1]!;
     const parentParts = parts.slice(0, -1);
     if (this.opts.whiteouts && base.startsWith(WHITEOUT_PREFIX)) {
@@ -227,6 +239,10 @@ export class Extractor {
       if (isWithin(this.root, host)) await this.pruneOpaque(host, dir);
     }
     await restoreXattrs(this.pendingXattrs);
+    if (this.rootMeta) {
+      chmodSync(this.root, this.rootMeta.mode);
+      this.dirTimes.unshift([this.root, this.rootMeta.mtime]);
+    }
     for (const [dir, mtime] of this.dirTimes.reverse()) await utimes(dir, mtime, mtime).catch(() => undefined);
   }
 

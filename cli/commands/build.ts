@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
 import { parseFlags, parseKeyValues, defaultRoot } from '../flags.js';
+import { REMOTE_FLAGS, serverOf } from '../remote.js';
 import { UsageError } from '../usage.js';
 
 const FLAGS = {
@@ -26,8 +27,8 @@ const FLAGS = {
   'metadata-file': { type: 'string' },
   root: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
-  server: { type: 'string' },
-  token: { type: 'string' },
+  ...REMOTE_FLAGS,
+  detach: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   'debug-cache': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -41,8 +42,11 @@ export interface ParsedBuild {
   readonly iidfile?: string;
   readonly metadataFile?: string;
   readonly insecure: string[];
+  /** A build service (`--server`, else BUILDLITE_SERVER): the build runs there. */
   readonly server?: string;
   readonly token?: string;
+  /** Remote only: submit, print the build id, leave the build running. */
+  readonly detach: boolean;
   readonly debugCache: boolean;
   /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
   readonly allowHostNetwork: boolean;
@@ -58,7 +62,9 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'build needs exactly one CONTEXT argument' : `build takes one CONTEXT, got ${positionals.length}`, 'build');
   const contextArg = positionals[0]!;
+  const server = serverOf(v);
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
+  if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
   const contextDir = over.contextDir ?? path.resolve(contextArg);
   // With a context on stdin, a relative -f names a file inside it (as docker build does).
   const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');
@@ -160,8 +166,9 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(v.iidfile ? { iidfile: v.iidfile } : {}),
     ...(v['metadata-file'] ? { metadataFile: v['metadata-file'] } : {}),
     insecure,
-    ...(v.server ? { server: v.server } : {}),
+    ...(server ? { server } : {}),
     ...(v.token ? { token: v.token } : {}),
+    detach: v.detach ?? false,
     debugCache: v['debug-cache'] ?? false,
     allowHostNetwork,
   };
@@ -230,7 +237,7 @@ export async function run(argv: string[]): Promise<number> {
 /** CONTEXT `-` in embedded mode: stdin into a temp dir under the state root, removed after the build. */
 async function maybeStdinContext(argv: string[]) {
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
-  if (positionals.length !== 1 || positionals[0] !== '-' || v.server) return undefined;
+  if (positionals.length !== 1 || positionals[0] !== '-' || serverOf(v)) return undefined;
   const { readStdinContext } = await import('../stdin-context.js');
   return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
 }

@@ -1,5 +1,7 @@
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
+import { connect, REMOTE_FLAGS, serverOf, type Remote } from '../remote.js';
+import { ago, formatBytes, table } from '../table.js';
 import { UsageError } from '../usage.js';
 
 type Usage = Awaited<ReturnType<typeof Builder.diskUsageAt>>;
@@ -7,6 +9,7 @@ type Usage = Awaited<ReturnType<typeof Builder.diskUsageAt>>;
 /** `buildlite du`: disk used by the state directory, by kind, with last use; --verbose lists every item. */
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags('du', argv, {
+    ...REMOTE_FLAGS,
     root: { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
     format: { type: 'string' },
@@ -14,6 +17,7 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError('du takes no arguments', 'du');
   const format = values.format ?? 'table';
   if (format !== 'table' && format !== 'json') throw new UsageError(`--format "${format}": want table or json`, 'du');
+  if (serverOf(values)) return remoteUsage(connect('du', values), format);
   const usage = await Builder.diskUsageAt(values.root ?? defaultRoot());
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify({ total: usage.total, byKind: usage.byKind, ...(values.verbose ? { items: usage.items } : {}) }, null, 2)}\n`);
@@ -39,26 +43,24 @@ export function render(usage: Usage, verbose: boolean, now = Date.now()): string
   return out;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n') + '\n';
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
+/** `du --server`: each worker's cache, by kind (workers that did not answer in time are missing). */
+async function remoteUsage({ client }: Remote, format: 'table' | 'json'): Promise<number> {
+  try {
+    const workers = await client.diskUsage();
+    if (format === 'json') {
+      process.stdout.write(`${JSON.stringify({ workers, total: workers.reduce((n, w) => n + w.total, 0) }, null, 2)}\n`);
+      return 0;
+    }
+    const rows = [['WORKER', 'KIND', 'COUNT', 'SIZE']];
+    for (const w of workers) {
+      if (w.error) rows.push([w.worker, 'error', '-', w.error]);
+      for (const k of w.kinds) if (k.count > 0) rows.push([w.worker, k.kind, String(k.count), formatBytes(k.size)]);
+      rows.push([w.worker, 'total', '', formatBytes(w.total)]);
+    }
+    process.stdout.write(table(rows));
+    if (workers.length === 0) process.stderr.write('no worker is alive\n');
+    return 0;
+  } finally {
+    client.close();
   }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
-
-function ago(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.round(s / 60)}m ago`;
-  if (s < 86400) return `${Math.round(s / 3600)}h ago`;
-  return `${Math.round(s / 86400)}d ago`;
 }

@@ -23,6 +23,10 @@ const SERVICE_OPTIONS = `Options of both serve and worker:
                              them back to the queue (default 30)
       --root DIR             State directory (default: $BUILDLITE_ROOT, /var/lib/buildlite as root)`;
 
+/** The options of every command that talks to a build service. */
+const REMOTE_OPTIONS = `      --server HOST:PORT     The build service (or BUILDLITE_SERVER)
+      --token T              Bearer token (or BUILDLITE_TOKEN)`;
+
 const USAGE: Record<string, string> = {
   help: `Usage: buildlite COMMAND [OPTIONS]
 
@@ -35,7 +39,16 @@ Commands:
   du        Show disk used by the build cache, by kind
   prune     Remove build cache (by age, size or filter)
   debug     Explain cache misses (debug why-miss)
-  logs      Print the full log of a step of a service build
+
+Builds on a build service (--server HOST:PORT --token T, or BUILDLITE_SERVER and
+BUILDLITE_TOKEN; build, du and prune then run there too):
+  ls        List builds (an admin token sees every client's)
+  inspect   Show one build: state, worker, times, image or error
+  watch     Follow a build's progress (also: attach); Ctrl-C stops watching
+  cancel    Cancel builds
+  logs      Print the full log of a step of a build
+  workers   List the workers: platform, load, running builds, cache, heartbeat
+
   serve     Run the build API (service mode)
   worker    Run a build worker (service mode)
   version   Print the version
@@ -77,16 +90,63 @@ xz) or a bare Dockerfile from stdin.
       --debug-cache          Keep cache-key pre-images to explain misses
   -q, --quiet                Print only the image digest
 
+On a build service (the same image as an embedded build; outputs push, caches
+are type=registry, and the progress output names the build id):
+      --server HOST:PORT     Run the build on this build service (or BUILDLITE_SERVER;
+                             an empty value means an embedded build)
+      --token T              Bearer token (or BUILDLITE_TOKEN)
+      --detach               Submit, print the build id, exit; follow it with
+                             'buildlite watch ID'
+  Ctrl-C (SIGINT) or SIGTERM cancels the build on the server before the client
+  exits (a second one exits at once).
+
 Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images).
-Exit codes: 0 built, 1 the build failed, 2 bad command line.`,
+Exit codes: 0 built, 1 the build failed, 2 bad command line, 128+N interrupted
+by signal N (130 for Ctrl-C).`,
   logs: `Usage: buildlite logs --server ADDR [--token T] BUILD STEP
 
 Prints the full log of one step of a build run by a build service. The event
 stream caps each step's output; the clip marker in it names this command.
 STEP is the step's digest (sha256:...) or a unique prefix of its hex.
 
-      --server ADDR          The build API (HOST:PORT), or BUILDLITE_SERVER
-      --token T              Bearer token (or BUILDLITE_TOKEN)`,
+${REMOTE_OPTIONS}`,
+  ls: `Usage: buildlite ls [--state STATE] [--client NAME] [--limit N] [--format table|json] [-q]
+
+Lists builds of a build service, newest first: yours, or with an admin token
+everyone's (--client NAME: one client's).
+
+      --state STATE          queued, running, succeeded, failed or cancelled
+      --limit N              At most N builds (default 50)
+  -q, --quiet                Only the build ids
+${REMOTE_OPTIONS}`,
+  inspect: `Usage: buildlite inspect [--format text|json] BUILD
+
+Shows one build of a build service: state, client, project, worker, attempts,
+when it was queued, started and ended, its image digest or its error.
+${REMOTE_OPTIONS}`,
+  watch: `Usage: buildlite watch [--from-seq N] [--progress MODE] BUILD   (also: attach)
+
+Follows a build of a build service with the same progress output as build,
+from its first event or after event N, to its end. Exit code as build: 0 built,
+1 failed. Ctrl-C stops watching; the build goes on.
+
+      --from-seq N           Only events after seq N (as --progress json numbers them)
+      --progress MODE        auto, tty, plain, json
+${REMOTE_OPTIONS}`,
+  cancel: `Usage: buildlite cancel [--no-wait] BUILD...
+
+Cancels builds of a build service: a queued build never starts, a running
+one is stopped (its steps are killed, nothing is pushed). Waits up to 15s
+for each to end and prints its final state; exit 1 if one is still running.
+
+      --no-wait              Only ask; do not wait for the builds to end
+${REMOTE_OPTIONS}`,
+  workers: `Usage: buildlite workers [--format table|json]
+
+Lists the workers of a build service: id, host, platform, alive or lost,
+builds running / concurrency, the ids of the running builds, cache size,
+last heartbeat.
+${REMOTE_OPTIONS}`,
   push: `Usage: buildlite push [--root DIR] REF [DEST_REF]
 
 Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,
@@ -132,7 +192,9 @@ back to the queue. A restarted worker first sweeps what a crash left.`,
   version: `Usage: buildlite version`,
   du: `Usage: buildlite du [--root DIR] [--verbose] [--format table|json]
 
-Disk used by blobs, cache records, snapshots, cache mounts, ingests and leases, with last use.`,
+Disk used by blobs, cache records, snapshots, cache mounts, ingests and leases, with last use.
+With --server (or BUILDLITE_SERVER): the same, for each worker of the build service.
+${REMOTE_OPTIONS}`,
   prune: `Usage: buildlite prune [--root DIR] [--all] [--keep-duration D] [--keep-storage SIZE] [--filter F] [--force]
 
   -a, --all                  Remove all cache not in use
@@ -140,7 +202,11 @@ Disk used by blobs, cache records, snapshots, cache mounts, ingests and leases, 
       --keep-storage SIZE    Then remove least recently used cache until usage is at most SIZE (e.g. 10GB)
       --filter F             type=blob|cache-record|snapshot|cache-mount, until=D, id=PREFIX (repeatable, ANDed)
   -f, --force                Do not ask for confirmation (required without a terminal)
-  -v, --verbose              List what was removed`,
+  -v, --verbose              List what was removed
+
+With --server (or BUILDLITE_SERVER) and an admin token, every worker of the build
+service prunes its cache (--all, --keep-duration, --keep-storage; no --filter).
+${REMOTE_OPTIONS}`,
   debug: `Usage: buildlite debug why-miss [--root DIR] [KEY|--last]
 
 Explains why steps missed the cache, from pre-images kept by 'build --debug-cache':
@@ -148,12 +214,12 @@ the last such build's steps (default, or --last), or one cache KEY.`,
 };
 
 export function usageOf(command: string): string {
-  return USAGE[command] ?? USAGE['help']!;
+  return USAGE[command === 'attach' ? 'watch' : command] ?? USAGE['help']!;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = argv[0];
-  if (cmd !== undefined && USAGE[cmd] === undefined) {
+  if (cmd !== undefined && USAGE[cmd] === undefined && cmd !== 'attach') {
     // Same shape as a UsageError's report; importing usage.js from here would be a cycle.
     process.stderr.write(`buildlite: no help for unknown command "${cmd}"\n\n${usageOf('help')}\n`);
     return 2;

@@ -26,7 +26,7 @@ describe('buildlite command line', () => {
   });
 
   it('help exists for each command, as `help CMD` and as `CMD --help`', async () => {
-    for (const cmd of ['build', 'push', 'graph', 'login', 'logout', 'serve', 'worker', 'version']) {
+    for (const cmd of ['build', 'push', 'graph', 'login', 'logout', 'serve', 'worker', 'version', 'ls', 'inspect', 'watch', 'cancel', 'workers', 'logs', 'du', 'prune']) {
       const a = await runCli(['help', cmd]);
       const b = await runCli([cmd, '--help']);
       expect(a.code, cmd).toBe(0);
@@ -38,7 +38,7 @@ describe('buildlite command line', () => {
     expect(top.code).toBe(0);
     expect(top.stdout).toContain('Commands:');
     const build = await runCli(['help', 'build']);
-    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar']) {
+    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar', '--server', '--token', '--detach', 'BUILDLITE_SERVER', '130']) {
       expect(build.stdout, flag).toContain(flag);
     }
   });
@@ -65,6 +65,15 @@ describe('buildlite command line', () => {
     ['label without =', ['build', '--label', 'novalue', 'CTX'], /--label "novalue": want KEY=VALUE/],
     ['empty build-arg name', ['build', '--build-arg', '=x', 'CTX'], /empty name/],
     ['missing Dockerfile', ['build', '-f', 'nope.Dockerfile', 'CTX'], /cannot read Dockerfile/],
+    ['--detach of an embedded build', ['build', '--detach', 'CTX'], /--detach leaves a build running on a build service: it needs --server/],
+    ['ls without a server', ['ls'], /ls talks to a build service: --server HOST:PORT \(or BUILDLITE_SERVER\)/],
+    ['ls with a bad state', ['ls', '--server', '127.0.0.1:1', '--token', 'x', '--state', 'done'], /--state "done": want queued, running/],
+    ['watch without a token', ['watch', '--server', '127.0.0.1:1', '0000'], /a token is required/],
+    ['watch without a build', ['watch', '--server', '127.0.0.1:1', '--token', 'x'], /watch takes one BUILD id/],
+    ['cancel without a build', ['cancel', '--server', '127.0.0.1:1', '--token', 'x'], /one or more BUILD ids/],
+    ['remote prune with a filter', ['prune', '--server', '127.0.0.1:1', '--token', 'x', '--force', '--filter', 'type=blob'], /--filter is for a local cache/],
+    ['remote output to a directory', ['build', '--server', '127.0.0.1:1', '--token', 'x', '-o', 'type=local,dest=out', 'CTX'], /writes on the server's machine/],
+    ['remote cache in a directory', ['build', '--server', '127.0.0.1:1', '--token', 'x', '--cache-to', 'type=local,dest=c', 'CTX'], /would be on the server's machine/],
   ];
   it.each(bad)('%s: one error line, the usage, exit 2', async (_name, args, want) => {
     const r = await runCli(args.map((a) => (a === 'CTX' ? ctx : a)));
