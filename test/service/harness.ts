@@ -52,7 +52,7 @@ export interface Service {
 /** Short locks: a killed worker's job moves to another worker in seconds, not the default 15+10 s. */
 export const FAST_LOCKS = ['--lock-ms', '4000', '--stalled-ms', '2000', '--heartbeat-ms', '3000'];
 
-function spawnCli(args: string[], root: string): Proc {
+export function spawnCli(args: string[], root = ''): Proc {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   let out = '';
   const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
