@@ -4,7 +4,7 @@ export interface RemoteBuildRef {
   readonly server: string;
 }
 
-/** The line that names a remote build and how to get back to it. */
-export function attachedLine(b: RemoteBuildRef): string {
-  return `build ${b.buildId} on ${b.server} (re-attach: buildlite watch ${b.buildId})`;
+/** The line that names a remote build (and, with `hint`, how to get back to it). */
+export function attachedLine(b: RemoteBuildRef, hint = true): string {
+  return `build ${b.buildId} on ${b.server}${hint ? ` (re-attach: buildlite watch ${b.buildId})` : ''}`;
 }

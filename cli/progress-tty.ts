@@ -51,8 +51,9 @@ export class TtyRenderer {
   private timer: NodeJS.Timeout | undefined;
   private readonly t0 = Date.now();
   private readonly footer: string[] = [];
-  private outcome: 'FINISHED' | 'FAILED' | undefined;
+  private outcome: 'FINISHED' | 'FAILED' | 'CANCELED' | undefined;
   private remote: string | undefined;
+  private readonly notes: string[] = [];
   private closed = false;
 
   constructor(
@@ -64,7 +65,13 @@ export class TtyRenderer {
   }
 
   attached(b: RemoteBuildRef): void {
-    this.remote = attachedLine(b);
+    // The id in full (people copy it); the re-attach hint would push it off a narrow terminal.
+    this.remote = attachedLine(b, false);
+  }
+
+  /** Shown under the header while live and kept in the final screen (a write of our own would tear the frame). */
+  note(message: string): void {
+    this.notes.push(escapeControl(message));
   }
 
   event(ev: BuildEvent): void {
@@ -76,7 +83,7 @@ export class TtyRenderer {
           s.startedAt = ev.at;
         } else if (ev.state === 'cached') s.state = 'cached';
         else {
-          s.state = ev.state === 'completed' ? 'done' : 'error';
+          s.state = ev.state === 'completed' ? 'done' : ev.state === 'cancelled' ? 'canceled' : 'error';
           s.endedAt = ev.at;
           s.startedAt ??= ev.at;
         }
@@ -98,6 +105,13 @@ export class TtyRenderer {
         this.footer.push(`image ${ev.result.imageDigest}${ev.result.pushed.length ? ` pushed to ${ev.result.pushed.join(', ')}` : ''}`);
         break;
       case 'error':
+        if (ev.error.code === 'CANCELLED') {
+          // The build was stopped, nothing failed: no step report, as BuildKit shows a cancel.
+          this.outcome = 'CANCELED';
+          for (const s of this.steps.values()) if (s.state === 'running') s.state = 'canceled';
+          this.footer.push(`CANCELED: ${escapeControl(ev.error.message)}`);
+          break;
+        }
         this.outcome = 'FAILED';
         this.footer.push(this.failure(ev.error));
         break;
@@ -160,7 +174,7 @@ export class TtyRenderer {
         extra.push(fit(` => ${p.action} ${escapeControl(id).slice(0, 19)} ${mib(p.current)}${p.total !== undefined ? ` / ${mib(p.total)}` : ''}${pct}`, width));
       }
     }
-    const top = this.remote ? [header, fit(` => ${this.remote}`, width)] : [header];
+    const top = [header, ...[...(this.remote ? [this.remote] : []), ...this.notes].map((l) => fit(` => ${l}`, width))];
     if (final) return [...top, ...body.flat()];
     // Keep the live frame within the screen: fold the oldest finished steps into one line.
     const room = Math.max(3, (this.out.rows ?? TTY_DEFAULTS.rows) - top.length - extra.length - 1);

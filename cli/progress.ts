@@ -9,6 +9,8 @@ export interface Renderer {
   /** The build runs on a build service under this id (before its first event). */
   attached(build: RemoteBuildRef): void;
   event(ev: BuildEvent): void;
+  /** A message of the client's own (e.g. that it is cancelling the build), placed where the output mode keeps it readable. */
+  note(message: string): void;
   /** Ends the output (the final screen of a tty); calling it again does nothing. */
   close(): void;
 }
@@ -35,6 +37,10 @@ class JsonRenderer implements Renderer {
   }
   event(ev: BuildEvent): void {
     process.stdout.write(`${JSON.stringify(this.buildId ? { ...ev, buildId: this.buildId } : ev)}\n`);
+  }
+  /** stdout holds events only; the client's own messages go to stderr. */
+  note(message: string): void {
+    process.stderr.write(`${message}\n`);
   }
   close(): void {}
 }
@@ -70,6 +76,10 @@ class PlainRenderer implements Renderer {
     this.line(attachedLine(b));
   }
 
+  note(message: string): void {
+    this.line(message);
+  }
+
   event(ev: BuildEvent): void {
     switch (ev.type) {
       case 'vertex': {
@@ -81,6 +91,7 @@ class PlainRenderer implements Renderer {
           this.line(`#${n} ${name}`);
         } else if (ev.state === 'cached') this.line(`#${n} ${name}\n#${n} CACHED`);
         else if (ev.state === 'completed') this.line(`#${n} DONE ${secs(ev.at - (this.started.get(ev.vertex) ?? ev.at))}`);
+        else if (ev.state === 'cancelled') this.line(`#${n} CANCELED`);
         else {
           this.failed ??= ev.vertex;
           this.line(`#${n} ERROR: ${escapeControl(ev.error ?? 'failed')}`);
@@ -118,6 +129,11 @@ class PlainRenderer implements Renderer {
         break;
       case 'error': {
         this.flushPartials();
+        if (ev.error.code === 'CANCELLED') {
+          // Nothing failed: no step report, no Dockerfile excerpt.
+          this.line(`CANCELED: ${escapeControl(ev.error.message)}`);
+          break;
+        }
         const f = this.failed;
         const t = f ? this.tails.get(f) : undefined;
         const step = f ? { name: `#${this.id(f)} ${this.names.get(f) ?? ''}`, tail: t?.lines ?? [], omitted: t?.dropped ?? 0 } : undefined;
@@ -148,6 +164,10 @@ class PlainRenderer implements Renderer {
 /** Prints nothing unless the build fails; then the failure report alone. */
 class QuietRenderer extends PlainRenderer {
   private quiet = true;
+  /** Quiet, but not about what the client itself does (a cancel): those go to stderr. */
+  override note(message: string): void {
+    process.stderr.write(`${message}\n`);
+  }
   override event(ev: BuildEvent): void {
     this.quiet = ev.type !== 'error';
     super.event(ev);

@@ -87,16 +87,16 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
  * job must not publish), then show its last events, each within a bound.
  */
 async function cancelAndDrain(client: BuildliteClient, buildId: string, seen: Followed, server: string, renderer: Renderer): Promise<Followed> {
-  process.stderr.write(`cancelling build ${buildId} on ${server}\n`);
+  renderer.note(`cancelling build ${buildId} on ${server}`);
   try {
     await withDeadline(client.cancel(buildId), CANCEL_WAIT.acceptMs, 'the server did not answer the cancel');
   } catch (err) {
-    process.stderr.write(`could not cancel build ${buildId}: ${(err as BuildliteError).message}; it may still run (buildlite cancel ${buildId})\n`);
+    renderer.note(`could not cancel build ${buildId}: ${(err as BuildliteError).message}; it may still run (buildlite cancel ${buildId})`);
     return seen;
   }
   const stop = AbortSignal.timeout(CANCEL_WAIT.endMs);
   const rest = await followBuild(client, buildId, { fromSeq: seen.lastSeq, server, onEvent: (ev) => renderer.event(ev), signal: stop }).catch(() => seen);
-  if (rest.interrupted) process.stderr.write(`build ${buildId} did not end within ${CANCEL_WAIT.endMs / 1000}s of the cancel; see buildlite inspect ${buildId}\n`);
+  if (rest.interrupted) renderer.note(`build ${buildId} did not end within ${CANCEL_WAIT.endMs / 1000}s of the cancel; see buildlite inspect ${buildId}`);
   return rest;
 }
 

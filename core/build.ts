@@ -50,7 +50,8 @@ export interface BuildRequest {
   readonly insecureRegistries?: readonly string[];
 }
 
-export type VertexState = 'started' | 'cached' | 'completed' | 'errored';
+/** `cancelled`: stopped before it ended (the build was cancelled, or another step failed). */
+export type VertexState = 'started' | 'cached' | 'completed' | 'errored' | 'cancelled';
 
 /** Events of one build, in order; `seq` lets a client resume without gaps or duplicates. */
 export type BuildEventBody =

@@ -197,7 +197,8 @@ class SolveRun {
             return r;
           } catch (err) {
             if (meta?.range) withLocation(err, meta.range);
-            event('errored', isCancelled(err) ? 'cancelled' : err instanceof Error ? err.message : String(err));
+            if (isCancelled(err)) event('cancelled');
+            else event('errored', err instanceof Error ? err.message : String(err));
             throw err;
           }
         },
