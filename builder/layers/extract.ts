@@ -3,12 +3,14 @@ import {
   chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
   mkdirSync, openSync, rmSync, symlinkSync, writeSync, type Stats,
 } from 'node:fs';
-import { lstat, readdir, realpath, rm, utimes } from 'node:fs/promises';
+import { lstat, readdir, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isWithin, resolveInRoot, UnsafePathError } from '../../core/safe-path.js';
 import { LimitExceededError } from '../../core/streams.js';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './diff.js';
+import { DirTimes } from './dir-times.js';
+import { PathSet } from './path-set.js';
 import type { TarEntry } from './tar-reader.js';
 import { keepXattr, restoreXattrs } from './xattrs.js';
 
@@ -21,7 +23,22 @@ export interface ExtractLimits {
   readonly maxDepth?: number;
   /** Bytes of one name or link target (default 4096, PATH_MAX). */
   readonly maxNameBytes?: number;
+  /** Opaque-directory markers in one archive (default 100,000); each is remembered until the end. */
+  readonly maxOpaqueDirs?: number;
 }
+
+export const EXTRACT_LIMIT_DEFAULTS = {
+  // A Debian base layer has ~5,000 entries, a large node_modules layer ~300,000.
+  maxEntries: 1_000_000,
+  maxDepth: 256,
+  maxNameBytes: 4096,
+  maxOpaqueDirs: 100_000,
+} satisfies Required<ExtractLimits>;
+
+/** Directories whose resolved host path is cached; a cache, so bounded (it is cleared when full). */
+const DIR_CACHE_MAX = 4096;
+/** Entries whose xattrs wait for the end; past this they are restored in a batch. */
+const PENDING_XATTRS_MAX = 1024;
 
 export interface ExtractOptions {
   /** Interpret `.wh.` entries as OCI whiteouts (layers) or keep them as plain files (ADD archives). */
@@ -63,10 +80,12 @@ export interface ExtractOptions {
  */
 export class Extractor {
   private root = '';
-  private readonly written = new Set<string>();
+  /** Every path this archive wrote (and their parents): its whiteouts spare them. Bounded: see PathSet. */
+  private readonly written = new PathSet();
   private readonly opaque = new Set<string>();
-  private readonly dirTimes: Array<[string, number]> = [];
+  private readonly dirTimes = new DirTimes();
   private readonly pendingXattrs = new Map<string, Map<string, Buffer>>();
+  private readonly limits: Required<ExtractLimits>;
   /**
    * Directories this extraction resolved or made, rel → host path. Resolving a
    * parent inside root costs an lstat per path component; a layer of 5,000
@@ -81,19 +100,23 @@ export class Extractor {
   constructor(
     private readonly rootDir: string,
     private readonly opts: ExtractOptions,
-  ) {}
+  ) {
+    this.limits = { ...EXTRACT_LIMIT_DEFAULTS, ...(opts.limits ?? {}) };
+  }
 
   async run(entries: AsyncIterable<TarEntry>): Promise<{ entries: number }> {
     this.root = await realpath(this.rootDir);
-    for await (const e of entries) {
-      this.opts.signal?.throwIfAborted();
-      if (++this.entries > (this.opts.limits?.maxEntries ?? 1_000_000)) {
-        throw new LimitExceededError(`archive has more than ${this.opts.limits?.maxEntries ?? 1_000_000} entries`);
+    try {
+      for await (const e of entries) {
+        this.opts.signal?.throwIfAborted();
+        if (++this.entries > this.limits.maxEntries) throw new LimitExceededError(`archive has more than ${this.limits.maxEntries} entries (the limit on entries in one layer or archive)`);
+        const owner = this.opts.owner;
+        await this.entry(owner ? { ...e, uid: owner.uid, gid: owner.gid } : e);
       }
-      const owner = this.opts.owner;
-      await this.entry(owner ? { ...e, uid: owner.uid, gid: owner.gid } : e);
+      await this.finish();
+    } finally {
+      this.dirTimes.dispose();
     }
-    await this.finish();
     return { entries: this.entries };
   }
 
@@ -114,7 +137,7 @@ export class Extractor {
     const rel = parts.join('/');
     const parent = await this.parentDir(parentParts);
     const target = path.join(parent, base);
-    if (!isWithin(this.root, target) || target === this.root) throw new UnsafePathError(`entry ${rel} resolves outside the target`);
+    if (!isWithin(this.root, target) || target === this.root) throw new UnsafePathError(`path traversal: entry ${rel} resolves outside the root`);
     const existing = lstatOrUndefined(target);
     this.pendingXattrs.delete(target);
     if (existing && !(e.type === 'dir' && existing.isDirectory())) this.forget(rel);
@@ -123,8 +146,8 @@ export class Extractor {
       if (!existing?.isDirectory()) mkdirSync(target);
       lchownSync(target, e.uid, e.gid);
       chmodSync(target, e.mode & 0o7777);
-      this.dirTimes.push([target, e.mtime]);
-      this.dirs.set(rel, target);
+      this.dirTimes.push(target, e.mtime);
+      this.cacheDir(rel, target);
     } else {
       if (e.type === 'hardlink') {
         await this.hardlink(e, target, existing);
@@ -146,6 +169,7 @@ export class Extractor {
       }
     }
     this.keepXattrs(e, target, rel);
+    if (this.pendingXattrs.size >= PENDING_XATTRS_MAX) await this.flushXattrs();
     this.markWritten(parts);
   }
 
@@ -165,11 +189,12 @@ export class Extractor {
   }
 
   private async hardlink(e: TarEntry, target: string, existing: Stats | undefined) {
-    const linkParts = this.clean(this.checkName(e.linkname, 'hardlink target'));
+    const what = `hardlink ${JSON.stringify(e.name.slice(0, 200))} → target`;
+    const linkParts = this.clean(e.linkname, what);
     if (linkParts.length === 0) throw new UnsafePathError(`hardlink ${e.name} points at the root`);
     // Parents followed inside root, the last component not: a link to a symlink links the symlink.
     const source = await resolveInRoot(this.root, linkParts.join('/'), false);
-    if (!isWithin(this.root, source)) throw new UnsafePathError(`hardlink ${e.name} points outside the target`);
+    if (!isWithin(this.root, source)) throw new UnsafePathError(`path traversal: hardlink ${e.name} → ${e.linkname} resolves outside the root`);
     const st = lstatOrUndefined(source);
     if (!st) throw new UnsafePathError(`hardlink ${e.name} points at ${linkParts.join('/')}, which does not exist (yet)`);
     if (st.isDirectory()) throw new UnsafePathError(`hardlink ${e.name} points at a directory`);
@@ -181,6 +206,7 @@ export class Extractor {
   private async whiteout(parentParts: string[], base: string): Promise<void> {
     const parentRel = parentParts.join('/');
     if (base === OPAQUE_MARKER) {
+      if (this.opaque.size >= this.limits.maxOpaqueDirs) throw new LimitExceededError(`archive has more than ${this.limits.maxOpaqueDirs} opaque-directory markers`);
       this.opaque.add(parentRel);
       this.markWritten(parentParts);
       return;
@@ -215,7 +241,7 @@ export class Extractor {
     if (!st) mkdirSync(parent, { recursive: true, mode: 0o755 });
     else if (!st.isDirectory()) throw new UnsafePathError(`parent ${rel} of an entry is not a directory`);
     // Only a parent reached without a symlink is cached: its host path is then exactly root/rel.
-    if (parent === path.join(this.root, ...parentParts)) this.dirs.set(rel, parent);
+    if (parent === path.join(this.root, ...parentParts)) this.cacheDir(rel, parent);
     return parent;
   }
 
@@ -229,6 +255,18 @@ export class Extractor {
     if (kept.size > 0) this.pendingXattrs.set(target, kept);
   }
 
+  /** xattrs are set after ownership (chown clears security.capability), in batches: one tool run sets many. */
+  private async flushXattrs(): Promise<void> {
+    if (this.pendingXattrs.size === 0) return;
+    await restoreXattrs(this.pendingXattrs);
+    this.pendingXattrs.clear();
+  }
+
+  private cacheDir(rel: string, host: string): void {
+    if (this.dirs.size >= DIR_CACHE_MAX) this.dirs.clear();
+    this.dirs.set(rel, host);
+  }
+
   private markWritten(parts: string[]): void {
     for (let i = 1; i <= parts.length; i++) this.written.add(parts.slice(0, i).join('/'));
   }
@@ -238,12 +276,12 @@ export class Extractor {
       const host = await resolveInRoot(this.root, dir, true);
       if (isWithin(this.root, host)) await this.pruneOpaque(host, dir);
     }
-    await restoreXattrs(this.pendingXattrs);
+    await this.flushXattrs();
     if (this.rootMeta) {
       chmodSync(this.root, this.rootMeta.mode);
-      this.dirTimes.unshift([this.root, this.rootMeta.mtime]);
+      this.dirTimes.push(this.root, this.rootMeta.mtime);
     }
-    for (const [dir, mtime] of this.dirTimes.reverse()) await utimes(dir, mtime, mtime).catch(() => undefined);
+    await this.dirTimes.apply();
   }
 
   /** Removes what lower layers put under an opaque dir, keeping what this layer wrote, at any depth. */
@@ -260,20 +298,24 @@ export class Extractor {
     }
   }
 
-  /** Entry name → components; refuses absolute names, `..`, NUL and over-long or over-deep names. */
-  private clean(name: string): string[] {
-    this.checkName(name, 'entry name');
-    if (name.startsWith('/')) throw new UnsafePathError(`absolute entry name ${JSON.stringify(name.slice(0, 200))}`);
+  /**
+   * Entry name (or hardlink target, `what`) → components; refuses absolute
+   * names, `..`, NUL and over-long or over-deep names, in the words people
+   * search for (path traversal).
+   */
+  private clean(name: string, what = 'entry'): string[] {
+    this.checkName(name, what);
+    const shown = JSON.stringify(name.slice(0, 200));
+    if (name.startsWith('/')) throw new UnsafePathError(`path traversal: ${what} ${shown} is an absolute path (tar entries must be relative to the root)`);
     const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-    if (parts.includes('..')) throw new UnsafePathError(`entry name with "..": ${JSON.stringify(name.slice(0, 200))}`);
-    const maxDepth = this.opts.limits?.maxDepth ?? 256;
-    if (parts.length > maxDepth) throw new LimitExceededError(`entry name deeper than ${maxDepth} components`);
+    if (parts.includes('..')) throw new UnsafePathError(`path traversal: ${what} ${shown} climbs out of the root with ".."`);
+    if (parts.length > this.limits.maxDepth) throw new LimitExceededError(`entry ${JSON.stringify(name.slice(0, 200))} is deeper than ${this.limits.maxDepth} components (the limit on path depth)`);
     return parts;
   }
 
   private checkName(name: string, what: string): string {
-    const max = this.opts.limits?.maxNameBytes ?? 4096;
-    if (Buffer.byteLength(name) > max) throw new LimitExceededError(`${what} longer than ${max} bytes`);
+    const max = this.limits.maxNameBytes;
+    if (Buffer.byteLength(name) > max) throw new LimitExceededError(`${what} ${JSON.stringify(name.slice(0, 100))}… is longer than ${max} bytes`);
     if (name.includes('\0')) throw new UnsafePathError(`${what} contains NUL`);
     return name;
   }
