@@ -1,4 +1,5 @@
 import { Builder } from '../../builder/index.js';
+import { formatBytes } from '../../core/bytes.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
@@ -44,16 +45,6 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
 
 function ago(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));

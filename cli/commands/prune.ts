@@ -1,7 +1,7 @@
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
-import { formatBytes } from './du.js';
+import { formatBytes } from '../../core/bytes.js';
 
 /**
  * `buildlite prune`: removes cache records, snapshots and cache mounts by age,
