@@ -160,7 +160,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(v.iidfile ? { iidfile: v.iidfile } : {}),
     ...(v['metadata-file'] ? { metadataFile: v['metadata-file'] } : {}),
     insecure,
-    ...(v.server ? { server: v.server } : {}),
+    ...(serverOf(v.server) ? { server: serverOf(v.server)! } : {}),
     ...(v.token ? { token: v.token } : {}),
     debugCache: v['debug-cache'] ?? false,
     allowHostNetwork,
@@ -230,7 +230,7 @@ export async function run(argv: string[]): Promise<number> {
 /** CONTEXT `-` in embedded mode: stdin into a temp dir under the state root, removed after the build. */
 async function maybeStdinContext(argv: string[]) {
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
-  if (positionals.length !== 1 || positionals[0] !== '-' || v.server) return undefined;
+  if (positionals.length !== 1 || positionals[0] !== '-' || serverOf(v.server)) return undefined;
   const { readStdinContext } = await import('../stdin-context.js');
   return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
 }
@@ -239,6 +239,11 @@ async function runParsed(parsed: ParsedBuild): Promise<number> {
   if (parsed.server) return (await import('../remote-build.js')).runRemoteBuild(parsed);
   const { runLocalBuild } = await import('../local-build.js');
   return runLocalBuild(parsed);
+}
+
+/** `--server`, else BUILDLITE_SERVER (as `buildlite logs` reads it): a remote build. */
+function serverOf(flag: string | undefined): string | undefined {
+  return flag || process.env['BUILDLITE_SERVER'] || undefined;
 }
 
 function isTruthy(v: string | undefined): boolean {

@@ -76,9 +76,14 @@ xz) or a bare Dockerfile from stdin.
                              [,mode=min|max][,ignore-error=true]
       --debug-cache          Keep cache-key pre-images to explain misses
   -q, --quiet                Print only the image digest
+      --server HOST:PORT     Build on a build service (buildlite serve) instead of this machine
+      --token T              The service's bearer token for this client
 
-Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images).
-Exit codes: 0 built, 1 the build failed, 2 bad command line.`,
+Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images);
+BUILDLITE_SERVER and BUILDLITE_TOKEN are the defaults of --server and --token.
+Exit codes: 0 built, 1 the build failed (or the server cannot be reached),
+2 bad command line, 3 the server refused the token (missing, unknown, or not
+allowed what the build asks).`,
   logs: `Usage: buildlite logs --server ADDR [--token T] BUILD STEP
 
 Prints the full log of one step of a build run by a build service. The event
@@ -86,7 +91,10 @@ stream caps each step's output; the clip marker in it names this command.
 STEP is the step's digest (sha256:...) or a unique prefix of its hex.
 
       --server ADDR          The build API (HOST:PORT), or BUILDLITE_SERVER
-      --token T              Bearer token (or BUILDLITE_TOKEN)`,
+      --token T              Bearer token (or BUILDLITE_TOKEN)
+
+Exit codes: 0 printed, 1 failed (or the server cannot be reached), 2 bad
+command line, 3 the server refused the token.`,
   push: `Usage: buildlite push [--root DIR] REF [DEST_REF]
 
 Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,

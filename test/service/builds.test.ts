@@ -94,7 +94,8 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
     expect(r3.code).toBe(1);
     expect(r3.stderr + r3.stdout).toContain('about-to-fail');
     const wrong = await runCli(['build', '--server', svc.addr, '--token', 'wrong-token-xxxxxxxxxxxxxxxx', ctx]);
-    expect(wrong.code).toBe(1);
+    // A refused token is not a failed build: its own exit code.
+    expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/token/i);
   });
 

@@ -29,6 +29,8 @@ export const TOKENS = {
 export interface Proc {
   readonly child: ChildProcess;
   readonly root: string;
+  /** HOST:PORT of its /metrics, when the service was started with `metrics: true`. */
+  readonly metricsAddr: string;
   output(): string;
   /** Resolves with the first stdout/stderr line matching `re`. */
   waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
@@ -42,7 +44,7 @@ export interface Service {
   readonly prefix: string;
   api: Proc;
   addr: string;
-  /** HOST:PORT of the API process's /metrics, when started with `metrics: true`. */
+  /** HOST:PORT of the API process's /metrics, when started with `metrics: true` (each worker's is on its Proc). */
   readonly metricsAddr: string;
   readonly workers: Proc[];
   startWorker(id: string, root?: string): Promise<Proc>;
@@ -52,7 +54,7 @@ export interface Service {
 /** Short locks: a killed worker's job moves to another worker in seconds, not the default 15+10 s. */
 export const FAST_LOCKS = ['--lock-ms', '4000', '--stalled-ms', '2000', '--heartbeat-ms', '3000'];
 
-function spawnCli(args: string[], root: string): Proc {
+function spawnCli(args: string[], root: string, metricsAddr = ''): Proc {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   let out = '';
   const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
@@ -73,6 +75,7 @@ function spawnCli(args: string[], root: string): Proc {
   return {
     child,
     root,
+    metricsAddr,
     output: () => out,
     waitFor(re, ms = 60_000) {
       const m = out.match(re);
@@ -134,7 +137,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const concurrency = String(opts.concurrency ?? 1);
   const apiRoot = path.join(dir, 'api');
   const metricsAddr = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
-  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot);
+  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot, metricsAddr);
   const workers: Proc[] = [];
   const svc: Service = {
     dir,
@@ -146,7 +149,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     metricsAddr,
     workers,
     async startWorker(id, root = path.join(dir, `worker-${id}`)) {
-      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(opts.workerArgs ?? []), ...common], root);
+      const wMetrics = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
+      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(wMetrics ? ['--metrics', wMetrics] : []), ...(opts.workerArgs ?? []), ...common], root, wMetrics);
       workers.push(w);
       await w.waitFor(/worker \S+ ready/);
       return w;
