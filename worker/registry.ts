@@ -20,10 +20,12 @@ export class WorkerPresence {
     private readonly concurrency: number,
     private readonly ttlMs: number,
     private readonly onBeat: () => void = () => undefined,
+    /** Ids of the builds running here, so whoever notices this worker lost can say which builds it had. */
+    private readonly builds: () => readonly string[] = () => [],
   ) {}
 
   record(): WorkerRecord {
-    return { id: this.id, host: os.hostname(), pid: process.pid, concurrency: this.concurrency, active: this.active, startedAt: this.startedAt, lastSeen: Date.now() };
+    return { id: this.id, host: os.hostname(), pid: process.pid, concurrency: this.concurrency, active: this.active, startedAt: this.startedAt, lastSeen: Date.now(), builds: [...this.builds()] };
   }
 
   async start(): Promise<void> {
@@ -44,6 +46,8 @@ export class WorkerPresence {
       .multi()
       .hset(this.keys.workers, this.id, JSON.stringify(this.record()))
       .set(this.keys.workerAlive(this.id), '1', 'PX', this.ttlMs)
+      // Alive (again, after a stall or a restart under the same id): a later loss is news again.
+      .del(this.keys.workerLost(this.id))
       .exec();
     this.onBeat();
   }

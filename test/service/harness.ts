@@ -213,3 +213,42 @@ export async function collectOnce(c: BuildliteClient, buildId: string, from = 0)
   for await (const ev of c.watch(buildId, from)) out.push(ev);
   return out;
 }
+
+/** Watches a build until an event matches; returns the seq of that event (to resume after it). */
+export async function watchUntil(c: BuildliteClient, buildId: string, match: (ev: BuildEvent) => boolean): Promise<number> {
+  let lastSeq = 0;
+  for await (const ev of c.watch(buildId, 0)) {
+    lastSeq = ev.seq;
+    if (match(ev)) break;
+  }
+  return lastSeq;
+}
+
+/** The worker process running a build now, with its id. */
+export async function workerOf(svc: Service, c: BuildliteClient, buildId: string): Promise<{ id: string; proc: Proc }> {
+  const id = (await c.get(buildId)).worker;
+  const proc = svc.workers.find((w) => w.root.endsWith(`worker-${id}`));
+  if (!proc) throw new Error(`build ${buildId} runs on "${id}", which is not one of this service's workers`);
+  return { id, proc };
+}
+
+/** A process's JSON log lines (pino writes one object a line), from character `from` of its output. */
+export function logLines(output: string, from = 0): Array<Record<string, unknown>> {
+  return output.slice(from).split('\n').flatMap((l) => {
+    if (!l.startsWith('{')) return [];
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Polls `check` until it holds (a log line or a scraped value that another process writes soon). */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -9,7 +9,7 @@ import { loadServices } from '../../api/proto.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startService, TOKENS, type Service } from './harness.js';
+import { eventually, logLines, startService, TOKENS, type Service } from './harness.js';
 import { sample, scrape } from './prom.js';
 
 /** Calls ListWorkers with a raw authorization header (or none) and returns the status code. */
@@ -24,23 +24,6 @@ function rawCall(addr: string, authorization: string | undefined): Promise<numbe
       resolve(err ? err.code : grpc.status.OK);
     });
   });
-}
-
-/** The JSON log lines of a process (pino writes one object per line). */
-function logLines(output: string): Array<Record<string, unknown>> {
-  return output.split('\n').flatMap((l) => {
-    if (!l.startsWith('{')) return [];
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
-}
-
-/** The log lines that appeared after `mark` characters of output. */
-function logsSince(output: string, mark: number): Array<Record<string, unknown>> {
-  return logLines(output.slice(mark));
 }
 
 const authFailures = (text: string, reason: string) => sample(text, 'buildlite_auth_failures_total', { reason });
@@ -89,8 +72,11 @@ describe('refusals a client can cause: tokens, sizes, unreachable servers (real 
     expect(authFailures(after, 'malformed')).toBe(1);
     expect(authFailures(after, 'denied')).toBe(1);
 
+    // The API writes each line before it answers, but its stderr reaches us on its own pipe.
+    const refusedLines = () => logLines(svc.api.output(), mark).filter((l) => typeof l['reason'] === 'string');
+    await eventually('five refusals in the API log', () => refusedLines().length >= 5);
     const output = svc.api.output().slice(mark);
-    const refused = logsSince(svc.api.output(), mark).filter((l) => typeof l['reason'] === 'string');
+    const refused = refusedLines();
     expect(refused.map((l) => [l['method'], l['reason']]).sort()).toEqual(
       [['GetLog', 'unknown'], ['HasContext', 'unknown'], ['ListWorkers', 'malformed'], ['ListWorkers', 'missing'], ['Submit', 'denied']].sort(),
     );
@@ -127,10 +113,10 @@ describe('refusals a client can cause: tokens, sizes, unreachable servers (real 
     }
 
     // The refusals are in the API log as expected ones: info, no stack, nothing at error level.
-    const overLimit = () => logsSince(svc.api.output(), mark).filter((l) => l['method'] === 'Submit' && l['level'] === 30 && /over the 4 MiB limit/.test(String(l['msg'])));
-    for (let i = 0; i < 50 && overLimit().length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    const overLimit = () => logLines(svc.api.output(), mark).filter((l) => l['method'] === 'Submit' && l['level'] === 30 && /over the 4 MiB limit/.test(String(l['msg'])));
+    await eventually('two over-limit Submits in the API log', () => overLimit().length >= 2);
     expect(overLimit().length).toBe(2);
-    const lines = logsSince(svc.api.output(), mark);
+    const lines = logLines(svc.api.output(), mark);
     expect(lines.filter((l) => (l['level'] as number) >= 50)).toEqual([]);
     expect(svc.api.output().slice(mark)).not.toMatch(/ERR_STREAM_PREMATURE_CLOSE|\n\s+at /);
     const submits = lines.filter((l) => l['method'] === 'Submit');
