@@ -231,8 +231,8 @@ export class ApiServer {
   /**
    * A handler's failure → its status, logged by what it is. Refusals the
    * client caused are expected: auth at warn (the operator may be under
-   * attack, or a CI secret expired), limits at info, the rest at debug, none
-   * with a stack. Anything else is ours to look at. Never the request or the
+   * attack, or a CI secret expired), limits and calls that ended early at
+   * info, the rest at debug, none with a stack. Anything else is ours to look at. Never the request or the
    * token: either may hold secrets.
    */
   private fail(method: string, err: unknown, call: AnyCall): Partial<grpc.StatusObject> {

@@ -137,7 +137,8 @@ export async function processBuild(
     }
     return await conclude(deps, job, token, writer, handle, terminal, attempt, blog);
   } catch (err) {
-    await handBackOnError(deps, job, err, blog);
+    // A build whose lock is gone is another attempt's now: leave its record alone.
+    if (handle.reason !== 'lock') await handBackOnError(deps, job, err, blog);
     throw err;
   } finally {
     bullSignal?.removeEventListener('abort', onBull);
