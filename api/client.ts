@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { BuildEvent } from '../core/build.js';
 
 import { formatBytes } from '../core/bytes.js';
-import type { BuildliteError } from '../core/errors.js';
+import { CodedError, type BuildliteError } from '../core/errors.js';
 import { eventFromPb, loadServices, wireErrorFromPb, type PbBuildEvent, type PbWireError } from './proto.js';
 import { ConnectError, MessageSizeError } from './transport-errors.js';
 import type { PbBuildRequest } from './validate.js';
@@ -56,14 +56,16 @@ export class BuildliteClient {
     token: string | undefined,
     opts: ClientOptions = {},
   ) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs;
+    if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) throw new CodedError('INVALID_OPTION', `connectTimeoutMs must be a positive number of milliseconds, got ${opts.connectTimeoutMs}`);
     const { builds, health } = loadServices();
-    // The same options on both stubs: grpc-js then shares one connection between them.
+    // The same target, credentials and options on both stubs: grpc-js's subchannel pool then
+    // gives them one connection, so the health check that probes it warms the builds stub's.
     const channelOpts = { 'grpc.max_receive_message_length': CLIENT_DEFAULTS.receiveLimitBytes };
     this.client = new builds(addr, grpc.credentials.createInsecure(), channelOpts) as AnyClient;
     this.health = new health(addr, grpc.credentials.createInsecure(), channelOpts) as AnyClient;
     this.md = new grpc.Metadata();
     if (token !== undefined) this.md.set('authorization', `Bearer ${token}`);
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs;
   }
 
   /** A failed call as a BuildliteError; grpc-js's own refusals name this server's address. */
