@@ -2,7 +2,26 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
-import { CodedError } from '../core/errors.js';
+import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
+
+/**
+ * Why a call was refused, as logs and metrics name it: no authorization header,
+ * one that is not `Bearer <token>`, a token no grant has, or a known token not
+ * allowed the call. A bounded set: it is a metric label.
+ */
+export const AUTH_FAILURE_REASONS = ['missing', 'malformed', 'unknown', 'denied'] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+/** A call refused for its token; `reason` is for the operator (the client sees only the message). */
+export class AuthError extends BuildliteError {
+  readonly code: ErrorCode = 'UNAUTHENTICATED';
+  constructor(
+    readonly reason: Exclude<AuthFailureReason, 'denied'>,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 /** Who a token belongs to and what the operator granted it. */
 export interface Principal {
@@ -51,11 +70,12 @@ export class TokenAuth {
   /** The caller of a request, from `authorization: Bearer <token>`; UNAUTHENTICATED otherwise. */
   authenticate(md: Metadata): Principal {
     const values = md.get('authorization');
-    if (values.length === 0) throw new CodedError('UNAUTHENTICATED', 'no token: send "authorization: Bearer <token>"');
+    if (values.length === 0) throw new AuthError('missing', 'no token: send "authorization: Bearer <token>"');
     const v = values[0];
     const m = typeof v === 'string' ? /^Bearer ([\x21-\x7e]{1,4096})$/i.exec(v.trim()) : null;
-    const p = m ? this.byHash.get(hash(m[1]!)) : undefined;
-    if (!p) throw new CodedError('UNAUTHENTICATED', 'the token is not valid');
+    if (!m) throw new AuthError('malformed', 'the authorization header is not "Bearer <token>"');
+    const p = this.byHash.get(hash(m[1]!));
+    if (!p) throw new AuthError('unknown', 'the token is not valid');
     return p;
   }
 }

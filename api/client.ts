@@ -2,12 +2,28 @@ import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { BuildEvent } from '../core/build.js';
 
+import { formatBytes } from '../core/bytes.js';
+import { CodedError, type BuildliteError } from '../core/errors.js';
 import { eventFromPb, loadServices, wireErrorFromPb, type PbBuildEvent, type PbWireError } from './proto.js';
+import { ConnectError, MessageSizeError } from './transport-errors.js';
 import type { PbBuildRequest } from './validate.js';
 import { fromStatus } from './wire-errors.js';
 
 /** Bytes per context chunk: well under the 4 MiB message limit, large enough to keep the pipe full. */
 export const CHUNK_BYTES = 256 << 10;
+
+export interface ClientOptions {
+  /** How long the first call waits for the server to answer before `cannot reach ADDR: no answer within …`. */
+  readonly connectTimeoutMs?: number;
+}
+
+export const CLIENT_DEFAULTS = {
+  // A refused or unknown address fails at once; this bounds a silent one (a firewall that drops
+  // packets, a host that is down) well below grpc-js's own 20 s connect timeout and its retries.
+  connectTimeoutMs: 10_000,
+  // Twice the server's 4 MiB: a limit of ours never cuts an event the server was allowed to send.
+  receiveLimitBytes: 8 << 20,
+} as const;
 
 export type SubmitRequest = Partial<PbBuildRequest>;
 
@@ -50,19 +66,57 @@ export class BuildliteClient {
   private readonly client: AnyClient;
   private readonly health: AnyClient;
   private readonly md: grpc.Metadata;
+  private readonly connectTimeoutMs: number;
+  private ready: Promise<void> | undefined;
 
-  constructor(addr: string, token: string | undefined) {
+  constructor(
+    private readonly addr: string,
+    token: string | undefined,
+    opts: ClientOptions = {},
+  ) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs;
+    if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) throw new CodedError('INVALID_OPTION', `connectTimeoutMs must be a positive number of milliseconds, got ${opts.connectTimeoutMs}`);
     const { builds, health } = loadServices();
-    const opts = { 'grpc.max_receive_message_length': 8 << 20 };
-    this.client = new builds(addr, grpc.credentials.createInsecure(), opts) as AnyClient;
-    this.health = new health(addr, grpc.credentials.createInsecure(), opts) as AnyClient;
+    // The same target, credentials and options on both stubs: grpc-js's subchannel pool then
+    // gives them one connection, so the health check that probes it warms the builds stub's.
+    const channelOpts = { 'grpc.max_receive_message_length': CLIENT_DEFAULTS.receiveLimitBytes };
+    this.client = new builds(addr, grpc.credentials.createInsecure(), channelOpts) as AnyClient;
+    this.health = new health(addr, grpc.credentials.createInsecure(), channelOpts) as AnyClient;
     this.md = new grpc.Metadata();
     if (token !== undefined) this.md.set('authorization', `Bearer ${token}`);
   }
 
-  private unary<Res>(method: string, req: unknown): Promise<Res> {
+  /** A failed call as a BuildliteError; grpc-js's own refusals name this server's address. */
+  private fail(err: grpc.ServiceError | Error): BuildliteError {
+    return fromStatus(err, { address: this.addr, receiveLimitBytes: CLIENT_DEFAULTS.receiveLimitBytes });
+  }
+
+  /**
+   * Resolves once the server has answered one health check (no token needed),
+   * so every first call is bounded by the connect timeout: a refused or
+   * unresolvable address fails at once, a silent one after the timeout, each
+   * as one ConnectError. Kept once it succeeded; a failure is tried afresh.
+   */
+  connected(): Promise<void> {
+    this.ready ??= new Promise<void>((resolve, reject) => {
+      this.health['Check']!({ service: '' }, { deadline: Date.now() + this.connectTimeoutMs }, (err: grpc.ServiceError | null) => {
+        if (!err) resolve();
+        else if (err.code === grpc.status.DEADLINE_EXCEEDED) reject(new ConnectError(this.addr, `no answer within ${this.connectTimeoutMs / 1000}s`));
+        else if (err.code === grpc.status.UNAVAILABLE) reject(this.fail(err));
+        // Any other answer came from a server: the call itself will say what it thinks.
+        else resolve();
+      });
+    }).catch((err: unknown) => {
+      this.ready = undefined;
+      throw err;
+    });
+    return this.ready;
+  }
+
+  private async unary<Res>(method: string, req: unknown): Promise<Res> {
+    await this.connected();
     return new Promise((resolve, reject) => {
-      this.client[method]!(req, this.md, (err: grpc.ServiceError | null, res: Res) => (err ? reject(fromStatus(err)) : resolve(res)));
+      this.client[method]!(req, this.md, (err: grpc.ServiceError | null, res: Res) => (err ? reject(this.fail(err)) : resolve(res)));
     });
   }
 
@@ -75,14 +129,15 @@ export class BuildliteClient {
    * `request.context_digest` naming one already stored. An abort cancels the
    * call; a server that had already queued the build then cancels it.
    */
-  submit(request: SubmitRequest, context?: Readable, signal?: AbortSignal): Promise<{ buildId: string; contextDigest: string }> {
+  async submit(request: SubmitRequest, context?: Readable, signal?: AbortSignal): Promise<{ buildId: string; contextDigest: string }> {
+    await this.connected();
     return new Promise((resolve, reject) => {
       let settled = false;
       const onAbort = () => call.cancel();
       const call = this.client['Submit']!(this.md, (err: grpc.ServiceError | null, res: { build_id: string; context_digest: string }) => {
         settled = true;
         signal?.removeEventListener('abort', onAbort);
-        if (err) reject(fromStatus(err));
+        if (err) reject(explainRequestSize(this.fail(err), request));
         else resolve({ buildId: res.build_id, contextDigest: res.context_digest });
       }) as grpc.ClientWritableStream<unknown>;
       if (signal?.aborted) call.cancel();
@@ -122,13 +177,14 @@ export class BuildliteClient {
    * (server restart, network): the caller resumes with the last seq it saw.
    */
   async *watch(buildId: string, fromSeq = 0, signal?: AbortSignal): AsyncGenerator<BuildEvent> {
+    await this.connected();
     const call = this.client['Watch']!({ build_id: buildId, from_seq: fromSeq }, this.md) as grpc.ClientReadableStream<PbBuildEvent>;
     const onAbort = () => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const pb of call as AsyncIterable<PbBuildEvent>) yield eventFromPb(pb);
     } catch (err) {
-      throw fromStatus(err as grpc.ServiceError);
+      throw this.fail(err as grpc.ServiceError);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       call.cancel();
@@ -137,13 +193,14 @@ export class BuildliteClient {
 
   /** The full log of one step of an ended build (vertex digest or a unique hex prefix), as chunks. */
   async *getLog(buildId: string, vertex: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    await this.connected();
     const call = this.client['GetLog']!({ build_id: buildId, vertex }, this.md) as grpc.ClientReadableStream<{ data: Buffer }>;
     const onAbort = () => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const m of call as AsyncIterable<{ data: Buffer }>) yield Buffer.from(m.data);
     } catch (err) {
-      throw fromStatus(err as grpc.ServiceError);
+      throw this.fail(err as grpc.ServiceError);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       call.cancel();
@@ -195,9 +252,10 @@ export class BuildliteClient {
   }
 
   /** grpc.health.v1 Check: SERVING, NOT_SERVING, … */
-  healthCheck(): Promise<string> {
+  async healthCheck(): Promise<string> {
+    await this.connected();
     return new Promise((resolve, reject) => {
-      this.health['Check']!({ service: '' }, (err: grpc.ServiceError | null, res: { status: string }) => (err ? reject(fromStatus(err)) : resolve(res.status)));
+      this.health['Check']!({ service: '' }, (err: grpc.ServiceError | null, res: { status: string }) => (err ? reject(this.fail(err)) : resolve(res.status)));
     });
   }
 
@@ -210,6 +268,17 @@ export class BuildliteClient {
     this.client.close();
     this.health.close();
   }
+}
+
+/**
+ * The request message is the one that carries the Dockerfile: when the server
+ * refused it for its size and the Dockerfile alone is over the limit, say so.
+ */
+function explainRequestSize(err: BuildliteError, request: SubmitRequest): BuildliteError {
+  if (!(err instanceof MessageSizeError) || err.side !== 'server') return err;
+  const dockerfileBytes = Buffer.byteLength(request.dockerfile ?? '');
+  if (dockerfileBytes <= err.limitBytes) return err;
+  return new MessageSizeError(err.messageBytes, err.limitBytes, 'server', `the Dockerfile is ${formatBytes(dockerfileBytes)}: the server takes messages of at most ${formatBytes(err.limitBytes)}`);
 }
 
 interface PbInfo {

@@ -257,6 +257,16 @@ export class Producer {
     return out;
   }
 
+  /**
+   * Builds of the whole service that ended, by state (metrics). Counted in
+   * Redis as each build ends, so every API process reports the same totals
+   * and no restart of any process loses a count.
+   */
+  async buildTotals(): Promise<Record<string, number>> {
+    const h = await this.reader.hgetall(this.keys.buildTotals);
+    return Object.fromEntries(Object.entries(h).filter(([state]) => TERMINAL_STATES.has(state as BuildState)).map(([state, n]) => [state, Number(n)]));
+  }
+
   /** Jobs of the shared queue by state (metrics). */
   async depth(): Promise<Record<string, number>> {
     return this.queue(SHARED_QUEUE).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed');

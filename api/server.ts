@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
+import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import {
   isBuildState,
@@ -15,7 +16,7 @@ import {
   type ServiceStore,
   type StoreRetention,
 } from '../worker/jobs.js';
-import { TokenAuth, type Principal, type TokenGrant } from './auth.js';
+import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
@@ -44,7 +45,17 @@ export interface ApiServerOptions {
   readonly retention?: Partial<RetentionPolicy>;
   /** Clock for the store's last-use times (tests); default Date.now. */
   readonly now?: () => number;
+  /** Where refused calls are counted (the process's Prometheus metrics). */
+  readonly metrics?: ApiMetricsSink;
 }
+
+/** What the API reports to its process's metrics; the command that runs it wires them in. */
+export interface ApiMetricsSink {
+  authFailure(reason: AuthFailureReason): void;
+}
+
+/** The part of every kind of server call the refusal log needs. */
+type AnyCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getPeer'>;
 
 export const API_DEFAULTS = {
   // Big enough for a 1 MiB Dockerfile plus headers; context chunks are 256 KiB.
@@ -61,10 +72,9 @@ type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
  * client sends can throw past a handler.
  */
 export class ApiServer {
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': API_DEFAULTS.maxMessageBytes,
-    'grpc.max_send_message_length': API_DEFAULTS.maxMessageBytes,
-  });
+  private readonly server: grpc.Server;
+  /** grpc-js refuses a bigger message from its length prefix, before reading it. */
+  private readonly maxMessageBytes: number;
   private readonly auth: TokenAuth;
   private readonly log: Logger;
   private readonly limits: RequestLimits;
@@ -79,9 +89,8 @@ export class ApiServer {
     this.auth = new TokenAuth(opts.tokens);
     this.log = opts.logger ?? pino({ name: 'buildlite-api' });
     this.limits = { ...REQUEST_LIMIT_DEFAULTS, ...(opts.limits ?? {}) };
-    if (opts.maxMessageBytes) {
-      this.server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxMessageBytes, 'grpc.max_send_message_length': opts.maxMessageBytes });
-    }
+    this.maxMessageBytes = opts.maxMessageBytes ?? API_DEFAULTS.maxMessageBytes;
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': this.maxMessageBytes, 'grpc.max_send_message_length': this.maxMessageBytes });
   }
 
   static async start(opts: ApiServerOptions): Promise<ApiServer> {
@@ -121,7 +130,7 @@ export class ApiServer {
       return (call, cb) => {
         (async () => fn(call.request, this.auth.authenticate(call.metadata), call))().then(
           (res) => cb(null, res),
-          (err: unknown) => cb(this.fail(name, err)),
+          (err: unknown) => cb(this.fail(name, err, call)),
         );
       };
     };
@@ -129,7 +138,7 @@ export class ApiServer {
       Submit: (call: grpc.ServerReadableStream<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         this.submit(call).then(
           (res) => cb(null, res),
-          (err: unknown) => cb(this.fail('Submit', err)),
+          (err: unknown) => cb(this.fail('Submit', err, call)),
         );
       },
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
@@ -212,11 +221,36 @@ export class ApiServer {
     return this.producer.depth();
   }
 
-  private fail(method: string, err: unknown): Partial<grpc.StatusObject> {
+  /** Workers whose heartbeat is alive, from their presence in Redis (for /metrics). */
+  async workersAlive(): Promise<number> {
+    return (await this.producer.workers()).filter((w) => w.alive).length;
+  }
+
+  /** Builds of the whole service that ended, by final state, as Redis counts them (for /metrics). */
+  buildTotals(): Promise<Record<string, number>> {
+    return this.producer.buildTotals();
+  }
+
+  /**
+   * A handler's failure → its status, logged by what it is. Refusals the
+   * client caused are expected: auth at warn (the operator may be under
+   * attack, or a CI secret expired), limits and calls that ended early at
+   * info, the rest at debug, none with a stack. Anything else is ours to look at. Never the request or the
+   * token: either may hold secrets.
+   */
+  private fail(method: string, err: unknown, call: AnyCall): Partial<grpc.StatusObject> {
     const s = toStatus(err);
-    // Expected refusals at debug; anything else is ours to look at. Never the request itself: it may hold secrets.
-    if (err instanceof BuildliteError) this.log.debug({ method, code: err.code }, err.message);
-    else this.log.error({ method, err: err instanceof Error ? err.stack : String(err) }, 'handler failed');
+    const peer = call.getPeer();
+    if (err instanceof AuthError || (err instanceof BuildliteError && err.code === 'PERMISSION_DENIED')) {
+      const reason: AuthFailureReason = err instanceof AuthError ? err.reason : 'denied';
+      this.opts.metrics?.authFailure(reason);
+      this.log.warn({ method, peer, reason, code: err.code }, `${method} refused: ${err.message}`);
+    } else if (err instanceof BuildliteError) {
+      const level = err.code === 'LIMIT_EXCEEDED' || err.code === 'CANCELLED' ? 'info' : 'debug';
+      this.log[level]({ method, peer, code: err.code }, `${method}: ${err.message}`);
+    } else {
+      this.log.error({ method, peer, err: err instanceof Error ? err.stack : String(err) }, 'handler failed');
+    }
     return s;
   }
 
@@ -229,10 +263,27 @@ export class ApiServer {
   }
 
   private async submit(call: grpc.ServerReadableStream<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }, unknown>): Promise<{ build_id: string; context_digest: string }> {
+    const received = { request: false, contextBytes: 0 };
+    try {
+      return await this.submitStream(call, received);
+    } catch (err) {
+      if (!call.cancelled) throw err;
+      // grpc-js ended the call before we answered: the client went away, or a message was over
+      // the size limit, which grpc-js refuses from its length prefix (the client got
+      // RESOURCE_EXHAUSTED naming the limit). Either way nothing of ours failed.
+      throw new CodedError('CANCELLED', `the call ended before it was answered (the client cancelled it, or sent a message over the ${formatBytes(this.maxMessageBytes)} limit); received: ${received.request ? `the request and ${formatBytes(received.contextBytes)} of context` : 'no request'}`);
+    }
+  }
+
+  private async submitStream(
+    call: grpc.ServerReadableStream<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }, unknown>,
+    received: { request: boolean; contextBytes: number },
+  ): Promise<{ build_id: string; context_digest: string }> {
     if (this.draining) throw new CodedError('INTERNAL', 'the server is shutting down', { retryable: true });
     const who = this.auth.authenticate(call.metadata);
     const it = call[Symbol.asyncIterator]() as AsyncIterator<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }>;
     const first = await it.next();
+    received.request = !first.done;
     if (first.done || first.value.part !== 'request') throw new CodedError('INVALID_ARGUMENT', 'the first Submit message must carry the build request');
     const v = validateSubmit(first.value.request, who, this.limits);
     let digest = v.contextDigest;
@@ -247,6 +298,7 @@ export class ApiServer {
       try {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           if (r.value.part !== 'chunk' || !Buffer.isBuffer(r.value.chunk)) throw new CodedError('INVALID_ARGUMENT', 'after the request, Submit takes only context chunks');
+          received.contextBytes += r.value.chunk.length;
           await upload.write(r.value.chunk);
         }
         if (upload.bytes === 0) throw new CodedError('INVALID_ARGUMENT', 'the build context is empty: send a tar (an empty tar is 1024 zero bytes)');
@@ -284,7 +336,7 @@ export class ApiServer {
       }
       if (!ac.signal.aborted) call.end();
     } catch (err) {
-      if (!ac.signal.aborted) call.emit('error', this.fail('Watch', err));
+      if (!ac.signal.aborted) call.emit('error', this.fail('Watch', err, call));
     } finally {
       this.watches.delete(ac);
     }
@@ -322,7 +374,7 @@ export class ApiServer {
       }
       if (!ac.signal.aborted) call.end();
     } catch (err) {
-      if (!ac.signal.aborted) call.emit('error', this.fail('GetLog', err));
+      if (!ac.signal.aborted) call.emit('error', this.fail('GetLog', err, call));
     }
   }
 

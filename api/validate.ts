@@ -1,4 +1,5 @@
 import type { CacheSpec, NetworkMode, OutputSpec } from '../core/build.js';
+import { formatBytes } from '../core/bytes.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import type { QueuedRequest } from '../worker/jobs.js';
@@ -107,7 +108,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   if (!pb || typeof pb !== 'object') throw bad('the first Submit message must carry the build request');
   const dockerfile = str(pb.dockerfile, 'dockerfile', Number.MAX_SAFE_INTEGER);
   const size = Buffer.byteLength(dockerfile);
-  if (size > limits.maxDockerfileBytes) throw new CodedError('LIMIT_EXCEEDED', `the Dockerfile is ${size} bytes; the limit is ${limits.maxDockerfileBytes}`);
+  if (size > limits.maxDockerfileBytes) throw new CodedError('LIMIT_EXCEEDED', `the Dockerfile is ${formatBytes(size)}: the limit is ${formatBytes(limits.maxDockerfileBytes)}`);
   if (dockerfile.trim() === '') throw bad('the Dockerfile is empty');
   const dockerfileName = str(pb.dockerfile_name, 'dockerfile_name', 255, NAME) || 'Dockerfile';
   const dockerignore = str(pb.dockerignore, 'dockerignore', limits.maxDockerfileBytes);
@@ -148,7 +149,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     const id = str(s?.id, `secrets[${i}].id`, 128, SECRET_ID);
     if (id === '') throw bad(`secrets[${i}] has no id`);
     if (!Buffer.isBuffer(s.value)) throw bad(`secrets[${i}].value must be bytes`);
-    if (s.value.length > limits.maxSecretBytes) throw new CodedError('LIMIT_EXCEEDED', `secret "${id}" is larger than ${limits.maxSecretBytes} bytes`);
+    if (s.value.length > limits.maxSecretBytes) throw new CodedError('LIMIT_EXCEEDED', `secret "${id}" is ${formatBytes(s.value.length)}: the limit is ${formatBytes(limits.maxSecretBytes)}`);
     if (secrets.has(id)) throw bad(`secret "${id}" given twice`);
     secrets.set(id, Buffer.from(s.value));
   }

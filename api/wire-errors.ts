@@ -1,5 +1,6 @@
 import { Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { BuildliteError, ERROR_CODES, RemoteError, toWire, type ErrorCode, type WireError } from '../core/errors.js';
+import { transportError, type TransportContext } from './transport-errors.js';
 
 /**
  * BuildliteError ↔ gRPC status, in one place. The status code is for gRPC
@@ -23,6 +24,7 @@ const TO_GRPC: Record<ErrorCode, status> = {
   LIMIT_EXCEEDED: status.RESOURCE_EXHAUSTED,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
+  UNAVAILABLE: status.UNAVAILABLE,
   CANCELLED: status.CANCELLED,
   STORE: status.INTERNAL,
   INTERNAL: status.INTERNAL,
@@ -53,8 +55,12 @@ export function toStatus(err: unknown): Partial<StatusObject> & { code: status; 
   return { code, details: wire.message, metadata };
 }
 
-/** A failed call on the client side → a BuildliteError with the server's code and context. */
-export function fromStatus(err: ServiceError | Error): BuildliteError {
+/**
+ * A failed call on the client side → a BuildliteError with the server's code
+ * and context. Given the call's transport context, grpc-js's own refusals
+ * (unreachable server, message over a size limit) become one clear line.
+ */
+export function fromStatus(err: ServiceError | Error, transport?: TransportContext): BuildliteError {
   const se = err as Partial<ServiceError>;
   const raw = se.metadata?.get(ERROR_METADATA_KEY)[0];
   if (raw !== undefined) {
@@ -65,6 +71,8 @@ export function fromStatus(err: ServiceError | Error): BuildliteError {
       // fall through to the status code
     }
   }
+  const own = transport ? transportError(se, transport) : undefined;
+  if (own) return own;
   const code = (se.code !== undefined ? FROM_GRPC[se.code] : undefined) ?? 'INTERNAL';
   const retryable = se.code === status.UNAVAILABLE || se.code === status.DEADLINE_EXCEEDED;
   return new RemoteError({ code: Object.hasOwn(ERROR_CODES, code) ? code : 'INTERNAL', message: se.details || err.message, retryable, details: { grpcCode: se.code ?? -1 } });

@@ -55,8 +55,8 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2;
       return;
     }
-    const { formatError } = await import('./errors.js');
+    const { exitCodeOf, formatError } = await import('./errors.js');
     process.stderr.write(`error: ${formatError(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = exitCodeOf(err);
   },
 );

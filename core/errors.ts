@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   UNSAFE_PATH: 'a path tried to leave its root',
   PERMISSION_DENIED: 'the caller or build is not allowed to do this',
   UNAUTHENTICATED: 'credentials are missing or wrong',
+  UNAVAILABLE: 'a server could not be reached or stopped answering (refused, unknown name, timeout)',
   CANCELLED: 'the build was cancelled',
   STORE: 'the local content or cache store failed',
   INTERNAL: 'a bug: please report it',

@@ -126,6 +126,14 @@ export class Keys {
   workerAlive(id: string): string {
     return `${this.prefix}:worker:${id}:alive`;
   }
+  /** Set (NX) by the live worker that noticed this worker's heartbeat expire: its loss is logged once. */
+  workerLost(id: string): string {
+    return `${this.prefix}:worker:${id}:lost`;
+  }
+  /** Hash state → builds of the whole service that ended in it; FINISH_LUA counts each build once. */
+  get buildTotals(): string {
+    return `${this.prefix}:stats:builds`;
+  }
   adoptLock(id: string): string {
     return `${this.prefix}:worker:${id}:adopt`;
   }
@@ -157,7 +165,10 @@ export const EVENT_FIELD = 'e';
  * Ends a build exactly once: sets the terminal state and appends the terminal
  * event, only if the build is not already terminal and, when a lock key is
  * given, only while `token` still owns the job. The event gets the next free
- * seq at or above ARGV[3]. KEYS: build hash, stream, lock (or '').
+ * seq at or above ARGV[3], and the state's count in the service-wide totals
+ * goes up by one (the one place every build ends, so the API's
+ * buildlite_builds_total counts each build exactly once, whichever process
+ * ended it). KEYS: build hash, stream, lock (or ''), totals hash.
  * ARGV: state, event body JSON (no seq: the entry id is the seq), seq, token,
  * finishedAt, extra hash fields as a JSON object, events TTL and record TTL in
  * seconds. Returns the seq written, or 0 when the build was already finished or
@@ -175,6 +186,7 @@ if last[1] then
 end
 redis.call('XADD', KEYS[2], tostring(seq) .. '-0', '${EVENT_FIELD}', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finishedAt', ARGV[5])
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 local extra = cjson.decode(ARGV[6])
 for k, v in pairs(extra) do redis.call('HSET', KEYS[1], k, v) end
 if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7])) end
@@ -242,10 +254,11 @@ export interface FinishArgs {
 export async function finishBuild(redis: EvalClient, keys: Keys, a: FinishArgs): Promise<number> {
   const r = await redis.eval(
     FINISH_LUA,
-    3,
+    4,
     keys.build(a.buildId),
     keys.events(a.buildId),
     a.owner ? keys.jobLock(a.owner.queue, a.buildId) : '',
+    keys.buildTotals,
     a.state,
     JSON.stringify(a.body),
     a.seq,

@@ -1,16 +1,92 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BuildEvent } from '../core/build.js';
+import { BUILD_STATES, TERMINAL_STATES, type BuildState } from './build-states.js';
+
+/** When a build was submitted and when it first started (epoch ms), for the build histograms. */
+export interface BuildTiming {
+  readonly queuedAt: number;
+  readonly startedAt: number;
+}
+
+/** Read from Redis on each scrape of an API process: the whole service's view, not one process's. */
+export interface ServiceSources {
+  readonly queueDepth: () => Promise<Record<string, number>>;
+  readonly workersAlive: () => Promise<number>;
+  readonly buildTotals: () => Promise<Record<string, number>>;
+  /** Every reason an auth failure can have: each series exists (at 0) before the first failure. */
+  readonly authFailureReasons: readonly string[];
+}
+
+const OUTCOMES = BUILD_STATES.filter((s) => TERMINAL_STATES.has(s));
 
 /**
- * Prometheus metrics of a worker or API process. Build events are observed as
- * they pass (step durations, cache hits, pushed bytes); queue depth is read on
- * scrape through `setQueueDepthSource`. Labels never carry ids, refs or
- * anything a client chose, so cardinality stays fixed.
+ * Prometheus metrics of a worker or API process. A worker observes its builds
+ * as they pass (step durations, cache hits, pushed bytes) and as they end
+ * (duration, queue wait, retries, take-overs). An API process reads the
+ * service-wide numbers from Redis on scrape (`serveService`): queue depth,
+ * live workers, and builds_total, which Redis counts as each build ends —
+ * correct however many API and worker processes there are, because exactly
+ * one Lua script ends a build and it counts it. In a worker-only process
+ * builds_total counts the builds that worker ended. Labels never carry ids,
+ * refs or anything a client chose, so cardinality stays fixed.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();
-  readonly builds = new Counter({ name: 'buildlite_builds_total', help: 'Builds that ended, by final state', labelNames: ['state'] as const, registers: [this.registry] });
+  private sources: ServiceSources | undefined;
+  readonly builds = new Counter({
+    name: 'buildlite_builds_total',
+    help: 'Builds that ended, by final state: of the whole service in an API process (from Redis), of this worker in a worker process',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: onScrape(
+      () => this.sources?.buildTotals(),
+      (totals) => {
+        this.builds.reset();
+        for (const state of OUTCOMES) this.builds.inc({ state }, totals[state] ?? 0);
+      },
+    ),
+  });
+  readonly buildSeconds = new Histogram({
+    name: 'buildlite_build_duration_seconds',
+    help: 'From the first start of a build to its end (all attempts), by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+    registers: [this.registry],
+  });
+  readonly queueWaitSeconds = new Histogram({
+    name: 'buildlite_build_queue_wait_seconds',
+    help: 'From submit to the first start of a build, by the outcome of the build',
+    labelNames: ['outcome'] as const,
+    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [this.registry],
+  });
+  readonly retried = new Counter({
+    name: 'buildlite_builds_retried_total',
+    help: 'Build attempts that failed for an infrastructure reason and were queued again, by error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly moved = new Counter({
+    name: 'buildlite_builds_moved_total',
+    help: 'Builds this worker took over from a lost worker (its lock expired while the build ran)',
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'buildlite_auth_failures_total',
+    help: 'API calls refused for their token: missing, malformed, unknown, or denied (valid but not allowed)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly workersAlive = new Gauge({
+    name: 'buildlite_workers_alive',
+    help: 'Workers whose heartbeat is alive in Redis (read on scrape)',
+    registers: [this.registry],
+    collect: onScrape(
+      () => this.sources?.workersAlive(),
+      (n) => this.workersAlive.set(n),
+    ),
+  });
   readonly running = new Gauge({ name: 'buildlite_builds_running', help: 'Builds running in this process', registers: [this.registry] });
   readonly stepSeconds = new Histogram({
     name: 'buildlite_step_duration_seconds',
@@ -25,14 +101,12 @@ export class ServiceMetrics {
     help: 'Jobs in the build queues, by BullMQ state',
     labelNames: ['state'] as const,
     registers: [this.registry],
-    collect: async () => {
-      if (!this.depthSource) return;
-      try {
-        for (const [state, n] of Object.entries(await this.depthSource())) this.queueDepth.set({ state }, n);
-      } catch {
-        // Redis away: keep the last values rather than failing the whole scrape.
-      }
-    },
+    collect: onScrape(
+      () => this.depthSource?.(),
+      (depth) => {
+        for (const [state, n] of Object.entries(depth)) this.queueDepth.set({ state }, n);
+      },
+    ),
   });
   /** The ratio itself, so a dashboard needs no PromQL to show it. */
   private readonly hitRatio = new Gauge({
@@ -50,10 +124,35 @@ export class ServiceMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'buildlite_' });
+    // Every outcome's series exists from the start: a rate over the first build is not lost.
+    for (const outcome of OUTCOMES) {
+      this.builds.inc({ state: outcome }, 0);
+      this.buildSeconds.zero({ outcome });
+      this.queueWaitSeconds.zero({ outcome });
+    }
   }
 
   setQueueDepthSource(fn: () => Promise<Record<string, number>>): void {
     this.depthSource = fn;
+  }
+
+  /** An API process: the service-wide numbers come from Redis on scrape (see the class comment). */
+  serveService(sources: ServiceSources): void {
+    this.sources = sources;
+    this.depthSource = sources.queueDepth;
+    for (const reason of sources.authFailureReasons) this.authFailures.inc({ reason }, 0);
+  }
+
+  authFailure(reason: string): void {
+    this.authFailures.inc({ reason });
+  }
+
+  /** A build this process ended; the histograms only for a build that started. */
+  buildEnded(state: Exclude<BuildState, 'queued' | 'running'>, timing: BuildTiming | undefined, endedAt = Date.now()): void {
+    this.builds.inc({ state });
+    if (!timing) return;
+    this.buildSeconds.observe({ outcome: state }, Math.max(0, endedAt - timing.startedAt) / 1000);
+    this.queueWaitSeconds.observe({ outcome: state }, Math.max(0, timing.startedAt - timing.queuedAt) / 1000);
   }
 
   /** Per build: returns an observer for its events. */
@@ -98,6 +197,23 @@ export class ServiceMetrics {
     });
     return server;
   }
+}
+
+/**
+ * A collect callback for numbers read on scrape (from Redis): nothing to do
+ * without a source; a failed read keeps the last values rather than failing
+ * the whole scrape.
+ */
+function onScrape<T>(read: () => Promise<T> | undefined, apply: (v: T) => void): () => Promise<void> {
+  return async () => {
+    let v: T | undefined;
+    try {
+      v = await read();
+    } catch {
+      return;
+    }
+    if (v !== undefined) apply(v);
+  };
 }
 
 export function splitHostPort(addr: string): { host: string; port: number } {

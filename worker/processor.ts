@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import { CodedError, toWire, type WireError } from '../core/errors.js';
 import type { Builder } from '../builder/index.js';
+import { beginAttempt, requeue, timingOf, type Attempt } from './attempt.js';
 import type { ServiceStore } from './context-store.js';
 import { unpackContext } from './context.js';
 import { EventWriter, type EventWriterOptions } from './events.js';
@@ -78,7 +79,7 @@ export async function processBuild(
   const onBull = () => handle.stop('lock');
   bullSignal?.addEventListener('abort', onBull, { once: true });
   running.set(buildId, handle);
-  const blog = log.child({ buildId, client: job.data.client, attempt: job.attemptsMade + 1 });
+  let blog = log.child({ buildId, client: job.data.client });
   let cancelPoll: NodeJS.Timeout | undefined;
 
   try {
@@ -87,22 +88,27 @@ export async function processBuild(
     if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') return undefined;
     await writer.begin();
     if (rec.cancelRequested) {
-      await writer.finish({ state: 'cancelled', body: errorBody(new CodedError('CANCELLED', 'the build was cancelled')), ...(owner ? { owner } : {}) });
+      if (await writer.finish({ state: 'cancelled', body: errorBody(new CodedError('CANCELLED', 'the build was cancelled')), ...(owner ? { owner } : {}) })) {
+        deps.metrics?.buildEnded('cancelled', timingOf(rec));
+      }
       return undefined;
     }
-    await redis
-      .multi()
-      .hset(keys.build(buildId), { state: 'running', worker: deps.workerId, startedAt: String(Date.now()) })
-      .hincrby(keys.build(buildId), 'attempts', 1)
-      .exec();
-    if (rec.attempts > 0) await writer.append({ type: 'warning', message: `build restarted (attempt ${rec.attempts + 1}) on worker ${deps.workerId}` });
+    const attempt = await beginAttempt(redis, keys, deps.workerId, rec);
+    blog = blog.child({ attempt: attempt.number });
+    if (attempt.tookOverFrom !== undefined) {
+      deps.metrics?.moved.inc();
+      blog.warn({ lostWorker: attempt.tookOverFrom }, 'took over the build of a lost worker');
+    }
+    if (attempt.number > 1) await writer.append({ type: 'warning', message: `build restarted (attempt ${attempt.number}) on worker ${deps.workerId}` });
 
     let secrets: ReadonlyMap<string, Buffer> = new Map();
     if (job.data.secretsHolder) {
       const held = deps.vault?.holderId === job.data.secretsHolder ? deps.vault.get(buildId) : undefined;
       if (!held) {
         const err = new CodedError('INVALID_ARGUMENT', 'the secrets of this build were held in memory by the API process that accepted it, which is gone: submit it again');
-        await writer.finish({ state: 'failed', body: errorBody(err), extra: { error: JSON.stringify(err.toWire()) }, ...(owner ? { owner } : {}) });
+        if (await writer.finish({ state: 'failed', body: errorBody(err), extra: { error: JSON.stringify(err.toWire()) }, ...(owner ? { owner } : {}) })) {
+          deps.metrics?.buildEnded('failed', attempt.timing);
+        }
         throw new UnrecoverableError(err.message);
       }
       secrets = held;
@@ -141,7 +147,11 @@ export async function processBuild(
       await ctx?.remove();
       await logs.remove();
     }
-    return await conclude(deps, job, token, writer, handle, terminal, blog);
+    return await conclude(deps, job, token, writer, handle, terminal, attempt, blog);
+  } catch (err) {
+    // A build whose lock is gone is another attempt's now: leave its record alone.
+    if (handle.reason !== 'lock') await handBackOnError(deps, job, err, blog);
+    throw err;
   } finally {
     clearInterval(cancelPoll);
     bullSignal?.removeEventListener('abort', onBull);
@@ -156,22 +166,24 @@ async function conclude(
   writer: EventWriter,
   handle: RunningBuild,
   terminal: BuildEvent | undefined,
+  attempt: Attempt,
   blog: Logger,
 ): Promise<BuildResult | undefined> {
   const { buildId, project } = job.data;
   const owner = token ? { queue: job.queueName, token } : undefined;
   const done = (state: 'succeeded' | 'failed' | 'cancelled') => {
-    deps.metrics?.builds.inc({ state });
+    deps.metrics?.buildEnded(state, attempt.timing);
     if (state !== 'failed' || !isRetry(job)) deps.vault?.drop(buildId);
   };
 
   if (handle.reason === 'lock') {
     blog.warn('lost the job lock: stopped the build without publishing a result');
-    throw new Error('job lock lost');
+    throw new LockLostError();
   }
   if (handle.reason === 'drain' && terminal?.type !== 'result') {
     // Hand the job back untouched: another worker (or this one, restarted) runs it.
     blog.info('draining: handing the build back to the queue');
+    await requeue(deps.redis, deps.keys, buildId);
     if (token) await job.moveToWait(token);
     throw new WaitingError();
   }
@@ -179,7 +191,7 @@ async function conclude(
     const ok = await writer.finish({ state: 'succeeded', body: { type: 'result', result: terminal.result }, extra: { imageDigest: terminal.result.imageDigest }, ...(owner ? { owner } : {}) });
     if (!ok) {
       blog.warn('build finished but the job was no longer ours: result not published');
-      throw new Error('job lock lost');
+      throw new LockLostError();
     }
     await deps.redis.set(deps.keys.project(project), deps.workerId, 'EX', deps.projectTtlS).catch(() => undefined);
     done('succeeded');
@@ -197,10 +209,11 @@ async function conclude(
   const attemptsLeft = (job.opts.attempts ?? 1) - (job.attemptsMade + 1);
   if (error.retryable && attemptsLeft > 0) {
     // Infrastructure, not the Dockerfile: BullMQ retries with backoff; the stream says so.
-    await writer.append({ type: 'warning', message: `attempt ${job.attemptsMade + 1} failed (${error.message}); retrying` });
-    await deps.redis.hset(deps.keys.build(buildId), 'state', 'queued');
+    await writer.append({ type: 'warning', message: `attempt ${attempt.number} failed (${error.message}); retrying` });
+    await requeue(deps.redis, deps.keys, buildId);
+    deps.metrics?.retried.inc({ code: error.code });
     blog.warn({ code: error.code }, 'build failed with a retryable error; retrying');
-    throw new Error(error.message);
+    throw new RetryError(error.message);
   }
   const ok = await writer.finish({ state: 'failed', body: { type: 'error', error }, extra: { error: JSON.stringify(error) }, ...(owner ? { owner } : {}) });
   if (ok) done('failed');
@@ -226,6 +239,28 @@ async function keepLogs(deps: ProcessorDeps, buildId: string, logs: StepLogs, wr
     blog.warn({ err: err instanceof Error ? err.message : String(err) }, 'step logs not stored');
     await writer.append({ type: 'warning', message: `the full step logs could not be stored in ${deps.store.location}` }).catch(() => undefined);
   }
+}
+
+/** This attempt lost the job's lock: it ends silently (the attempt that holds the lock speaks for the build). */
+class LockLostError extends Error {
+  constructor() {
+    super('job lock lost');
+  }
+}
+
+/** This attempt failed for a retryable reason and already handed the build back: BullMQ retries it. */
+class RetryError extends Error {}
+
+/**
+ * An attempt that threw something unplanned (Redis gone mid-call, a disk
+ * error) is retried by BullMQ as well when attempts are left: hand the build
+ * back first, so the next attempt restarts it rather than taking it over.
+ */
+async function handBackOnError(deps: ProcessorDeps, job: Job<BuildJobData>, err: unknown, blog: Logger): Promise<void> {
+  if (err instanceof UnrecoverableError || err instanceof WaitingError || err instanceof LockLostError || err instanceof RetryError || !isRetry(job)) return;
+  blog.warn({ err: err instanceof Error ? err.message : String(err) }, 'build attempt failed unexpectedly; retrying');
+  deps.metrics?.retried.inc({ code: 'INTERNAL' });
+  await requeue(deps.redis, deps.keys, job.data.buildId).catch(() => undefined);
 }
 
 function isRetry(job: Job<BuildJobData>): boolean {

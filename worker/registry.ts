@@ -11,7 +11,6 @@ import type { Keys, WorkerRecord } from './jobs.js';
 export class WorkerPresence {
   private timer: NodeJS.Timeout | undefined;
   private active = 0;
-  private builds: readonly string[] = [];
   private cacheBytes: number | undefined;
   readonly startedAt = Date.now();
 
@@ -23,6 +22,8 @@ export class WorkerPresence {
     private readonly ttlMs: number,
     private readonly platform: string,
     private readonly onBeat: () => void = () => undefined,
+    /** Ids of the builds running here, so whoever notices this worker lost can say which builds it had. */
+    private readonly builds: () => readonly string[] = () => [],
   ) {}
 
   record(): WorkerRecord {
@@ -35,7 +36,7 @@ export class WorkerPresence {
       startedAt: this.startedAt,
       lastSeen: Date.now(),
       platform: this.platform,
-      builds: this.builds,
+      builds: [...this.builds()],
       ...(this.cacheBytes !== undefined ? { cacheBytes: this.cacheBytes } : {}),
     };
   }
@@ -53,12 +54,6 @@ export class WorkerPresence {
     void this.beat().catch(() => undefined);
   }
 
-  /** The builds running here (ListWorkers shows them); published at once. */
-  setBuilds(ids: readonly string[]): void {
-    this.builds = [...ids];
-    void this.beat().catch(() => undefined);
-  }
-
   /** The cache size last measured; published with the next beat (it changes slowly). */
   setCacheBytes(n: number): void {
     this.cacheBytes = n;
@@ -69,6 +64,8 @@ export class WorkerPresence {
       .multi()
       .hset(this.keys.workers, this.id, JSON.stringify(this.record()))
       .set(this.keys.workerAlive(this.id), '1', 'PX', this.ttlMs)
+      // Alive (again, after a stall or a restart under the same id): a later loss is news again.
+      .del(this.keys.workerLost(this.id))
       .exec();
     this.onBeat();
   }

@@ -10,7 +10,8 @@ import { diskUsage, startGcLoop, type GcLoop, type GcPolicy } from '../cache/ind
 import { openServiceStore, type ServiceStore } from './context-store.js';
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
-import { finishBuild, Keys, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault } from './jobs.js';
+import { timingOf } from './attempt.js';
+import { finishBuild, Keys, parseBuildRecord, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault, type WorkerRecord } from './jobs.js';
 import type { ServiceMetrics } from './metrics.js';
 import { RedisStoreIndex } from './store-index.js';
 import { processBuild, type ProcessorDeps, type RunningBuild } from './processor.js';
@@ -52,20 +53,23 @@ const CACHE_MEASURE_MS = 30_000;
 
 /** The builds running in this process; each change is published with the worker's presence. */
 class RunningBuilds extends Map<string, RunningBuild> {
-  constructor(private readonly onChange: (ids: string[]) => void) {
+  constructor(private readonly onChange: () => void) {
     super();
   }
   override set(id: string, b: RunningBuild): this {
     super.set(id, b);
-    this.onChange([...this.keys()]);
+    this.onChange();
     return this;
   }
   override delete(id: string): boolean {
     const had = super.delete(id);
-    if (had) this.onChange([...this.keys()]);
+    if (had) this.onChange();
     return had;
   }
 }
+
+/** How long a lost worker's loss stays noticed: long enough that its leftover record is not reported again. */
+const LOST_MARKER_TTL_MS = 24 * 3600 * 1000;
 
 export const WORKER_DEFAULTS = {
   // Two builds at once keeps a 2-core machine busy without runc steps starving each other.
@@ -90,7 +94,6 @@ export const WORKER_DEFAULTS = {
  * Redis pub/sub; and adoption of the own queue of a worker that died.
  */
 export class BuildWorker {
-  private readonly running = new RunningBuilds((ids) => this.presence.setBuilds(ids));
   private readonly bull: Worker<BuildJobData>[] = [];
   private shared!: Worker<BuildJobData>;
   private sharedPaused = false;
@@ -109,6 +112,8 @@ export class BuildWorker {
     private readonly presence: WorkerPresence,
     private readonly log: Logger,
     private readonly store: ServiceStore,
+    /** Builds running here by id: cancel and lock loss reach them; the heartbeat lists them. */
+    private readonly running: Map<string, RunningBuild>,
   ) {}
 
   private gc: GcLoop | undefined;
@@ -137,8 +142,9 @@ export class BuildWorker {
     const sub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);
-    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, WORKER_PLATFORM);
-    const w = new BuildWorker(id, { ...opts, root }, keys, redis, sub, builder, presence, log, store);
+    const running = new RunningBuilds(() => void presence.beat().catch(() => undefined));
+    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, WORKER_PLATFORM, () => undefined, () => [...running.keys()]);
+    const w = new BuildWorker(id, { ...opts, root }, keys, redis, sub, builder, presence, log, store, running);
     await w.init();
     return w;
   }
@@ -164,9 +170,12 @@ export class BuildWorker {
     const worker = new Worker<BuildJobData>(
       queue,
       async (job, token, signal) => {
+        // Called first: it registers the build in `running` before its first await, so the beat
+        // that count() sends lists the build (a worker lost from here on has it in its record).
+        const build = processBuild(deps, job, token, signal, this.running);
         this.count(kind, +1);
         try {
-          return await processBuild(deps, job, token, signal, this.running);
+          return await build;
         } finally {
           this.count(kind, -1);
           // Each build's end is when the cache grew: enforce the cap now, not at the next tick.
@@ -198,8 +207,12 @@ export class BuildWorker {
       if (!job || this.running.has(job.data.buildId)) return;
       void (async () => {
         if (!(await job.isFailed())) return;
+        const rec = parseBuildRecord(await this.redis.hgetall(this.keys.build(job.data.buildId)));
         const error = { code: 'INTERNAL' as const, message: `the build's job failed: ${err.message}`, retryable: false };
-        await finishBuild(this.redis, this.keys, { buildId: job.data.buildId, state: 'failed', body: { type: 'error', error }, seq: 1, extra: { error: JSON.stringify(error) } });
+        if (await finishBuild(this.redis, this.keys, { buildId: job.data.buildId, state: 'failed', body: { type: 'error', error }, seq: 1, extra: { error: JSON.stringify(error) } })) {
+          this.opts.metrics?.buildEnded('failed', timingOf(rec));
+          this.log.warn({ buildId: job.data.buildId, attempt: rec?.attempts, err: err.message }, 'build failed: its job failed outside a build attempt');
+        }
       })().catch(() => undefined);
     });
     return worker;
@@ -281,6 +294,7 @@ export class BuildWorker {
     if (this.closing) return;
     for (const w of await listWorkers(this.redis, this.keys)) {
       if (w.alive || w.id === this.id) continue;
+      await this.noticeLost(w);
       const existing = this.adopting.get(w.id);
       const queueName = workerQueueName(w.id);
       const q = new Queue(queueName, { connection: this.redis as never, prefix: this.keys.bullPrefix });
@@ -301,6 +315,20 @@ export class BuildWorker {
       this.log.info({ dead: w.id, pending }, "adopting a dead worker's queue");
       this.adopting.set(w.id, this.makeWorker(queueName, 1, 'adopted'));
     }
+  }
+
+  /**
+   * Logs, once for the whole service (whoever sets the marker first), that a
+   * worker's heartbeat expired, and each build it was running: those builds
+   * move to other workers once their job locks expire.
+   */
+  private async noticeLost(w: WorkerRecord): Promise<void> {
+    const first = await this.redis.set(this.keys.workerLost(w.id), this.id, 'PX', LOST_MARKER_TTL_MS, 'NX');
+    if (first !== 'OK') return;
+    const builds = w.builds ?? [];
+    const dead = { lostWorker: w.id, host: w.host, pid: w.pid, lastSeen: new Date(w.lastSeen).toISOString() };
+    if (builds.length === 0) this.log.warn({ ...dead, builds: 0 }, 'worker lost (heartbeat expired)');
+    for (const buildId of builds) this.log.warn({ ...dead, buildId }, 'worker lost (heartbeat expired) while running a build: it moves to another worker');
   }
 
   /** Shared-queue depth by state, for /metrics. */

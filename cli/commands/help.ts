@@ -25,7 +25,10 @@ const SERVICE_OPTIONS = `Options of both serve and worker:
 
 /** The options of every command that talks to a build service. */
 const REMOTE_OPTIONS = `      --server HOST:PORT     The build service (or BUILDLITE_SERVER)
-      --token T              Bearer token (or BUILDLITE_TOKEN)`;
+      --token T              Bearer token (or BUILDLITE_TOKEN)
+
+Exit codes: 0 done, 1 failed (or the server cannot be reached), 2 bad command
+line, 3 the server refused the token.`;
 
 const USAGE: Record<string, string> = {
   help: `Usage: buildlite COMMAND [OPTIONS]
@@ -101,8 +104,9 @@ are type=registry, and the progress output names the build id):
   exits (a second one exits at once).
 
 Environment: SOURCE_DATE_EPOCH clamps every timestamp (reproducible images).
-Exit codes: 0 built, 1 the build failed, 2 bad command line, 128+N interrupted
-by signal N (130 for Ctrl-C).`,
+Exit codes: 0 built, 1 the build failed (or the server cannot be reached),
+2 bad command line, 3 the server refused the token (missing, unknown, or not
+allowed what the build asks), 128+N interrupted by signal N (130 for Ctrl-C).`,
   logs: `Usage: buildlite logs --server ADDR [--token T] BUILD STEP
 
 Prints the full log of one step of a build run by a build service. The event

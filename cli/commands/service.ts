@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ApiServer, loadTokensFile, type TokenGrant } from '../../api/index.js';
+import { ApiServer, AUTH_FAILURE_REASONS, loadTokensFile, type TokenGrant } from '../../api/index.js';
 import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
@@ -182,10 +182,16 @@ export async function runServe(argv: string[]): Promise<number> {
     insecureRegistries: v['insecure-registry'] ?? [],
     logger: log,
     retention,
+    metrics,
     ...(v.prefix ? { prefix: v.prefix } : {}),
     ...(vault ? { vault } : {}),
   });
-  metrics.setQueueDepthSource(() => api.queueDepth());
+  metrics.serveService({
+    queueDepth: () => api.queueDepth(),
+    workersAlive: () => api.workersAlive(),
+    buildTotals: () => api.buildTotals(),
+    authFailureReasons: AUTH_FAILURE_REASONS,
+  });
   const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
   // Tests and wrappers read the chosen port from this line (with --listen HOST:0).
   process.stdout.write(`listening on ${(v.listen ?? '127.0.0.1:7070').replace(/:\d+$/, '')}:${api.port}\n`);

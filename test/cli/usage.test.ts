@@ -38,9 +38,11 @@ describe('buildlite command line', () => {
     expect(top.code).toBe(0);
     expect(top.stdout).toContain('Commands:');
     const build = await runCli(['help', 'build']);
-    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar', '--server', '--token', '--detach', 'BUILDLITE_SERVER', '130']) {
+    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar', '--server', '--token', '--detach', 'BUILDLITE_SERVER', 'BUILDLITE_TOKEN', '130']) {
       expect(build.stdout, flag).toContain(flag);
     }
+    // Each command that talks to a server documents the exit code of a refused token.
+    for (const cmd of ['build', 'logs', 'ls', 'inspect', 'watch', 'cancel', 'workers']) expect((await runCli(['help', cmd])).stdout, cmd).toMatch(/3 the server refused the token/);
   });
 
   const bad: [string, string[], RegExp][] = [

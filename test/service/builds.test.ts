@@ -10,7 +10,7 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, startService, TOKENS, type Service, collectResuming } from './harness.js';
+import { runcContainers, startService, TOKENS, type Service, collectResuming, watchUntil, workerOf } from './harness.js';
 import { tarOf } from './tar.js';
 
 
@@ -94,7 +94,8 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
     expect(r3.code).toBe(1);
     expect(r3.stderr + r3.stdout).toContain('about-to-fail');
     const wrong = await runCli(['build', '--server', svc.addr, '--token', 'wrong-token-xxxxxxxxxxxxxxxx', ctx]);
-    expect(wrong.code).toBe(1);
+    // A refused token is not a failed build: its own exit code.
+    expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/token/i);
   });
 
@@ -129,14 +130,8 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
     const c = new BuildliteClient(svc.addr, TOKENS.carol);
     try {
       const { buildId } = await c.submit({ dockerfile: `FROM ${base}\nRUN echo start-${nonce()}; sleep 4; echo finished\n` }, tarOf({ y: '1' }));
-      let lastSeq = 0;
-      for await (const ev of c.watch(buildId, 0)) {
-        lastSeq = ev.seq;
-        if (ev.type === 'log' && ev.data.includes('start-')) break;
-      }
-      const victimId = (await c.get(buildId)).worker;
-      const victim = svc.workers.find((w) => w.root.endsWith(`worker-${victimId}`))!;
-      expect(victim).toBeDefined();
+      const lastSeq = await watchUntil(c, buildId, (ev) => ev.type === 'log' && ev.data.includes('start-'));
+      const { id: victimId, proc: victim } = await workerOf(svc, c, buildId);
       expect(await runcContainers(victim.root)).not.toEqual([]);
       await victim.stop('SIGKILL');
 

@@ -29,6 +29,8 @@ export const TOKENS = {
 export interface Proc {
   readonly child: ChildProcess;
   readonly root: string;
+  /** HOST:PORT of its /metrics, when the service was started with `metrics: true`. */
+  readonly metricsAddr: string;
   output(): string;
   /** Resolves with the first stdout/stderr line matching `re`. */
   waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
@@ -42,7 +44,7 @@ export interface Service {
   readonly prefix: string;
   api: Proc;
   addr: string;
-  /** HOST:PORT of the API process's /metrics, when started with `metrics: true`. */
+  /** HOST:PORT of the API process's /metrics, when started with `metrics: true` (each worker's is on its Proc). */
   readonly metricsAddr: string;
   readonly workers: Proc[];
   startWorker(id: string, root?: string): Promise<Proc>;
@@ -52,7 +54,7 @@ export interface Service {
 /** Short locks: a killed worker's job moves to another worker in seconds, not the default 15+10 s. */
 export const FAST_LOCKS = ['--lock-ms', '4000', '--stalled-ms', '2000', '--heartbeat-ms', '3000'];
 
-export function spawnCli(args: string[], root = ''): Proc {
+export function spawnCli(args: string[], root = '', metricsAddr = ''): Proc {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   let out = '';
   const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
@@ -73,6 +75,7 @@ export function spawnCli(args: string[], root = ''): Proc {
   return {
     child,
     root,
+    metricsAddr,
     output: () => out,
     waitFor(re, ms = 60_000) {
       const m = out.match(re);
@@ -134,7 +137,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const concurrency = String(opts.concurrency ?? 1);
   const apiRoot = path.join(dir, 'api');
   const metricsAddr = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
-  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot);
+  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot, metricsAddr);
   const workers: Proc[] = [];
   const svc: Service = {
     dir,
@@ -146,7 +149,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     metricsAddr,
     workers,
     async startWorker(id, root = path.join(dir, `worker-${id}`)) {
-      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(opts.workerArgs ?? []), ...common], root);
+      const wMetrics = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
+      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(wMetrics ? ['--metrics', wMetrics] : []), ...(opts.workerArgs ?? []), ...common], root, wMetrics);
       workers.push(w);
       await w.waitFor(/worker \S+ ready/);
       return w;
@@ -208,4 +212,43 @@ export async function collectOnce(c: BuildliteClient, buildId: string, from = 0)
   const out: BuildEvent[] = [];
   for await (const ev of c.watch(buildId, from)) out.push(ev);
   return out;
+}
+
+/** Watches a build until an event matches; returns the seq of that event (to resume after it). */
+export async function watchUntil(c: BuildliteClient, buildId: string, match: (ev: BuildEvent) => boolean): Promise<number> {
+  let lastSeq = 0;
+  for await (const ev of c.watch(buildId, 0)) {
+    lastSeq = ev.seq;
+    if (match(ev)) break;
+  }
+  return lastSeq;
+}
+
+/** The worker process running a build now, with its id. */
+export async function workerOf(svc: Service, c: BuildliteClient, buildId: string): Promise<{ id: string; proc: Proc }> {
+  const id = (await c.get(buildId)).worker;
+  const proc = svc.workers.find((w) => w.root.endsWith(`worker-${id}`));
+  if (!proc) throw new Error(`build ${buildId} runs on "${id}", which is not one of this service's workers`);
+  return { id, proc };
+}
+
+/** A process's JSON log lines (pino writes one object a line), from character `from` of its output. */
+export function logLines(output: string, from = 0): Array<Record<string, unknown>> {
+  return output.slice(from).split('\n').flatMap((l) => {
+    if (!l.startsWith('{')) return [];
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Polls `check` until it holds (a log line or a scraped value that another process writes soon). */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
