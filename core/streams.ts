@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { formatBytes } from './bytes.js';
 import type { Digest } from './digest.js';
 import { BuildliteError, type ErrorCode } from './errors.js';
 
@@ -97,7 +98,7 @@ export async function readAllBounded(
   for await (const c of stream) {
     const b = typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
     size += b.length;
-    if (size > max) throw new LimitExceededError(`${what} is larger than the limit of ${max} bytes`);
+    if (size > max) throw new LimitExceededError(`${what} is larger than the limit of ${formatBytes(max)}`);
     chunks.push(b);
   }
   return Buffer.concat(chunks, size);

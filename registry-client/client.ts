@@ -39,8 +39,9 @@ const DEFAULTS = {
   maxRetryDelayMs: 30_000,
   // Real manifests are a few KiB; containerd caps at 4 MiB too.
   maxManifestBytes: 4 << 20,
-  // Configs with long histories reach hundreds of KiB; 8 MiB leaves room and still bounds memory.
-  maxConfigBytes: 8 << 20,
+  // The distribution spec's manifest limit applies to configs too: the biggest real ones (long
+  // histories) are hundreds of KiB, and a config is parsed whole, so its size is its memory.
+  maxConfigBytes: 4 << 20,
   userAgent: 'buildlite/0.1',
 } as const;
 

@@ -5,7 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobProvider, Ingester } from '../core/content.js';
 import { digestHex, sha256, type Digest } from '../core/digest.js';
 import { isIndexMediaType, isManifestMediaType, MediaType, platformString, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
-import { DigestMismatchError, HashingTap, readAllBounded, verifyDigest } from '../core/streams.js';
+import { formatBytes } from '../core/bytes.js';
+import { DigestMismatchError, HashingTap, LimitExceededError, readAllBounded, verifyDigest } from '../core/streams.js';
 import { forEachLimit } from './concurrency.js';
 import { InvalidDocumentError } from './errors.js';
 import { formatReference, manifestIdentifier, withDigest, type Reference } from './reference.js';
@@ -109,6 +110,11 @@ export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: A
     signal,
   });
   const limit = desc ? Math.min(desc.size, ctx.limits.maxManifestBytes) : ctx.limits.maxManifestBytes;
+  const announced = Number(getHeader(res.headers, 'content-length') ?? NaN);
+  if (announced > ctx.limits.maxManifestBytes) {
+    await discard(res.body);
+    throw new LimitExceededError(`manifest ${what} is ${formatBytes(announced)}: over the ${formatBytes(ctx.limits.maxManifestBytes)} limit on manifests (refused before reading it)`);
+  }
   let bytes: Buffer;
   try {
     bytes = await readAllBounded(res.body, limit, `manifest ${what}`);
@@ -154,7 +160,7 @@ export async function fetchBlob(ctx: PullContext, ref: Reference, desc: Descript
 }
 
 async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
-  if (desc.size > ctx.limits.maxConfigBytes) throw new InvalidDocumentError(`image config ${desc.digest} is ${desc.size} bytes, over the limit of ${ctx.limits.maxConfigBytes}`);
+  if (desc.size > ctx.limits.maxConfigBytes) throw new LimitExceededError(`image config ${desc.digest} is ${formatBytes(desc.size)}: over the ${formatBytes(ctx.limits.maxConfigBytes)} limit on image configs (refused before reading it)`);
   for (let attempt = 0; ; attempt++) {
     try {
       const stream = await fetchBlob(ctx, ref, desc, signal);
@@ -191,7 +197,7 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
     const pick = list.find((d) => isManifestMediaType(d.mediaType) && platformMatches(d.platform, platform));
     if (!pick) {
       const have = list.map((d) => (d.platform ? platformString(d.platform) : '?')).join(', ');
-      throw new InvalidDocumentError(`${formatReference(ref)} has no image for ${platformString(platform)} (it has: ${have.slice(0, 300)})`);
+      throw new InvalidDocumentError(`${formatReference(ref)} has no image for platform ${platformString(platform)} (its platforms: ${have.slice(0, 300)})`);
     }
     index = { digest: top.digest, mediaType: top.mediaType };
     top = await fetchManifest(ctx, ref, signal, pick);

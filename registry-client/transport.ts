@@ -248,12 +248,16 @@ export class Transport {
   /** Build a RegistryError from a failed response, reading a bounded, redacted body. */
   async errorFrom(res: RegistryResponse, method: string, action?: string, anonymousRegistry?: string): Promise<RegistryError> {
     let text = '';
+    let oversized = false;
     try {
       text = (await readAllBounded(res.body, MAX_ERROR_BODY, 'registry error body')).toString('utf8');
     } catch {
+      oversized = true;
       await discard(res.body);
     }
     const diagnostics = method === 'HEAD' ? [] : parseDiagnostics(text, this.auth.secrets);
+    // Say so rather than show no reason: the status is then all there is to go on.
+    if (oversized) diagnostics.push({ code: 'BODY_TOO_LARGE', message: `the registry's error body was over ${MAX_ERROR_BODY / 1024} KiB and was not read` });
     const challenge = header(res.headers, 'www-authenticate') ?? '';
     // A token without the needed scope is a permission problem, not a login problem.
     const denied = res.status === 401 && anonymousRegistry === undefined && /insufficient_scope/.test(challenge);

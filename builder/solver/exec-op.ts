@@ -9,7 +9,7 @@ import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { ExecDef, ExecMount } from '../graph/index.js';
 import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
-import { ExecError } from './errors.js';
+import { ExecError, fsErrorContext } from './errors.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
@@ -79,7 +79,7 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
     xattrs,
-  });
+  }).catch(fsErrorContext("writing this step's layer"));
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);
 }
@@ -103,6 +103,10 @@ async function this_mount(
     case 'bind': {
       const src = await inputDir(ctx, m.input, inputs, stack);
       const host = await resolveInRoot(src, m.source);
+      // Checked here, before the sandbox: runc's own error would name this host path.
+      if (!(await lstat(host).catch(() => undefined))) {
+        throw new CodedError('NOT_FOUND', `RUN --mount=type=bind: source "${m.source}" not found in ${inputName(ctx, m.input)}`);
+      }
       if (m.readonly) return { type: 'bind', source: host, target: m.target, options: ['rbind', 'ro'] };
       // rw bind mounts take writes that are thrown away after the step (BuildKit semantics).
       const scratch = path.join(ctx.deps.tmpDir, `rw-${randomUUID()}`);
@@ -137,6 +141,16 @@ async function this_mount(
       return { type: 'bind', source: file, target: m.target, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] };
     }
   }
+}
+
+/** An input as a Dockerfile author names it: the build context, a stage, an image. */
+function inputName(ctx: OpContext, index: number): string {
+  const d = ctx.vertex.inputs[index]!;
+  const v = ctx.graph.get(d);
+  if (v.def.kind === 'local') return 'the build context';
+  if (v.def.kind === 'image') return `image ${v.def.ref}`;
+  const stage = ctx.graph.meta.get(d)?.stage;
+  return stage ? `stage ${stage}` : 'the stage it names';
 }
 
 /** A readable directory with an input's filesystem: the context, or a mounted read-only view of a stage. */

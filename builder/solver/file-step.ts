@@ -5,6 +5,7 @@ import { resolveChown } from '../executor/index.js';
 import type { FileDef } from '../graph/index.js';
 import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
 import { inputDir, tmpMountDir } from './exec-op.js';
+import { fsErrorContext } from './errors.js';
 import { applyFileActions } from './file-op.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
 import type { OpContext, VertexResult } from './types.js';
@@ -40,7 +41,7 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     },
     opts.signal,
-  );
+  ).catch(fsErrorContext('copying files into the image'));
   // The layer's xattrs are read from the upper dir while the unmount runs (the copy is done).
   const [, xattrs] = await Promise.all([
     unmountAt(merged).then(() => {
@@ -53,7 +54,7 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     signal: opts.signal,
     xattrs,
-  });
+  }).catch(fsErrorContext("writing this step's layer"));
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);
 }

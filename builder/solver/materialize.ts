@@ -5,6 +5,8 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
 import type { LayerRef } from '../../cache/index.js';
 import { applyLayer, chainId } from '../layers/index.js';
+import { isCancelled } from '../../core/errors.js';
+import { LayerError } from './errors.js';
 import type { SolverDeps } from './types.js';
 
 /** The committed snapshot name that holds a layer chain's filesystem, or null for the empty chain. */
@@ -42,7 +44,10 @@ export class Materializer {
     try {
       await withMounted(mounts, this.deps.tmpDir, async (dir) => {
         const blob = await this.deps.store.open(layer.digest, signal);
-        await applyLayer(blob, layer.mediaType, dir, { expectedDiffId: layer.diffId, signal });
+        await applyLayer(blob, layer.mediaType, dir, { expectedDiffId: layer.diffId, signal }).catch((err: unknown) => {
+          // Which layer, in words the step's report can carry; the run adds the image and its FROM line.
+          throw isCancelled(err) ? err : new LayerError(layer.digest, err);
+        });
       });
       await this.deps.snapshotter.commit(name, key);
     } catch (err) {

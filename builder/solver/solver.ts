@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
 import type { Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
+import { asStepError, LayerError } from './errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
@@ -195,7 +196,9 @@ class SolveRun {
             const r = await this.execute(v, info, inputs);
             event('completed');
             return r;
-          } catch (err) {
+          } catch (caught) {
+            const err = asStepError(caught);
+            this.attribute(err);
             if (meta?.range) withLocation(err, meta.range);
             if (isCancelled(err)) event('cancelled');
             else event('errored', err instanceof Error ? err.message : String(err));
@@ -309,6 +312,22 @@ class SolveRun {
       this.hits.set(v.digest, hit);
       this.results.set(v.digest, hit);
       this.vertexEvent(v, 'cached');
+    }
+  }
+
+  /**
+   * A base layer that would not unpack belongs to its FROM, not to the step
+   * that first needed it: name the image and point at the FROM line.
+   */
+  private attribute(err: unknown): void {
+    if (!(err instanceof LayerError) || err.range) return;
+    for (const [d, r] of this.results) {
+      const v = this.graph.get(d);
+      if (v.def.kind !== 'image' || !r.layers.some((l) => l.digest === err.layer)) continue;
+      err.fromImage(v.def.ref);
+      const range = this.graph.meta.get(d)?.range;
+      if (range) withLocation(err, range);
+      return;
     }
   }
 

@@ -36,7 +36,7 @@ async function tarOf(items: readonly Item[]): Promise<Buffer> {
  * Push `busybox + one crafted layer` as a new tag of the base's repository,
  * with our registry client, straight into the test registry.
  */
-async function pushEvilImage(env: SecurityEnv, tag: string, items: readonly Item[]): Promise<string> {
+async function pushEvilImage(env: SecurityEnv, tag: string, items: readonly Item[], extraConfig: Partial<ImageConfig> = {}): Promise<string> {
   const client = new RegistryClient({});
   const storeDir = path.join(env.tmp, `evil-store-${tag}`);
   try {
@@ -49,6 +49,7 @@ async function pushEvilImage(env: SecurityEnv, tag: string, items: readonly Item
       ...base.config,
       rootfs: { type: 'layers', diff_ids: [...base.config.rootfs.diff_ids, diffId] },
       history: [...(base.config.history ?? []), { created_by: `crafted: ${tag}` }],
+      ...extraConfig,
     };
     const cfg = await writeBlob(store, Buffer.from(JSON.stringify(config)));
     const layers = [...base.manifest.layers, { mediaType: MediaType.OciLayerGzip, digest: layer.digest, size: layer.size }];
@@ -134,9 +135,14 @@ describe('a hostile base image cannot reach the host', () => {
       `FROM ${ref}\nRUN for f in /hl /hl2 /victim-link /hostdir/* /up/*; do [ -e "$f" ] && cat "$f"; done; echo pwned > /hl; echo pwned > /victim-link; echo step-done\n`,
     );
     if (out.error) {
-      // Refused: with a typed error that names the entry.
-      expect(out.error.code).not.toBe('INTERNAL');
-      expect(out.error.message).toMatch(/entry name|link/);
+      // Refused, in words people search for, at the FROM line, naming the image and the layer.
+      expect(out.error.code).toBe('UNSAFE_PATH');
+      expect(out.error.message).toMatch(/path traversal/);
+      // The image as pinned (the FROM line, which the range points at, shows the tag).
+      expect(out.error.message).toMatch(new RegExp(`^base image ${env.registry.host}/library/busybox@sha256:[a-f0-9]{64}: `));
+      expect(out.error.message).toMatch(/layer sha256:[a-f0-9]{64}: /);
+      expect(out.error.range?.startLine).toBe(1);
+      if (name.startsWith('a hardlink')) expect(out.error.message).toMatch(/hardlink "hl2?" → target/);
     } else {
       // Contained: the layer applied inside the rootfs, where the step sees what it wrote.
       expect(out.logs).toContain('step-done');
@@ -148,5 +154,32 @@ describe('a hostile base image cannot reach the host', () => {
     for (const p of Object.values(hostTargets)) expect(await exists(p), p).toBe(false);
     expect(await mountsUnder(root)).toEqual([]);
     expect(await env.runcContainers(root)).toBe('');
+  });
+});
+
+describe('oversized image documents', () => {
+  let env: SecurityEnv;
+  beforeAll(async () => {
+    env = await SecurityEnv.start();
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('an image config of 5 MiB is refused before it is read, at the FROM line, naming the limit', async () => {
+    const ref = await pushEvilImage(env, 'fat-config', [{ header: { name: 'ok.txt' }, body: 'ok' }], {
+      config: { Labels: { padding: 'x'.repeat(5 << 20) } },
+    });
+    const { builder, root } = await env.builder();
+    try {
+      const out = await env.build(builder, `FROM ${ref}\nRUN echo never-ran\n`);
+      expect(out.error?.code).toBe('LIMIT_EXCEEDED');
+      expect(out.error?.message).toMatch(/image config sha256:[a-f0-9]{64} is 5\.0 MiB: over the 4 MiB limit on image configs/);
+      expect(out.error?.range?.startLine).toBe(1);
+      expect(out.logs).not.toContain('never-ran');
+      expect(await env.runcContainers(root)).toBe('');
+    } finally {
+      await builder.close();
+    }
   });
 });
