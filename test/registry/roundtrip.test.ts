@@ -92,7 +92,7 @@ describe('push and pull against a plain docker-registry', () => {
     const r = await client.resolve(`${reg.host}/rt/multi:idx`, { os: 'linux', architecture: 'amd64' });
     expect(r.manifestDigest).toBe(img.manifestDigest);
     expect(r.index?.mediaType).toBe('application/vnd.oci.image.index.v1+json');
-    await expect(client.resolve(`${reg.host}/rt/multi:idx`, { os: 'linux', architecture: 'arm64' })).rejects.toThrow(/no image for linux\/arm64/);
+    await expect(client.resolve(`${reg.host}/rt/multi:idx`, { os: 'linux', architecture: 'arm64' })).rejects.toThrow(/no image for platform linux\/arm64 \(its platforms: linux\/amd64\)/);
 
     const byDigest = await client.resolve(`${reg.host}/rt/multi@${img.manifestDigest}`);
     expect(byDigest.config.rootfs.diff_ids).toHaveLength(1);
