@@ -2,6 +2,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mountsUnder } from '../../core/mounter.js';
 import { spawnCli, type Proc } from '../helpers/cli.js';
+import { until } from '../helpers/procs.js';
 import { cgroupDirsOf, childrenOf, cleanupRoots, containersIn, pidNamespaceOf, pidsInNamespace, type RuncContainer } from '../helpers/steps.js';
 import { startCliFixture, type CliFixture } from './fixture.js';
 
@@ -50,16 +51,8 @@ async function startEndlessBuild(root: string, name: string): Promise<RunningSte
   expect(container, 'the step runs in a container').toBeDefined();
   const ns = pidNamespaceOf(container!.pid)!;
   // sh, sleep 1000, the stopped sleep 1001 and the loop's sleep: all in the step's namespace.
-  await until('the step has started its processes', () => pidsInNamespace(ns).length >= 3);
+  await until('the step has started its processes', () => pidsInNamespace(ns).length >= 3, 20_000);
   return { build, container: container!, ns };
-}
-
-async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** SIGKILL of the CLI and of the reaper it started: what a kill of every process of the job (its cgroup) does. */

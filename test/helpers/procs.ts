@@ -42,9 +42,9 @@ export function stateOf(pid: number): string | undefined {
   }
 }
 
-export async function until(what: string, fn: () => boolean, ms = 5000): Promise<void> {
+export async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!fn()) {
+  while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -94,3 +94,30 @@ export async function cleanupRoots(roots: string[]): Promise<void> {
     for (const m of (await mountsUnder(root)).reverse()) await sh('umount', ['-l', m]).catch(() => undefined);
   }
 }
+
+export interface ContainerWatch {
+  /** Stops watching; resolves with the most containers seen at once and every id seen. */
+  stop(): Promise<{ readonly most: number; readonly ids: ReadonlySet<string> }>;
+}
+
+/** Lists a root's runc containers over and over until stopped: did two ever run at once? */
+export function watchContainers(root: string): ContainerWatch {
+  let stopped = false;
+  let most = 0;
+  const ids = new Set<string>();
+  const loop = (async () => {
+    while (!stopped) {
+      const now = await runcContainers(root);
+      most = Math.max(most, now.length);
+      for (const id of now) ids.add(id);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return { most, ids };
+    },
+  };
+}

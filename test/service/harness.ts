@@ -131,3 +131,13 @@ export async function collectOnce(c: BuildliteClient, buildId: string, from = 0)
   for await (const ev of c.watch(buildId, from)) out.push(ev);
   return out;
 }
+
+/** Watches until a log line contains `text`; returns the last seq seen. */
+export async function untilLog(c: BuildliteClient, buildId: string, text: string): Promise<number> {
+  let last = 0;
+  for await (const ev of c.watch(buildId, 0)) {
+    last = ev.seq;
+    if (ev.type === 'log' && ev.data.includes(text)) return last;
+  }
+  throw new Error(`build ${buildId} ended before printing ${text}`);
+}
