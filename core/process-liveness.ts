@@ -88,6 +88,9 @@ export async function waitWhileDying(pid: number, startTime: string, timeoutMs: 
   }
 }
 
+/** This process's tag, read once. */
+let ownTag: string | undefined;
+
 /**
  * `<pid>-<starttime>` of a process: what names this process as the owner of
  * things it makes under a state root (root-use records, container ids), so
@@ -101,7 +104,6 @@ export function ownerTag(pid = process.pid): string {
   if (pid === process.pid) ownTag = tag;
   return tag;
 }
-let ownTag: string | undefined;
 
 /** Liveness of the owner a tag names; a malformed tag names no one (`gone`). */
 export function ownerLiveness(tag: string): Liveness {

@@ -8,14 +8,14 @@ import { RUNC_ENV, type RuncCli } from './runc-cli.js';
  * not stop it. The reaper is a small shell, one per executor, started with the
  * first step in a session of its own (so a kill of our process group does not
  * reach it), that reads a pipe from us. `close()` writes `done` and it exits.
- * End of file without `done` means we died: it waits until it has been
- * reparented (our exit is then complete, and every `runc run` we started got
+ * End of file without `done` means we died: it waits (5 s at most) until it
+ * has been reparented (our exit is then complete, and every `runc run` we started got
  * its parent-death SIGKILL from setpriv), then force-deletes every container
  * whose id carries our owner prefix: SIGKILL to the container's init takes
  * the whole pid namespace with it, stopped processes included, and runc
  * removes the cgroup. Mounts and bundles stay for the next sweep.
  *
- * It costs one fork of `sh` per process, nothing per step.
+ * It costs one fork of `sh` per executor (~2 ms, once), nothing per step.
  */
 const SCRIPT = [
   'IFS= read -r line',
