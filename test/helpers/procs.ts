@@ -16,9 +16,12 @@ export class TestProcs {
 
   /** Pid of a zombie: a child that exited under a parent (`sleep`) that never waits for it. */
   async zombie(): Promise<number> {
-    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // The child exits only when told, after its shell has become `sleep`: a shell would reap it.
+    const parent = spawn('sh', ['-c', 'exec 3<&0; (read -r x <&3) & echo $!; exec sleep 30 3<&- </dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.started.push(parent);
     const pid = Number(await new Promise<string>((r) => parent.stdout!.once('data', (b: Buffer) => r(b.toString().trim()))));
+    await until('the shell became sleep', () => commOf(parent.pid!) === 'sleep');
+    parent.stdin!.end('exit\n');
     await until('the child is a zombie', () => stateOf(pid) === 'Z');
     return pid;
   }
@@ -30,6 +33,14 @@ export class TestProcs {
       c.kill('SIGKILL');
       await exited;
     }
+  }
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 
