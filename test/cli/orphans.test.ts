@@ -107,7 +107,7 @@ describe('steps of a killed CLI', () => {
   it("a command on a root that a live build shares stops only the dead build's step; the live build completes", async () => {
     const root = path.join(fx.tmp, 'shared');
     roots.push(root);
-    const ctx = await fx.context('shared-live', { Dockerfile: `FROM ${fx.base}\nRUN echo live-started-$((1+${Date.now()})); sleep 8; echo live-done\n` });
+    const ctx = await fx.context('shared-live', { Dockerfile: `FROM ${fx.base}\nRUN echo live-started-$((1+${Date.now()})); sleep 10; echo live-done\n` });
     const live = spawnCli(['build', '--root', root, '--progress', 'plain', ctx], root);
     builds.push(live);
     // The step's own output (the command line, printed first, holds no digits after the dash).
