@@ -2,8 +2,7 @@ import type { Mount } from '../../core/mount.js';
 import { ExecutorOptionError } from './errors.js';
 import type { ExecOptions, ProcessSpec, SandboxLimits } from './executor.js';
 
-/** The executor's checks of what it is asked to run: each bad field is an ExecutorOptionError naming it. */
-
+/** Operator limits overlaid with a step's; a bad field is an ExecutorOptionError naming it. */
 export function mergeLimits(base: Required<SandboxLimits>, over: SandboxLimits | undefined, name: string): Required<SandboxLimits> {
   const out = { ...base };
   for (const key of ['pids', 'memoryBytes', 'timeoutMs'] as const) {
@@ -19,6 +18,7 @@ export function mergeLimits(base: Required<SandboxLimits>, over: SandboxLimits |
   return out;
 }
 
+/** What a step asks to run, checked before anything is set up. */
 export function checkProcess(proc: ProcessSpec, opts: ExecOptions): void {
   if (proc.args.length === 0) throw new ExecutorOptionError('args', 'must not be empty');
   if (!proc.cwd.startsWith('/')) throw new ExecutorOptionError('cwd', 'must be absolute');

@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import { ExecutorOptionError } from './errors.js';
 import type { LoopbackHook } from './spec.js';
 
-/** Host programs the executor starts, found at their usual places (a bare PATH is all runc gets). */
-
+/** Host programs the executor starts are found at their usual places (a bare PATH is all runc gets). */
 function first(cands: readonly string[]): string | undefined {
   return cands.find((c) => existsSync(c));
 }
