@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult } from '../core/build.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
-import { mountsUnder, unmountAt } from '../core/mounter.js';
 import { EventQueue } from '../core/event-queue.js';
 import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
 import {
@@ -23,15 +23,16 @@ import {
 } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
 import { convertDockerfile } from './dockerfile/index.js';
-import { RuncExecutor, type SandboxLimits } from './executor/index.js';
+import type { RuncExecutor, SandboxLimits } from './executor/index.js';
 import type { BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
-import { registerRootUse, type RootUse } from './root-users.js';
+import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
+import type { RootUse } from './root-users.js';
 import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
 import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
-import { OverlaySnapshotter } from './snapshot/index.js';
+import type { OverlaySnapshotter } from './snapshot/index.js';
 import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 
 export interface BuilderOptions {
@@ -85,6 +86,8 @@ export class Builder {
     private readonly lazy: LazyBlobStore,
     private readonly use: RootUse,
     private readonly executor: RuncExecutor,
+    /** What opening reclaimed of what dead processes had left on the root. */
+    readonly reclaimed: ReclaimReport,
   ) {}
 
   /**
@@ -93,7 +96,7 @@ export class Builder {
    */
   async close(): Promise<void> {
     try {
-      await this.executor.drain();
+      await this.executor.close();
     } finally {
       await this.use.release();
     }
@@ -102,20 +105,12 @@ export class Builder {
   static async open(opts: BuilderOptions): Promise<Builder> {
     const root = path.resolve(opts.root);
     await mkdir(root, { recursive: true, mode: 0o700 });
-    const store = new LocalContentStore(path.join(root, 'content'));
     const index = new CacheKeyIndex(path.join(root, 'cache'));
-    const snapshotter = new OverlaySnapshotter(path.join(root, 'snapshots'));
-    const executor = new RuncExecutor({
-      stateDir: path.join(root, 'exec'),
-      ...(opts.limits ? { defaults: opts.limits } : {}),
-      allowHostNetwork: opts.allowHostNetwork ?? false,
-    });
-    const tmpDir = path.join(root, 'tmp');
+    const parts = rootParts(root, opts);
+    const { store, snapshotter, executor, tmpDir } = parts;
     await mkdir(tmpDir, { recursive: true, mode: 0o700 });
-    // A previous process may have died mid-step: reclaim its containers, mounts
-    // and active snapshots first, unless another live process is using this root.
-    const use = await registerRootUse(root);
-    if (use.others === 0) await sweepLeftovers(executor, snapshotter, store, tmpDir);
+    // A previous process may have died mid-step: reclaim what it left before running anything.
+    const { use, report } = await claimRoot(root, parts);
     const registry = new RegistryClient({
       ...(opts.insecureRegistries ? { insecureRegistries: [...opts.insecureRegistries] } : {}),
       ...(opts.caFile ? { caFile: opts.caFile } : {}),
@@ -139,7 +134,7 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
@@ -299,14 +294,17 @@ export class Builder {
     return partsAt(this.opts.root, { store: this.store, index: this.index, leases: this.leases, snapshotter: this.snapshotter });
   }
 
-  /** `buildlite du` without opening a builder (no sweep: a build may be running in another process). */
-  static diskUsageAt(root: string): Promise<DiskUsage> {
-    return diskUsage(partsAt(path.resolve(root)));
+  /** `buildlite du` without opening a builder; like any command on the root, it first reclaims what dead processes left. */
+  static async diskUsageAt(root: string): Promise<DiskUsage> {
+    const r = path.resolve(root);
+    await using _claim = await claimAt(r);
+    return diskUsage(partsAt(r));
   }
 
-  /** `buildlite prune` without opening a builder; leases of builds in other processes are honoured. */
-  static pruneAt(root: string, spec: PruneSpec = {}): Promise<PruneResult> {
+  /** `buildlite prune` without opening a builder, after the same reclaim as du; leases of builds in other processes are honoured. */
+  static async pruneAt(root: string, spec: PruneSpec = {}): Promise<PruneResult> {
     const r = path.resolve(root);
+    await using _claim = await claimAt(r);
     return pruneParts(partsAt(r), new TagStore(r), spec);
   }
 
@@ -351,20 +349,10 @@ function addedLayer(def: BuildDefinition, results: ReadonlyMap<Digest, VertexRes
   return r.layers.length > 0;
 }
 
-/**
- * What a killed process leaves: runc containers, the views and rootfs mounts
- * of its steps under tmp/ (unmounted before anything is removed, and mount
- * points removed with rmdir only, so nothing can reach into a snapshot),
- * active snapshots, and half-written ingests.
- */
-async function sweepLeftovers(executor: RuncExecutor, snapshotter: OverlaySnapshotter, store: LocalContentStore, tmpDir: string): Promise<void> {
-  await executor.sweep();
-  for (const m of await mountsUnder(tmpDir)) await unmountAt(m);
-  for (const name of await readdir(tmpDir)) {
-    if (name.startsWith('m-')) await rmdir(path.join(tmpDir, name)).catch(() => undefined);
-  }
-  await snapshotter.sweep();
-  await store.sweepIngests();
+/** Use of an existing root for a maintenance command, after reclaiming what dead processes left; a missing root is not created. */
+async function claimAt(root: string): Promise<AsyncDisposable | undefined> {
+  if (!existsSync(root)) return undefined;
+  return (await claimRoot(root, rootParts(root))).use;
 }
 
 async function readOptional(file: string): Promise<string | undefined> {

@@ -1,31 +1,57 @@
-import { readFile, readdir, mkdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ownerTag, processLiveness, waitWhileDying } from '../core/process-liveness.js';
 
 /**
  * Which live processes use a state root. A builder sweeps leftovers of a
  * crashed process (containers, mounts, active snapshots) only when it is the
  * root's sole live user: sweeping while another `buildlite build` runs on the
- * same root would kill that build's steps. Each user is a file
- * `procs/<pid>-<starttime>`; the start time tells a live process from a
- * recycled pid.
+ * same root would kill that build's steps. Each use is a file
+ * `procs/<pid>-<starttime>-<nonce>`: the start time tells a live process from
+ * a recycled pid, the nonce tells two uses in one process apart.
  */
 export interface RootUse extends AsyncDisposable {
   /** Other live processes using the root when this one registered. */
   readonly others: number;
+  /** Users that were dying (SIGKILL pending, exiting) when this one registered, waited for. */
+  readonly waitedFor: number;
   release(): Promise<void>;
 }
 
-export async function registerRootUse(root: string): Promise<RootUse> {
+export const ROOT_USE_DEFAULTS = {
+  // A SIGKILLed process is normally gone in well under a second. One still
+  // dying after this is stuck in the kernel with SIGKILL pending: it never runs
+  // its own code again, so reclaiming what it held goes ahead rather than
+  // waiting for it (or, worse, skipping the sweep).
+  dyingWaitMs: 5_000,
+} as const;
+
+export interface RootUseOptions {
+  readonly dyingWaitMs?: number;
+}
+
+export async function registerRootUse(root: string, opts: RootUseOptions = {}): Promise<RootUse> {
+  const dyingWaitMs = opts.dyingWaitMs ?? ROOT_USE_DEFAULTS.dyingWaitMs;
   const dir = path.join(root, 'procs');
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const me = `${process.pid}-${await startTime(process.pid)}`;
+  const me = `${ownerTag()}-${randomBytes(4).toString('hex')}`;
   await writeFile(path.join(dir, me), '', { mode: 0o600 });
   let others = 0;
+  const dying: Array<{ name: string; pid: number; start: string }> = [];
   for (const name of await readdir(dir)) {
     if (name === me) continue;
     const [pid, start] = name.split('-');
-    if (pid && start && (await startTime(Number(pid))) === start) others++;
+    const state = pid && start ? processLiveness(Number(pid), start) : 'gone';
+    if (state === 'live') others++;
+    else if (state === 'dying') dying.push({ name, pid: Number(pid), start: start! });
     else await rm(path.join(dir, name), { force: true });
+  }
+  // Dying users are waited for together, against one deadline.
+  const deadline = Date.now() + dyingWaitMs;
+  for (const d of dying) {
+    await waitWhileDying(d.pid, d.start, Math.max(0, deadline - Date.now()));
+    await rm(path.join(dir, d.name), { force: true });
   }
   let released = false;
   const release = async () => {
@@ -33,16 +59,5 @@ export async function registerRootUse(root: string): Promise<RootUse> {
     released = true;
     await rm(path.join(dir, me), { force: true });
   };
-  return { others, release, [Symbol.asyncDispose]: release };
-}
-
-/** Field 22 of /proc/PID/stat (clock ticks since boot), or '' when the process is gone. */
-async function startTime(pid: number): Promise<string> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
+  return { others, waitedFor: dying.length, release, [Symbol.asyncDispose]: release };
 }

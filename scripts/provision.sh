@@ -35,6 +35,7 @@ runtime_pkgs=(
   busybox-static:/bin/busybox        # the bundled example's base image
   attr:getfattr                      # xattr checks on unpacked layers
   iproute2:ip                        # loopback up inside network=none sandboxes
+  util-linux:setpriv                 # runc run dies with the process that started it (--pdeathsig)
   xz-utils:xz                        # ADD of .tar.xz
   bzip2:bzip2                        # ADD of .tar.bz2
   zstd:zstd                          # zstd layers of base images, ADD of .tar.zst

@@ -11,7 +11,9 @@ export interface SweepReport {
 /**
  * What a crashed worker left beyond what `Builder.open` sweeps (runc
  * containers, step mounts under tmp/, active snapshots, ingests, expired
- * leases): the build contexts it unpacked and the step logs it was spooling. Runs before the worker takes any job.
+ * leases): the build contexts it unpacked and the step logs it was spooling.
+ * Runs before the worker takes any job, and only after a full sweep (no
+ * other live process uses the root, so none of these is in use).
  */
 export async function sweepWorkerState(root: string): Promise<SweepReport> {
   const tmp = path.join(root, 'tmp');

@@ -128,7 +128,7 @@ export class BuildWorker {
     if (!/^[A-Za-z0-9._-]{1,100}$/.test(id)) throw new CodedError('INVALID_OPTION', `worker id "${id}": use letters, digits, '.', '_' and '-'`);
     const log = (opts.logger ?? pino({ name: 'buildlite-worker' })).child({ worker: id });
     const root = path.resolve(opts.root);
-    // The builder's open() sweeps runc containers, mounts and active snapshots a crash left; then ours.
+    // The builder's open() sweeps runc containers, mounts and active snapshots a crash left; then ours (below).
     const keys = new Keys(opts.prefix);
     // maxRetriesPerRequest null: commands wait through a Redis restart instead of failing builds.
     const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -137,8 +137,14 @@ export class BuildWorker {
     const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [], useIndex: new RedisStoreIndex(redis, keys) });
     await store.init();
     const builder = await Builder.open({ ...(opts.builder ?? {}), root });
-    const swept = await sweepWorkerState(root);
-    log.info({ ...swept, store: store.location }, 'startup sweep done');
+    // Before taking any job: an earlier incarnation's step still running here would run beside its retry.
+    const reclaimed = builder.reclaimed;
+    if (reclaimed.full) {
+      const swept = await sweepWorkerState(root);
+      log.info({ ...reclaimed, ...swept, store: store.location }, 'startup sweep done');
+    } else {
+      log.warn({ ...reclaimed, store: store.location }, 'startup sweep partial: other live processes use this root; only the steps of dead ones were reclaimed');
+    }
     const sub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);

@@ -1,24 +1,29 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { chown, lstat, mkdir, readFile, readdir } from 'node:fs/promises';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chown, lstat, mkdir, readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { AsyncStack } from '../../core/dispose.js';
 import type { Mount } from '../../core/mount.js';
-import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { mountAt, unmountAt } from '../../core/mounter.js';
 import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
+import { cgroupsPathOf, readOomKilled } from './cgroups.js';
+import { checkProcess, mergeLimits } from './checks.js';
+import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
 import type { ExecOptions, ExecResult, Executor, ProcessSpec, SandboxLimits } from './executor.js';
+import { findLoopbackTools, findSetpriv, findShell } from './host-tools.js';
+import { OrphanReaper } from './reaper.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
 import { buildSpec, etcFileContents, NOFILE, SANDBOX_DEFAULTS, type LoopbackHook } from './spec.js';
 import { MountStubs } from './stubs.js';
+import { removeBundle, sweepDeadSteps, type StepSweepReport, type StepSweepScope } from './sweep.js';
 import { resolveUser } from './user.js';
 
 export interface RuncExecutorOptions {
   /** Private state: bundles live here; created 0700. */
   readonly stateDir: string;
-  /** runc's state root; default `<stateDir>/runc`. Ours alone: sweep() deletes everything in it. */
+  /** runc's state root; default `<stateDir>/runc`. Ours alone: sweep() deletes what dead processes left in it. */
   readonly runcRoot?: string;
   /** Default `runc` on a standard PATH. */
   readonly runcPath?: string;
@@ -35,7 +40,6 @@ const KILL_GRACE_MS = 1500;
 /** Once runc exited, how long its pipes may stay open (a leaked fd) before we stop reading. */
 const PIPE_DRAIN_MS = 2000;
 const MAX_HOST_RESOLV_BYTES = 64 * 1024;
-const CGROUP_PARENT = 'buildlite';
 
 /** Runs each step in a fresh runc container from a spec we write in full (see spec.ts). */
 export class RuncExecutor implements Executor {
@@ -46,6 +50,10 @@ export class RuncExecutor implements Executor {
   private readonly allowHostNetwork: boolean;
   private readonly loopback: LoopbackHook;
   private readonly nofile: number;
+  /** setpriv, when the host has it: `runc run` dies with us (see host-tools.ts). */
+  private readonly setpriv: string | undefined;
+  /** Stops our steps if this process dies (see reaper.ts); undefined without a shell. */
+  private readonly reaper: OrphanReaper | undefined;
   private readonly deleting = new Set<Promise<void>>();
   private dirsReady = false;
 
@@ -66,6 +74,9 @@ export class RuncExecutor implements Executor {
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.loopback = options.loopback ?? findLoopbackTools();
     this.nofile = Math.min(NOFILE, ownNofileHardLimit());
+    this.setpriv = findSetpriv();
+    const sh = findShell();
+    this.reaper = sh ? new OrphanReaper(sh, this.runc, ownPrefix()) : undefined;
   }
 
   async run(proc: ProcessSpec, opts: ExecOptions): Promise<ExecResult> {
@@ -77,7 +88,7 @@ export class RuncExecutor implements Executor {
     if (opts.signal?.aborted) throw new ExecCancelledError('run cancelled before it started');
 
     const started = Date.now();
-    const id = `bl-${randomBytes(8).toString('hex')}`;
+    const id = newContainerId();
     const bundle = path.join(this.bundlesDir, id);
     // A rootfs that is one writable bind of a directory is used in place: runc
     // binds its root onto itself anyway, and a mount plus an umount process
@@ -122,7 +133,7 @@ export class RuncExecutor implements Executor {
         limits,
         etcFiles,
         mounts: opts.mounts ?? [],
-        cgroupsPath: `/${CGROUP_PARENT}/${id}`,
+        cgroupsPath: cgroupsPathOf(id),
         loopback: this.loopback,
         nofile: this.nofile,
       });
@@ -139,6 +150,7 @@ export class RuncExecutor implements Executor {
       let exitedAlone = false;
       stack.defer(() => (exitedAlone ? this.deleteInBackground(id) : this.runc.forceDelete(id)));
 
+      this.reaper?.ensure();
       const outcome = await this.spawnRun(id, bundle, limits.timeoutMs, opts);
       exitedAlone = !outcome.killed && !outcome.aborted && !outcome.timedOut;
       const oomKilled = await readOomKilled(id);
@@ -179,20 +191,20 @@ export class RuncExecutor implements Executor {
     await Promise.all([...this.deleting]);
   }
 
-  /**
-   * Delete every container in our runc root and release every bundle left by
-   * a process that died without cleaning up (THREATS.md 12). Call at start,
-   * before this executor runs anything.
-   */
-  async sweep(): Promise<{ containers: string[]; bundles: string[] }> {
+  /** Waits for background deletes, then lets the reaper go: nothing of ours is left for it. */
+  async close(): Promise<void> {
     await this.drain();
-    // runc keeps one directory per container in its root: an empty root needs no `runc list` (~10 ms).
-    const entries = existsSync(this.runc.root) ? await readdir(this.runc.root) : [];
-    const containers = entries.length > 0 ? await this.runc.list() : [];
-    for (const id of containers) await this.runc.forceDelete(id);
-    const bundles = existsSync(this.bundlesDir) ? await readdir(this.bundlesDir) : [];
-    for (const name of bundles) await removeBundle(path.join(this.bundlesDir, name));
-    return { containers, bundles };
+    this.reaper?.stop();
+  }
+
+  /**
+   * Kill and delete the containers, cgroups and bundles that dead processes
+   * left (THREATS.md 12), never those of a live one; with `ownerless`, also
+   * those whose id names no owner. Call at start, before this executor runs anything.
+   */
+  async sweep(scope: StepSweepScope = { ownerless: true }): Promise<StepSweepReport> {
+    await this.drain();
+    return sweepDeadSteps(this.runc, this.bundlesDir, scope);
   }
 
   private checkNetwork(mode: ExecOptions['network']): 'none' | 'host' {
@@ -231,7 +243,10 @@ export class RuncExecutor implements Executor {
         return;
       }
       // --keep leaves the stopped container (and its cgroup) so the OOM counter can be read before delete.
-      const child = spawn(this.runc.runcPath, ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)], {
+      const runcArgs = ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)];
+      // The parent-death signal reaches runc even while it is still creating the container, which the reaper cannot see yet.
+      const [file, args] = this.setpriv ? [this.setpriv, ['--pdeathsig', 'KILL', '--', this.runc.runcPath, ...runcArgs]] : [this.runc.runcPath, runcArgs];
+      const child = spawn(file, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: RUNC_ENV,
         detached: false,
@@ -296,36 +311,6 @@ export class RuncExecutor implements Executor {
   }
 }
 
-function mergeLimits(base: Required<SandboxLimits>, over: SandboxLimits | undefined, name: string): Required<SandboxLimits> {
-  const out = { ...base };
-  for (const key of ['pids', 'memoryBytes', 'timeoutMs'] as const) {
-    const v = over?.[key];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v <= 0) throw new ExecutorOptionError(`${name}.${key}`, 'must be a positive integer');
-    out[key] = v;
-  }
-  if (over?.memoryBytes !== undefined && over.memoryBytes < 4 * 1024 * 1024) {
-    throw new ExecutorOptionError(`${name}.memoryBytes`, 'must be at least 4 MiB (runc cannot start below that)');
-  }
-  if (over?.noNewPrivileges !== undefined) out.noNewPrivileges = over.noNewPrivileges === true;
-  return out;
-}
-
-function checkProcess(proc: ProcessSpec, opts: ExecOptions): void {
-  if (proc.args.length === 0) throw new ExecutorOptionError('args', 'must not be empty');
-  if (!proc.cwd.startsWith('/')) throw new ExecutorOptionError('cwd', 'must be absolute');
-  if (opts.rootfs.length === 0) throw new ExecutorOptionError('rootfs', 'needs at least one mount');
-  for (const m of opts.mounts ?? []) checkMount(m);
-  for (const [k] of Object.entries(opts.secretEnv ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new ExecutorOptionError('secretEnv', `bad variable name ${JSON.stringify(k)}`);
-  }
-}
-
-function checkMount(m: Mount): void {
-  if (m.target === undefined || !m.target.startsWith('/')) throw new ExecutorOptionError('mounts', `target of a ${m.type} mount must be absolute`);
-  if (m.target.split('/').includes('..')) throw new ExecutorOptionError('mounts', `target ${m.target} must not contain ..`);
-}
-
 /** mkdir -p inside the rootfs, as the step's user (BuildKit creates a missing cwd owned by the user). */
 async function mkdirInRoot(rootfs: string, dir: string, uid: number, gid: number): Promise<void> {
   const parts = dir.split('/').filter((p) => p.length > 0);
@@ -368,7 +353,6 @@ async function readRuncError(logFile: string): Promise<string | undefined> {
   return last?.slice(0, 1000);
 }
 
-/** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup. */
 /** The source directory when the rootfs is exactly one writable bind mount of a directory. */
 function directRootfs(rootfs: readonly Mount[]): string | undefined {
   if (rootfs.length !== 1) return undefined;
@@ -379,49 +363,11 @@ function directRootfs(rootfs: readonly Mount[]): string | undefined {
   return path.resolve(m.source);
 }
 
-async function readOomKilled(id: string): Promise<boolean> {
-  const candidates = [
-    `/sys/fs/cgroup/memory/${CGROUP_PARENT}/${id}/memory.oom_control`,
-    `/sys/fs/cgroup/${CGROUP_PARENT}/${id}/memory.events`,
-  ];
-  for (const file of candidates) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    if (text === undefined) continue;
-    const m = /^oom_kill (\d+)$/m.exec(text);
-    return m !== null && Number(m[1]) > 0;
-  }
-  return false;
-}
-
 /** 128+N is how runc (and a shell) report a process killed by signal N. */
 function signalOf(exitCode: number): string | undefined {
   if (exitCode <= 128 || exitCode > 128 + 64) return undefined;
   const n = exitCode - 128;
   return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
-}
-
-/** Unmount whatever is left under a bundle, then remove it, never deleting through a mount. */
-async function removeBundle(bundle: string): Promise<void> {
-  for (const point of await mountsUnder(bundle)) await unmountAt(point);
-  const left = await mountsUnder(bundle);
-  if (left.length > 0) throw new SandboxError(`cannot remove ${bundle}: still mounted at ${left.join(', ')}`);
-  // A handful of small files: removed in place.
-  rmSync(bundle, { recursive: true, force: true });
-}
-
-function findLoopbackTools(): LoopbackHook {
-  const first = (cands: string[]): string | undefined => cands.find((c) => existsSync(c));
-  const sh = first(['/bin/sh', '/usr/bin/sh']);
-  const nsenter = first(['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter']);
-  const ip = first(['/usr/sbin/ip', '/sbin/ip', '/bin/ip', '/usr/bin/ip']);
-  const busybox = first(['/bin/busybox', '/usr/bin/busybox']);
-  if (!sh || !nsenter || (!ip && !busybox)) {
-    throw new ExecutorOptionError(
-      'loopback',
-      'the host needs sh, nsenter (util-linux) and ip (iproute2) or busybox to bring up loopback in the sandbox',
-    );
-  }
-  return { sh, nsenter, ip: ip ? [ip] : [busybox!, 'ip'] };
 }
 
 /**

@@ -76,6 +76,7 @@ export class Sandbox implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     try {
       await this.executor.sweep();
+      await this.executor.close();
     } finally {
       if ((await mountsUnder(this.dir)).length === 0) await rm(this.dir, { recursive: true, force: true });
     }

@@ -1,15 +1,23 @@
-import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountAt, mountsUnder } from '../../core/mounter.js';
+import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { ownerTag } from '../../core/process-liveness.js';
+import { TestProcs } from '../helpers/procs.js';
+import { cgroupDirsOf } from '../helpers/steps.js';
 import { Sandbox } from './harness.js';
+
+const execFileP = promisify(execFile);
+const procs = new TestProcs();
 
 let sb: Sandbox;
 beforeAll(async () => {
   sb = await Sandbox.create();
 });
 afterAll(async () => {
+  await procs.killAll();
   await sb?.[Symbol.asyncDispose]();
 });
 
@@ -96,11 +104,9 @@ describe('sandbox lifecycle (real runc)', () => {
     await expectClean(sb);
   });
 
-  it('sweep() removes containers and bundles a killed worker left', async () => {
-    // Leave a running container and a mounted bundle behind, as a SIGKILLed worker would.
-    const bundles = path.join(sb.stateDir, 'bundles');
-    const id = 'bl-leftover';
-    const bundle = path.join(bundles, id);
+  /** Leave a running container (sleep 600) and its mounted bundle behind, as a SIGKILLed worker would. */
+  async function leaveContainer(id: string): Promise<void> {
+    const bundle = path.join(sb.stateDir, 'bundles', id);
     await mkdir(path.join(bundle, 'rootfs'), { recursive: true });
     await mountAt({ type: 'bind', source: sb.rootfs, options: ['rbind'] }, path.join(bundle, 'rootfs'));
     await writeFile(
@@ -110,20 +116,61 @@ describe('sandbox lifecycle (real runc)', () => {
         process: { args: ['/bin/sleep', '600'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] },
         root: { path: 'rootfs' },
         mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] },
+        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }], cgroupsPath: `/buildlite/${id}` },
       }),
     );
     const runc = spawn('runc', ['--root', path.join(sb.stateDir, 'runc'), 'run', '--detach', '--bundle', bundle, id], { stdio: 'ignore' });
     await new Promise((r) => runc.on('exit', r));
+  }
+
+  it('sweep() removes containers and bundles a killed worker left', async () => {
+    const id = 'bl-leftover';
+    await leaveContainer(id);
     expect(await sb.containers()).toEqual([id]);
 
     const swept = await sb.executor.sweep();
     expect(swept.containers).toEqual([id]);
     expect(swept.bundles).toEqual([id]);
     await expectClean(sb);
+    expect(cgroupDirsOf(id)).toEqual([]);
     // The rootfs the bundle had mounted is intact: the sweep never deletes through a mount.
     expect(await readFile(path.join(sb.rootfs, 'etc/passwd'), 'utf8')).toContain('app:x:1000');
     expect(await mountsUnder(sb.dir)).toEqual([]);
+  });
+
+  it("sweep() beside live users takes a dead owner's steps, a cgroup runc lost included, and never a live owner's", async () => {
+    const gone = await procs.sleeper();
+    const deadTag = ownerTag(gone.pid!);
+    await procs.killAll();
+    const dead = `bl-${deadTag}-0000aaaa`;
+    const live = `bl-${ownerTag()}-0000bbbb`;
+    const ownerless = 'bl-0123456789abcdef';
+    for (const id of [dead, live, ownerless]) await leaveContainer(id);
+    // A step whose runc died after making its cgroup and bundle, before saving its state.
+    const lost = `bl-${deadTag}-0000cccc`;
+    await mkdir(path.join(sb.stateDir, 'bundles', lost));
+    const lostCgroup = `/sys/fs/cgroup/pids/buildlite/${lost}`;
+    await mkdir(lostCgroup);
+    const stray = await procs.sleeper();
+    const strayExit = new Promise((r) => stray.once('exit', (_code, signal) => r(signal)));
+    await writeFile(path.join(lostCgroup, 'cgroup.procs'), String(stray.pid));
+    try {
+      const swept = await sb.executor.sweep({ ownerless: false });
+      expect(swept.containers).toEqual([dead]);
+      expect(swept.cgroups).toEqual([lost]);
+      expect([...swept.bundles].sort()).toEqual([dead, lost].sort());
+      expect(await strayExit).toBe('SIGKILL');
+      expect(cgroupDirsOf(lost)).toEqual([]);
+      expect(cgroupDirsOf(dead)).toEqual([]);
+      expect((await sb.containers()).sort()).toEqual([live, ownerless].sort());
+    } finally {
+      // Ours (this process lives): no sweep takes it, the test removes it.
+      await execFileP('runc', ['--root', path.join(sb.stateDir, 'runc'), 'delete', '--force', live]).catch(() => undefined);
+      await unmountAt(path.join(sb.stateDir, 'bundles', live, 'rootfs'));
+      await rm(path.join(sb.stateDir, 'bundles', live), { recursive: true, force: true });
+      await sb.executor.sweep();
+    }
+    await expectClean(sb);
   });
 
   it('measures the overhead of running `true`', async () => {

@@ -10,7 +10,10 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, startService, TOKENS, type Service, collectResuming, watchUntil, workerOf } from './harness.js';
+import { Freezer } from '../helpers/freezer.js';
+import { until } from '../helpers/procs.js';
+import { childrenOf, watchContainers, type ContainerWatch } from '../helpers/steps.js';
+import { runcContainers, startService, TOKENS, type Proc, type Service, collectResuming, untilLog, watchUntil, workerOf } from './harness.js';
 import { tarOf } from './tar.js';
 
 
@@ -149,6 +152,72 @@ describe('build service: 2 worker processes, real Redis, registry and runc', () 
       expect(await runcContainers(victim.root)).toEqual([]);
       expect(await mountsUnder(victim.root)).toEqual([]);
     } finally {
+      c.close();
+    }
+  });
+
+  it('kill -9 of the worker running a long RUN, its reaper too, and an immediate restart on its root and id: the startup sweep waits for the dying worker, runs, kills the orphaned step, and the RUN never runs twice at once there', async () => {
+    const c = new BuildliteClient(svc.addr, TOKENS.carol);
+    const [home, other] = svc.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+    expect(other).toBeDefined();
+    const idOf = (w: Proc) => path.basename(w.root).replace(/^worker-/, '');
+    const homeId = idOf(home!);
+    // One worker left: the retried build can only go back to the restarted one, on the same root (its own queue).
+    await other!.stop('SIGTERM');
+    let watch: ContainerWatch | undefined;
+    await using freezer = await Freezer.create();
+    try {
+      const project = `restart-${nonce()}`;
+      const first = await c.submit({ dockerfile: `FROM ${base}\nRUN echo home-${nonce()}\n`, project }, tarOf({ r: '0' }));
+      expect((await collectResuming(c, first.buildId)).at(-1)).toMatchObject({ type: 'result' });
+      // ~9 s: outlives the killed worker's job lock (4 s) and the restart, so an orphan left running would overlap the retry.
+      const { buildId } = await c.submit(
+        { dockerfile: `FROM ${base}\nRUN echo long-start-${nonce()}; i=0; while [ $i -lt 90 ]; do sleep 0.1; i=$((i+1)); done; echo long-finished\n`, project },
+        tarOf({ r: '1' }),
+      );
+      const lastSeq = await untilLog(c, buildId, 'long-start-');
+      expect((await c.get(buildId)).worker).toBe(homeId);
+      const [orphan] = await runcContainers(home!.root);
+      expect(orphan).toBeDefined();
+      const reapers = childrenOf(home!.child.pid!, 'buildlite-reaper');
+      expect(reapers).toHaveLength(1);
+
+      // Frozen, then SIGKILLed: the worker stays in /proc with its start time and SIGKILL pending, as a
+      // killed worker can for a while; its reaper dies too, as in a kill of everything the worker started.
+      watch = watchContainers(home!.root);
+      for (const pid of [home!.child.pid!, reapers[0]!]) await freezer.add(pid);
+      await freezer.freeze();
+      for (const pid of [home!.child.pid!, reapers[0]!]) process.kill(pid, 'SIGKILL');
+      const starting = svc.startWorker(homeId, home!.root);
+      const again = svc.workers.at(-1)!;
+      const procs = path.join(home!.root, 'procs');
+      await until('the restarted worker registered on the root', async () => (await readdir(procs)).some((n) => n.startsWith(`${again.child.pid}-`)), 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      // It waits for the dying worker rather than skipping its sweep or sweeping under it.
+      expect(again.output()).not.toMatch(/startup sweep/);
+      await freezer.thaw();
+      await starting;
+
+      const sweep = JSON.parse(again.output().split('\n').find((l) => l.includes('startup sweep done'))!) as Record<string, unknown>;
+      expect(sweep).toMatchObject({ full: true, waitedFor: 1, containers: 1 });
+      expect(await runcContainers(home!.root)).not.toContain(orphan);
+
+      const rest = await collectResuming(c, buildId, lastSeq);
+      expect(rest.at(-1), JSON.stringify(rest.slice(-3))).toMatchObject({ type: 'result' });
+      const info = await c.get(buildId);
+      expect(info).toMatchObject({ state: 'succeeded', worker: homeId });
+      expect(info.attempts).toBeGreaterThanOrEqual(2);
+      const seen = await watch.stop();
+      // The orphan and the retry's container were both seen, never together.
+      expect(seen.ids.has(orphan!)).toBe(true);
+      expect(seen.ids.size).toBeGreaterThanOrEqual(2);
+      expect(seen.most).toBe(1);
+      expect(await runcContainers(home!.root)).toEqual([]);
+      expect(await mountsUnder(home!.root)).toEqual([]);
+    } finally {
+      await watch?.stop();
+      await freezer.thaw();
+      await svc.startWorker(idOf(other!), other!.root);
       c.close();
     }
   });

@@ -16,7 +16,8 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, spawnCli, startService, TOKENS, type Service } from './harness.js';
+import { spawnCli } from '../helpers/cli.js';
+import { runcContainers, startService, TOKENS, type Service } from './harness.js';
 
 function nonce(): string {
   return Math.random().toString(36).slice(2);

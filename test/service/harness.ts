@@ -4,19 +4,18 @@
  * contexts dir, a tokens file for three clients and an admin, and cleanup of
  * everything they leave (processes, runc containers, mounts, temp dirs).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { mountsUnder } from '../../core/mounter.js';
 import type { BuildEvent } from '../../core/build.js';
 import type { BuildliteError } from '../../core/errors.js';
 import type { BuildliteClient } from '../../api/index.js';
-import { CLI } from '../helpers/cli.js';
+import { spawnCli, type Proc } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
+import { cleanupRoots } from '../helpers/steps.js';
 
-const sh = promisify(execFile);
+export { cleanupRoots, runcContainers } from '../helpers/steps.js';
+export type { Proc } from '../helpers/cli.js';
 
 export const TOKENS = {
   alice: 'alice-token-0123456789abcdef',
@@ -25,17 +24,6 @@ export const TOKENS = {
   admin: 'admin-token-0123456789abcdef',
   hostnet: 'hostnet-token-0123456789abcd',
 } as const;
-
-export interface Proc {
-  readonly child: ChildProcess;
-  readonly root: string;
-  /** HOST:PORT of its /metrics, when the service was started with `metrics: true`. */
-  readonly metricsAddr: string;
-  output(): string;
-  /** Resolves with the first stdout/stderr line matching `re`. */
-  waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
 
 export interface Service {
   readonly dir: string;
@@ -53,54 +41,6 @@ export interface Service {
 
 /** Short locks: a killed worker's job moves to another worker in seconds, not the default 15+10 s. */
 export const FAST_LOCKS = ['--lock-ms', '4000', '--stalled-ms', '2000', '--heartbeat-ms', '3000'];
-
-export function spawnCli(args: string[], root = '', metricsAddr = ''): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  let out = '';
-  const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
-  const onData = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 2_000_000) out = out.slice(-1_000_000);
-    for (const w of [...waiters]) {
-      const m = out.match(w.re);
-      if (m) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    child,
-    root,
-    metricsAddr,
-    output: () => out,
-    waitFor(re, ms = 60_000) {
-      const m = out.match(re);
-      if (m) return Promise.resolve(m);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${out.slice(-3000)}`)), ms);
-        const w = { re, resolve: (mm: RegExpMatchArray) => (clearTimeout(t), resolve(mm)) };
-        waiters.push(w);
-        child.once('exit', (code, sig) => {
-          if (waiters.includes(w)) {
-            clearTimeout(t);
-            reject(new Error(`process exited (${code ?? sig}) before ${re}:\n${out.slice(-3000)}`));
-          }
-        });
-      });
-    },
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill(signal);
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
 
 export interface ServiceOptions {
   readonly redisUrl: string;
@@ -172,27 +112,6 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   return svc;
 }
 
-/** runc containers left in a worker root's runc state dir. */
-export async function runcContainers(root: string): Promise<string[]> {
-  try {
-    const { stdout } = await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'list', '-q']);
-    return stdout.split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
-/** Kills runc containers and unmounts what killed processes left, so temp dirs can go. */
-export async function cleanupRoots(roots: string[]): Promise<void> {
-  for (const root of roots) {
-    for (const id of await runcContainers(root)) {
-      await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'kill', id, 'KILL']).catch(() => undefined);
-      await sh('runc', ['--root', path.join(root, 'exec', 'runc'), 'delete', '--force', id]).catch(() => undefined);
-    }
-    for (const m of (await mountsUnder(root)).reverse()) await sh('umount', ['-l', m]).catch(() => undefined);
-  }
-}
-
 /** All events after `from`; a dropped stream (a retryable error) is resumed from the last seq, as the CLI does. */
 export async function collectResuming(c: BuildliteClient, buildId: string, from = 0): Promise<BuildEvent[]> {
   const out: BuildEvent[] = [];
@@ -251,4 +170,14 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Watches until a log line contains `text`; returns the last seq seen. */
+export async function untilLog(c: BuildliteClient, buildId: string, text: string): Promise<number> {
+  let last = 0;
+  for await (const ev of c.watch(buildId, 0)) {
+    last = ev.seq;
+    if (ev.type === 'log' && ev.data.includes(text)) return last;
+  }
+  throw new Error(`build ${buildId} ended before printing ${text}`);
 }

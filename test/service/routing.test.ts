@@ -5,19 +5,9 @@ import type { BuildEvent } from '../../core/build.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service, collectResuming } from './harness.js';
+import { startService, TOKENS, type Service, collectResuming, untilLog } from './harness.js';
 import { tarOf } from './tar.js';
 
-
-/** Watches until a log line contains `text`; returns the last seq seen. */
-async function untilLog(c: BuildliteClient, buildId: string, text: string): Promise<number> {
-  let last = 0;
-  for await (const ev of c.watch(buildId, 0)) {
-    last = ev.seq;
-    if (ev.type === 'log' && ev.data.includes(text)) return last;
-  }
-  throw new Error(`build ${buildId} ended before printing ${text}`);
-}
 
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
