@@ -47,6 +47,8 @@ export interface RunningBuild {
   readonly controller: AbortController;
   stop(reason: StopReason): void;
   reason?: StopReason;
+  /** Settles once the attempt has unwound (its steps killed, its context removed). */
+  readonly ended: Promise<void>;
 }
 
 /**
@@ -68,8 +70,10 @@ export async function processBuild(
   const owner = token ? { queue: job.queueName, token } : undefined;
   const writer = new EventWriter(redis, keys, buildId, deps.events, owner);
   const controller = new AbortController();
+  let markEnded!: () => void;
   const handle: RunningBuild = {
     controller,
+    ended: new Promise<void>((resolve) => (markEnded = resolve)),
     stop(reason) {
       if (handle.reason) return;
       handle.reason = reason;
@@ -78,11 +82,18 @@ export async function processBuild(
   };
   const onBull = () => handle.stop('lock');
   bullSignal?.addEventListener('abort', onBull, { once: true });
+  // An earlier attempt of this build on this worker (it lost the job, which came back here) may
+  // still be unwinding: stop it and wait, so two attempts never run on one root at once.
+  const earlier = running.get(buildId);
   running.set(buildId, handle);
   let blog = log.child({ buildId, client: job.data.client });
   let cancelPoll: NodeJS.Timeout | undefined;
 
   try {
+    if (earlier) {
+      earlier.stop('lock');
+      await earlier.ended;
+    }
     const rec = parseBuildRecord(await redis.hgetall(keys.build(buildId)));
     if (!rec) throw new UnrecoverableError(`build ${buildId} has no record (expired or deleted)`);
     if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') return undefined;
@@ -155,7 +166,9 @@ export async function processBuild(
   } finally {
     clearInterval(cancelPoll);
     bullSignal?.removeEventListener('abort', onBull);
-    running.delete(buildId);
+    // Only our own entry: a later attempt may have registered itself already.
+    if (running.get(buildId) === handle) running.delete(buildId);
+    markEnded();
   }
 }
 
