@@ -18,7 +18,7 @@ export function parseDuration(text: string): number {
   return total;
 }
 
-/** Milliseconds as people read them in messages: `30s`, `1.5s`, `250ms`. */
+/** Milliseconds in seconds, as messages give every timeout: `30s`, `1.5s`, `0.25s`. */
 export function formatSeconds(ms: number): string {
-  return ms < 1000 ? `${ms}ms` : `${Number((ms / 1000).toFixed(3))}s`;
+  return `${Number((ms / 1000).toFixed(3))}s`;
 }
