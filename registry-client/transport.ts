@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { backoff } from '../core/backoff.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { armTimeouts, isTransientNetError, type NetTimeouts } from '../core/net-faults.js';
+import { armTimeouts, isTransientNetError, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
 import type { CredentialSource } from './credentials.js';
@@ -206,22 +206,6 @@ export class Transport {
     const host = registryHost(req.registry);
     const info = await this.hostInfo(req.registry, req.signal);
     const url = typeof req.path === 'string' ? new URL(req.path, info.base) : req.path;
-    try {
-      return await this.exchange(req, host, info, url);
-    } catch (err) {
-      if (err instanceof RegistryError || (req.signal?.aborted ?? false) || (err instanceof BuildliteError && err.code === 'CANCELLED')) throw err;
-      // Out of attempts on a network failure: say what we were doing, where, and why, with the URL redacted.
-      const attempts = isRetryable(err) && req.retry !== false ? ` (${this.opts.retries + 1} attempts)` : '';
-      throw new RegistryError(`${req.action ? `${req.action}: ` : ''}${req.method} ${redactUrl(url)}: ${describeNetError(err)}${attempts}`, {
-        method: req.method,
-        url: redactUrl(url),
-        retryable: isRetryable(err),
-        cause: err,
-      });
-    }
-  }
-
-  private async exchange(req: RegistryRequest, host: string, info: HostInfo, url: URL): Promise<RegistryResponse> {
     let scopes = req.scopes;
     for (let authAttempt = 0; ; authAttempt++) {
       const authorization = await this.auth.header(req.registry, host, scopes, req.signal);
@@ -229,7 +213,9 @@ export class Transport {
         { method: req.method, url, headers: req.headers, body: req.body, action: req.action, signal: req.signal, retry: req.retry },
         info.dispatcher,
         (u) => (u.origin === info.base.origin ? authorization : undefined),
-      );
+      ).catch((err: unknown) => {
+        throw this.outOfAttempts(err, req, url);
+      });
       if (res.status === 401 && authAttempt === 0) {
         const wider = this.auth.onUnauthorized(host, header(res.headers, 'www-authenticate'), scopes);
         if (wider && (authorization !== undefined || this.auth.hasChallenge(host))) {
@@ -241,6 +227,22 @@ export class Transport {
       if ((res.status >= 200 && res.status < 300) || req.accept?.includes(res.status)) return res;
       throw await this.errorFrom(res, req.method, req.action, authorization === undefined ? req.registry : undefined);
     }
+  }
+
+  /**
+   * A network failure (a stall, a reset) once attempts are over, as a
+   * RegistryError that says what we were doing, where, and why, the URL
+   * redacted. Our own errors (a cancel, a registry's answer) pass as they are.
+   */
+  private outOfAttempts(err: unknown, req: RegistryRequest, url: URL): unknown {
+    if ((err instanceof BuildliteError && !(err instanceof NetTimeoutError)) || req.signal?.aborted) return err;
+    const attempts = isRetryable(err) && req.retry !== false ? ` (${this.opts.retries + 1} attempts)` : '';
+    return new RegistryError(`${req.action ? `${req.action}: ` : ''}${req.method} ${redactUrl(url)}: ${describeNetError(err)}${attempts}`, {
+      method: req.method,
+      url: redactUrl(url),
+      retryable: isRetryable(err),
+      cause: err,
+    });
   }
 
   /** Build a RegistryError from a failed response, reading a bounded, redacted body. */

@@ -239,4 +239,20 @@ describe('context symlinks and ADD <url> in whole builds', () => {
     expect(requests).toBe(before);
     expect(JSON.stringify(out.events)).not.toContain(`tok3n-${token}`);
   });
+
+  it('a request from another client whose push target or cache ref carries a password fails before any step, echoing nothing', async () => {
+    const { builder } = await env.builder();
+    const pw = `Pw-${token}`;
+    for (const request of [
+      { outputs: [{ type: 'registry' as const, refs: [`user:${pw}@${env.registry.host}/sec/x:1`] }] },
+      { outputs: [{ type: 'image' as const, refs: [`${env.registry.host}/sec/ok:1`, `${pw}@${env.registry.host}/sec/y:1`] }] },
+      { cacheTo: [{ type: 'registry' as const, ref: `user:${pw}@${env.registry.host}/sec/cache:1` }] },
+    ]) {
+      const out = await env.build(builder, `FROM ${env.base}\nRUN echo step-$((6*7))\n`, { request });
+      expect(out.error?.code).toBe('INVALID_ARGUMENT');
+      expect(out.error?.message).toContain('carries credentials');
+      expect(out.events.some((e) => e.type === 'vertex')).toBe(false);
+      expect(JSON.stringify(out.events)).not.toContain(pw);
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import type http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -255,6 +256,27 @@ describe('ADD <url> address policy, file names and stalls', () => {
     const g = new PolicedHttpFetcher({ allowPrivate: true, retries: 0, timeouts: { idleMs: 500 } });
     const err = await g.fetchToFile(`http://127.0.0.1:${v4.port}/stall-body?key=body2`, dest()).catch((e: unknown) => e);
     expect((err as Error).message).toContain(`timed out after 0.5s with no progress receiving the response body from 127.0.0.1:${v4.port}`);
+  });
+
+  it('a TLS server that accepts but never finishes the handshake fails the connect phase', async () => {
+    // TCP is accepted and then nothing: for https the connection is only up after the TLS handshake.
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((sock) => {
+      held.add(sock);
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const p = (silent.address() as net.AddressInfo).port;
+    try {
+      const f = new PolicedHttpFetcher({ allowPrivate: true, retries: 1, timeouts: { connectMs: 500 } });
+      const err = await f.fetchToFile(`https://127.0.0.1:${p}/file`, dest()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HttpFetchError);
+      expect((err as Error).message).toContain(`timed out after 0.5s connecting to 127.0.0.1:${p} (2 attempts)`);
+      expect(held.size).toBe(2);
+    } finally {
+      for (const sock of held) sock.destroy();
+      silent.close();
+    }
   });
 
   it('checks the policy when built', () => {
