@@ -2,6 +2,7 @@ import type { CacheSpec, NetworkMode, OutputSpec } from '../core/build.js';
 import { formatBytes } from '../core/bytes.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
+import { parseReference } from '../core/reference.js';
 import type { QueuedRequest } from '../worker/jobs.js';
 import type { Principal } from './auth.js';
 
@@ -25,7 +26,6 @@ const MAX_VALUE_BYTES = 64 << 10;
 const MAX_REFS = 32;
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 const SECRET_ID = /^[A-Za-z0-9._-]{1,128}$/;
-const REF = /^[a-z0-9][a-z0-9._:/@+-]{0,510}[A-Za-z0-9_]$/i;
 const NAME = /^[A-Za-z0-9._-]{1,255}$/;
 const PROJECT = /^[A-Za-z0-9._:/@-]{1,255}$/;
 
@@ -79,6 +79,18 @@ function str(v: unknown, field: string, max: number, pattern?: RegExp): string {
   return v;
 }
 
+/** An image reference, parsed now so a bad one (or one carrying a password) never reaches the queue; the message is redacted. */
+function ref(v: unknown, field: string): string {
+  const text = str(v, field, 512);
+  if (text === '') throw bad(`${field} is empty`);
+  try {
+    parseReference(text);
+  } catch (err) {
+    throw bad(`${field}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return text;
+}
+
 function list<T>(v: unknown, field: string, max: number): T[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw bad(`${field} must be a list`);
@@ -120,8 +132,8 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   for (const [i, o] of list<{ type: unknown; refs: unknown }>(pb.outputs, 'outputs', 8).entries()) {
     const type = str(o?.type, `outputs[${i}].type`, 16);
     if (type !== 'registry' && type !== 'image') throw bad(`outputs[${i}].type "${type}": a remote build can only push (registry) or tag on the worker (image)`);
-    const refs = list<unknown>(o.refs, `outputs[${i}].refs`, MAX_REFS).map((r, j) => str(r, `outputs[${i}].refs[${j}]`, 512, REF));
-    if (refs.length === 0 || refs.some((r) => r === '')) throw bad(`outputs[${i}] needs at least one non-empty ref`);
+    const refs = list<unknown>(o.refs, `outputs[${i}].refs`, MAX_REFS).map((r, j) => ref(r, `outputs[${i}].refs[${j}]`));
+    if (refs.length === 0) throw bad(`outputs[${i}] needs at least one non-empty ref`);
     outputs.push({ type, refs });
   }
   const cacheFrom = cacheSpecs(pb.cache_from, 'cache_from');
@@ -185,11 +197,11 @@ function cacheSpecs(v: unknown, field: string): CacheSpec[] {
   return list<Partial<PbCacheSpec> | null>(v, field, 8).map((c, i) => {
     const type = str(c?.type, `${field}[${i}].type`, 16);
     if (type !== 'registry') throw bad(`${field}[${i}].type "${type}": a remote build imports and exports registry caches only (type=registry,ref=REF); a local directory would be on the worker's disk`);
-    const ref = str(c?.ref, `${field}[${i}].ref`, 512, REF);
-    if (ref === '') throw bad(`${field}[${i}] needs a ref`);
+    if (c?.ref === '') throw bad(`${field}[${i}] needs a ref`);
+    const cacheRef = ref(c?.ref, `${field}[${i}].ref`);
     const mode = str(c?.mode ?? '', `${field}[${i}].mode`, 8);
     if (mode !== '' && mode !== 'min' && mode !== 'max') throw bad(`${field}[${i}].mode "${mode}": want min or max`);
-    return { type, ref, ...(mode ? { mode } : {}), ...(c?.ignore_error === true ? { ignoreError: true } : {}) };
+    return { type, ref: cacheRef, ...(mode ? { mode } : {}), ...(c?.ignore_error === true ? { ignoreError: true } : {}) };
   });
 }
 

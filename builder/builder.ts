@@ -32,6 +32,9 @@ import type { RootUse } from './root-users.js';
 import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
 import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
+import { checkRequestReferences } from './request-refs.js';
+import { parseReference } from '../core/reference.js';
+import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
 import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 
@@ -45,12 +48,19 @@ export interface BuilderOptions {
   readonly allowHostNetwork?: boolean;
   readonly parallelism?: number;
   /**
-   * Network policy for `ADD <url>` (THREATS.md 7). Default strict: loopback,
-   * link-local and private addresses are refused unless listed in
-   * `allowNetworks`. The embedded CLI sets `allowLoopback` so a developer can
-   * fetch from their own machine; a service never should.
+   * Network policy for `ADD <url>` (THREATS.md 7). Default strict in every
+   * mode: loopback, link-local, private and other non-public addresses are
+   * refused unless `allowPrivate` (the user's explicit opt-in) or listed in
+   * `allowNetworks` (an operator's allow-list).
    */
   readonly httpPolicy?: HttpPolicy;
+  /**
+   * How long a registry request or an `ADD <url>` fetch may stall: connecting,
+   * waiting for response headers, idle mid-body (defaults 10 s, 30 s, 60 s:
+   * core/net-faults.ts). A stall is retried with backoff like a reset.
+   * `httpPolicy.timeouts`, when given, wins for URL fetches.
+   */
+  readonly timeouts?: Partial<NetTimeouts>;
 }
 
 export interface BuildOptions {
@@ -114,6 +124,7 @@ export class Builder {
     const registry = new RegistryClient({
       ...(opts.insecureRegistries ? { insecureRegistries: [...opts.insecureRegistries] } : {}),
       ...(opts.caFile ? { caFile: opts.caFile } : {}),
+      ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     });
     const leases = new LeaseManager(path.join(root, 'leases'));
     await leases.sweep();
@@ -125,7 +136,7 @@ export class Builder {
         snapshotter,
         executor,
         images: new RegistryImages(registry, store),
-        http: new PolicedHttpFetcher(opts.httpPolicy),
+        http: new PolicedHttpFetcher({ ...opts.httpPolicy, timeouts: opts.httpPolicy?.timeouts ?? opts.timeouts ?? {} }),
         allowHostNetwork: opts.allowHostNetwork ?? false,
         hasher: new ContextHasher(path.join(root, 'statcache')),
         cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
@@ -153,6 +164,7 @@ export class Builder {
   private async run(req: BuildRequest, opts: BuildOptions, emit: (e: BuildEventBody) => void): Promise<BuildResult> {
     if (!('dir' in req.context)) throw new CodedError('INVALID_ARGUMENT', 'an embedded builder needs a context directory');
     const contextDir = path.resolve(req.context.dir);
+    checkRequestReferences(req);
     const platform = req.platform ?? DEFAULT_PLATFORM;
     if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
@@ -315,6 +327,9 @@ export class Builder {
 
   /** Push an image built earlier (`-t` without `--push`) to its ref or another one. */
   async push(ref: string, opts: { as?: string; signal?: AbortSignal } = {}): Promise<Digest> {
+    // Both names are checked before anything is read or sent (and a password in either is never echoed).
+    parseReference(ref);
+    if (opts.as !== undefined) parseReference(opts.as);
     const desc = await this.tags.get(ref);
     if (!desc) throw new CodedError('NOT_FOUND', `no local image named ${ref}: build it with -t ${ref} first`);
     const image = await this.loadImage(desc);

@@ -3,66 +3,62 @@ import type { WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { backoff } from '../core/backoff.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
+import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
+import { redactUrlCredentials } from '../core/redact.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes } from '../core/streams.js';
-import type { HttpFetcher } from './solver/index.js';
+import { AddressPolicy } from './address-policy.js';
+import { contentDispositionFilename } from './content-disposition.js';
+import type { FetchedFile, HttpFetcher } from './solver/index.js';
 
 /**
- * The operator's network policy for `ADD <url>` (THREATS.md 7). Addresses in
- * the denied ranges below are refused unless allow-listed; the check runs on
- * the resolved address of every hop, and the connection goes to exactly that
- * address, so a DNS answer that changes between check and connect cannot
- * switch it.
+ * The network policy for `ADD <url>` (THREATS.md 7), in every mode: loopback,
+ * link-local, private and other non-public addresses are refused unless the
+ * developer (`build --allow-private-urls`) or the operator (`worker
+ * --allow-private-urls`, `--allow-url-network CIDR`) allows them. The check
+ * runs on the resolved address of every hop, and the connection goes to
+ * exactly that address, so a DNS answer that changes between check and
+ * connect cannot switch it.
  */
 export interface HttpPolicy {
-  /** Allow 127.0.0.0/8 and ::1: for a developer's embedded CLI fetching from their own machine. */
-  readonly allowLoopback?: boolean;
-  /** CIDRs (`10.1.0.0/16`, `fd00::/8`) or single addresses the operator allows although they are in a denied range. */
+  /** Allow every address, loopback and cloud metadata included: the explicit opt-in. */
+  readonly allowPrivate?: boolean;
+  /** CIDRs (`10.1.0.0/16`, `fd00::/8`) or single addresses allowed although they are in a denied range. */
   readonly allowNetworks?: readonly string[];
+  /** How the caller's user allows a refused address, for the error (`pass --allow-private-urls`). */
+  readonly deniedHint?: string;
   /** Largest body accepted. */
   readonly maxBytes?: number;
-  /** Deadline for the whole fetch, redirects included. */
+  /** Deadline for the whole fetch, redirects and retries included. */
   readonly timeoutMs?: number;
   readonly maxRedirects?: number;
+  /** Extra attempts after a transient failure (a stall, a reset, 408/429/5xx). */
+  readonly retries?: number;
+  /** Stall limits per phase (connect, response headers, idle body); core/net-faults.ts has the defaults. */
+  readonly timeouts?: Partial<NetTimeouts>;
 }
 
 export const HTTP_DEFAULTS = {
-  allowLoopback: false,
+  allowPrivate: false,
   allowNetworks: [] as readonly string[],
+  deniedHint: 'allow it with the builder option httpPolicy.allowPrivate or httpPolicy.allowNetworks',
   // The issue's limit; large enough for toolchain tarballs, small enough that one ADD cannot fill a disk.
   maxBytes: 1 << 30,
-  // A fetch that has not finished in 10 minutes is stuck or hostile, and holds a build slot.
+  // A cap on the whole transfer, not a stall detector (the phase timeouts are): 1 GiB at ~2 MB/s still fits.
   timeoutMs: 10 * 60_000,
   // Go's http.Client default, which BuildKit's http source inherits.
   maxRedirects: 10,
+  // Four attempts ride out a server restart or a stall or two (each costs at most one phase timeout).
+  retries: 3,
+  timeouts: {} as Partial<NetTimeouts>,
 } satisfies Required<HttpPolicy>;
 
-/** Ranges never reached by default: loopback, link-local (cloud metadata), private, and other non-public space. */
-const DENIED_V4: readonly [string, number][] = [
-  ['0.0.0.0', 8], // "this network": connecting to 0.0.0.0 reaches the local host
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10], // carrier-grade NAT, often internal
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16], // link-local, 169.254.169.254 is the cloud metadata service
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved and broadcast
-];
-const DENIED_V6: readonly [string, number][] = [
-  ['::', 128],
-  ['::1', 128],
-  ['64:ff9b::', 96], // NAT64: embeds an IPv4 address we cannot vet here
-  ['2002::', 16], // 6to4: likewise
-  ['fc00::', 7], // unique local (fd00:ec2::254 is a metadata address)
-  ['fe80::', 10], // link-local
-  ['ff00::', 8], // multicast
-];
+/** The longest wait between attempts (Retry-After included): a fetch must not park a build slot. */
+const MAX_RETRY_DELAY_MS = 10_000;
 
 export class HttpPolicyError extends BuildliteError {
   readonly code: ErrorCode = 'PERMISSION_DENIED';
@@ -71,15 +67,28 @@ export class HttpPolicyError extends BuildliteError {
 export class HttpFetchError extends BuildliteError {
   readonly code: ErrorCode;
   override readonly retryable: boolean;
-  constructor(message: string, readonly status?: number, options?: { cause?: unknown }) {
+  /** The server's Retry-After, when it answered 429 or 503 with one. */
+  readonly retryAfter: string | undefined;
+  constructor(message: string, readonly status?: number, options?: { cause?: unknown; code?: ErrorCode; retryable?: boolean; retryAfter?: string | undefined }) {
     super(message, options);
-    this.code = status === 404 || status === 410 ? 'NOT_FOUND' : 'INVALID_ARGUMENT';
-    this.retryable = status === undefined || status >= 500 || status === 429 || status === 408;
+    this.retryAfter = options?.retryAfter;
+    this.code = options?.code ?? (status === 404 || status === 410 ? 'NOT_FOUND' : 'INVALID_ARGUMENT');
+    this.retryable = options?.retryable ?? (status === undefined || status >= 500 || status === 429 || status === 408);
   }
   override details(): Record<string, string | number | boolean> {
     return this.status !== undefined ? { status: this.status } : {};
   }
 }
+
+/** Check a policy the way a builder will, for callers that validate options before starting one (throws INVALID_OPTION). */
+export function checkHttpPolicy(policy: HttpPolicy): void {
+  new PolicedHttpFetcher(policy);
+}
+
+/** Name resolution, replaceable so tests can make any name resolve anywhere. */
+export type Resolve = (host: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
+
+const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
 
 /**
  * Fetches one URL into a file, streaming and hashing, under the policy.
@@ -87,31 +96,48 @@ export class HttpFetchError extends BuildliteError {
  * refused, and no Authorization or Cookie header exists); proxies from the
  * environment are not used (a proxy would connect to addresses we never
  * checked); bodies are stored as sent, never unpacked. The caller picks the
- * file name; the server never does (Content-Disposition is ignored).
+ * file's path; the server's Content-Disposition name is only reported, as a
+ * safe base name, for the caller to use or not.
  */
 export class PolicedHttpFetcher implements HttpFetcher {
-  private readonly policy: Required<HttpPolicy>;
-  private readonly denied = new BlockList();
-  private readonly allowed = new BlockList();
+  private readonly policy: Required<Omit<HttpPolicy, 'timeouts'>>;
+  private readonly timeouts: NetTimeouts;
+  private readonly addresses: AddressPolicy;
 
-  constructor(policy: HttpPolicy = {}) {
+  constructor(
+    policy: HttpPolicy = {},
+    private readonly resolveName: Resolve = systemResolve,
+  ) {
     this.policy = { ...HTTP_DEFAULTS, ...stripUndefined(policy) };
-    const { maxBytes, timeoutMs, maxRedirects } = this.policy;
+    const { maxBytes, timeoutMs, maxRedirects, retries } = this.policy;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new CodedError('INVALID_OPTION', `httpPolicy.maxBytes: want a positive integer, got ${maxBytes}`);
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new CodedError('INVALID_OPTION', `httpPolicy.timeoutMs: want a positive integer, got ${timeoutMs}`);
     if (!Number.isSafeInteger(maxRedirects) || maxRedirects < 0) throw new CodedError('INVALID_OPTION', `httpPolicy.maxRedirects: want an integer >= 0, got ${maxRedirects}`);
-    for (const [a, p] of DENIED_V4) this.denied.addSubnet(a, p, 'ipv4');
-    for (const [a, p] of DENIED_V6) this.denied.addSubnet(a, p, 'ipv6');
-    if (this.policy.allowLoopback) {
-      this.allowed.addSubnet('127.0.0.0', 8, 'ipv4');
-      this.allowed.addAddress('::1', 'ipv6');
-    }
-    for (const net of this.policy.allowNetworks) addNetwork(this.allowed, net);
+    if (!Number.isSafeInteger(retries) || retries < 0 || retries > 20) throw new CodedError('INVALID_OPTION', `httpPolicy.retries: want an integer in [0, 20], got ${retries}`);
+    this.timeouts = netTimeouts(policy.timeouts, 'httpPolicy.timeouts');
+    this.addresses = new AddressPolicy({ allowPrivate: this.policy.allowPrivate, allowNetworks: this.policy.allowNetworks });
   }
 
-  async fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest } = {}): Promise<Digest> {
+  async fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest } = {}): Promise<FetchedFile> {
     const deadline = AbortSignal.timeout(this.policy.timeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.attempt(url, dest, signal, opts.checksum);
+      } catch (err) {
+        if (deadline.aborted && !opts.signal?.aborted) {
+          throw new LimitExceededError(`ADD ${redact(url)}: not finished within ${this.policy.timeoutMs} ms`, { cause: err });
+        }
+        if (opts.signal?.aborted) throw err;
+        const transient = isTransientNetError(err);
+        if (!transient || attempt >= this.policy.retries) throw described(err, url, transient ? attempt + 1 : 0);
+        await backoff(attempt, MAX_RETRY_DELAY_MS, signal, err instanceof HttpFetchError ? err.retryAfter : undefined);
+      }
+    }
+  }
+
+  /** One GET (with its redirects) into a fresh `dest`; on any failure `dest` is gone again. */
+  private async attempt(url: string, dest: string, signal: AbortSignal, checksum: Digest | undefined): Promise<FetchedFile> {
     let res: IncomingMessage | undefined;
     // 'wx' creates the file or fails: never writes through a planted symlink.
     const file = await open(dest, 'wx', 0o600);
@@ -128,16 +154,12 @@ export class PolicedHttpFetcher implements HttpFetcher {
       out = file.createWriteStream();
       await pipeline(res, limitBytes(this.policy.maxBytes, `ADD ${redact(url)}: the body`), tap, out, { signal });
       const digest = tap.digest();
-      if (opts.checksum !== undefined && digest !== opts.checksum) {
-        throw new DigestMismatchError({ digest: opts.checksum }, { digest, size: tap.size }, `ADD ${redact(url)}`);
+      if (checksum !== undefined && digest !== checksum) {
+        throw new DigestMismatchError({ digest: checksum }, { digest, size: tap.size }, `ADD ${redact(url)}`);
       }
       done = true;
-      return digest;
-    } catch (err) {
-      if (deadline.aborted && !opts.signal?.aborted) {
-        throw new LimitExceededError(`ADD ${redact(url)}: not finished within ${this.policy.timeoutMs} ms`, { cause: err });
-      }
-      throw err;
+      const filename = contentDispositionFilename(res.headers['content-disposition']);
+      return { digest, ...(filename !== undefined ? { filename } : {}) };
     } finally {
       res?.destroy();
       if (out) {
@@ -152,19 +174,21 @@ export class PolicedHttpFetcher implements HttpFetcher {
     let current = start;
     for (let hop = 0; ; hop++) {
       const url = this.parse(current, start);
-      const address = await this.resolve(url, start);
+      const target = await this.resolve(url, start);
       signal.throwIfAborted();
-      const res = await get(url, address, signal);
+      const res = await this.get(url, target, start, signal);
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400 && status !== 304 && res.headers.location !== undefined) {
         res.destroy();
-        if (hop >= this.policy.maxRedirects) throw new HttpFetchError(`ADD ${redact(start)}: more than ${this.policy.maxRedirects} redirects`);
+        if (hop >= this.policy.maxRedirects) throw new HttpFetchError(`ADD ${redact(start)}: more than ${this.policy.maxRedirects} redirects`, status, { retryable: false });
         current = new URL(res.headers.location, url).href;
         continue;
       }
       if (status < 200 || status >= 300) {
         res.destroy();
-        throw new HttpFetchError(`ADD ${redact(start)}: ${redact(url.href)} answered ${status} ${res.statusMessage ?? ''}`.trim(), status);
+        throw new HttpFetchError(`ADD ${redact(start)}: ${redact(url.href)} answered ${status} ${res.statusMessage ?? ''}`.trim(), status, {
+          retryAfter: header(res, 'retry-after'),
+        });
       }
       return res;
     }
@@ -175,88 +199,102 @@ export class PolicedHttpFetcher implements HttpFetcher {
     try {
       url = new URL(raw);
     } catch (cause) {
-      throw new HttpFetchError(`ADD ${redact(start)}: invalid URL`, undefined, { cause });
+      throw new HttpFetchError(`ADD ${redact(start)}: invalid URL`, undefined, { cause, retryable: false });
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new HttpPolicyError(`ADD ${redact(start)}: ${url.protocol} URLs are not fetched (only http and https)`);
     }
     if (url.username !== '' || url.password !== '') {
-      throw new HttpPolicyError(`ADD ${redact(start)}: URLs with credentials are refused; credentials are never sent`);
+      throw new HttpPolicyError(`ADD ${redact(start)}: URLs with credentials are refused; credentials are never sent (fetch private files in a RUN step with a --mount=type=secret)`);
     }
     return url;
   }
 
   /** The one address we will connect to; every answer must pass, so a mixed answer cannot be steered. */
   private async resolve(url: URL, start: string): Promise<{ address: string; family: 4 | 6 }> {
-    // WHATWG URL has already normalised the host (0x7f.1, 2130706433 → 127.0.0.1; IPv6 in brackets).
+    // WHATWG URL has already normalised the host (0x7f.1, 2130706433, 0177.0.0.1 → 127.0.0.1; IPv6 in brackets).
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    let answers: { address: string; family: number }[];
+    let answers: ReadonlyArray<{ address: string; family: number }>;
     if (isIP(host) !== 0) answers = [{ address: host, family: isIP(host) }];
     else {
       try {
-        answers = await dnsLookup(host, { all: true, verbatim: true });
+        answers = await this.resolveName(host);
       } catch (cause) {
-        throw new HttpFetchError(`ADD ${redact(start)}: cannot resolve ${host}`, undefined, { cause });
+        throw new HttpFetchError(`ADD ${redact(start)}: cannot resolve ${host}`, undefined, { cause, retryable: isTransientNetError(cause) });
       }
     }
-    if (answers.length === 0) throw new HttpFetchError(`ADD ${redact(start)}: ${host} has no address`);
-    for (const a of answers) {
-      if (!this.permits(a.address, a.family)) {
-        throw new HttpPolicyError(
-          `ADD ${redact(start)}: ${host} is ${a.address}, a loopback, link-local or private address; the operator has not allowed it`,
-        );
-      }
-    }
+    if (answers.length === 0) throw new HttpFetchError(`ADD ${redact(start)}: ${host} has no address`, undefined, { retryable: false });
+    for (const a of answers) this.check(a.address, host, start);
     const first = answers[0]!;
     return { address: first.address, family: first.family === 6 ? 6 : 4 };
   }
 
-  private permits(address: string, family: number): boolean {
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    // BlockList matches IPv4-mapped IPv6 (::ffff:a.b.c.d) against IPv4 rules, so mapped forms cannot slip through.
-    if (this.allowed.check(address, type)) return true;
-    return !this.denied.check(address, type);
+  private check(address: string, host: string, start: string): void {
+    const kind = this.addresses.denial(address);
+    if (kind === undefined) return;
+    const what = host === address ? address : `${host} (${address})`;
+    throw new HttpPolicyError(`ADD ${redact(start)}: ${what} is a ${kind} address, which URL fetches may not reach; ${this.policy.deniedHint}`);
   }
-}
 
-/** One GET to a checked address; the Host header and TLS name stay the URL's host. */
-function get(url: URL, target: { address: string; family: 4 | 6 }, signal: AbortSignal): Promise<IncomingMessage> {
-  const pinned: LookupFunction = (_host, opts, cb) => {
-    if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [target]);
-    else cb(null, target.address, target.family);
-  };
-  const mod = url.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = mod.request(url, {
-      method: 'GET',
-      lookup: pinned,
-      agent: false,
-      signal,
-      headers: { 'user-agent': 'buildlite', accept: '*/*', 'accept-encoding': 'identity' },
+  /** One GET to a checked address; the Host header and TLS name stay the URL's host. */
+  private get(url: URL, target: { address: string; family: 4 | 6 }, start: string, signal: AbortSignal): Promise<IncomingMessage> {
+    const pinned: LookupFunction = (_host, opts, cb) => {
+      if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [target]);
+      else cb(null, target.address, target.family);
+    };
+    const mod = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(url, {
+        method: 'GET',
+        lookup: pinned,
+        agent: false,
+        signal,
+        headers: { 'user-agent': 'buildlite', accept: '*/*', 'accept-encoding': 'identity' },
+      });
+      armTimeouts(req, url.host, this.timeouts);
+      // The socket went where the check said, and nowhere else: checked again on the connected peer.
+      req.once('socket', (sock: Socket) =>
+        sock.once('connect', () => {
+          try {
+            this.check(sock.remoteAddress ?? '', url.hostname, start);
+          } catch (err) {
+            req.destroy(err as Error);
+          }
+        }),
+      );
+      req.once('response', resolve);
+      req.once('error', (err) => {
+        if (signal.aborted) reject(signal.reason as Error);
+        else if (err instanceof BuildliteError) reject(err);
+        else reject(new HttpFetchError(`GET ${redact(url.href)}: ${err.message}`, undefined, { cause: err, retryable: isTransientNetError(err) }));
+      });
+      req.end();
     });
-    req.once('response', resolve);
-    req.once('error', (err) => reject(signal.aborted ? (signal.reason as Error) : new HttpFetchError(`GET ${redact(url.href)}: ${err.message}`, undefined, { cause: err })));
-    req.end();
-  });
+  }
 }
 
-function addNetwork(list: BlockList, spec: string): void {
-  const [addr = '', prefix] = spec.split('/');
-  const family = isIP(addr);
-  if (family === 0) throw new CodedError('INVALID_OPTION', `httpPolicy.allowNetworks: ${JSON.stringify(spec)} is not an address or CIDR`);
-  const type = family === 6 ? 'ipv6' : 'ipv4';
-  if (prefix === undefined) {
-    list.addAddress(addr, type);
-    return;
+/** The error a caller sees once attempts are over: what, where and why, the URL redacted. */
+function described(err: unknown, url: string, attempts: number): unknown {
+  const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
+  if (err instanceof NetTimeoutError) {
+    return new HttpFetchError(`ADD ${redact(url)}: ${err.message}${tries}`, undefined, { cause: err, code: 'LIMIT_EXCEEDED', retryable: true });
   }
-  const bits = Number(prefix);
-  if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) {
-    throw new CodedError('INVALID_OPTION', `httpPolicy.allowNetworks: bad prefix length in ${JSON.stringify(spec)}`);
+  if (err instanceof HttpFetchError && tries) {
+    return new HttpFetchError(`${err.message}${tries}`, err.status, { cause: err, code: err.code, retryable: err.retryable });
   }
-  list.addSubnet(addr, bits, type);
+  if (!(err instanceof BuildliteError) && isTransientNetError(err)) {
+    const why = err instanceof Error ? err.message : String(err);
+    return new HttpFetchError(`ADD ${redact(url)}: ${why}${tries}`, undefined, { cause: err, retryable: true });
+  }
+  return err;
 }
 
-/** Query strings often carry signed tokens; errors show the URL without them. */
+function header(res: IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Query strings often carry signed tokens, user info passwords: errors show the URL without either. */
 function redact(raw: string): string {
   try {
     const u = new URL(raw);
@@ -265,7 +303,7 @@ function redact(raw: string): string {
     if (u.search) u.search = '?…';
     return u.href;
   } catch {
-    return '(invalid URL)';
+    return redactUrlCredentials(raw).slice(0, 200);
   }
 }
 

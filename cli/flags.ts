@@ -1,4 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseNetTimeouts, netTimeouts, type NetTimeouts } from '../core/net-faults.js';
+import { parseReference } from '../core/reference.js';
 import { UsageError } from './usage.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -32,4 +34,32 @@ export function defaultRoot(): string {
   if (process.getuid?.() === 0) return '/var/lib/buildlite';
   const data = process.env['XDG_DATA_HOME'] ?? `${process.env['HOME'] ?? '.'}/.local/share`;
   return `${data}/buildlite`;
+}
+
+/** An image reference given on the command line, checked now: a bad one (or one with a password) is a usage error, echoed redacted. */
+export function checkReferenceFlag(command: string, flag: string, ref: string): string {
+  try {
+    parseReference(ref);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${err instanceof Error ? err.message : String(err)}`, command);
+  }
+  return ref;
+}
+
+/** `--http-timeouts connect=D,headers=D,idle=D`, else `BUILDLITE_HTTP_TIMEOUTS`; undefined when neither is set. */
+export function httpTimeoutsFlag(command: string, value: string | undefined): Partial<NetTimeouts> | undefined {
+  const spec = value ?? process.env['BUILDLITE_HTTP_TIMEOUTS'];
+  if (spec === undefined || spec === '') return undefined;
+  const from = value !== undefined ? '--http-timeouts' : 'BUILDLITE_HTTP_TIMEOUTS';
+  try {
+    const t = parseNetTimeouts(spec);
+    netTimeouts(t, from); // bounds, now rather than when the builder starts
+    return t;
+  } catch (err) {
+    throw new UsageError(`${from} "${spec}": ${err instanceof Error ? err.message : String(err)}`, command);
+  }
+}
+
+export function isTruthy(v: string | undefined): boolean {
+  return v !== undefined && ['1', 'true', 'yes'].includes(v.toLowerCase());
 }

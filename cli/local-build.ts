@@ -16,9 +16,15 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     );
     return 1;
   }
-  // Embedded mode serves the developer at this machine: ADD may fetch from its own loopback
-  // (a local file server); private and link-local ranges stay refused, as in the service.
-  const builder = await Builder.open({ root: p.root, insecureRegistries: p.insecure, allowHostNetwork: p.allowHostNetwork, httpPolicy: { allowLoopback: true } });
+  // ADD <url> reaches no loopback, private or link-local address unless the developer says so:
+  // a Dockerfile from someone else's repository must not read this machine's local services.
+  const builder = await Builder.open({
+    root: p.root,
+    insecureRegistries: p.insecure,
+    allowHostNetwork: p.allowHostNetwork,
+    httpPolicy: { allowPrivate: p.allowPrivateUrls, deniedHint: 'to allow it, pass --allow-private-urls (or set BUILDLITE_ALLOW_PRIVATE_URLS=1)' },
+    ...(p.timeouts ? { timeouts: p.timeouts } : {}),
+  });
   using interrupts = new Interrupts();
   const renderer = createRenderer(p.progress, p.request.dockerfile);
   let result: BuildResult | undefined;

@@ -1,4 +1,5 @@
 import type { SourceRange } from './errors.js';
+import { redactUrlCredentials } from './redact.js';
 
 /**
  * The lines of `text` around `range`, numbered, the range's lines marked with
@@ -13,7 +14,8 @@ export function formatExcerpt(text: string, range: SourceRange, context = 2): st
   const out: string[] = [];
   for (let n = from; n <= to; n++) {
     const mark = n >= range.startLine && n <= range.endLine ? '>>>' : '   ';
-    out.push(` ${String(n).padStart(width)} | ${mark} ${escapeControl(lines[n - 1] ?? '')}`);
+    // The excerpt is printed: a URL's password in the Dockerfile stays out of it.
+    out.push(` ${String(n).padStart(width)} | ${mark} ${escapeControl(redactUrlCredentials(lines[n - 1] ?? ''))}`);
   }
   return `${range.file}:${range.startLine}\n${'-'.repeat(24)}\n${out.join('\n')}\n${'-'.repeat(24)}`;
 }

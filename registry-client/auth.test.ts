@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeScopes, parseWwwAuthenticate } from './auth.js';
 import { RegistryClient } from './client.js';
 import { InvalidOptionError, parseDiagnostics, redactUrl, RegistryError } from './errors.js';
-import { backoffMs } from './transport.js';
+import { backoffMs } from '../core/backoff.js';
 
 describe('parseWwwAuthenticate', () => {
   it.each([

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { BlobProvider, Ingester } from '../core/content.js';
 import type { Digest } from '../core/digest.js';
+import { netTimeouts, type NetTimeouts } from '../core/net-faults.js';
 import { DEFAULT_PLATFORM, type Descriptor, type Platform } from '../core/oci.js';
 import type { CredentialSource } from './credentials.js';
 import { DockerConfigCredentials } from './credentials.js';
@@ -28,6 +29,12 @@ export interface RegistryClientOptions {
   readonly maxRetryDelayMs?: number;
   readonly maxManifestBytes?: number;
   readonly maxConfigBytes?: number;
+  /**
+   * How long a request may stall: connecting, waiting for response headers,
+   * idle mid-body (core/net-faults.ts NET_TIMEOUT_DEFAULTS: 10 s, 30 s, 60 s).
+   * A stall counts as a transient failure: it is retried like a reset.
+   */
+  readonly timeouts?: Partial<NetTimeouts>;
 }
 
 const DEFAULTS = {
@@ -81,6 +88,7 @@ export class RegistryClient implements AsyncDisposable {
     if (options.userAgent !== undefined && (!options.userAgent || /[\r\n]/.test(options.userAgent))) {
       throw new InvalidOptionError('userAgent', 'must be a non-empty single line');
     }
+    const timeouts = netTimeouts(options.timeouts, 'timeouts');
     this.transport = new Transport({
       credentials: options.credentials ?? new DockerConfigCredentials(),
       insecureRegistries: options.insecureRegistries ?? [],
@@ -88,6 +96,7 @@ export class RegistryClient implements AsyncDisposable {
       userAgent: options.userAgent ?? DEFAULTS.userAgent,
       retries,
       maxRetryDelayMs,
+      timeouts,
     });
     const sawBlob = (ref: Reference, digest: Digest) => this.sawBlob(ref, digest);
     this.pullCtx = { transport: this.transport, limits: { maxManifestBytes, maxConfigBytes }, concurrency, retries, maxRetryDelayMs, sawBlob };

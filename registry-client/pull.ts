@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoff } from '../core/backoff.js';
 import type { BlobProvider, Ingester } from '../core/content.js';
 import { digestHex, sha256, type Digest } from '../core/digest.js';
 import { isIndexMediaType, isManifestMediaType, MediaType, platformString, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
@@ -10,7 +10,7 @@ import { DigestMismatchError, HashingTap, LimitExceededError, readAllBounded, ve
 import { forEachLimit } from './concurrency.js';
 import { InvalidDocumentError } from './errors.js';
 import { formatReference, manifestIdentifier, withDigest, type Reference } from './reference.js';
-import { backoffMs, discard, getHeader, isRetryable, type Transport } from './transport.js';
+import { discard, getHeader, isRetryable, type Transport } from './transport.js';
 import { repositoryScope } from './auth.js';
 
 export interface PullLimits {
@@ -167,7 +167,7 @@ async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, s
       return await readAllBounded(stream, ctx.limits.maxConfigBytes, `image config ${desc.digest}`);
     } catch (err) {
       if (signal?.aborted || attempt >= ctx.retries || !isRetryable(err)) throw err;
-      await sleep(backoffMs(attempt, undefined, ctx.maxRetryDelayMs), undefined, signal ? { signal } : undefined).catch(() => undefined);
+      await backoff(attempt, ctx.maxRetryDelayMs, signal);
     }
   }
 }
@@ -268,7 +268,7 @@ async function pullBlob(ctx: PullContext, ref: Reference, store: Ingester & Blob
     } catch (err) {
       await w.abort();
       if (signal.aborted || attempt >= ctx.retries || !isRetryable(err)) throw err;
-      await sleep(backoffMs(attempt, undefined, ctx.maxRetryDelayMs), undefined, { signal }).catch(() => undefined);
+      await backoff(attempt, ctx.maxRetryDelayMs, signal);
     }
   }
 }

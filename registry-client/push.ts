@@ -1,7 +1,7 @@
 import { Transform, type Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobProvider } from '../core/content.js';
 import { sha256, type Digest } from '../core/digest.js';
+import { backoff } from '../core/backoff.js';
 import { CodedError } from '../core/errors.js';
 import { isManifestMediaType, type Descriptor, type ImageManifest } from '../core/oci.js';
 import { readAllBounded } from '../core/streams.js';
@@ -10,7 +10,7 @@ import { forEachLimit } from './concurrency.js';
 import { RegistryError, redactUrl } from './errors.js';
 import { parseManifest, type ProgressFn } from './pull.js';
 import { formatReference, type Reference } from './reference.js';
-import { backoffMs, discard, getHeader, isRetryable, type Transport } from './transport.js';
+import { discard, getHeader, isRetryable, type Transport } from './transport.js';
 
 /** What we read of a manifest already under a tag: ours is far smaller, anything bigger is not it. */
 const MAX_EXISTING_MANIFEST_BYTES = 4 << 20;
@@ -171,7 +171,7 @@ export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descripto
     } catch (err) {
       session = undefined;
       if (opts.signal?.aborted || attempt >= ctx.retries || !isRetryable(err)) throw err;
-      await sleep(backoffMs(attempt, undefined, ctx.maxRetryDelayMs), undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined);
+      await backoff(attempt, ctx.maxRetryDelayMs, opts.signal);
     }
   }
 }

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
-import { CodedError } from '../core/errors.js';
+import { backoff } from '../core/backoff.js';
+import { BuildliteError, CodedError } from '../core/errors.js';
+import { armTimeouts, isTransientNetError, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
 import type { CredentialSource } from './credentials.js';
@@ -50,6 +51,7 @@ export interface TransportOptions {
   readonly userAgent: string;
   readonly retries: number;
   readonly maxRetryDelayMs: number;
+  readonly timeouts: NetTimeouts;
 }
 
 /** How a request reaches its host: TLS verified against our CAs (plain HTTP goes here too), or TLS unverified. */
@@ -62,23 +64,14 @@ interface HostInfo {
 
 const MAX_ERROR_BODY = 64 * 1024; // ggcr's cap: enough for any real error JSON, bounded for a hostile one
 const MAX_REDIRECTS = 5;
-const BASE_BACKOFF_MS = 200;
-const MAX_BACKOFF_MS = 10_000;
-const HEADERS_TIMEOUT_MS = 60_000; // a registry that accepted the connection but never answers
-const BODY_TIMEOUT_MS = 120_000; // idle time between body chunks, not the whole transfer
 const SYSTEM_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
 
-const RETRYABLE_NET = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH',
-  'ERR_STREAM_PREMATURE_CLOSE', 'HPE_INVALID_CHUNK_SIZE',
-]);
 const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
 
 /** Whether an error (network or registry) is worth another attempt. */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof RegistryError) return err.retryable;
-  const code = errCode(err);
-  return code !== undefined && RETRYABLE_NET.has(code);
+  // A RegistryError by its status; a stall (NetTimeoutError) always; a reset or refused connection.
+  return isTransientNetError(err);
 }
 
 function errCode(err: unknown): string | undefined {
@@ -89,17 +82,6 @@ function errCode(err: unknown): string | undefined {
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;
-}
-
-/** Exponential backoff with full jitter, or the registry's Retry-After when it gave one. */
-export function backoffMs(attempt: number, retryAfter: string | undefined, cap: number): number {
-  if (retryAfter) {
-    const secs = Number(retryAfter);
-    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
-    if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, cap);
-  }
-  const ceiling = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** attempt);
-  return Math.min(cap, ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
 function header(h: Headers, name: string): string | undefined {
@@ -132,7 +114,7 @@ export class Transport {
   constructor(private readonly opts: TransportOptions) {
     // Read now: a missing CA file is a configuration error to report at once.
     const caFileText = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
-    this.agents = new Agents(caFileText);
+    this.agents = new Agents(caFileText, opts.timeouts);
     this.auth = new Authenticator(opts.credentials, this.tokenSender, new Set(), opts.userAgent);
   }
 
@@ -231,7 +213,9 @@ export class Transport {
         { method: req.method, url, headers: req.headers, body: req.body, action: req.action, signal: req.signal, retry: req.retry },
         info.dispatcher,
         (u) => (u.origin === info.base.origin ? authorization : undefined),
-      );
+      ).catch((err: unknown) => {
+        throw this.outOfAttempts(err, req, url);
+      });
       if (res.status === 401 && authAttempt === 0) {
         const wider = this.auth.onUnauthorized(host, header(res.headers, 'www-authenticate'), scopes);
         if (wider && (authorization !== undefined || this.auth.hasChallenge(host))) {
@@ -243,6 +227,22 @@ export class Transport {
       if ((res.status >= 200 && res.status < 300) || req.accept?.includes(res.status)) return res;
       throw await this.errorFrom(res, req.method, req.action, authorization === undefined ? req.registry : undefined);
     }
+  }
+
+  /**
+   * A network failure (a stall, a reset) once attempts are over, as a
+   * RegistryError that says what we were doing, where, and why, the URL
+   * redacted. Our own errors (a cancel, a registry's answer) pass as they are.
+   */
+  private outOfAttempts(err: unknown, req: RegistryRequest, url: URL): unknown {
+    if ((err instanceof BuildliteError && !(err instanceof NetTimeoutError)) || req.signal?.aborted) return err;
+    const attempts = isRetryable(err) && req.retry !== false ? ` (${this.opts.retries + 1} attempts)` : '';
+    return new RegistryError(`${req.action ? `${req.action}: ` : ''}${req.method} ${redactUrl(url)}: ${describeNetError(err)}${attempts}`, {
+      method: req.method,
+      url: redactUrl(url),
+      retryable: isRetryable(err),
+      cause: err,
+    });
   }
 
   /** Build a RegistryError from a failed response, reading a bounded, redacted body. */
@@ -287,12 +287,12 @@ export class Transport {
       } catch (err) {
         if (r.signal?.aborted) throw cancelled(r.signal, err);
         if (attempt + 1 >= attempts || !isRetryable(err)) throw err;
-        await sleep(backoffMs(attempt, undefined, this.opts.maxRetryDelayMs), undefined, r.signal ? { signal: r.signal } : undefined).catch(() => undefined);
+        await backoff(attempt, this.opts.maxRetryDelayMs, r.signal);
         continue;
       }
       if (!isRetryableStatus(res.status) || attempt + 1 >= attempts) return res;
       await discard(res.body);
-      await sleep(backoffMs(attempt, header(res.headers, 'retry-after'), this.opts.maxRetryDelayMs), undefined, r.signal ? { signal: r.signal } : undefined).catch(() => undefined);
+      await backoff(attempt, this.opts.maxRetryDelayMs, r.signal, header(res.headers, 'retry-after'));
     }
   }
 
@@ -353,7 +353,10 @@ class Agents {
   private verified?: https.Agent;
   private insecure?: https.Agent;
 
-  constructor(private readonly caFileText: string | undefined) {}
+  constructor(
+    private readonly caFileText: string | undefined,
+    private readonly timeouts: NetTimeouts,
+  ) {}
 
   private agentFor(url: URL, dispatcher: Dispatcher): http.Agent {
     if (url.protocol === 'http:') return this.plain;
@@ -374,13 +377,10 @@ class Agents {
         agent: this.agentFor(url, r.dispatcher),
         ...(r.signal ? { signal: r.signal } : {}),
       });
-      // Until the headers arrive, a silent peer is a timeout; after, each body chunk must come within BODY_TIMEOUT_MS.
-      req.setTimeout(HEADERS_TIMEOUT_MS, () => req.destroy(Object.assign(new Error('registry did not answer in time'), { code: 'ETIMEDOUT' })));
+      // A stalled connect, header wait or body becomes a NetTimeoutError: retried like a reset.
+      armTimeouts(req, url.host, this.timeouts);
       req.on('error', reject);
-      req.on('response', (res) => {
-        req.setTimeout(BODY_TIMEOUT_MS, () => res.destroy(Object.assign(new Error('registry stopped sending the body'), { code: 'ETIMEDOUT' })));
-        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
-      });
+      req.on('response', (res) => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res }));
       const body = r.body;
       if (body === undefined) req.end();
       else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
@@ -407,7 +407,7 @@ class Agents {
       };
       const onAbort = () => done(true);
       signal?.addEventListener('abort', onAbort);
-      sock.setTimeout(HEADERS_TIMEOUT_MS, () => done(true));
+      sock.setTimeout(this.timeouts.connectMs, () => done(true));
       sock.once('secureConnect', () => done(true));
       sock.once('error', (err: NodeJS.ErrnoException) => done(!(err.code === 'ECONNRESET' || err.code === 'EPIPE' || /SSL|TLS|wrong version|packet length/i.test(`${err.code} ${err.message}`))));
     });
@@ -445,6 +445,8 @@ function trustedCas(caFileText: string | undefined): string[] {
 }
 
 function describeNetError(err: unknown): string {
+  // Our own errors (a stall's NetTimeoutError) already say what happened in words.
+  if (err instanceof BuildliteError) return err.message.slice(0, 300);
   const code = errCode(err);
   const msg = err instanceof Error ? err.message : String(err);
   return code ? `${code} (${msg.slice(0, 200)})` : msg.slice(0, 200);

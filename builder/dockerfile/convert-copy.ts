@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { BuildliteError } from '../../core/errors.js';
 import { parseDigest, type Digest } from '../../core/digest.js';
+import { redactUrlCredentials } from '../../core/redact.js';
 import type { CopyAction, FileDef, UserSpec } from '../graph/index.js';
 import { DockerfileError } from './errors.js';
 import type { CopyInstruction, Heredoc } from './instructions.js';
@@ -12,6 +13,8 @@ import { parseOctal, parseUserSpec } from './values.js';
 
 /** ADD gives downloaded files these permissions unless --chmod says otherwise. */
 const HTTP_FILE_MODE = 0o600;
+/** BuildKit's name for the file of a URL whose path names none. */
+const UNNAMED = '__unnamed__';
 /** Heredoc files are written with these permissions unless --chmod says otherwise. */
 const HEREDOC_FILE_MODE = 0o644;
 
@@ -116,7 +119,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   st.root = addVertex(ctx, st, def, inputs, name, ins.range);
   const flags = from !== undefined ? `--from=${from} ` : '';
   const srcText = paths.map((p) => ('heredoc' in p ? `<<${p.heredoc.name}` : p.path)).join(' ');
-  pushHistory(st, `${ins.kind} ${flags}${srcText} ${destWord} # buildkit`, st.root);
+  pushHistory(st, redactUrlCredentials(`${ins.kind} ${flags}${srcText} ${destWord} # buildkit`), st.root);
 }
 
 function heredocSource(h: Heredoc, ctx: ConvertContext, st: StageState, lookup: Lookup, name: string, ins: CopyInstruction): Digest {
@@ -138,7 +141,7 @@ function urlFileName(url: string): string {
   } catch {
     throw new DockerfileError(`ADD: invalid URL ${JSON.stringify(url)}`);
   }
-  return posix.basename(path) || '__unnamed__';
+  return posix.basename(path) || UNNAMED;
 }
 
 function httpSource(url: string, checksum: string | undefined, chmod: number | undefined, ctx: ConvertContext, st: StageState, name: string, ins: CopyInstruction): Digest {
@@ -150,10 +153,12 @@ function httpSource(url: string, checksum: string | undefined, chmod: number | u
       throw new DockerfileError(`ADD --checksum=${checksum}: want sha256:<64 hex digits>`);
     }
   }
+  const filename = urlFileName(url);
+  // A URL that names no file: the server's Content-Disposition may (HttpSourceDef.nameFromResponse).
   const d = ctx.graph.add(
-    { kind: 'http', url, ...(digest ? { checksum: digest } : {}), filename: urlFileName(url), mode: chmod ?? HTTP_FILE_MODE },
+    { kind: 'http', url, ...(digest ? { checksum: digest } : {}), filename, ...(filename === UNNAMED ? { nameFromResponse: true as const } : {}), mode: chmod ?? HTTP_FILE_MODE },
     [],
-    { name: `${name} (${url})`, stage: st.label, range: ins.range },
+    { name: `${name} (${redactUrlCredentials(url)})`, stage: st.label, range: ins.range },
   );
   if (!ctx.stageOf.has(d)) ctx.stageOf.set(d, st.label);
   return d;

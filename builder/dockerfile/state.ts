@@ -1,3 +1,4 @@
+import { redactUrlCredentials } from '../../core/redact.js';
 import type { Digest } from '../../core/digest.js';
 import { DEFAULT_PATH, type ContainerConfig, type Platform } from '../../core/oci.js';
 import type { Graph, HistoryStep, ImageResolver, ResolvedImage, Warning } from '../graph/index.js';
@@ -102,7 +103,9 @@ export function runEnv(st: StageState, buildArgs: ReadonlyMap<string, string>): 
 
 export function stepName(st: StageState, original: string): string {
   st.step++;
-  const text = original.length > 200 ? `${original.slice(0, 200)}...` : original;
+  // Names reach progress output and logs: a URL's password must not (the graph keeps the URL itself).
+  const shown = redactUrlCredentials(original);
+  const text = shown.length > 200 ? `${shown.slice(0, 200)}...` : shown;
   return `[${st.label} ${st.step}/${st.steps}] ${text.replace(/\s*\n[\s\S]*$/, '')}`;
 }
 

@@ -1,4 +1,5 @@
 import { canonicalJson, type Digest } from '../../core/digest.js';
+import { redactUrlCredentials } from '../../core/redact.js';
 import type { BuildDefinition } from './definition.js';
 import type { Vertex, VertexDef } from './vertex.js';
 
@@ -6,6 +7,11 @@ import type { Vertex, VertexDef } from './vertex.js';
 export type GraphFormat = 'json' | 'dot' | 'mermaid';
 
 export function renderGraph(def: BuildDefinition, format: GraphFormat): string {
+  // Printed views: an ADD URL's password stays out of them (the definition itself keeps the URL).
+  return redactUrlCredentials(render(def, format));
+}
+
+function render(def: BuildDefinition, format: GraphFormat): string {
   switch (format) {
     case 'json':
       return renderJson(def);

@@ -33,6 +33,13 @@ export interface HttpSourceDef {
   readonly checksum?: Digest;
   /** Base name the file gets; never a path. */
   readonly filename: string;
+  /**
+   * The URL names no file (`https://host/`): the server's Content-Disposition
+   * file name, when it gives a usable one, replaces `filename` in the image
+   * (Docker's classic builder; BuildKit writes `__unnamed__`). Its name then
+   * enters the source's cache key with the content.
+   */
+  readonly nameFromResponse?: true;
   /** Octal permission bits of the fetched file (ADD gives 0600). */
   readonly mode: number;
 }

@@ -77,7 +77,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
     const inside = intoDir || (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
     if (inside) {
       await mkdirAllInRoot(rootDir, destHost, parentOwner, when);
-      await copier.copyNonDir(src.host, st, path.join(destHost, src.name));
+      await copier.copyNonDir(src.host, st, path.join(destHost, ctx.sourceFileName?.(action.src) ?? src.name));
     } else {
       await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
       await copier.copyNonDir(src.host, st, destHost);

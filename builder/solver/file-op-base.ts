@@ -24,6 +24,8 @@ export interface FileOpContext {
    * `.dockerignore` patterns counts as the context and any other keeps owners.
    */
   sourceKind?(input: number): 'context' | 'rootfs';
+  /** The name a lone fetched file takes in a directory destination, when its server named it (see HttpSourceDef). */
+  sourceFileName?(input: number): string | undefined;
   /** SOURCE_DATE_EPOCH in seconds: copied and created mtimes are clamped to it. */
   sourceDateEpoch?: number;
 }

@@ -37,6 +37,7 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
         return v.def.kind === 'local' ? v.def.excludes : [];
       },
       sourceKind: (i) => (ctx.graph.get(ctx.vertex.inputs[i]!).def.kind === 'local' ? 'context' : 'rootfs'),
+      sourceFileName: (i) => inputs[i]?.file?.name,
       resolveChown: (spec) => resolveChown(merged, spec.group !== undefined ? `${spec.user}:${spec.group}` : spec.user),
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     },

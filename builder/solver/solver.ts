@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
-import type { Digest } from '../../core/digest.js';
+import { sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
 import { asStepError, LayerError } from './errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
@@ -18,8 +18,8 @@ import type { SolveOptions, SolverDeps, VertexResult } from './types.js';
 interface KeyInfo {
   readonly key: Digest;
   readonly preimage: unknown;
-  /** Set for http sources, whose key depends on the fetched bytes. */
-  readonly fetched?: { path: string; digest: Digest };
+  /** Set for http sources, whose key depends on the fetched bytes (and the name the server gave them). */
+  readonly fetched?: { path: string; digest: Digest; name?: string };
 }
 
 /**
@@ -142,6 +142,7 @@ class SolveRun {
     } else if (v.def.kind === 'http') {
       fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
       content.push(fetched.digest);
+      if (fetched.name !== undefined) content.push(sha256(`filename\0${fetched.name}`));
     }
     const { key, preimage } = cacheKey(v.def, inputKeys, content);
     return { key, preimage, ...(fetched ? { fetched } : {}) };

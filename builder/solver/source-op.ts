@@ -22,11 +22,11 @@ export async function runHttpSource(
   def: HttpSourceDef,
   deps: SolverDeps,
   signal?: AbortSignal,
-): Promise<{ path: string; digest: Digest }> {
+): Promise<{ path: string; digest: Digest; name?: string }> {
   if (!deps.http) throw new CodedError('PERMISSION_DENIED', `ADD ${def.url}: fetching URLs is not enabled on this builder`);
   const dir = path.join(deps.tmpDir, `http-${randomUUID()}`);
   await mkdir(dir, { mode: 0o700 });
   const file = path.join(dir, path.posix.basename(def.filename) || 'download');
-  const digest = await deps.http.fetchToFile(def.url, file, { ...(signal ? { signal } : {}), ...(def.checksum ? { checksum: def.checksum } : {}) });
-  return { path: file, digest };
+  const got = await deps.http.fetchToFile(def.url, file, { ...(signal ? { signal } : {}), ...(def.checksum ? { checksum: def.checksum } : {}) });
+  return { path: file, digest: got.digest, ...(def.nameFromResponse && got.filename !== undefined ? { name: got.filename } : {}) };
 }

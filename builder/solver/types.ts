@@ -17,9 +17,15 @@ export interface ImageFetcher {
   ): Promise<{ config: ImageConfig; layers: LayerRef[] }>;
 }
 
+/** What one fetch produced: the content digest, and the file name the server suggested (a safe base name), if any. */
+export interface FetchedFile {
+  readonly digest: Digest;
+  readonly filename?: string;
+}
+
 /** Fetches ADD <url> sources; wired by builder/index.ts with the operator's network policy. */
 export interface HttpFetcher {
-  fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest }): Promise<Digest>;
+  fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest }): Promise<FetchedFile>;
 }
 
 /** Everything the solver needs from the machine; built once per builder, shared by builds. */
@@ -73,8 +79,11 @@ export interface VertexResult {
   readonly cached: boolean;
   /** True when this vertex added a layer on top of its root input. */
   readonly ownLayer: boolean;
-  /** For http sources: the fetched file (in tmpDir) and its content digest. */
-  readonly file?: { readonly path: string; readonly digest: Digest };
+  /**
+   * For http sources: the fetched file (in tmpDir) and its content digest;
+   * `name` when the server named it (the URL named no file), for copies into a directory.
+   */
+  readonly file?: { readonly path: string; readonly digest: Digest; readonly name?: string };
 }
 
 /** What an op needs while it runs one vertex. */

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
-import { parseFlags, parseKeyValues, defaultRoot } from '../flags.js';
+import type { NetTimeouts } from '../../core/net-faults.js';
+import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
 import { UsageError } from '../usage.js';
 
@@ -20,6 +21,8 @@ const FLAGS = {
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
+  'allow-private-urls': { type: 'boolean' },
+  'http-timeouts': { type: 'string' },
   label: { type: 'string', multiple: true },
   platform: { type: 'string' },
   progress: { type: 'string' },
@@ -50,6 +53,10 @@ export interface ParsedBuild {
   readonly debugCache: boolean;
   /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
   readonly allowHostNetwork: boolean;
+  /** Embedded mode: ADD <url> may reach loopback, private and link-local addresses (the developer's explicit opt-in). */
+  readonly allowPrivateUrls: boolean;
+  /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
+  readonly timeouts?: Partial<NetTimeouts>;
 }
 
 /** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
@@ -90,7 +97,8 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
 
-  const tags = v.tag ?? [];
+  // References are checked here, before any step runs: a typo or a password in one is a usage error.
+  const tags = (v.tag ?? []).map((t) => checkReferenceFlag('build', '-t', t));
   const outputs: OutputSpec[] = (v.output ?? []).map((o) => parseOutput(o, tags));
   if (v.push) {
     if (tags.length === 0) throw new UsageError('--push needs at least one -t/--tag', 'build');
@@ -105,6 +113,11 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     if (a !== 'network.host') throw new UsageError(`--allow "${a}": the only entitlement is network.host`, 'build');
   }
   const allowHostNetwork = (v['allow-host-network'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_HOST_NETWORK']);
+  // Grants and limits of the machine the build runs on: a build service has its operator's (worker flags).
+  if (server && v['allow-private-urls']) throw new UsageError('--allow-private-urls is for an embedded build: on a build service the operator allows it (buildlite worker --allow-private-urls)', 'build');
+  if (server && v['http-timeouts'] !== undefined) throw new UsageError('--http-timeouts is for an embedded build: on a build service the operator sets it (buildlite worker --http-timeouts)', 'build');
+  const allowPrivateUrls = (v['allow-private-urls'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_PRIVATE_URLS']);
+  const timeouts = server ? undefined : httpTimeoutsFlag('build', v['http-timeouts']);
   const progress = v.quiet ? 'quiet' : (v.progress ?? 'auto');
   if (!['auto', 'tty', 'plain', 'json'].includes(progress) && !v.quiet) throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
   if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
@@ -171,6 +184,8 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     detach: v.detach ?? false,
     debugCache: v['debug-cache'] ?? false,
     allowHostNetwork,
+    allowPrivateUrls,
+    ...(timeouts ? { timeouts } : {}),
   };
 }
 
@@ -180,12 +195,12 @@ function parseOutput(value: string, tags: readonly string[]): OutputSpec {
   const dest = kv.get('dest') ?? (type === 'local' && kv.has(value) ? value : undefined);
   switch (type) {
     case 'registry': {
-      const names = kv.get('name')?.split(';') ?? [...tags];
+      const names = kv.get('name')?.split(';').map((n) => checkReferenceFlag('build', '--output name', n)) ?? [...tags];
       if (names.length === 0) throw new UsageError('--output type=registry needs name=REF or -t', 'build');
       return { type: 'registry', refs: names };
     }
     case 'image':
-      return { type: 'image', refs: kv.get('name')?.split(';') ?? [...tags] };
+      return { type: 'image', refs: kv.get('name')?.split(';').map((n) => checkReferenceFlag('build', '--output name', n)) ?? [...tags] };
     case 'oci':
     case 'local':
     case 'tar':
@@ -208,7 +223,7 @@ function parseCache(value: string, flag: string): CacheSpec {
     case 'registry': {
       const ref = kv.get('ref');
       if (!ref) throw new UsageError(`${flag} type=registry needs ref=REF`, 'build');
-      return { type: 'registry', ref, ...common };
+      return { type: 'registry', ref: checkReferenceFlag('build', `${flag} ref`, ref), ...common };
     }
     case 'local': {
       const dir = kv.get(flag === '--cache-to' ? 'dest' : 'src');
@@ -246,8 +261,4 @@ async function runParsed(parsed: ParsedBuild): Promise<number> {
   if (parsed.server) return (await import('../remote-build.js')).runRemoteBuild(parsed);
   const { runLocalBuild } = await import('../local-build.js');
   return runLocalBuild(parsed);
-}
-
-function isTruthy(v: string | undefined): boolean {
-  return v !== undefined && ['1', 'true', 'yes'].includes(v.toLowerCase());
 }

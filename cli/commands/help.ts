@@ -2,6 +2,12 @@
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
       --concurrency N        Builds at once (default 2)
       --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
+      --allow-url-network CIDR  Operator: let ADD <url> reach this loopback, private or link-local
+                             network (repeatable; all of them are refused by default)
+      --allow-private-urls   Operator: let ADD <url> reach every such address (cloud metadata too)
+      --http-timeouts SPEC   Stall limits of registry requests and ADD <url> fetches:
+                             connect=10s,headers=30s,idle=60s (the defaults; any subset), or
+                             BUILDLITE_HTTP_TIMEOUTS; a stall is retried like a reset
       --gc-keep-storage SIZE Hard cap on the build cache (e.g. 20GB), enforced continuously
       --gc-keep-duration D   Also remove cache unused for longer than D (e.g. 7d)
       --gc-interval D        Time between GC passes (default 60s; each build's end also runs one)
@@ -78,6 +84,11 @@ xz) or a bare Dockerfile from stdin.
       --allow network.host   Ask for host networking (the operator must also allow it)
       --allow-host-network   Operator: allow host networking on this machine
                              (or BUILDLITE_ALLOW_HOST_NETWORK=1)
+      --allow-private-urls   Let ADD <url> reach loopback, private and link-local addresses,
+                             refused by default (or BUILDLITE_ALLOW_PRIVATE_URLS=1)
+      --http-timeouts SPEC   Stall limits of registry requests and ADD <url> fetches:
+                             connect=10s,headers=30s,idle=60s (the defaults; any subset), or
+                             BUILDLITE_HTTP_TIMEOUTS; a stall is retried like a reset
       --no-cache             Run every step
       --no-cache-filter STAGE  Run every step of this stage (repeatable)
       --platform linux/amd64 Target platform (only linux/amd64)
@@ -151,9 +162,10 @@ Lists the workers of a build service: id, host, platform, alive or lost,
 builds running / concurrency, the ids of the running builds, cache size,
 last heartbeat.
 ${REMOTE_OPTIONS}`,
-  push: `Usage: buildlite push [--root DIR] REF [DEST_REF]
+  push: `Usage: buildlite push [--root DIR] [--http-timeouts SPEC] REF [DEST_REF]
 
-Pushes an image built earlier with -t REF (to REF, or to DEST_REF).`,
+Pushes an image built earlier with -t REF (to REF, or to DEST_REF).
+--http-timeouts (or BUILDLITE_HTTP_TIMEOUTS) as for build.`,
   graph: `Usage: buildlite graph [-f FILE] [--target T] [--build-arg K=V] [--format json|dot|mermaid] CONTEXT`,
   login: `Usage: buildlite login [-u USER] [--password-stdin] REGISTRY`,
   logout: `Usage: buildlite logout REGISTRY`,

@@ -4,7 +4,8 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ApiServer, AUTH_FAILURE_REASONS, loadTokensFile, type TokenGrant } from '../../api/index.js';
 import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
-import { defaultRoot, parseFlags } from '../flags.js';
+import { checkHttpPolicy } from '../../builder/index.js';
+import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
 export const COMMON = {
@@ -17,6 +18,9 @@ export const COMMON = {
   'drain-seconds': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
+  'allow-private-urls': { type: 'boolean' },
+  'allow-url-network': { type: 'string', multiple: true },
+  'http-timeouts': { type: 'string' },
   // Shorter locks make a dead worker's job move sooner (tests, small clusters); see WORKER_DEFAULTS.
   'lock-ms': { type: 'string' },
   'stalled-ms': { type: 'string' },
@@ -88,6 +92,19 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   const gcInterval = parsed(cmd, 'gc-interval', v['gc-interval'], parseDuration);
   if ((keepDuration !== undefined || gcInterval !== undefined) && keepStorage === undefined) throw new UsageError('--gc-keep-duration and --gc-interval need --gc-keep-storage SIZE (the hard cap)', cmd);
   if (gcInterval !== undefined && gcInterval < 100) throw new UsageError(`--gc-interval "${v['gc-interval']}": at least 100ms`, cmd);
+  const timeouts = httpTimeoutsFlag(cmd, v['http-timeouts']);
+  // ADD <url> stays off loopback, private and link-local addresses (the worker's own Redis, API,
+  // registry and the cloud metadata service among them) unless the operator allows them.
+  const httpPolicy = {
+    allowPrivate: v['allow-private-urls'] ?? false,
+    allowNetworks: v['allow-url-network'] ?? [],
+    deniedHint: 'the build service operator allows it with buildlite worker --allow-url-network CIDR (or --allow-private-urls)',
+  };
+  try {
+    checkHttpPolicy(httpPolicy);
+  } catch (err) {
+    throw new UsageError(`--allow-url-network: ${err instanceof Error ? err.message : String(err)}`, cmd);
+  }
   return {
     redisUrl: url,
     root,
@@ -104,6 +121,8 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
     builder: {
       insecureRegistries: v['insecure-registry'] ?? [],
       allowHostNetwork: v['allow-host-network'] ?? false,
+      httpPolicy,
+      ...(timeouts ? { timeouts } : {}),
     },
   };
 }

@@ -24,7 +24,8 @@ describe('built image: config, history, SOURCE_DATE_EPOCH', () => {
   async function buildImage(name: string, dockerfile: string, extra: string[] = [], files: Record<string, string> = {}): Promise<ValidatedImage> {
     const ctx = await f.context(name, { Dockerfile: dockerfile, ...files });
     const out = path.join(f.tmp, `${name}.oci.tar`);
-    const r = await f.build(['--progress', 'plain', '-t', `local/${name}:latest`, '-o', `type=oci,dest=${out}`, ...extra, ctx]);
+    // Lowercase: -t is a reference, checked at flag parsing, and repository names are lowercase.
+    const r = await f.build(['--progress', 'plain', '-t', `local/${name.toLowerCase()}:latest`, '-o', `type=oci,dest=${out}`, ...extra, ctx]);
     expect(r.code, r.stderr).toBe(0);
     const report = await validateOciLayoutTar(out);
     expect(report.errors).toEqual([]);

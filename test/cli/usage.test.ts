@@ -38,11 +38,13 @@ describe('buildlite command line', () => {
     expect(top.code).toBe(0);
     expect(top.stdout).toContain('Commands:');
     const build = await runCli(['help', 'build']);
-    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar', '--server', '--token', '--detach', 'BUILDLITE_SERVER', 'BUILDLITE_TOKEN', '130']) {
+    for (const flag of ['--file', '--tag', '--build-arg', '--target', '--push', '--output', '--no-cache', '--no-cache-filter', '--secret', '--network', '--allow', '--label', '--platform', '--progress', '--iidfile', '--metadata-file', '--root', '--insecure-registry', '--quiet', 'type=tar', '--server', '--token', '--detach', 'BUILDLITE_SERVER', 'BUILDLITE_TOKEN', '130', '--allow-private-urls', 'BUILDLITE_ALLOW_PRIVATE_URLS', '--http-timeouts', 'BUILDLITE_HTTP_TIMEOUTS', 'connect=10s,headers=30s,idle=60s']) {
       expect(build.stdout, flag).toContain(flag);
     }
     // Each command that talks to a server documents the exit code of a refused token.
     for (const cmd of ['build', 'logs', 'ls', 'inspect', 'watch', 'cancel', 'workers']) expect((await runCli(['help', cmd])).stdout, cmd).toMatch(/3 the server refused the token/);
+    const worker = await runCli(['help', 'worker']);
+    for (const flag of ['--allow-url-network', '--allow-private-urls', '--http-timeouts']) expect(worker.stdout, flag).toContain(flag);
   });
 
   const bad: [string, string[], RegExp][] = [
@@ -75,6 +77,17 @@ describe('buildlite command line', () => {
     ['cancel without a build', ['cancel', '--server', '127.0.0.1:1', '--token', 'x'], /one or more BUILD ids/],
     ['remote prune with a filter', ['prune', '--server', '127.0.0.1:1', '--token', 'x', '--force', '--filter', 'type=blob'], /--filter is for a local cache/],
     ['remote output to a directory', ['build', '--server', '127.0.0.1:1', '--token', 'x', '-o', 'type=local,dest=out', 'CTX'], /writes on the server's machine/],
+    ['--http-timeouts with an unknown phase', ['build', '--http-timeouts', 'read=1s', 'CTX'], /--http-timeouts "read=1s": unknown timeout "read"/],
+    ['--http-timeouts with a bad duration', ['build', '--http-timeouts', 'headers=soon', 'CTX'], /not a duration/],
+    ['--http-timeouts out of bounds', ['build', '--http-timeouts', 'connect=5s,headers=10ms', 'CTX'], /headers timeout must be a whole number of ms in \[100, 3600000\]/],
+    ['--allow-private-urls for a build service', ['build', '--server', '127.0.0.1:1', '--token', 'x', '--allow-private-urls', 'CTX'], /the operator allows it \(buildlite worker --allow-private-urls\)/],
+    ['--http-timeouts for a build service', ['build', '--server', '127.0.0.1:1', '--token', 'x', '--http-timeouts', 'headers=5s', 'CTX'], /the operator sets it/],
+    ['a tag with credentials', ['build', '-t', 'u:p4ss-w0rd@reg.example.com/x', 'CTX'], /-t: invalid image reference "\*\*\*@reg\.example\.com\/x": it carries credentials .* buildlite login reg\.example\.com$/],
+    ['a malformed tag', ['build', '-t', 'reg.example.com/UPPER', 'CTX'], /-t: invalid image reference .*lowercase/],
+    ['a malformed cache ref', ['build', '--cache-from', 'type=registry,ref=a//b', 'CTX'], /--cache-from ref: invalid image reference/],
+    ['a worker with a bad --allow-url-network', ['worker', '--redis', 'redis://127.0.0.1:1', '--allow-url-network', 'not-a-net'], /--allow-url-network: .*"not-a-net" is not an address or CIDR/],
+    ['a worker with a bad --http-timeouts', ['worker', '--redis', 'redis://127.0.0.1:1', '--http-timeouts', 'idle=0s'], /idle timeout must be/],
+    ['push to a reference with credentials', ['push', 'x:1', 'u:p4ss-w0rd@reg.example.com/x:1'], /DEST_REF: .*carries credentials/],
     ['remote cache in a directory', ['build', '--server', '127.0.0.1:1', '--token', 'x', '--cache-to', 'type=local,dest=c', 'CTX'], /would be on the server's machine/],
   ];
   it.each(bad)('%s: one error line, the usage, exit 2', async (_name, args, want) => {

@@ -11,7 +11,10 @@
  * - throttle: the next `times` requests (only those whose path starts with `path`, when given) are
  *   answered 429 with `Retry-After: retryAfter`;
  * - corruptBlob: blob GET bodies get one byte flipped (same length);
- * - redirectBlobsTo: blob GETs are answered 307 to the same path on another origin.
+ * - redirectBlobsTo: blob GETs are answered 307 to the same path on another origin;
+ * - stall: the next `times` requests (only those with `method`, and whose path starts with `path`,
+ *   when given) are read and never answered: no status line, no headers, the socket held open;
+ * - stallBlobBody: the next `times` blob GETs send headers and half the body, then nothing more.
  *
  * `startOriginRecorder` is such another origin: it records the Authorization
  * header of whatever arrives and serves it from the registry.
@@ -25,6 +28,8 @@ export interface Faults {
   throttle?: { times: number; retryAfter: number; path?: string };
   corruptBlob?: boolean;
   redirectBlobsTo?: string;
+  stall?: { times: number; method?: string; path?: string };
+  stallBlobBody?: { times: number };
 }
 
 export interface RecordedRequest {
@@ -96,6 +101,11 @@ export async function startFaultServer(upstreamUrl: string, faults: Faults = {})
       // Always read the whole request first: answering early would break the client's upload with EPIPE.
       const body = await readBody(req);
       const f = state.faults;
+      if (f.stall && f.stall.times > 0 && (f.stall.method === undefined || f.stall.method === method) && (f.stall.path === undefined || p.startsWith(f.stall.path))) {
+        f.stall.times--;
+        rec.fault = 'stall';
+        return; // never answered: the server's stop() closes the socket
+      }
       if (f.throttle && f.throttle.times > 0 && (f.throttle.path === undefined || p.startsWith(f.throttle.path))) {
         f.throttle.times--;
         rec.status = 429;
@@ -127,6 +137,13 @@ export async function startFaultServer(upstreamUrl: string, faults: Faults = {})
         res.writeHead(200, { ...up.headers, 'content-length': String(up.body.length) });
         res.write(up.body.subarray(0, Math.floor(up.body.length / 2)), () => res.socket?.destroy());
         return;
+      }
+      if (isBlobGet(method, p) && up.status === 200 && f.stallBlobBody && f.stallBlobBody.times > 0) {
+        f.stallBlobBody.times--;
+        rec.fault = 'stall-body';
+        res.writeHead(200, { ...up.headers, 'content-length': String(up.body.length) });
+        res.write(up.body.subarray(0, Math.floor(up.body.length / 2)));
+        return; // the rest never comes
       }
       let out = up.body;
       if (isBlobGet(method, p) && up.status === 200 && f.corruptBlob && out.length > 0) {

@@ -21,7 +21,7 @@ describe('registry faults through a real proxy', () => {
   let src: LocalContentStore;
   let img: TestImage;
   let n = 0;
-  const client = (opts: { retries?: number } = {}) =>
+  const client = (opts: { retries?: number; timeouts?: { headersMs?: number; idleMs?: number } } = {}) =>
     new RegistryClient({ credentials: staticCredentials({ [fault.host]: { username: USER, password: PASSWORD } }), maxRetryDelayMs: 2000, ...opts });
   const fresh = () => new LocalContentStore(path.join(tmp, `store-${n++}`));
 
@@ -166,5 +166,59 @@ describe('registry faults through a real proxy', () => {
     // …while the registry's own origin did get them.
     expect(fault.requests.slice(start).some((r) => r.authorization === basic)).toBe(true);
     fault.faults = {};
+  });
+
+  it('a blob HEAD that never gets response headers is retried after the headers timeout, and the push succeeds', async () => {
+    const fresh = await makeTestImage(src, { layers: 1 });
+    fault.faults = { stall: { times: 1, method: 'HEAD', path: '/v2/f/stall-once/blobs/' } };
+    const start = fault.requests.length;
+    await using c = client({ timeouts: { headersMs: 500 } });
+    const t0 = Date.now();
+    expect(await c.pushImage(`${fault.host}/f/stall-once:1`, fresh, src)).toBe(fresh.manifestDigest);
+    const reqs = fault.requests.slice(start);
+    const stalled = reqs.find((r) => r.fault === 'stall')!;
+    expect(stalled.method).toBe('HEAD');
+    // The same HEAD went out again after the stall, and the push went on to the manifest.
+    expect(reqs.filter((r) => r.method === 'HEAD' && r.path === stalled.path).length).toBeGreaterThanOrEqual(2);
+    expect(reqs.some((r) => r.method === 'PUT' && r.path.includes('/manifests/') && r.status === 201)).toBe(true);
+    // Seconds, not the minute the old fixed timeout took (generous: the machine is shared).
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    fault.faults = {};
+  });
+
+  it('a registry that never answers a HEAD: the push fails fast, naming the phase, the host and the attempts, and PUTs no manifest', async () => {
+    const fresh = await makeTestImage(src, { layers: 1 });
+    fault.faults = { stall: { times: 1000, method: 'HEAD', path: '/v2/f/stall-always/blobs/' } };
+    const start = fault.requests.length;
+    await using c = client({ retries: 1, timeouts: { headersMs: 500 } });
+    const t0 = Date.now();
+    const err = (await c.pushImage(`${fault.host}/f/stall-always:1`, fresh, src).catch((e: unknown) => e)) as RegistryError;
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe('REGISTRY');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(`timed out after 0.5s waiting for response headers from ${fault.host} (2 attempts)`);
+    expect(err.message).toMatch(/^check blob sha256:[0-9a-f]{64}: HEAD http:\/\//);
+    const reqs = fault.requests.slice(start);
+    // The blob the error names was asked twice (retries: 1), each time left without an answer.
+    const blob = /^check blob (sha256:[0-9a-f]{64})/.exec(err.message)![1]!;
+    expect(reqs.filter((r) => r.fault === 'stall' && r.path.endsWith(blob))).toHaveLength(2);
+    expect(reqs.some((r) => r.method === 'PUT' && r.path.includes('/manifests/'))).toBe(false);
+    fault.faults = {};
+  });
+
+  it('a blob body that stops halfway is abandoned after the idle timeout and fetched again', async () => {
+    fault.faults = { stallBlobBody: { times: 1 } };
+    await using c = client({ timeouts: { idleMs: 500 } });
+    const store = fresh();
+    const pulled = await c.pullImage(`${fault.host}/f/base:1`, store);
+    expect(fault.requests.filter((q) => q.fault === 'stall-body')).toHaveLength(1);
+    for (const l of pulled.manifest.layers) expect(await store.stat(l.digest)).toEqual({ digest: l.digest, size: l.size });
+    fault.faults = {};
+  });
+
+  it('timeouts are checked when the client is built', () => {
+    expect(() => new RegistryClient({ timeouts: { headersMs: 0 } })).toThrow(/headers timeout/);
+    expect(() => new RegistryClient({ timeouts: { connectMs: 1.5 } })).toThrow(/connect timeout/);
   });
 });

@@ -93,12 +93,12 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('fetches into the file, hashing as it streams, and sends no credentials', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true });
+    const f = new PolicedHttpFetcher({ allowPrivate: true });
     const d = dest();
-    expect(await f.fetchToFile(url('/file'), d)).toBe(BODY_DIGEST);
+    expect(await f.fetchToFile(url('/file'), d)).toEqual({ digest: BODY_DIGEST, filename: 'evil' });
     expect(await readFile(d)).toEqual(BODY);
     expect((await stat(d)).mode & 0o777).toBe(0o600);
-    // The server's Content-Disposition picked no path: nothing but our file exists.
+    // The server's Content-Disposition picked no path (only a base name is reported): nothing but our file exists.
     await expect(stat(path.join(tmp, '..', 'evil'))).rejects.toThrow();
     const req = main.seen.find((r) => r.url === '/file')!;
     expect(req.headers.authorization).toBeUndefined();
@@ -107,8 +107,8 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('enforces --checksum: a match passes, a mismatch fails and leaves no file', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true });
-    expect(await f.fetchToFile(url('/file'), dest(), { checksum: BODY_DIGEST })).toBe(BODY_DIGEST);
+    const f = new PolicedHttpFetcher({ allowPrivate: true });
+    expect((await f.fetchToFile(url('/file'), dest(), { checksum: BODY_DIGEST })).digest).toBe(BODY_DIGEST);
     const d = dest();
     const wrong = `sha256:${'0'.repeat(64)}` as Digest;
     const err = await f.fetchToFile(url('/file'), d, { checksum: wrong }).catch((e: unknown) => e);
@@ -118,7 +118,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('stops at the size limit, declared or streamed, and removes the partial file', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true, maxBytes: 1000 });
+    const f = new PolicedHttpFetcher({ allowPrivate: true, maxBytes: 1000 });
     for (const p of ['/big-declared', '/big-chunked']) {
       const d = dest();
       await expect(f.fetchToFile(url(p), d)).rejects.toBeInstanceOf(LimitExceededError);
@@ -127,7 +127,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('stops at the time limit with a clear reason', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true, timeoutMs: 300 });
+    const f = new PolicedHttpFetcher({ allowPrivate: true, timeoutMs: 300 });
     const d = dest();
     const err = await f.fetchToFile(url('/slow'), d).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LimitExceededError);
@@ -136,7 +136,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('never writes through a planted symlink at the destination', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true });
+    const f = new PolicedHttpFetcher({ allowPrivate: true });
     const victim = path.join(tmp, 'victim');
     await writeFile(victim, 'untouched');
     const d = dest();
@@ -174,7 +174,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   it('checks every redirect hop again: a redirect to a denied address is refused and never reached', async () => {
     // The operator allows exactly the first server's address, not the rest of loopback.
     const f = new PolicedHttpFetcher({ allowNetworks: ['127.0.0.1/32'] });
-    expect(await f.fetchToFile(url('/to-file-relative'), dest())).toBe(BODY_DIGEST);
+    expect((await f.fetchToFile(url('/to-file-relative'), dest())).digest).toBe(BODY_DIGEST);
     for (const p of ['/to-other', '/to-metadata', '/to-v6-loopback']) {
       const err = await f.fetchToFile(url(p), dest()).catch((e: unknown) => e);
       expect(err, p).toBeInstanceOf(HttpPolicyError);
@@ -184,7 +184,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
   });
 
   it('bounds redirects, refuses other schemes and credentials, reports HTTP errors', async () => {
-    const f = new PolicedHttpFetcher({ allowLoopback: true, maxRedirects: 3 });
+    const f = new PolicedHttpFetcher({ allowPrivate: true, maxRedirects: 3 });
     await expect(f.fetchToFile(url('/loop'), dest())).rejects.toThrow(/more than 3 redirects/);
     await expect(f.fetchToFile('file:///etc/passwd', dest())).rejects.toBeInstanceOf(HttpPolicyError);
     await expect(f.fetchToFile('ftp://127.0.0.1/x', dest())).rejects.toBeInstanceOf(HttpPolicyError);
