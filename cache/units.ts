@@ -3,21 +3,7 @@ import { parseDuration } from '../core/duration.js';
 import type { UsageItem, UsageKind } from './usage.js';
 import { USAGE_KINDS } from './usage.js';
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 1024, kb: 1024, kib: 1024,
-  m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2,
-  g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3,
-  t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4,
-};
-
-/** `512MB`, `10GiB`, `1.5g`, `4096` → bytes (binary units, as docker's --keep-storage). */
-export function parseBytes(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new CodedError('INVALID_ARGUMENT', `not a size: ${JSON.stringify(text.slice(0, 40))} (want e.g. 512MB or 10GB)`);
-  return Math.floor(Number(m[1]) * unit);
-}
+export { parseBytes } from '../core/bytes.js';
 
 export { parseDuration } from '../core/duration.js';
 
