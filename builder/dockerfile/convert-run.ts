@@ -49,7 +49,7 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
 
   const lookup = stageLookup(st);
   for (const text of ins.mounts) {
-    const m = parseMount(processWord(text, lookup, { escape: ctx.escape }));
+    const m = parseMount(processWord(text, lookup, { escape: ctx.escape }), st.config.WorkingDir || '/');
     mounts.push(await toExecMount(m, st, ctx, inputs));
   }
 

@@ -1,11 +1,15 @@
 import { posix } from 'node:path';
+import { cleanPath } from '../../core/ignore.js';
 import { DockerfileError } from './errors.js';
 import { parseBool, parseBytes, parseNonNegativeInt, parseOctal } from './values.js';
 
 /**
  * `RUN --mount=...` values, BuildKit's syntax: comma-separated `key=value`
  * fields (CSV quoting), `type` defaulting to bind. Inputs (`from`) stay
- * names here; the RUN converter turns them into vertex inputs.
+ * names here; the RUN converter turns them into vertex inputs. A relative
+ * target is relative to the step's working directory, and a bind, cache or
+ * tmpfs mount without one is mounted at the working directory itself (as in
+ * BuildKit: `RUN --mount=from=build make` sees the stage where it works).
  */
 export type MountSpec =
   | { type: 'bind'; target: string; from?: string; source: string; readonly: boolean }
@@ -30,7 +34,7 @@ const MOUNT_TYPES = ['bind', 'cache', 'secret', 'tmpfs'];
 const ALLOWED: Record<string, ReadonlySet<string>> = {
   bind: new Set(['type', 'target', 'source', 'from', 'readonly']),
   cache: new Set(['type', 'target', 'source', 'from', 'readonly', 'id', 'sharing', 'mode', 'uid', 'gid']),
-  secret: new Set(['type', 'target', 'id', 'env', 'required', 'mode', 'uid', 'gid']),
+  secret: new Set(['type', 'target', 'id', 'source', 'env', 'required', 'mode', 'uid', 'gid']),
   tmpfs: new Set(['type', 'target', 'size']),
 };
 
@@ -64,7 +68,7 @@ function csvFields(text: string): string[] {
   return out;
 }
 
-export function parseMount(text: string): MountSpec {
+export function parseMount(text: string, cwd = '/'): MountSpec {
   const fields = new Map<string, string>();
   let rw: boolean | undefined;
   for (const field of csvFields(text)) {
@@ -100,6 +104,12 @@ export function parseMount(text: string): MountSpec {
   if (fields.has('readonly')) rw = !parseBool(fields.get('readonly') as string, '--mount readonly');
   const target = fields.get('target');
   const abs = (t: string): string => posix.resolve('/', t);
+  // Where a bind, cache or tmpfs mount goes: the target, relative to the working directory.
+  const mountPoint = (): string => {
+    const at = posix.resolve('/', cwd, target ?? '');
+    if (at === '/') throw new DockerfileError(`--mount: invalid target ${JSON.stringify(at)} for type=${type}: a mount cannot cover the root`);
+    return at;
+  };
   const num = (k: string, dflt: number): number => {
     const v = fields.get(k);
     return v === undefined ? dflt : parseNonNegativeInt(v, `--mount ${k}`);
@@ -108,10 +118,8 @@ export function parseMount(text: string): MountSpec {
   const source = fields.get('source');
   switch (type) {
     case 'bind':
-      if (!target) throw new DockerfileError('--mount: type=bind needs a target');
-      return { type, target: abs(target), ...(from !== undefined ? { from } : {}), source: source ?? '/', readonly: rw === undefined ? true : !rw };
+      return { type, target: mountPoint(), ...(from !== undefined ? { from } : {}), source: source ?? '/', readonly: rw === undefined ? true : !rw };
     case 'cache': {
-      if (!target) throw new DockerfileError('--mount: type=cache needs a target');
       const sharing = (fields.get('sharing') ?? 'shared').toLowerCase();
       if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') {
         throw new DockerfileError(`--mount: invalid sharing ${JSON.stringify(sharing)} (want shared, private or locked)`);
@@ -119,8 +127,9 @@ export function parseMount(text: string): MountSpec {
       const mode = fields.get('mode');
       return {
         type,
-        target: abs(target),
-        id: fields.get('id') || abs(target),
+        target: mountPoint(),
+        // BuildKit's default id is the target as written (cleaned), not where it lands.
+        id: fields.get('id') || cleanPath(target ?? ''),
         sharing,
         ...(from !== undefined ? { from } : {}),
         ...(source !== undefined ? { source } : {}),
@@ -132,7 +141,9 @@ export function parseMount(text: string): MountSpec {
     }
     case 'secret': {
       const env = fields.get('env');
-      const id = fields.get('id') || (target ? posix.basename(target) : env);
+      // BuildKit takes `source` as another spelling of a secret's id.
+      if (source !== undefined && fields.has('id')) throw new DockerfileError('--mount: type=secret takes an id or a source, not both');
+      const id = source || fields.get('id') || (target ? posix.basename(target) : env);
       if (!id) throw new DockerfileError('--mount: type=secret needs an id or a target');
       const mode = fields.get('mode');
       const required = fields.has('required') ? parseBool(fields.get('required') as string, '--mount required') : false;
@@ -150,9 +161,8 @@ export function parseMount(text: string): MountSpec {
       };
     }
     default: {
-      if (!target) throw new DockerfileError('--mount: type=tmpfs needs a target');
       const size = fields.get('size');
-      return { type: 'tmpfs', target: abs(target), ...(size !== undefined ? { size: parseBytes(size, '--mount size') } : {}) };
+      return { type: 'tmpfs', target: mountPoint(), ...(size !== undefined ? { size: parseBytes(size, '--mount size') } : {}) };
     }
   }
 }

@@ -124,9 +124,10 @@ function parseOnbuild(raw: RawInstruction, escape: string): Instruction {
 }
 
 /**
- * `[...]` that parses as a JSON string array is exec form. Text that clearly
- * meant to be JSON (`["...`, `[]`) but is not valid is an error rather than a
- * silent fallback to shell form; anything else (`[ -f x ]`) is shell form.
+ * `[...]` that parses as a JSON array of strings is exec form. Anything else
+ * is shell form, as in BuildKit's parser: `RUN [ "$X" = 1 ] && make` is a
+ * shell test, and so is text that only looks like broken JSON. The one error
+ * is valid JSON whose elements are not all strings (`CMD ["a", 1]`).
  */
 export function maybeJson(text: string, keyword: string): string[] | undefined {
   if (!text.startsWith('[')) return undefined;
@@ -134,7 +135,6 @@ export function maybeJson(text: string, keyword: string): string[] | undefined {
   try {
     parsed = JSON.parse(text);
   } catch {
-    if (/^\[\s*("|\])/.test(text)) throw new DockerfileError(`${keyword}: invalid JSON in exec form: ${text.length > 80 ? `${text.slice(0, 80)}...` : text}`);
     return undefined;
   }
   if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) {
