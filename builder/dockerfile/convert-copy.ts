@@ -1,13 +1,14 @@
 import { posix } from 'node:path';
 import { BuildliteError } from '../../core/errors.js';
 import { parseDigest, type Digest } from '../../core/digest.js';
+import type { FileModeSpec } from '../../core/file-mode.js';
 import { redactUrlCredentials } from '../../core/redact.js';
 import type { CopyAction, FileDef, UserSpec } from '../graph/index.js';
 import { DockerfileError } from './errors.js';
 import type { CopyInstruction, Heredoc } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
 import { addVertex, pushHistory, stageLookup, stepName, type ConvertContext, type StageState } from './state.js';
-import { parseOctal, parseUserSpec } from './values.js';
+import { parseChmod, parseUserSpec } from './values.js';
 
 /** COPY/ADD → one file vertex with one copy action per source input. */
 
@@ -57,7 +58,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   if (from === '') throw new DockerfileError(`${ins.kind} --from needs a stage name, index or image`);
   const chown: UserSpec | undefined = ins.chown !== undefined ? parseUserSpec(word(ins.chown), '--chown') : undefined;
   const chmodText = ins.chmod !== undefined ? word(ins.chmod) : undefined;
-  const chmod = chmodText !== undefined ? parseOctal(chmodText, '--chmod') : undefined;
+  const chmod = chmodText !== undefined ? parseChmod(chmodText) : undefined;
   const checksumText = ins.checksum !== undefined ? word(ins.checksum) : undefined;
   const excludes = ins.excludes.map(word);
   const destWord = word(ins.dest);
@@ -144,7 +145,7 @@ function urlFileName(url: string): string {
   return posix.basename(path) || UNNAMED;
 }
 
-function httpSource(url: string, checksum: string | undefined, chmod: number | undefined, ctx: ConvertContext, st: StageState, name: string, ins: CopyInstruction): Digest {
+function httpSource(url: string, checksum: string | undefined, chmod: FileModeSpec | undefined, ctx: ConvertContext, st: StageState, name: string, ins: CopyInstruction): Digest {
   let digest: Digest | undefined;
   if (checksum !== undefined) {
     try {
@@ -154,9 +155,10 @@ function httpSource(url: string, checksum: string | undefined, chmod: number | u
     }
   }
   const filename = urlFileName(url);
+  // A symbolic --chmod changes the fetched file's own mode: the copy applies it, once.
   // A URL that names no file: the server's Content-Disposition may (HttpSourceDef.nameFromResponse).
   const d = ctx.graph.add(
-    { kind: 'http', url, ...(digest ? { checksum: digest } : {}), filename, ...(filename === UNNAMED ? { nameFromResponse: true as const } : {}), mode: chmod ?? HTTP_FILE_MODE },
+    { kind: 'http', url, ...(digest ? { checksum: digest } : {}), filename, ...(filename === UNNAMED ? { nameFromResponse: true as const } : {}), mode: chmod?.kind === 'octal' ? chmod.mode : HTTP_FILE_MODE },
     [],
     { name: `${name} (${redactUrlCredentials(url)})`, stage: st.label, range: ins.range },
   );

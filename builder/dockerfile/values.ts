@@ -1,3 +1,4 @@
+import { InvalidFileModeError, parseFileMode, type FileModeSpec } from '../../core/file-mode.js';
 import type { Platform } from '../../core/oci.js';
 import type { UserSpec } from '../graph/index.js';
 import { DockerfileError } from './errors.js';
@@ -95,6 +96,16 @@ export function parsePlatform(text: string): Platform {
 export function parseOctal(text: string, what: string): number {
   if (!/^[0-7]{1,4}$/.test(text)) throw new DockerfileError(`invalid ${what} ${JSON.stringify(text)}: want an octal mode`);
   return parseInt(text, 8);
+}
+
+/** `--chmod`: octal, or chmod(1)'s symbolic form (core/file-mode.ts). */
+export function parseChmod(text: string): FileModeSpec {
+  try {
+    return parseFileMode(text);
+  } catch (err) {
+    if (err instanceof InvalidFileModeError) throw new DockerfileError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 export function parseNonNegativeInt(text: string, what: string): number {

@@ -113,7 +113,7 @@ export interface CopyAction {
   readonly dest: string;
   readonly excludes: readonly string[];
   readonly chown?: UserSpec;
-  /** Octal string as given to --chmod, e.g. `755`. */
+  /** --chmod as given: octal (`755`) or chmod(1)'s symbolic form (`u+x,go-w`), see core/file-mode.ts. */
   readonly chmod?: string;
   /** ADD semantics: local tar archives are extracted. */
   readonly add: boolean;

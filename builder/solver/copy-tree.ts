@@ -19,6 +19,7 @@ import {
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { applyFileMode, type FileModeSpec } from '../../core/file-mode.js';
 import type { PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import { FileOpError, type Owner } from './file-op-base.js';
@@ -28,8 +29,8 @@ const execFileAsync = promisify(execFile);
 export interface TreeOptions {
   /** Owner of everything copied; absent means each entry keeps its source owner. */
   readonly owner?: Owner;
-  /** `--chmod` bits, applied to files and directories alike (BuildKit does). */
-  readonly chmod?: number;
+  /** `--chmod`, applied to files and directories alike (BuildKit does). */
+  readonly chmod?: FileModeSpec;
   /** `.dockerignore`, matched against paths relative to the source root. */
   readonly ignore: PathMatcher;
   /** `--exclude`, matched against paths relative to the source being copied. */
@@ -185,10 +186,13 @@ export class TreeCopier {
       lutimesSync(dest, clamp(st.atime), clamp(st.mtime));
       return;
     }
-    // After chown: chown clears setuid/setgid. A plain --chmod (<= 0777) replaces the
-    // permission bits and keeps the source's special bits, as BuildKit's copier does.
-    const chmodBits = this.opts.chmod;
-    const mode = chmodBits === undefined ? st.mode & 0o7777 : chmodBits > 0o777 ? chmodBits : (st.mode & 0o7000) | chmodBits;
+    // After chown: chown clears setuid/setgid. A plain octal --chmod (<= 0777) replaces the
+    // permission bits and keeps the source's special bits, as BuildKit's copier does; a
+    // symbolic one changes the source's mode.
+    const spec = this.opts.chmod;
+    let mode = st.mode & 0o7777;
+    if (spec?.kind === 'octal') mode = spec.mode > 0o777 ? spec.mode : (st.mode & 0o7000) | spec.mode;
+    else if (spec) mode = applyFileMode(spec, st.mode, st.isDirectory());
     chmodSync(dest, mode);
     utimesSync(dest, clamp(st.atime), clamp(st.mtime));
   }

@@ -1,5 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
+import { parseFileMode } from '../../core/file-mode.js';
 import { PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { CopyAction } from '../graph/index.js';
@@ -9,12 +10,6 @@ import { TreeCopier } from './copy-tree.js';
 import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './file-op-base.js';
 
 const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
-
-/** `--chmod` as BuildKit takes it: octal permission bits, at most 4 digits. */
-export function parseChmod(spec: string): number {
-  if (!/^[0-7]{1,4}$/.test(spec)) throw new FileOpError(`invalid --chmod=${spec}: want an octal mode such as 0755`, spec);
-  return parseInt(spec, 8);
-}
 
 /**
  * One COPY/ADD with Docker/BuildKit's rules: a directory source copies its
@@ -30,7 +25,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
   const ignorePatterns = ctx.sourceExcludes(action.src);
   const kind = ctx.sourceKind?.(action.src) ?? (ignorePatterns.length > 0 || action.literal ? 'context' : 'rootfs');
   const owner = action.chown ? await ctx.resolveChown(action.chown) : kind === 'context' ? ROOT_OWNER : undefined;
-  const chmod = action.chmod !== undefined ? parseChmod(action.chmod) : undefined;
+  const chmod = action.chmod !== undefined ? parseFileMode(action.chmod) : undefined;
   const ignore = new PathMatcher(ignorePatterns);
   const exclude = new PathMatcher(action.excludes);
 

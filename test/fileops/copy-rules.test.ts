@@ -3,6 +3,7 @@ import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, readFileSync, rea
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CopyAction, FileAction } from '../../builder/graph/index.js';
+import { InvalidFileModeError } from '../../core/file-mode.js';
 import { FileOpError, SourceNotFoundError, applyFileActions } from '../../builder/solver/file-op.js';
 import { fileCtx, snapshot, tempDir, type FsEntry } from './helpers.js';
 
@@ -140,7 +141,7 @@ describe('COPY path rules', () => {
     ['several sources without a dir dest', copy(['a.txt', 'b.txt'], '/notdir'), FileOpError, /must be a directory and end with a \//],
     ['a wildcard with several matches and no dir dest', copy(['*.txt'], '/notdir'), FileOpError, /must be a directory/],
     ['a top-level link out of the source root', copy(['escape-link/passwd'], '/x'), SourceNotFoundError, /escape-link/],
-    ['bad --chmod', copy(['a.txt'], '/x', { chmod: 'u+x' }), FileOpError, /chmod/],
+    ['bad --chmod', copy(['a.txt'], '/x', { chmod: 'u+q' }), InvalidFileModeError, /chmod "u\+q"/],
   ])('%s is an error', async (_name, action, cls, msg) => {
     const err = await run([action]).then(
       () => undefined,
@@ -207,6 +208,8 @@ describe('owners, modes, times', () => {
       copy(['a.txt'], '/c/uid-only.ini', { chown: { user: '2000' } }),
       copy(['tree/sub'], '/chmod', { chmod: '0640' }),
       copy(['run.sh'], '/bin/run', { chown: { user: 'app' }, chmod: '755' }),
+      copy(['tree/sub', 'run.sh'], '/sym/', { chmod: 'u=rwX,go=rX' }),
+      copy(['a.txt'], '/sym/x.txt', { chmod: '+x,go-w' }),
     ]);
     const by = (p: string) => fs.find((e) => e.path === p);
     expect(by('/p')).toMatchObject({ uid: 65534, gid: 65534, mode: '0755' });
@@ -218,6 +221,10 @@ describe('owners, modes, times', () => {
     expect(by('/chmod')).toMatchObject({ mode: '0640' });
     expect(by('/chmod/b.txt')).toMatchObject({ mode: '0640' });
     expect(by('/bin/run')).toMatchObject({ uid: 1000, gid: 1000, mode: '0755' });
+    // Symbolic modes change each entry's own mode: X only for directories and executables.
+    expect(by('/sym/b.txt')).toMatchObject({ mode: '0644' });
+    expect(by('/sym/run.sh')).toMatchObject({ mode: '0755' });
+    expect(by('/sym/x.txt')).toMatchObject({ mode: '0755' });
   });
 
   it('files from a stage keep owners and special bits; FIFOs and devices are recreated', async () => {
