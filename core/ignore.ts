@@ -118,6 +118,15 @@ export class PathMatcher {
     const dirParts = dir.split('/');
     return this.patterns.some((p) => p.exclusion && couldMatchBelow(p.segments, dirParts));
   }
+
+  /**
+   * False when no (non-`!`) pattern can match `relDir` or anything under it,
+   * so a walk looking for matches (`COPY --parents` includes) may skip it.
+   */
+  mayMatchUnder(relDir: string): boolean {
+    const dirParts = normaliseRel(relDir).split('/');
+    return this.patterns.some((p) => !p.exclusion && couldMatchBelow(p.segments, dirParts));
+  }
 }
 
 /** Whether a pattern could match `dir/…` (or an ancestor of it, which re-includes everything below). */

@@ -66,7 +66,8 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   const dest = resolveDest(st.config.WorkingDir, destWord);
 
   const paths = ins.sources.map((s) => ('path' in s ? { path: word(s.path) } : s));
-  if (paths.length > 1 && !dest.endsWith('/')) {
+  // With --parents every source keeps its path inside dest, which is then always a directory (BuildKit).
+  if (paths.length > 1 && !dest.endsWith('/') && !ins.parents) {
     throw new DockerfileError(`when using ${ins.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
   if (checksumText !== undefined && !paths.every((p) => 'path' in p && isUrl(p.path))) {
@@ -99,7 +100,8 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
       actions[actions.length - 1] = { ...last, paths: [...last.paths, path] };
       return;
     }
-    actions.push({ ...common, src: srcIndex, paths: [path], ...(literal ? { literal: true } : {}) });
+    // Heredoc and URL files have no directories to keep: --parents is for paths of a source tree.
+    actions.push({ ...common, src: srcIndex, paths: [path], ...(literal ? { literal: true } : ins.parents ? { parents: true as const } : {}) });
   };
 
   const fromDigest = from !== undefined ? await fromInput(from, st, ctx, ins.kind) : undefined;
@@ -118,7 +120,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
 
   const def: FileDef = { kind: 'file', hasRoot: st.root !== null, actions };
   st.root = addVertex(ctx, st, def, inputs, name, ins.range);
-  const flags = from !== undefined ? `--from=${from} ` : '';
+  const flags = `${ins.parents ? '--parents ' : ''}${from !== undefined ? `--from=${from} ` : ''}`;
   const srcText = paths.map((p) => ('heredoc' in p ? `<<${p.heredoc.name}` : p.path)).join(' ');
   pushHistory(st, redactUrlCredentials(`${ins.kind} ${flags}${srcText} ${destWord} # buildkit`), st.root);
 }

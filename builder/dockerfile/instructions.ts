@@ -123,6 +123,8 @@ export interface CopyInstruction extends Base {
   readonly chmod?: string;
   readonly excludes: readonly string[];
   readonly link: boolean;
+  /** COPY --parents: sources keep their directories (see CopyAction.parents). */
+  readonly parents: boolean;
   readonly checksum?: string;
   readonly keepGitDir: boolean;
 }

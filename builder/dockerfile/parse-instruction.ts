@@ -16,7 +16,7 @@ import { parseDuration, parseNonNegativeInt } from './values.js';
 const FLAGS: Record<string, FlagSpec> = {
   FROM: { platform: 'string' },
   RUN: { mount: 'list', network: 'string', security: 'string' },
-  COPY: { from: 'string', chown: 'string', chmod: 'string', link: 'bool', exclude: 'list' },
+  COPY: { from: 'string', chown: 'string', chmod: 'string', link: 'bool', exclude: 'list', parents: 'bool' },
   ADD: { chown: 'string', chmod: 'string', link: 'bool', exclude: 'list', checksum: 'string', 'keep-git-dir': 'bool' },
   HEALTHCHECK: { interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string' },
 };
@@ -242,6 +242,7 @@ function parseCopy(
     ...opt('checksum'),
     excludes: flags.lists.get('exclude') ?? [],
     link: flags.bools.get('link') ?? false,
+    parents: flags.bools.get('parents') ?? false,
     keepGitDir: flags.bools.get('keep-git-dir') ?? false,
   };
 }

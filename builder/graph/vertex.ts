@@ -119,6 +119,12 @@ export interface CopyAction {
   readonly add: boolean;
   /** Paths come from a heredoc or http source: no wildcard expansion. */
   readonly literal?: boolean;
+  /**
+   * COPY --parents: each path keeps its directories below the source root, or
+   * below a `/./` pivot in it; the rest is a pattern (`**` allowed). Absent
+   * rather than false, so the keys of other copies do not change.
+   */
+  readonly parents?: true;
 }
 
 export interface MkdirAction {

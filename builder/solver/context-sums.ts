@@ -5,6 +5,7 @@ import path from 'node:path';
 import { digestFromHash, type Digest } from '../../core/digest.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { PathMatcher } from '../../core/ignore.js';
+import { resolveParentsSources } from './copy-parents.js';
 import { resolveSources } from './copy-sources.js';
 
 export interface ContextHasherOptions {
@@ -46,26 +47,33 @@ export class ContextHasher {
     this.maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
   }
 
-  /** A digest of exactly the files `COPY <paths>` with these filters would copy from `contextDir`. */
+  /** A digest of exactly the files `COPY <paths>` with these filters (and `--parents`) would copy from `contextDir`. */
   async checksumForCopy(
     contextDir: string,
     paths: readonly string[],
-    opts: { excludes: readonly string[]; ignore: readonly string[] },
+    opts: { excludes: readonly string[]; ignore: readonly string[]; parents?: boolean },
     signal?: AbortSignal,
   ): Promise<Digest> {
     const cache = await this.load();
     const root = path.resolve(contextDir);
     const ignore = new PathMatcher(opts.ignore);
     const exclude = new PathMatcher(opts.excludes);
-    const sources = await resolveSources(root, paths, false, { ignore, exclude }, signal);
     const walker = new SelectionWalker(ignore, exclude, cache, this.options.onRead, () => {
       this.dirty = true;
     });
     const records: Rec[] = ['buildlite.copy-selection.v1\n'];
-    for (const [i, src] of sources.entries()) {
-      signal?.throwIfAborted();
-      records.push(`source\0${i}\0${src.name}\n`);
-      walker.entry(records, src.host, src.rel, src.excludeBase, signal);
+    if (opts.parents) {
+      // Paths below each base are the layout in the image: the walk records them, matched by the pattern.
+      for (const [i, b] of (await resolveParentsSources(root, paths, { ignore, exclude }, signal)).entries()) {
+        records.push(`parents\0${i}\0${b.pattern}\n`);
+        walker.entry(records, b.host, b.rel, '', signal, b.include);
+      }
+    } else {
+      for (const [i, src] of (await resolveSources(root, paths, false, { ignore, exclude }, signal)).entries()) {
+        signal?.throwIfAborted();
+        records.push(`source\0${i}\0${src.name}\n`);
+        walker.entry(records, src.host, src.rel, src.excludeBase, signal);
+      }
     }
     // Records are fed in walk order; only cache misses are promises, read a few at a time.
     const h = createHash('sha256');
@@ -148,14 +156,18 @@ class SelectionWalker {
   ) {}
 
   /** Record a top-level source: a directory with what the copier takes from it, or one entry. */
-  entry(out: Rec[], host: string, rel: string, exRel: string, signal?: AbortSignal): void {
+  entry(out: Rec[], host: string, rel: string, exRel: string, signal?: AbortSignal, include?: PathMatcher): void {
     const st = lstatSync(host, { bigint: true });
-    if (st.isDirectory()) this.dir(out, host, st, rel, exRel, '', false, signal);
+    if (st.isDirectory()) this.dir(out, host, st, rel, exRel, '', false, include, signal);
     else out.push(this.leaf(host, rel, '', st));
   }
 
-  /** A lazy dir (excluded, but with re-included paths below) is recorded only if something under it is. */
-  private dir(out: Rec[], host: string, st: BigIntStats, rel: string, exRel: string, outRel: string, lazy: boolean, signal?: AbortSignal): void {
+  /**
+   * A lazy dir (excluded, but with re-included paths below, or on the way to a
+   * --parents match) is recorded only if something under it is. `include`:
+   * what must still match, as the copier reads it.
+   */
+  private dir(out: Rec[], host: string, st: BigIntStats, rel: string, exRel: string, outRel: string, lazy: boolean, include: PathMatcher | undefined, signal?: AbortSignal): void {
     const mark = out.length;
     out.push(`dir\0${outRel}\0${(Number(st.mode) & 0o7777).toString(8)}\n`);
     const filtering = !this.ignore.empty || !this.exclude.empty;
@@ -166,18 +178,20 @@ class SelectionWalker {
       const cOut = outRel === '' ? name : `${outRel}/${name}`;
       const cHost = path.join(host, name);
       const cst = lstatSync(cHost, { bigint: true });
-      let cLazy = false;
+      const pending = include && !include.matches(cEx) ? include : undefined;
+      if (pending && !(cst.isDirectory() && pending.mayMatchUnder(cEx))) continue;
+      let cLazy = pending !== undefined;
       if (filtering) {
         const ignored = this.ignore.matches(cRel);
         const excluded = this.exclude.matches(cEx);
         if (cst.isDirectory()) {
           if ((ignored && !this.ignore.mayIncludeUnder(cRel)) || (excluded && !this.exclude.mayIncludeUnder(cEx))) continue;
-          cLazy = ignored || excluded;
+          cLazy ||= ignored || excluded;
         } else if (ignored || excluded) {
           continue;
         }
       }
-      if (cst.isDirectory()) this.dir(out, cHost, cst, cRel, cEx, cOut, cLazy, signal);
+      if (cst.isDirectory()) this.dir(out, cHost, cst, cRel, cEx, cOut, cLazy, pending, signal);
       else out.push(this.leaf(cHost, cRel, cOut, cst));
     }
     if (lazy && out.length === mark + 1) out.length = mark;

@@ -42,22 +42,27 @@ export async function resolveSources(
   const out: ResolvedSource[] = [];
   for (const written of paths) {
     signal?.throwIfAborted();
-    const segs = written.split('/').filter((s) => s !== '' && s !== '.');
-    const wild = literal ? -1 : segs.findIndex(hasWildcards);
-    if (wild < 0) {
-      out.push(await resolveNamed(srcRoot, written, segs, filters));
-      continue;
-    }
-    const prefix = segs.slice(0, wild).join('/');
-    const baseHost = await resolveInRoot(srcRoot, prefix, true);
-    const matches: string[] = [];
-    await walkPattern(baseHost, segs.slice(wild), 0, '', matches, srcRoot, filters);
-    if (matches.length === 0) throw new FileOpError(`COPY failed: no source files were specified: pattern ${JSON.stringify(written)} matches nothing`, written, 'NOT_FOUND');
-    for (const relToBase of matches) {
-      const host = await resolveInRoot(srcRoot, path.relative(srcRoot, path.join(baseHost, relToBase)), true);
-      if (!(await exists(host))) throw new SourceNotFoundError(written);
-      out.push({ written, host, rel: path.relative(srcRoot, host), name: path.basename(relToBase), excludeBase: relToBase });
-    }
+    const found = await expandSource(srcRoot, written, literal, filters);
+    if (found.length === 0) throw new FileOpError(`COPY failed: no source files were specified: pattern ${JSON.stringify(written)} matches nothing`, written, 'NOT_FOUND');
+    out.push(...found);
+  }
+  return out;
+}
+
+/** One source as `resolveSources` reads it, except that a wildcard may match nothing (`COPY --parents` allows that). */
+export async function expandSource(srcRoot: string, written: string, literal: boolean, filters: SourceFilters): Promise<ResolvedSource[]> {
+  const segs = written.split('/').filter((s) => s !== '' && s !== '.');
+  const wild = literal ? -1 : segs.findIndex(hasWildcards);
+  if (wild < 0) return [await resolveNamed(srcRoot, written, segs, filters)];
+  const prefix = segs.slice(0, wild).join('/');
+  const baseHost = await resolveInRoot(srcRoot, prefix, true);
+  const matches: string[] = [];
+  await walkPattern(baseHost, segs.slice(wild), 0, '', matches, srcRoot, filters);
+  const out: ResolvedSource[] = [];
+  for (const relToBase of matches) {
+    const host = await resolveInRoot(srcRoot, path.relative(srcRoot, path.join(baseHost, relToBase)), true);
+    if (!(await exists(host))) throw new SourceNotFoundError(written);
+    out.push({ written, host, rel: path.relative(srcRoot, host), name: path.basename(relToBase), excludeBase: relToBase });
   }
   return out;
 }

@@ -94,13 +94,19 @@ export class TreeCopier {
     return { dir: destHost, fresh: true };
   }
 
-  /** Copy the contents of directory `srcHost` into `destDir` (prepared), then give `destDir` the source dir's metadata. */
-  async copyDirContents(srcHost: string, srcStat: Stats, destDir: string, rel: string, excludeBase: string): Promise<void> {
-    await this.copyChildren(srcHost, { ensure: async () => destDir, fresh: false }, rel, excludeBase);
+  /**
+   * Copy the contents of directory `srcHost` into `destDir` (prepared), then
+   * give `destDir` the source dir's metadata. With `include` (COPY --parents),
+   * only what it matches below the source is copied, with the directories on
+   * its way, which are made only when something under them is.
+   */
+  async copyDirContents(srcHost: string, srcStat: Stats, destDir: string, rel: string, excludeBase: string, include?: PathMatcher): Promise<void> {
+    await this.copyChildren(srcHost, { ensure: async () => destDir, fresh: false }, rel, excludeBase, include);
     if (path.resolve(destDir) !== path.resolve(this.rootDir)) this.applyMeta(destDir, srcStat);
   }
 
-  private async copyChildren(srcDir: string, target: DirTarget, rel: string, excludeBase: string): Promise<void> {
+  /** `include`: what must still match for an entry to be copied; undefined once a parent matched. */
+  private async copyChildren(srcDir: string, target: DirTarget, rel: string, excludeBase: string, include: PathMatcher | undefined): Promise<void> {
     const names = readdirSync(srcDir).sort();
     const filtering = !this.opts.ignore.empty || !this.opts.exclude.empty;
     for (const name of names) {
@@ -115,10 +121,12 @@ export class TreeCopier {
       const childEx = excludeBase === '' ? name : `${excludeBase}/${name}`;
       const ignored = filtering && this.opts.ignore.matches(childRel);
       const excluded = filtering && this.opts.exclude.matches(childEx);
+      const pending = include && !include.matches(childEx) ? include : undefined;
       if (st.isDirectory()) {
         if ((ignored && !this.opts.ignore.mayIncludeUnder(childRel)) || (excluded && !this.opts.exclude.mayIncludeUnder(childEx))) continue;
-        await this.copyDir(src, st, target, name, childRel, childEx, ignored || excluded);
-      } else if (!ignored && !excluded) {
+        if (pending && !pending.mayMatchUnder(childEx)) continue;
+        await this.copyDir(src, st, target, name, childRel, childEx, ignored || excluded || pending !== undefined, pending);
+      } else if (!ignored && !excluded && !pending) {
         const dir = await target.ensure();
         await this.copyEntry(src, st, path.join(dir, name), target.fresh);
       }
@@ -126,7 +134,7 @@ export class TreeCopier {
   }
 
   /** A child dir: created up front (so empty dirs copy), or only once something under it is included. */
-  private async copyDir(src: string, st: Stats, parent: DirTarget, name: string, rel: string, ex: string, lazy: boolean): Promise<void> {
+  private async copyDir(src: string, st: Stats, parent: DirTarget, name: string, rel: string, ex: string, lazy: boolean, include: PathMatcher | undefined): Promise<void> {
     let created: Promise<string> | undefined;
     const target: DirTarget = {
       fresh: false,
@@ -138,7 +146,7 @@ export class TreeCopier {
         })),
     };
     if (!lazy) await target.ensure();
-    await this.copyChildren(src, target, rel, ex);
+    await this.copyChildren(src, target, rel, ex, include);
     if (created) this.applyMeta(await created, st);
   }
 

@@ -5,6 +5,7 @@ import { PathMatcher } from '../../core/ignore.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { CopyAction } from '../graph/index.js';
 import { detectArchive, extractArchive } from './copy-archive.js';
+import { resolveParentsSources } from './copy-parents.js';
 import { resolveSources } from './copy-sources.js';
 import { TreeCopier } from './copy-tree.js';
 import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './file-op-base.js';
@@ -29,19 +30,6 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
   const ignore = new PathMatcher(ignorePatterns);
   const exclude = new PathMatcher(action.excludes);
 
-  const sources = await resolveSources(srcRoot, action.paths, action.literal === true, { ignore, exclude }, signal);
-  const intoDir = action.dest.endsWith('/') || path.posix.resolve('/', action.dest) === '/';
-  const destHost = await resolveInRoot(rootDir, action.dest, true);
-  const destIsDir = (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
-  // `dest` may be the root itself, which has no parent to create.
-  const destParent = destHost === rootDir ? destHost : path.dirname(destHost);
-  if (sources.length > 1 && !intoDir && !destIsDir) {
-    throw new FileOpError(
-      `When using COPY with more than one source file, the destination must be a directory and end with a /: ${action.dest}`,
-      action.dest,
-    );
-  }
-
   const parentOwner = owner ?? ROOT_OWNER;
   const when = createdTime(ctx);
   const copier = new TreeCopier(rootDir, {
@@ -52,6 +40,29 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
     ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
     ...(signal ? { signal } : {}),
   });
+  const destHost = await resolveInRoot(rootDir, action.dest, true);
+  // `dest` may be the root itself, which has no parent to create.
+  const destParent = destHost === rootDir ? destHost : path.dirname(destHost);
+
+  if (action.parents && !action.literal) {
+    // Each source keeps its path below its base, so the destination is always a directory.
+    const bases = await resolveParentsSources(srcRoot, action.paths, { ignore, exclude }, signal);
+    if (bases.length === 0) return;
+    await mkdirAllInRoot(rootDir, destParent, parentOwner, when);
+    const dir = await copier.prepareDir(destHost);
+    for (const b of bases) await copier.copyDirContents(b.host, await lstat(b.host), dir, b.rel, '', b.include);
+    return;
+  }
+
+  const sources = await resolveSources(srcRoot, action.paths, action.literal === true, { ignore, exclude }, signal);
+  const intoDir = action.dest.endsWith('/') || path.posix.resolve('/', action.dest) === '/';
+  const destIsDir = (await lstat(destHost).catch(() => undefined))?.isDirectory() === true;
+  if (sources.length > 1 && !intoDir && !destIsDir) {
+    throw new FileOpError(
+      `When using COPY with more than one source file, the destination must be a directory and end with a /: ${action.dest}`,
+      action.dest,
+    );
+  }
 
   for (const src of sources) {
     signal?.throwIfAborted();

@@ -6,7 +6,7 @@ import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
 import { asStepError, LayerError } from './errors.js';
-import type { Graph, Vertex } from '../graph/index.js';
+import type { CopyAction, Graph, Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
@@ -137,7 +137,7 @@ class SolveRun {
     let fetched: KeyInfo['fetched'];
     if (v.def.kind === 'file') {
       for (const action of v.def.actions) {
-        content.push(action.op === 'copy' ? await this.contextSum(v, action.src, action.paths, action.excludes) : null);
+        content.push(action.op === 'copy' ? await this.contextSum(v, action) : null);
       }
     } else if (v.def.kind === 'http') {
       fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
@@ -149,11 +149,15 @@ class SolveRun {
   }
 
   /** Content of the context files a COPY selects; other inputs are covered by their keys. */
-  private async contextSum(v: Vertex, src: number, paths: readonly string[], excludes: readonly string[]): Promise<Digest | null> {
-    const input = this.graph.get(v.inputs[src]!);
+  private async contextSum(v: Vertex, action: CopyAction): Promise<Digest | null> {
+    const input = this.graph.get(v.inputs[action.src]!);
     if (input.def.kind !== 'local') return null;
     if (!this.opts.contextDir) throw new BuildliteErrorNoContext();
-    return this.deps.hasher.checksumForCopy(this.opts.contextDir, paths, { excludes, ignore: input.def.excludes });
+    return this.deps.hasher.checksumForCopy(this.opts.contextDir, action.paths, {
+      excludes: action.excludes,
+      ignore: input.def.excludes,
+      ...(action.parents ? { parents: true } : {}),
+    });
   }
 
   resolve(d: Digest): Promise<VertexResult> {

@@ -132,6 +132,33 @@ describe('ContextHasher.checksumForCopy', () => {
     await expect(sum(['etc-link/passwd'])).rejects.toThrow(/etc-link/);
   });
 
+  describe('--parents', () => {
+    const P = { ...ALL, parents: true };
+    it.each<[string, string[], () => void, boolean]>([
+      ['a file the pattern matches changes it', ['src/**/*.ts'], () => w('src/deep/c.ts', 'c2\n'), true],
+      ['a file the pattern skips does not', ['src/**/*.ts'], () => w('src/big.bin', 'y'), false],
+      ['a new match changes it', ['src/**/*.ts'], () => w('src/new/d.ts', 'd\n'), true],
+      ['a new directory with no match does not', ['src/**/*.ts'], () => mkdirSync(path.join(ctx, 'src/empty')), false],
+      ['a file outside the base does not', ['src/./deep/c.ts'], () => w('src/a.ts', 'changed\n'), false],
+    ])('%s', async (_name, paths, change, differs) => {
+      const before = await sum(paths, P);
+      change();
+      expect((await sum(paths, P)) !== before).toBe(differs);
+    });
+
+    it('keeps paths apart from a plain copy and the pivot apart from none', async () => {
+      const plain = await sum(['src/deep/c.ts']);
+      const kept = await sum(['src/deep/c.ts'], P);
+      const pivoted = await sum(['src/./deep/c.ts'], P);
+      expect(new Set([plain, kept, pivoted]).size).toBe(3);
+    });
+
+    it('reads only what the pattern selects', async () => {
+      await sum(['**/*.md'], P);
+      expect(reads).toEqual(['README.md']);
+    });
+  });
+
   it('hashes 5,000 cached files quickly', async () => {
     for (let i = 0; i < 50; i++) {
       mkdirSync(path.join(ctx, `many/d${i}`), { recursive: true });

@@ -194,6 +194,51 @@ describe('destinations stay inside the root', () => {
   });
 });
 
+describe('COPY --parents', () => {
+  const parents = (paths: string[], dest: string, extra: Partial<CopyAction> = {}) => copy(paths, dest, { parents: true, ...extra });
+  it.each<[string, CopyAction[], string[]]>([
+    ['files keep their directories', [parents(['tree/a.txt', 'src/y/y.go'], '/p/')], ['D /p', 'D /p/src', 'D /p/src/y', 'F /p/src/y/y.go', 'D /p/tree', 'F /p/tree/a.txt']],
+    ['a directory keeps its path and its contents', [parents(['tree/sub'], '/p')], ['D /p', 'D /p/tree', 'D /p/tree/sub', 'F /p/tree/sub/b.txt', 'F /p/tree/sub/readme.md']],
+    ['a wildcard keeps the matched paths', [parents(['src/*/*.go'], '/p/')], ['D /p', 'D /p/src', 'D /p/src/x', 'F /p/src/x/x.go', 'D /p/src/y', 'F /p/src/y/y.go']],
+    ['** spans any number of directories, none included', [parents(['**/*.md'], '/p/')], ['D /p', 'D /p/src', 'D /p/src/y', 'F /p/src/y/y.md', 'D /p/tree', 'D /p/tree/sub', 'F /p/tree/sub/readme.md']],
+    ['a /./ pivot keeps only what follows it', [parents(['tree/./sub/b.txt'], '/p/')], ['D /p', 'D /p/sub', 'F /p/sub/b.txt']],
+    ['a pivot with ** after it', [parents(['src/./**/*.go'], '/p/')], ['D /p', 'D /p/x', 'F /p/x/x.go', 'D /p/y', 'F /p/y/y.go']],
+    ['a wildcard before the pivot merges the matches', [parents(['src/*/./*.go'], '/p/')], ['D /p', 'F /p/x.go', 'F /p/y.go']],
+    ['a leading ./ is not a pivot', [parents(['./tree/a.txt'], '/p/')], ['D /p', 'D /p/tree', 'F /p/tree/a.txt']],
+    ['a wildcard that matches nothing copies nothing', [parents(['src/*/*.rs'], '/p/')], ['D /p']],
+    ['--exclude still applies', [parents(['src/**'], '/p/', { excludes: ['**/*.md'] })], ['D /p', 'D /p/src', 'D /p/src/x', 'F /p/src/x/x.go', 'D /p/src/y', 'F /p/src/y/y.go']],
+    ['one source without a trailing slash still goes into dest', [parents(['a.txt'], '/p')], ['D /p', 'F /p/a.txt']],
+  ])('%s', async (_name, actions, want) => {
+    expect(paths(await run(actions))).toEqual(want);
+  });
+
+  it('directories on the way keep the source directories\' modes', async () => {
+    chmodSync(path.join(ctxDir, 'src/y'), 0o750);
+    try {
+      const fs = await run([parents(['src/y/y.go'], '/p/')]);
+      expect(fs.find((e) => e.path === '/p/src/y')).toMatchObject({ mode: '0750', uid: 0, gid: 0 });
+    } finally {
+      chmodSync(path.join(ctxDir, 'src/y'), 0o755);
+    }
+  });
+
+  it('.dockerignore hides what it ignores', async () => {
+    expect(paths(await run([parents(['ign/**'], '/p/')], { ignore: ['ign/drop.txt'] }))).toEqual(['D /p', 'D /p/ign', 'D /p/ign/deep', 'F /p/ign/deep/x.o', 'F /p/ign/keep.txt']);
+  });
+
+  it('a plain path that does not exist is not found, naming it', async () => {
+    const err = await run([parents(['tree/./nope.txt'], '/p/')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SourceNotFoundError);
+    expect(String(err)).toContain('tree/nope.txt');
+  });
+
+  it('a base that is a file is refused', async () => {
+    const err = await run([parents(['a.txt/./*'], '/p/')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FileOpError);
+    expect(String(err)).toMatch(/not a directory/);
+  });
+});
+
 describe('owners, modes, times', () => {
   it('context files become 0:0 and keep their modes', async () => {
     const fs = await run([copy(['owned.txt', 'run.sh'], '/o/')]);
