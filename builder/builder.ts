@@ -24,7 +24,7 @@ import {
 import { RegistryClient } from '../registry-client/index.js';
 import { convertDockerfile } from './dockerfile/index.js';
 import type { RuncExecutor, SandboxLimits } from './executor/index.js';
-import type { BuildDefinition } from './graph/index.js';
+import { buildsOnInput0, type BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
@@ -356,7 +356,7 @@ function addedLayer(def: BuildDefinition, results: ReadonlyMap<Digest, VertexRes
   const r = results.get(vertex);
   if (!r) return false;
   const v = def.graph.get(vertex);
-  if ((v.def.kind === 'exec' || v.def.kind === 'file') && v.def.hasRoot) {
+  if (buildsOnInput0(v.def)) {
     const parent = results.get(v.inputs[0]!);
     if (parent) return r.layers.length > parent.layers.length;
     return r.ownLayer;

@@ -56,8 +56,12 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
 
   const from = ins.from !== undefined ? word(ins.from) : undefined;
   if (from === '') throw new DockerfileError(`${ins.kind} --from needs a stage name, index or image`);
-  const chown: UserSpec | undefined = ins.chown !== undefined ? parseUserSpec(word(ins.chown), '--chown') : undefined;
   const chmodText = ins.chmod !== undefined ? word(ins.chmod) : undefined;
+  // --link copies into an empty filesystem and stacks the result on the stage. BuildKit links only
+  // without --chmod (a plain copy otherwise), and only on top of something (on scratch it is the same copy).
+  const link = ins.link && chmodText === undefined && st.root !== null;
+  const chownSpec = ins.chown !== undefined ? parseUserSpec(word(ins.chown), '--chown') : undefined;
+  const chown: UserSpec | undefined = chownSpec && link ? linkOwner(chownSpec, ins.kind) : chownSpec;
   const chmod = chmodText !== undefined ? parseChmod(chmodText) : undefined;
   const checksumText = ins.checksum !== undefined ? word(ins.checksum) : undefined;
   const excludes = ins.excludes.map(word);
@@ -77,7 +81,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
     throw new DockerfileError(`${ins.kind} --from cannot be used with URLs`);
   }
 
-  const inputs: Digest[] = st.root ? [st.root] : [];
+  const inputs: Digest[] = st.root && !link ? [st.root] : [];
   const indexOf = (d: Digest): number => {
     const i = inputs.indexOf(d);
     if (i >= 0) return i;
@@ -118,11 +122,27 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
     }
   }
 
-  const def: FileDef = { kind: 'file', hasRoot: st.root !== null, actions };
-  st.root = addVertex(ctx, st, def, inputs, name, ins.range);
+  const def: FileDef = { kind: 'file', hasRoot: st.root !== null && !link, actions };
+  const copied = addVertex(ctx, st, def, inputs, name, ins.range);
+  // BuildKit names the stacking step `LINK <instruction>`, with the copy's step number.
+  st.root = link && st.root ? addVertex(ctx, st, { kind: 'merge' }, [st.root, copied], name.replace(/^(\[[^\]]*\] )?/, '$1LINK '), ins.range) : copied;
   const flags = `${ins.parents ? '--parents ' : ''}${from !== undefined ? `--from=${from} ` : ''}`;
   const srcText = paths.map((p) => ('heredoc' in p ? `<<${p.heredoc.name}` : p.path)).join(' ');
   pushHistory(st, redactUrlCredentials(`${ins.kind} ${flags}${srcText} ${destWord} # buildkit`), st.root);
+}
+
+/**
+ * The owner of a linked copy: nothing of the image is there to read /etc/passwd
+ * from, so only numbers (and root, which is 0 everywhere) can name it. BuildKit
+ * fails such a copy late with "invalid user index"; this says why, at the line.
+ */
+function linkOwner(spec: UserSpec, keyword: string): UserSpec {
+  const id = (name: string, what: string): string => {
+    if (/^[0-9]+$/.test(name)) return name;
+    if (name === 'root') return '0';
+    throw new DockerfileError(`${keyword} --link --chown=${spec.user}${spec.group !== undefined ? `:${spec.group}` : ''}: a linked copy is made apart from the image, where no ${what} database can name ${JSON.stringify(name)}; give a numeric id (or drop --link)`);
+  };
+  return spec.group !== undefined ? { user: id(spec.user, 'user'), group: id(spec.group, 'group') } : { user: id(spec.user, 'user') };
 }
 
 function heredocSource(h: Heredoc, ctx: ConvertContext, st: StageState, lookup: Lookup, name: string, ins: CopyInstruction): Digest {

@@ -200,7 +200,8 @@ const COPIES: Array<[string, unknown[]]> = [
   ['COPY --parents=false a /b', [{ op: 'copy', src: 1, paths: ['a'], dest: '/b', excludes: [], add: false }]],
   ['COPY --chown=1000 a /b', [{ op: 'copy', src: 1, paths: ['a'], dest: '/b', excludes: [], add: false, chown: { user: '1000' } }]],
   ['COPY --exclude=*.md --exclude=x . /b/', [{ op: 'copy', src: 1, paths: ['.'], dest: '/b/', excludes: ['*.md', 'x'], add: false }]],
-  ['COPY --link a /b', [{ op: 'copy', src: 1, paths: ['a'], dest: '/b', excludes: [], add: false }]],
+  // BuildKit links only without --chmod.
+  ['COPY --link --chmod=755 a /b', [{ op: 'copy', src: 1, paths: ['a'], dest: '/b', excludes: [], add: false, chmod: '755' }]],
   ['ADD a.tar /x/', [{ op: 'copy', src: 1, paths: ['a.tar'], dest: '/x/', excludes: [], add: true }]],
   ['COPY <<EOF /f\nhi $HOME\nEOF', [{ op: 'copy', src: 1, paths: ['EOF'], dest: '/f', excludes: [], add: false, literal: true }]],
   ['ADD https://example.com/x/file.tgz /d/', [{ op: 'copy', src: 1, paths: ['file.tgz'], dest: '/d/', excludes: [], add: true, literal: true }]],
@@ -212,6 +213,34 @@ describe('COPY/ADD table', () => {
     const v = rootDef(def) as FileDef;
     expect(v.kind).toBe('file');
     expect(v.actions).toEqual(actions);
+  });
+
+  it('--link copies into an empty filesystem and merges it onto the stage', async () => {
+    const def = await conv(`${B}WORKDIR /w\nCOPY --link --chown=1000:root a b`);
+    const merge = def.graph.get(def.root as never);
+    expect(merge.def).toEqual({ kind: 'merge' });
+    const [below, copied] = merge.inputs.map((d) => def.graph.get(d));
+    expect(below?.def).toMatchObject({ kind: 'file', hasRoot: true, actions: [{ op: 'mkdir', path: '/w' }] });
+    expect(copied?.def).toEqual({ kind: 'file', hasRoot: false, actions: [{ op: 'copy', src: 0, paths: ['a'], dest: '/w/b', excludes: [], add: false, chown: { user: '1000', group: '0' } }] });
+    expect(copied?.inputs.map((d) => def.graph.get(d).def.kind)).toEqual(['local']);
+    expect(def.graph.meta.get(def.root as never)?.name).toBe('[stage-0 3/3] LINK COPY --link --chown=1000:root a b');
+    expect(def.graph.meta.get(merge.inputs[1] as never)?.name).toBe('[stage-0 3/3] COPY --link --chown=1000:root a b');
+    expect(def.history.at(-1)).toMatchObject({ created_by: 'COPY a b # buildkit', vertex: def.root });
+  });
+
+  it('a linked copy does not depend on what is below it; a plain one does', async () => {
+    const copiedOf = (d: BuildDefinition) => d.graph.get(d.root as never).inputs[1];
+    const a = await conv(`${B}RUN one\nCOPY --link a /a`);
+    const b = await conv(`${B}RUN two\nCOPY --link a /a`);
+    expect(copiedOf(a)).toBe(copiedOf(b));
+    expect(a.root).not.toBe(b.root);
+    const plainA = await conv(`${B}RUN one\nCOPY a /a`);
+    const plainB = await conv(`${B}RUN two\nCOPY a /a`);
+    expect(plainA.root).not.toBe(plainB.root);
+  });
+
+  it('--link on scratch is the plain copy', async () => {
+    expect(rootDef(await conv('FROM scratch\nCOPY --link a /a'))).toMatchObject({ kind: 'file', hasRoot: false });
   });
 
   it('one context vertex with the dockerignore patterns', async () => {
@@ -362,6 +391,8 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox\nCOPY --chown=:x a b', 'invalid --chown', 2],
   ['FROM busybox\nCOPY --checksum=sha256:00 a b', 'unknown flag', 2],
   ['FROM busybox\nADD --parents a /b/', 'unknown flag: --parents', 2],
+  ['FROM busybox\nCOPY --link --chown=app a /b', 'numeric id', 2],
+  ['FROM busybox\nCOPY --link --chown=1:staff a /b', 'no group database', 2],
   ['FROM busybox\nADD --checksum=sha256:00 https://x/y /y', 'want sha256', 2],
   ['FROM busybox\nADD --checksum=sha256:00 a /y', 'HTTP', 2],
   ['FROM busybox\nCOPY --from=nosuch /a /b', 'nosuch', 2],

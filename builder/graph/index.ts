@@ -12,8 +12,10 @@ export type {
   MkfileAction,
   FileAction,
   FileDef,
+  MergeDef,
   Vertex,
 } from './vertex.js';
+export { buildsOnInput0 } from './vertex.js';
 export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver } from './definition.js';
 export { renderGraph, type GraphFormat } from './render.js';
 export { dependents, independentBranches, reachable } from './walk.js';

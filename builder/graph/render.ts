@@ -55,6 +55,8 @@ function summary(def: VertexDef): string {
       return `exec ${def.args.join(' ')}`;
     case 'file':
       return `file ${def.actions.map((a) => a.op).join(',') || 'empty'}`;
+    case 'merge':
+      return 'merge';
   }
 }
 

@@ -9,7 +9,7 @@ import type { Platform } from '../../core/oci.js';
  * so they can never change a digest. Inputs are referred to by position in the
  * vertex's `inputs` array.
  */
-export type VertexDef = ImageSourceDef | LocalSourceDef | HttpSourceDef | ExecDef | FileDef;
+export type VertexDef = ImageSourceDef | LocalSourceDef | HttpSourceDef | ExecDef | FileDef | MergeDef;
 
 /** A base image. `ref` is fully qualified and, once resolved, pinned: `docker.io/library/busybox@sha256:…`. */
 export interface ImageSourceDef {
@@ -149,6 +149,21 @@ export interface FileDef {
   readonly kind: 'file';
   readonly hasRoot: boolean;
   readonly actions: readonly FileAction[];
+}
+
+/**
+ * The layers of its inputs stacked in order, input 0 at the bottom (BuildKit's
+ * MergeOp). `COPY --link` copies into an empty filesystem and merges the
+ * result onto the stage, so the copy's layer (and its key) does not depend on
+ * the layers below: a new base re-stacks it without making it again.
+ */
+export interface MergeDef {
+  readonly kind: 'merge';
+}
+
+/** True when input 0 is the filesystem this vertex builds on, so the layers it adds are those past input 0's. */
+export function buildsOnInput0(def: VertexDef): boolean {
+  return def.kind === 'merge' || ((def.kind === 'exec' || def.kind === 'file') && def.hasRoot);
 }
 
 /** A vertex: its definition, and the digests of the vertices it reads. */

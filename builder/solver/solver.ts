@@ -6,7 +6,7 @@ import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
 import { asStepError, LayerError } from './errors.js';
-import type { CopyAction, Graph, Vertex } from '../graph/index.js';
+import { buildsOnInput0, type CopyAction, type Graph, type Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
@@ -234,6 +234,10 @@ class SolveRun {
       case 'file':
         layers = await runFile(v.def, inputs, ctx);
         break;
+      case 'merge':
+        // Stacking is bookkeeping: the next step that needs the files applies the upper layers' blobs (Materializer).
+        layers = inputs.flatMap((r) => r.layers);
+        break;
       default:
         throw new Error(`vertex kind ${v.def.kind} cannot run`);
     }
@@ -241,8 +245,7 @@ class SolveRun {
     const now = Date.now();
     await this.deps.index.put(info.key, { layers: [...layers], createdAt: now, lastUsedAt: now });
     const base = v.def.kind === 'image' ? layers.length : (inputs[0]?.layers.length ?? 0);
-    const hasRoot = v.def.kind === 'exec' || v.def.kind === 'file' ? v.def.hasRoot : false;
-    return { key: info.key, layers, cached: false, ownLayer: v.def.kind !== 'image' && layers.length > (hasRoot ? base : 0) };
+    return { key: info.key, layers, cached: false, ownLayer: v.def.kind !== 'image' && layers.length > (buildsOnInput0(v.def) ? base : 0) };
   }
 
   private lease(resources: readonly string[]): Promise<void> {
@@ -252,7 +255,7 @@ class SolveRun {
   /** Layer count of a vertex's root input when known from the cache, for history's empty_layer. */
   private async rootInputLength(v: Vertex): Promise<number | undefined> {
     if (v.def.kind === 'image') return undefined;
-    if (!(v.def.kind === 'exec' || v.def.kind === 'file') || !v.def.hasRoot) return 0;
+    if (!buildsOnInput0(v.def)) return 0;
     const rootKey = await this.keyOf(v.inputs[0]!);
     return this.found.get(rootKey.key)?.length;
   }
