@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
+import { ENTITLEMENTS } from '../core/build.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
 
 /**
@@ -38,7 +39,7 @@ export interface TokenGrant {
   readonly entitlements?: readonly string[];
 }
 
-export const KNOWN_ENTITLEMENTS: ReadonlySet<string> = new Set(['network.host']);
+export const KNOWN_ENTITLEMENTS: ReadonlySet<string> = new Set(ENTITLEMENTS);
 /** Shorter tokens are guessable; refuse them when the file is loaded, not at the first call. */
 const MIN_TOKEN_LENGTH = 16;
 

@@ -4,7 +4,7 @@ import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { parseReference } from '../core/reference.js';
 import type { QueuedRequest } from '../worker/jobs.js';
-import type { Principal } from './auth.js';
+import { KNOWN_ENTITLEMENTS, type Principal } from './auth.js';
 
 /** Limits on what one request may carry (THREATS.md 10). */
 export interface RequestLimits {
@@ -144,7 +144,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   if (!['default', 'none', 'host'].includes(network)) throw bad(`network "${network}": want default, none or host`);
   const allow = list<unknown>(pb.allow, 'allow', 8).map((s, i) => str(s, `allow[${i}]`, 64));
   for (const a of allow) {
-    if (a !== 'network.host') throw bad(`allow "${a}": the only entitlement is network.host`);
+    if (!KNOWN_ENTITLEMENTS.has(a)) throw bad(`allow "${a}": the entitlements are ${[...KNOWN_ENTITLEMENTS].join(' and ')}`);
     if (!who.entitlements.has(a)) throw new CodedError('PERMISSION_DENIED', `the token of client "${who.client}" is not granted ${a}: the operator grants it in the tokens file`);
   }
   if (network === 'host' && !allow.includes('network.host')) throw new CodedError('PERMISSION_DENIED', 'network=host needs the network.host entitlement: ask for it with allow');

@@ -46,6 +46,8 @@ export interface BuilderOptions {
   readonly limits?: SandboxLimits;
   /** Operator's half of the network.host grant; the build asks with `allow`. */
   readonly allowHostNetwork?: boolean;
+  /** Operator's half of the security.insecure grant (RUN --security=insecure; builder/executor/insecure.ts). */
+  readonly allowSecurityInsecure?: boolean;
   readonly parallelism?: number;
   /**
    * Network policy for `ADD <url>` (THREATS.md 7). Default strict in every
@@ -138,6 +140,7 @@ export class Builder {
         images: new RegistryImages(registry, store),
         http: new PolicedHttpFetcher({ ...opts.httpPolicy, timeouts: opts.httpPolicy?.timeouts ?? opts.timeouts ?? {} }),
         allowHostNetwork: opts.allowHostNetwork ?? false,
+        allowSecurityInsecure: opts.allowSecurityInsecure ?? false,
         hasher: new ContextHasher(path.join(root, 'statcache')),
         cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
         tmpDir,
@@ -182,7 +185,11 @@ export class Builder {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(req.network && req.network !== 'default' ? { defaultNetwork: req.network } : {}),
     });
-    checkGraphGrants(def.graph, { operatorAllowsHostNetwork: this.opts.allowHostNetwork ?? false, allow: req.allow ?? [] });
+    checkGraphGrants(def.graph, {
+      operatorAllowsHostNetwork: this.opts.allowHostNetwork ?? false,
+      operatorAllowsInsecure: this.opts.allowSecurityInsecure ?? false,
+      allow: req.allow ?? [],
+    });
     for (const w of def.warnings) emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}) });
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.

@@ -15,7 +15,10 @@ export interface RootParts {
   readonly tmpDir: string;
 }
 
-export function rootParts(root: string, exec: { readonly limits?: SandboxLimits; readonly allowHostNetwork?: boolean } = {}): RootParts {
+export function rootParts(
+  root: string,
+  exec: { readonly limits?: SandboxLimits; readonly allowHostNetwork?: boolean; readonly allowSecurityInsecure?: boolean } = {},
+): RootParts {
   return {
     store: new LocalContentStore(path.join(root, 'content')),
     snapshotter: new OverlaySnapshotter(path.join(root, 'snapshots')),
@@ -23,6 +26,7 @@ export function rootParts(root: string, exec: { readonly limits?: SandboxLimits;
       stateDir: path.join(root, 'exec'),
       ...(exec.limits ? { defaults: exec.limits } : {}),
       allowHostNetwork: exec.allowHostNetwork ?? false,
+      allowSecurityInsecure: exec.allowSecurityInsecure ?? false,
     }),
     tmpDir: path.join(root, 'tmp'),
   };

@@ -22,6 +22,7 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     root: p.root,
     insecureRegistries: p.insecure,
     allowHostNetwork: p.allowHostNetwork,
+    allowSecurityInsecure: p.allowSecurityInsecure,
     httpPolicy: { allowPrivate: p.allowPrivateUrls, deniedHint: 'to allow it, pass --allow-private-urls (or set BUILDLITE_ALLOW_PRIVATE_URLS=1)' },
     ...(p.timeouts ? { timeouts: p.timeouts } : {}),
   });

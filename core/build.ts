@@ -16,6 +16,14 @@ export type CacheSpec =
 
 export type NetworkMode = 'default' | 'none' | 'host';
 
+/**
+ * What a build may ask for beyond the sandbox; each also needs the operator's
+ * grant (docs/security.md T2): `network.host` for RUN --network=host,
+ * `security.insecure` for RUN --security=insecure.
+ */
+export const ENTITLEMENTS = ['network.host', 'security.insecure'] as const;
+export type Entitlement = (typeof ENTITLEMENTS)[number];
+
 /** A secret by id only; values travel beside the request, never inside it. */
 export interface SecretRef {
   readonly id: string;

@@ -36,8 +36,8 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
   if (!(NETWORKS as readonly string[]).includes(network)) {
     throw new DockerfileError(`RUN: invalid --network=${network} (want default, none or host)`);
   }
-  if (ins.security !== undefined && ins.security !== 'sandbox') {
-    throw new DockerfileError(`RUN: --security=${ins.security} is not supported (only sandbox)`);
+  if (ins.security !== undefined && ins.security !== 'sandbox' && ins.security !== 'insecure') {
+    throw new DockerfileError(`RUN: invalid --security=${ins.security} (want sandbox or insecure)`);
   }
 
   let args: string[];
@@ -63,6 +63,7 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
     network: network as NetworkMode,
     mounts,
     hasRoot: st.root !== null,
+    ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),
   };
   st.root = addVertex(ctx, st, def, inputs.list, name, ins.range);
   pushHistory(st, `RUN ${historyPrefix(st)}${args.join(' ')} # buildkit`, st.root);

@@ -32,6 +32,8 @@ export interface ExecOptions {
   readonly onStdout?: (chunk: Buffer) => void;
   readonly onStderr?: (chunk: Buffer) => void;
   readonly signal?: AbortSignal;
+  /** `insecure`: RUN --security=insecure, what insecure.ts lists; the operator must allow it. Absent: the sandbox. */
+  readonly security?: 'insecure';
 }
 
 export interface ExecResult {

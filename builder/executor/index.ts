@@ -16,3 +16,4 @@ export {
 } from './user.js';
 export { buildSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, SANDBOX_DEFAULTS, type RuntimeSpec, type SpecInput } from './spec.js';
 export { seccompProfile, type SeccompProfile } from './seccomp.js';
+export { effectiveCapabilities, grantInsecure, type InsecureGrant } from './insecure.js';

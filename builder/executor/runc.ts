@@ -13,6 +13,7 @@ import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
 import type { ExecOptions, ExecResult, Executor, ProcessSpec, SandboxLimits } from './executor.js';
 import { findLoopbackTools, findSetpriv, findShell } from './host-tools.js';
+import { grantInsecure, hostInsecureGrant, type InsecureGrant } from './insecure.js';
 import { OrphanReaper } from './reaper.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
 import { buildSpec, etcFileContents, NOFILE, SANDBOX_DEFAULTS, type LoopbackHook } from './spec.js';
@@ -31,6 +32,8 @@ export interface RuncExecutorOptions {
   readonly defaults?: SandboxLimits;
   /** The operator's half of the network=host grant; the build's half is `opts.network`. */
   readonly allowHostNetwork?: boolean;
+  /** The operator's half of the security.insecure grant (insecure.ts); the build's half is `opts.security`. */
+  readonly allowSecurityInsecure?: boolean;
   /** Host tools that raise `lo` in a new netns; found on the host when omitted. */
   readonly loopback?: LoopbackHook;
 }
@@ -48,6 +51,9 @@ export class RuncExecutor implements Executor {
   private readonly runc: RuncCli;
   private readonly defaults: Required<SandboxLimits>;
   private readonly allowHostNetwork: boolean;
+  private readonly allowSecurityInsecure: boolean;
+  /** Read from the host on the first insecure step. */
+  private insecureGrant?: InsecureGrant;
   private readonly loopback: LoopbackHook;
   private readonly nofile: number;
   /** setpriv, when the host has it: `runc run` dies with us (see host-tools.ts). */
@@ -72,6 +78,7 @@ export class RuncExecutor implements Executor {
     this.runc = new RuncCli(options.runcPath ?? 'runc', path.resolve(options.runcRoot ?? path.join(this.stateDir, 'runc')));
     this.defaults = mergeLimits(SANDBOX_DEFAULTS, options.defaults, 'defaults');
     this.allowHostNetwork = options.allowHostNetwork ?? false;
+    this.allowSecurityInsecure = options.allowSecurityInsecure ?? false;
     this.loopback = options.loopback ?? findLoopbackTools();
     this.nofile = Math.min(NOFILE, ownNofileHardLimit());
     this.setpriv = findSetpriv();
@@ -83,6 +90,7 @@ export class RuncExecutor implements Executor {
     // Every way a process starts comes through here, so the two-sided grant for
     // host networking is checked once, before anything is set up (THREATS.md 2).
     const network = this.checkNetwork(opts.network);
+    const insecure = this.checkSecurity(opts.security);
     const limits = mergeLimits(this.defaults, opts.limits, 'limits');
     checkProcess(proc, opts);
     if (opts.signal?.aborted) throw new ExecCancelledError('run cancelled before it started');
@@ -137,6 +145,7 @@ export class RuncExecutor implements Executor {
         loopback: this.loopback,
         nofile: this.nofile,
       });
+      if (insecure) grantInsecure(spec, (this.insecureGrant ??= hostInsecureGrant()));
       if (inPlace !== undefined) spec.root.path = inPlace;
       // Mode 0600: secret env values sit in this file for the life of the step.
       writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
@@ -205,6 +214,14 @@ export class RuncExecutor implements Executor {
   async sweep(scope: StepSweepScope = { ownerless: true }): Promise<StepSweepReport> {
     await this.drain();
     return sweepDeadSteps(this.runc, this.bundlesDir, scope);
+  }
+
+  /** A last line behind the solver's grant check (docs/security.md T2): the operator must have allowed insecure steps. */
+  private checkSecurity(mode: ExecOptions['security']): boolean {
+    if (mode === undefined) return false;
+    if (mode !== 'insecure') throw new ExecutorOptionError('security', `unknown security mode ${JSON.stringify(mode)}`);
+    if (!this.allowSecurityInsecure) throw new SandboxPermissionError('security=insecure was requested but the operator has not allowed it (entitlement security.insecure)');
+    return true;
   }
 
   private checkNetwork(mode: ExecOptions['network']): 'none' | 'host' {

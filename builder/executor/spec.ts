@@ -102,7 +102,8 @@ export interface RuntimeSpec {
   hostname: string;
   mounts: SpecMount[];
   hooks?: Record<string, Array<{ path: string; args: string[]; env?: string[]; timeout?: number }>>;
-  linux: Record<string, unknown> & { seccomp: SeccompProfile };
+  /** No seccomp only for an insecure step (insecure.ts). */
+  linux: Record<string, unknown> & { seccomp?: SeccompProfile };
 }
 
 /** A host command that brings `lo` up inside the namespace of the pid it reads from the OCI state on stdin. */

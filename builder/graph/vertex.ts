@@ -101,6 +101,12 @@ export interface ExecDef {
   readonly mounts: readonly ExecMount[];
   /** True when input 0 exists; false for scratch. */
   readonly hasRoot: boolean;
+  /**
+   * RUN --security=insecure: the step runs with what builder/executor/insecure.ts
+   * grants, once the operator and the build allow it. Absent for the sandbox, so
+   * the keys of every other step stay as they were.
+   */
+  readonly security?: 'insecure';
 }
 
 export interface CopyAction {

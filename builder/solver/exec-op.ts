@@ -58,6 +58,7 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
       rootfs: [{ type: 'bind', source: merged, options: ['rbind', 'rw'] }],
       mounts: extra,
       network: def.network === 'default' ? 'none' : def.network,
+      ...(def.security ? { security: def.security } : {}),
       ...(deps.limits ? { limits: deps.limits } : {}),
       secretEnv,
       onStdout: (c) => logs.write('stdout', c),
@@ -85,7 +86,11 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
 }
 
 function checkGrants(def: ExecDef, ctx: OpContext): void {
-  const refusal = grantRefusal(def, { operatorAllowsHostNetwork: ctx.deps.allowHostNetwork ?? false, allow: ctx.opts.allow ?? [] });
+  const refusal = grantRefusal(def, {
+    operatorAllowsHostNetwork: ctx.deps.allowHostNetwork ?? false,
+    operatorAllowsInsecure: ctx.deps.allowSecurityInsecure ?? false,
+    allow: ctx.opts.allow ?? [],
+  });
   if (refusal !== undefined) throw new CodedError('PERMISSION_DENIED', refusal);
 }
 

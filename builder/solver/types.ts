@@ -43,6 +43,8 @@ export interface SolverDeps {
   readonly limits?: SandboxLimits;
   /** The operator's half of the network.host grant (THREATS.md 2); the build's half is SolveOptions.allow. */
   readonly allowHostNetwork?: boolean;
+  /** The operator's half of the security.insecure grant; the build's half is SolveOptions.allow. */
+  readonly allowSecurityInsecure?: boolean;
 }
 
 /** Per-build inputs to the solver. Secret values live here only, never in events or keys. */

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
+import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NetworkMode, type OutputSpec } from '../../core/build.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
@@ -21,6 +21,7 @@ const FLAGS = {
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
+  'allow-security-insecure': { type: 'boolean' },
   'allow-private-urls': { type: 'boolean' },
   'http-timeouts': { type: 'string' },
   label: { type: 'string', multiple: true },
@@ -53,6 +54,8 @@ export interface ParsedBuild {
   readonly debugCache: boolean;
   /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
   readonly allowHostNetwork: boolean;
+  /** The operator's half of the security.insecure grant (embedded mode: whoever runs the CLI). */
+  readonly allowSecurityInsecure: boolean;
   /** Embedded mode: ADD <url> may reach loopback, private and link-local addresses (the developer's explicit opt-in). */
   readonly allowPrivateUrls: boolean;
   /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
@@ -110,8 +113,9 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const network = v.network ?? 'default';
   if (!['default', 'none', 'host'].includes(network)) throw new UsageError(`--network "${network}": want default, none or host`, 'build');
   for (const a of v.allow ?? []) {
-    if (a !== 'network.host') throw new UsageError(`--allow "${a}": the only entitlement is network.host`, 'build');
+    if (!(ENTITLEMENTS as readonly string[]).includes(a)) throw new UsageError(`--allow "${a}": the entitlements are ${ENTITLEMENTS.join(' and ')}`, 'build');
   }
+  const allowSecurityInsecure = (v['allow-security-insecure'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_SECURITY_INSECURE']);
   const allowHostNetwork = (v['allow-host-network'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_HOST_NETWORK']);
   // Grants and limits of the machine the build runs on: a build service has its operator's (worker flags).
   if (server && v['allow-private-urls']) throw new UsageError('--allow-private-urls is for an embedded build: on a build service the operator allows it (buildlite worker --allow-private-urls)', 'build');
@@ -184,6 +188,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     detach: v.detach ?? false,
     debugCache: v['debug-cache'] ?? false,
     allowHostNetwork,
+    allowSecurityInsecure,
     allowPrivateUrls,
     ...(timeouts ? { timeouts } : {}),
   };

@@ -2,6 +2,9 @@
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
       --concurrency N        Builds at once (default 2)
       --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
+      --allow-security-insecure  Operator: allow RUN --security=insecure (all capabilities, no
+                             seccomp, every device: root on this machine) for tokens granted
+                             security.insecure
       --allow-url-network CIDR  Operator: let ADD <url> reach this loopback, private or link-local
                              network (repeatable; all of them are refused by default)
       --allow-private-urls   Operator: let ADD <url> reach every such address (cloud metadata too)
@@ -81,9 +84,13 @@ xz) or a bare Dockerfile from stdin.
       --label K=V            Add a label to the image (repeatable)
       --secret id=ID,src=FILE|env=VAR  Expose a secret to RUN --mount=type=secret
       --network MODE         RUN network: default (none), none, host
-      --allow network.host   Ask for host networking (the operator must also allow it)
+      --allow ENTITLEMENT    Ask for network.host (RUN --network=host) or security.insecure
+                             (RUN --security=insecure); the operator must also allow it
       --allow-host-network   Operator: allow host networking on this machine
                              (or BUILDLITE_ALLOW_HOST_NETWORK=1)
+      --allow-security-insecure  Operator: allow insecure steps on this machine: all
+                             capabilities, no seccomp, every device (or
+                             BUILDLITE_ALLOW_SECURITY_INSECURE=1)
       --allow-private-urls   Let ADD <url> reach loopback, private and link-local addresses,
                              refused by default (or BUILDLITE_ALLOW_PRIVATE_URLS=1)
       --http-timeouts SPEC   Stall limits of registry requests and ADD <url> fetches:

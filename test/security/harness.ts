@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
@@ -104,6 +105,20 @@ export class SecurityEnv {
     for (const m of (await mountsUnder(this.tmp)).reverse()) await sh('umount', ['-l', m]).catch(() => undefined);
     await rm(this.tmp, { recursive: true, force: true });
   }
+}
+
+/** Did any RUN step get as far as a container: output, or a completed RUN. */
+export function ranSomething(out: BuildOutcome): boolean {
+  return out.logs.length > 0 || out.events.some((e) => e.type === 'vertex' && e.state === 'completed' && /RUN/.test(e.name));
+}
+
+/** T2: a build refused for a grant, before any step ran, leaving no mount or container under its root. */
+export async function expectRefusedBeforeAnyStep(env: SecurityEnv, root: string, out: BuildOutcome, why: RegExp): Promise<void> {
+  expect(out.error?.code).toBe('PERMISSION_DENIED');
+  expect(out.error?.message).toMatch(why);
+  expect(ranSomething(out)).toBe(false);
+  expect(await mountsUnder(root)).toEqual([]);
+  expect(await env.runcContainers(root)).toBe('');
 }
 
 export interface PulledImage {

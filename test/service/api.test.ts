@@ -60,6 +60,8 @@ describe('build service API: auth, validation, limits (real gRPC over TCP, real 
     ['a host-path output', { dockerfile: 'FROM scratch', outputs: [{ type: 'local', refs: ['/etc'] }] }, status.INVALID_ARGUMENT],
     ['an unknown network', { dockerfile: 'FROM scratch', network: 'bridge' }, status.INVALID_ARGUMENT],
     ['network=host without a grant', { dockerfile: 'FROM scratch', network: 'host', allow: ['network.host'] }, status.PERMISSION_DENIED],
+    ['security.insecure without a grant', { dockerfile: 'FROM scratch', allow: ['security.insecure'] }, status.PERMISSION_DENIED],
+    ['an unknown entitlement', { dockerfile: 'FROM scratch', allow: ['device'] }, status.INVALID_ARGUMENT],
     ['a malformed context digest', { dockerfile: 'FROM scratch', context_digest: 'sha256:zz' }, status.INVALID_ARGUMENT],
     ['an unknown context digest', { dockerfile: 'FROM scratch', context_digest: `sha256:${'0'.repeat(64)}` }, status.NOT_FOUND],
     ['another platform', { dockerfile: 'FROM scratch', platform: { os: 'linux', architecture: 'arm64' } }, status.INVALID_ARGUMENT],
