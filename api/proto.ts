@@ -57,7 +57,7 @@ export interface PbBuildEvent {
   vertex?: { vertex: string; name: string; state: string; range?: PbRange | null; stage: string; error: string; at: number } | null;
   log?: { vertex: string; stream: string; data: Buffer } | null;
   progress?: { id: string; action: string; current: number; total: number; has_total: boolean } | null;
-  warning?: { message: string; range?: PbRange | null } | null;
+  warning?: { message: string; range?: PbRange | null; rule?: string; url?: string } | null;
   result?: { image_digest: string; config_digest: string; pushed: string[]; cache_hits: number; cache_misses: number } | null;
   error?: PbWireError | null;
 }
@@ -97,7 +97,7 @@ export function eventToPb(ev: BuildEvent): PbBuildEvent {
     case 'progress':
       return { seq: ev.seq, progress: { id: ev.id, action: ev.action, current: ev.current, total: ev.total ?? 0, has_total: ev.total !== undefined } };
     case 'warning':
-      return { seq: ev.seq, warning: { message: ev.message, range: rangeToPb(ev.range) } };
+      return { seq: ev.seq, warning: { message: ev.message, range: rangeToPb(ev.range), rule: ev.rule ?? '', url: ev.url ?? '' } };
     case 'result':
       return {
         seq: ev.seq,
@@ -130,7 +130,8 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
     body = { type: 'progress', id: p.id, action: p.action, current: Number(p.current), ...(p.has_total ? { total: Number(p.total) } : {}) };
   } else if (pb.warning) {
     const range = rangeFromPb(pb.warning.range);
-    body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}) };
+    const { rule, url } = pb.warning;
+    body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}), ...(rule ? { rule } : {}), ...(url ? { url } : {}) };
   } else if (pb.result) {
     const r = pb.result;
     const result: BuildResult = { imageDigest: r.image_digest as Digest, configDigest: r.config_digest as Digest, pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };

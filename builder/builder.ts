@@ -22,7 +22,7 @@ import {
   type PruneResult,
 } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
-import { convertDockerfile } from './dockerfile/index.js';
+import { checkFailure, convertDockerfile } from './dockerfile/index.js';
 import type { RuncExecutor, SandboxLimits } from './executor/index.js';
 import { buildsOnInput0, type BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
@@ -190,7 +190,12 @@ export class Builder {
       operatorAllowsInsecure: this.opts.allowSecurityInsecure ?? false,
       allow: req.allow ?? [],
     });
-    for (const w of def.warnings) emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}) });
+    for (const w of def.warnings) {
+      emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}), ...(w.rule ? { rule: w.rule } : {}), ...(w.url ? { url: w.url } : {}) });
+    }
+    // `# check=error=true`: the checks fail the build once they are all reported, before any step runs.
+    const failedChecks = checkFailure(def.warnings);
+    if (failedChecks) throw failedChecks;
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.
     await using lease = await this.takeLease();

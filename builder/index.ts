@@ -1,4 +1,5 @@
 export { Builder, type BuilderOptions, type BuildOptions } from './builder.js';
+export { checkDockerfile, type CheckOptions, type CheckResult } from './check.js';
 export { checkHttpPolicy, type HttpPolicy } from './http-fetch.js';
 export { formatDockerfileError, DockerfileError, convertDockerfile } from './dockerfile/index.js';
 export { renderGraph } from './graph/index.js';

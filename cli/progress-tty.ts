@@ -2,6 +2,7 @@ import type { BuildEvent } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 import { escapeControl } from '../core/source-excerpt.js';
+import { warningLine } from './warnings.js';
 import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
 import { attachedLine, type RemoteBuildRef } from './build-ref.js';
 
@@ -98,7 +99,7 @@ export class TtyRenderer {
         this.transfers.set(ev.id, { action: ev.action, current: ev.current, ...(ev.total !== undefined ? { total: ev.total } : {}) });
         break;
       case 'warning':
-        this.footer.push(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${escapeControl(ev.range.file)}:${ev.range.startLine})` : ''}`);
+        this.footer.push(warningLine(ev));
         break;
       case 'result':
         this.outcome = 'FINISHED';

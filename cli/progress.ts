@@ -1,6 +1,7 @@
 import type { BuildEvent } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { escapeControl } from '../core/source-excerpt.js';
+import { warningLine } from './warnings.js';
 import { attachedLine, type RemoteBuildRef } from './build-ref.js';
 import { TtyRenderer } from './progress-tty.js';
 import { displayLines, FAILURE_TAIL_LINES, formatFailure } from './failure.js';
@@ -112,7 +113,7 @@ class PlainRenderer implements Renderer {
         break;
       }
       case 'warning':
-        this.line(`WARNING: ${escapeControl(ev.message)}${ev.range ? ` (${escapeControl(ev.range.file)}:${ev.range.startLine})` : ''}`);
+        this.line(warningLine(ev));
         break;
       case 'progress': {
         // The client reports a blob's completion more than once (upload, then verify); say it once.

@@ -76,7 +76,14 @@ export type BuildEventBody =
     }
   | { readonly type: 'log'; readonly vertex: Digest; readonly stream: 'stdout' | 'stderr'; readonly data: string }
   | { readonly type: 'progress'; readonly id: string; readonly action: string; readonly current: number; readonly total?: number }
-  | { readonly type: 'warning'; readonly message: string; readonly range?: SourceRange }
+  | {
+      readonly type: 'warning';
+      readonly message: string;
+      readonly range?: SourceRange;
+      /** A build check's rule name (e.g. `JSONArgsRecommended`) and where it is documented. */
+      readonly rule?: string;
+      readonly url?: string;
+    }
   | { readonly type: 'result'; readonly result: BuildResult }
   | { readonly type: 'error'; readonly error: WireError };
 

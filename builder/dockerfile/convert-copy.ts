@@ -4,10 +4,11 @@ import { parseDigest, type Digest } from '../../core/digest.js';
 import type { FileModeSpec } from '../../core/file-mode.js';
 import { redactUrlCredentials } from '../../core/redact.js';
 import type { CopyAction, FileDef, UserSpec } from '../graph/index.js';
+import { RULES } from './check-rules.js';
 import { DockerfileError } from './errors.js';
 import type { CopyInstruction, Heredoc } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
-import { addVertex, pushHistory, stageLookup, stepName, type ConvertContext, type StageState } from './state.js';
+import { addVertex, checkedLookup, pushHistory, stepName, type ConvertContext, type StageState } from './state.js';
 import { parseChmod, parseUserSpec } from './values.js';
 
 /** COPY/ADD → one file vertex with one copy action per source input. */
@@ -50,7 +51,7 @@ async function fromInput(from: string, st: StageState, ctx: ConvertContext, keyw
 
 export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: ConvertContext): Promise<void> {
   const name = stepName(st, ins.original);
-  const lookup = stageLookup(st);
+  const lookup = checkedLookup(st, ctx, ins.range);
   const word = (w: string): string => processWord(w, lookup, { escape: ctx.escape });
   const add = ins.kind === 'ADD';
 
@@ -68,6 +69,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   const destWord = word(ins.dest);
   if (destWord === '') throw new DockerfileError(`${ins.kind}: the destination can not be empty`);
   const dest = resolveDest(st.config.WorkingDir, destWord);
+  if (!destWord.startsWith('/') && !st.workdirSet) ctx.checks.report(RULES.CopyRelativeDestination, ins.range, ins.kind, destWord);
 
   const paths = ins.sources.map((s) => ('path' in s ? { path: word(s.path) } : s));
   // With --parents every source keeps its path inside dest, which is then always a directory (BuildKit).

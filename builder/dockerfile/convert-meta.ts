@@ -1,5 +1,7 @@
 import { posix } from 'node:path';
+import type { SourceRange } from '../../core/errors.js';
 import type { HealthConfig } from '../../core/oci.js';
+import { looksLikeSecret, RULES } from './check-rules.js';
 import { DockerfileError } from './errors.js';
 import type {
   ArgInstruction,
@@ -19,7 +21,7 @@ import {
   PROXY_ARGS,
   pushHistory,
   setEnv,
-  stageLookup,
+  checkedLookup,
   stepName,
   type ConvertContext,
   type StageState,
@@ -44,13 +46,17 @@ function quoteList(args: readonly string[]): string {
 }
 
 export function dispatchEnvLabel(st: StageState, ins: KeyValueInstruction, ctx: ConvertContext): void {
-  const lookup = stageLookup(st);
+  const lookup = checkedLookup(st, ctx, ins.range);
+  if (ins.legacy) ctx.checks.report(RULES.LegacyKeyValueFormat, ins.range, ins.kind);
   const opts = { escape: ctx.escape };
   // Every pair is expanded against the scope before the instruction: `ENV A=1 B=$A` sees the old A.
   const pairs = ins.pairs.map((p) => ({ key: processWord(p.key, lookup, opts), value: processWord(p.value, lookup, opts) }));
   for (const { key, value } of pairs) {
     if (key === '') throw new DockerfileError(`${ins.kind} names can not be blank`);
-    if (ins.kind === 'ENV') setEnv(st.config, key, value);
+    if (ins.kind === 'ENV') {
+      if (looksLikeSecret(key)) ctx.checks.report(RULES.SecretsUsedInArgOrEnv, ins.range, 'ENV', key);
+      setEnv(st.config, key, value);
+    }
     else st.config.Labels = { ...(st.config.Labels ?? {}), [key]: value };
   }
   const text = pairs.map((p) => `${p.key}=${p.value}`);
@@ -67,7 +73,8 @@ export interface ArgSources {
 export function dispatchArg(st: StageState, ins: ArgInstruction, ctx: ConvertContext, src: ArgSources): void {
   const shown: string[] = [];
   for (const a of ins.args) {
-    const lookup = stageLookup(st);
+    if (looksLikeSecret(a.key)) ctx.checks.report(RULES.SecretsUsedInArgOrEnv, ins.range, 'ARG', a.key);
+    const lookup = checkedLookup(st, ctx, ins.range);
     let value: string | undefined;
     if (src.buildArgs.has(a.key)) value = src.buildArgs.get(a.key);
     else if (a.value !== undefined) value = processWord(a.value, lookup, { escape: ctx.escape });
@@ -81,7 +88,7 @@ export function dispatchArg(st: StageState, ins: ArgInstruction, ctx: ConvertCon
 }
 
 export function dispatchExpose(st: StageState, ins: ExposeInstruction, ctx: ConvertContext): void {
-  const words = processWords(ins.text, stageLookup(st), { escape: ctx.escape });
+  const words = processWords(ins.text, checkedLookup(st, ctx, ins.range), { escape: ctx.escape });
   const ports = words.flatMap((w) => parsePortSpec(w));
   const exposed = { ...(st.config.ExposedPorts ?? {}) };
   for (const p of ports) exposed[p] = {};
@@ -90,7 +97,7 @@ export function dispatchExpose(st: StageState, ins: ExposeInstruction, ctx: Conv
 }
 
 export function dispatchString(st: StageState, ins: StringInstruction, ctx: ConvertContext): void {
-  const lookup = stageLookup(st);
+  const lookup = checkedLookup(st, ctx, ins.range);
   switch (ins.kind) {
     case 'MAINTAINER':
       st.author = ins.value;
@@ -123,6 +130,9 @@ export function resolveWorkdir(cwd: string | undefined, p: string): string {
 function dispatchWorkdir(st: StageState, ins: StringInstruction, ctx: ConvertContext, lookup: Lookup): void {
   const raw = processWord(ins.value, lookup, { escape: ctx.escape });
   if (raw === '') throw new DockerfileError('WORKDIR can not be empty');
+  // Only the first WORKDIR of a stage chain matters: later relative ones follow it.
+  if (!st.workdirSet && !raw.startsWith('/')) ctx.checks.report(RULES.WorkdirRelativePath, ins.range, raw);
+  st.workdirSet = true;
   const wd = resolveWorkdir(st.config.WorkingDir, raw);
   st.config.WorkingDir = wd;
   const name = stepName(st, ins.original);
@@ -142,7 +152,7 @@ function dispatchWorkdir(st: StageState, ins: StringInstruction, ctx: ConvertCon
 }
 
 export function dispatchVolume(st: StageState, ins: VolumeInstruction, ctx: ConvertContext): void {
-  const lookup = stageLookup(st);
+  const lookup = checkedLookup(st, ctx, ins.range);
   const vols = ins.volumes.map((v) => processWord(v, lookup, { escape: ctx.escape }));
   const volumes = { ...(st.config.Volumes ?? {}) };
   for (const v of vols) {
@@ -158,7 +168,8 @@ export function dispatchShell(st: StageState, ins: ShellInstruction): void {
   pushHistory(st, `SHELL [${ins.shell.join(' ')}]`);
 }
 
-export function dispatchHealthcheck(st: StageState, ins: HealthcheckInstruction): void {
+export function dispatchHealthcheck(st: StageState, ins: HealthcheckInstruction, ctx: ConvertContext): void {
+  checkSetOnce(st, ins.kind, ins.range, ctx);
   const hc: HealthConfig = { Test: [...ins.test] };
   if (ins.interval !== undefined) hc.Interval = ins.interval;
   if (ins.timeout !== undefined) hc.Timeout = ins.timeout;
@@ -169,7 +180,9 @@ export function dispatchHealthcheck(st: StageState, ins: HealthcheckInstruction)
   pushHistory(st, `HEALTHCHECK ${ins.test.join(' ')}`);
 }
 
-export function dispatchCmd(st: StageState, ins: CmdInstruction): void {
+export function dispatchCmd(st: StageState, ins: CmdInstruction, ctx: ConvertContext): void {
+  checkSetOnce(st, ins.kind, ins.range, ctx);
+  if (!ins.cmd.json && !(st.config.Shell && st.config.Shell.length > 0)) ctx.checks.report(RULES.JSONArgsRecommended, ins.range, ins.kind);
   const args = commandArgs(st, ins.cmd);
   if (ins.kind === 'CMD') {
     st.config.Cmd = args;
@@ -180,6 +193,14 @@ export function dispatchCmd(st: StageState, ins: CmdInstruction): void {
     if (!st.cmdSet) delete st.config.Cmd;
   }
   pushHistory(st, `${ins.kind} ${quoteList(args)}`);
+}
+
+/** MultipleInstructionsDisallowed: an earlier CMD, ENTRYPOINT or HEALTHCHECK of the stage is overridden; it is the one reported. */
+function checkSetOnce(st: StageState, keyword: string, range: SourceRange, ctx: ConvertContext): void {
+  st.lastSet ??= new Map();
+  const earlier = st.lastSet.get(keyword);
+  if (earlier) ctx.checks.report(RULES.MultipleInstructionsDisallowed, earlier, keyword, range.startLine);
+  st.lastSet.set(keyword, range);
 }
 
 export function dispatchOnbuild(st: StageState, ins: OnbuildInstruction): void {

@@ -6,7 +6,7 @@ import { DockerfileError } from './errors.js';
 import type { RunInstruction } from './instructions.js';
 import { processWord } from './lexer.js';
 import { parseMount } from './mounts.js';
-import { addVertex, PROXY_ARGS, pushHistory, runEnv, stageLookup, stepName, type ConvertContext, type StageState } from './state.js';
+import { addVertex, checkedLookup, PROXY_ARGS, pushHistory, runEnv, stepName, type ConvertContext, type StageState } from './state.js';
 import { parseUserSpec } from './values.js';
 
 /** RUN → an exec vertex (plus the inputs its mounts read). */
@@ -47,7 +47,7 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
     args = commandArgs(st, ins.cmd);
   }
 
-  const lookup = stageLookup(st);
+  const lookup = checkedLookup(st, ctx, ins.range);
   for (const text of ins.mounts) {
     const m = parseMount(processWord(text, lookup, { escape: ctx.escape }), st.config.WorkingDir || '/');
     mounts.push(await toExecMount(m, st, ctx, inputs));

@@ -241,6 +241,15 @@ describe('COPY/ADD table', () => {
     expect(plainA.root).not.toBe(plainB.root);
   });
 
+  it('a stage name given twice means the last stage of that name, for --from, FROM and --target (BuildKit)', async () => {
+    const df = 'FROM busybox AS a\nRUN first\nFROM busybox AS a\nRUN second\nFROM busybox AS b\nCOPY --from=a /x /x\nFROM a';
+    const copyFrom = await conv(df, { target: 'b' });
+    const stageA = copyFrom.graph.get(copyFrom.graph.get(copyFrom.root as never).inputs[1] as never);
+    expect(stageA.def).toMatchObject({ kind: 'exec', args: ['/bin/sh', '-c', 'second'] });
+    expect(rootDef(await conv(df))).toMatchObject({ kind: 'exec', args: ['/bin/sh', '-c', 'second'] });
+    expect(rootDef(await conv(df, { target: 'a' }))).toMatchObject({ kind: 'exec', args: ['/bin/sh', '-c', 'second'] });
+  });
+
   it('--link on scratch is the plain copy', async () => {
     expect(rootDef(await conv('FROM scratch\nCOPY --link a /a'))).toMatchObject({ kind: 'file', hasRoot: false });
   });
@@ -401,7 +410,6 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox AS a\nCOPY --from=a /x /y', 'refers to itself', 2],
   ['FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\nCOPY --from=a /x /y', 'circular', 1],
   ['FROM busybox\nCOPY --from=5 /x /y', 'index', 2],
-  ['FROM busybox AS a\nFROM busybox AS a', 'duplicate stage name', 2],
   ['FROM busybox AS 1x', 'invalid name for build stage', 1],
   ['FROM busybox AS', 'one or three arguments', 1],
   ['FROM busybox BS x', 'one or three arguments', 1],

@@ -20,6 +20,8 @@ import { dispatchRun } from './convert-run.js';
 import { DockerfileError } from './errors.js';
 import type { Instruction } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
+import { checkFromArgs, checkWholeFile } from './check-static.js';
+import { Checks } from './checks.js';
 import { asDockerfileError, parseDockerfile } from './parse.js';
 import { parseInstruction } from './parse-instruction.js';
 import { baseStage, findStage, splitStages, stageDeps, stageLabel, targetStage, type Stage, type StagePlan } from './stages.js';
@@ -40,6 +42,8 @@ export interface ConvertOptions {
   readonly signal?: AbortSignal;
   /** Network of a RUN without --network (`buildlite build --network`); default `default` (= none). */
   readonly defaultNetwork?: 'default' | 'none' | 'host';
+  /** Convert every stage, not only those the target needs, so every instruction is checked (`build --check`). */
+  readonly allStages?: boolean;
 }
 
 /** The platform this process builds on, in OCI words. */
@@ -73,11 +77,14 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
 
   const globals = resolveGlobals(plan, buildArgs, predefined, parsed.escape, consumedArgs);
   const globalLookup: Lookup = (n) => (globals.has(n) ? globals.get(n) : predefined.get(n));
+  const warnings = [...parsed.warnings];
+  const checks = new Checks(Checks.configOf(parsed.checkText, buildArgs), parsed.checkText, warnings);
+  checkWholeFile(plan, parsed.checkText, checks);
+  checkFromArgs(plan, (n) => globals.has(n) || predefined.has(n), globalLookup, parsed.escape, checks, [...globals.keys(), ...predefined.keys()]);
   const deps = stageDeps(plan, globalLookup, parsed.escape);
   const target = targetStage(plan, opts.target);
 
   const graph = new Graph();
-  const warnings = [...parsed.warnings];
   const stageOf = new Map<Digest, string>();
   const images = new Map<string, Promise<ResolvedImage>>();
   const done = new Map<number, Promise<StageState>>();
@@ -94,6 +101,7 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     stageOf,
     resolver: opts.resolver,
     consumedArgs,
+    checks,
     ...(opts.defaultNetwork ? { defaultNetwork: opts.defaultNetwork } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     context() {
@@ -142,9 +150,10 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
   // Resolve the base images of every stage the target needs at once, so registry round trips overlap.
   prefetchBases(plan, target, deps, globalLookup, parsed.escape, targetPlatform, ctx);
   const final = await runStage(target);
+  if (opts.allStages) for (const s of plan.stages) await runStage(s);
 
   for (const k of buildArgs.keys()) {
-    if (!consumedArgs.has(k) && !predefined.has(k) && !isProxy(k)) {
+    if (!consumedArgs.has(k) && !predefined.has(k) && !isProxy(k) && !isBuildkitArg(k)) {
       warnings.push({ message: `build-arg ${JSON.stringify(k)} was not consumed: no ARG declares it` });
     }
   }
@@ -171,6 +180,11 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
 
 function isProxy(k: string): boolean {
   return /^(https?|ftp|no|all)_proxy$/i.test(k);
+}
+
+/** BuildKit's own build args (BUILDKIT_DOCKERFILE_CHECK, BUILDKIT_INLINE_CACHE, ...) configure the build, not an ARG. */
+function isBuildkitArg(k: string): boolean {
+  return k.startsWith('BUILDKIT_');
 }
 
 function resolveGlobals(
@@ -271,7 +285,7 @@ async function startStage(
     const parent = await runStage(base);
     st = {
       label, index: s.index, root: parent.root, config: cloneConfig(parent.config), history: [...parent.history],
-      args: new Map(parent.args), cmdSet: false, platform: parent.platform, step: 1, steps,
+      args: new Map(parent.args), cmdSet: false, platform: parent.platform, step: 1, steps, workdirSet: parent.workdirSet ?? false,
       ...(parent.author !== undefined ? { author: parent.author } : {}),
     };
   } else if (image.toLowerCase() === 'scratch') {
@@ -334,10 +348,10 @@ async function dispatch(st: StageState, ins: Instruction, ctx: ConvertContext, a
     case 'SHELL':
       return dispatchShell(st, ins);
     case 'HEALTHCHECK':
-      return dispatchHealthcheck(st, ins);
+      return dispatchHealthcheck(st, ins, ctx);
     case 'CMD':
     case 'ENTRYPOINT':
-      return dispatchCmd(st, ins);
+      return dispatchCmd(st, ins, ctx);
     case 'ONBUILD':
       return dispatchOnbuild(st, ins);
     case 'FROM':

@@ -68,6 +68,8 @@ export interface KeyValue {
 export interface KeyValueInstruction extends Base {
   readonly kind: 'ENV' | 'LABEL';
   readonly pairs: readonly KeyValue[];
+  /** Written in the legacy `KEY value` form (LegacyKeyValueFormat). */
+  readonly legacy?: true;
 }
 
 export interface ArgInstruction extends Base {

@@ -74,7 +74,7 @@ export function parseInstruction(raw: RawInstruction, escape: string): Instructi
       return { kind: keyword, ...base, cmd: commandForm(text, keyword) };
     case 'ENV':
     case 'LABEL':
-      return { kind: keyword, ...base, pairs: parseNameVal(text, keyword, escape) };
+      return { kind: keyword, ...base, ...parseNameVal(text, keyword, escape) };
     case 'ARG':
       return { kind: 'ARG', ...base, args: parseArgs(text, escape) };
     case 'EXPOSE':
@@ -149,21 +149,22 @@ function commandForm(text: string, keyword: string): CommandForm {
 }
 
 /** ENV/LABEL: `KEY value` (legacy, one pair) or `K=V ...`. Keys and values stay raw. */
-function parseNameVal(text: string, keyword: string, escape: string): KeyValue[] {
+function parseNameVal(text: string, keyword: string, escape: string): { pairs: KeyValue[]; legacy?: true } {
   const words = parseWords(text, escape);
   if (words.length === 0) throw new DockerfileError(`${keyword} requires at least one argument`);
   if (!(words[0] as string).includes('=')) {
     const parts = text.split(/[ \t\r\n]+/);
     if (parts.length < 2) throw new DockerfileError(`${keyword} must have two arguments`);
     const m = /^(\S+)[ \t\r\n]+([\s\S]*)$/.exec(text) as RegExpExecArray;
-    return [{ key: m[1] as string, value: m[2] as string }];
+    return { pairs: [{ key: m[1] as string, value: m[2] as string }], legacy: true };
   }
-  return words.map((w) => {
+  const pairs = words.map((w) => {
     const eq = w.indexOf('=');
     if (eq < 0) throw new DockerfileError(`syntax error - can't find = in ${JSON.stringify(w)}. Must be of the form: name=value`);
     if (eq === 0) throw new DockerfileError(`${keyword} names can not be blank`);
     return { key: w.slice(0, eq), value: w.slice(eq + 1) };
   });
+  return { pairs };
 }
 
 function parseArgs(text: string, escape: string): Array<{ key: string; value?: string }> {

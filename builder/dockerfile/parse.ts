@@ -14,6 +14,17 @@ export interface ParsedDockerfile {
   readonly escape: string;
   readonly instructions: readonly Instruction[];
   readonly warnings: readonly Warning[];
+  /** What build checks read from the text itself (checks.ts). */
+  readonly checkText: CheckText;
+}
+
+export interface CheckText {
+  /** The `# check=` directive, when the file has one. */
+  readonly directive?: { readonly value: string; readonly range: SourceRange };
+  /** `check=` comments right above an instruction (since the previous one, after an empty `#`), by its first line. */
+  readonly comments: ReadonlyMap<number, string>;
+  /** Instructions with an empty line inside their continuation. */
+  readonly emptyContinuations: readonly SourceRange[];
 }
 
 /** Frontends we honour for `# syntax=`; anything else is accepted with a warning. */
@@ -28,7 +39,9 @@ export function parseDockerfile(text: string, fileName = 'Dockerfile'): ParsedDo
     throw new DockerfileError(`cannot parse ${fileName}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const escape = ast.getEscapeCharacter();
+  let directive: CheckText['directive'];
   for (const d of ast.getDirectives()) {
+    if (d.getName().toLowerCase() === 'check') directive = { value: d.getValue(), range: toRange(fileName, d.getRange()) };
     if (d.getName().toLowerCase() === 'syntax' && !KNOWN_SYNTAX.test(d.getValue())) {
       warnings.push({
         message: `syntax directive ${JSON.stringify(d.getValue())} names a frontend buildlite cannot run; using the built-in Dockerfile frontend`,
@@ -37,17 +50,40 @@ export function parseDockerfile(text: string, fileName = 'Dockerfile'): ParsedDo
     }
   }
   const instructions: Instruction[] = [];
+  const emptyContinuations: SourceRange[] = [];
   for (const node of ast.getInstructions()) {
     const range = toRange(fileName, node.getRange());
     try {
       const raw = toRaw(node, escape, range);
+      if (raw.emptyContinuation) emptyContinuations.push(range);
       instructions.push(parseInstruction(raw, escape));
     } catch (err) {
       throw withLocation(asDockerfileError(err), range);
     }
   }
   if (instructions.length === 0) throw new DockerfileError(`${fileName} has no instructions`, { range: { file: fileName, startLine: 1, endLine: 1 } });
-  return { escape, instructions, warnings };
+  const comments = checkComments(ast, instructions);
+  return { escape, instructions, warnings, checkText: { ...(directive ? { directive } : {}), comments, emptyContinuations } };
+}
+
+/** BuildKit reads the comments since the previous instruction, from the last empty `#` on, for a `check=` line. */
+function checkComments(ast: ReturnType<typeof DockerfileParser.parse>, instructions: readonly Instruction[]): Map<number, string> {
+  const out = new Map<number, string>();
+  const comments = ast.getComments().map((c) => ({ line: c.getRange().start.line + 1, text: c.getContent().trim() }));
+  let prevEnd = 0;
+  for (const ins of instructions) {
+    const mine = comments.filter((c) => c.line > prevEnd && c.line < ins.range.startLine);
+    const lastEmpty = mine.map((c) => c.text).lastIndexOf('');
+    for (const c of mine.slice(lastEmpty + 1)) {
+      const m = /^check\s*=\s*(\S+)/i.exec(c.text);
+      if (m) {
+        out.set(ins.range.startLine, m[1] as string);
+        break;
+      }
+    }
+    prevEnd = ins.range.endLine;
+  }
+  return out;
 }
 
 export function asDockerfileError(err: unknown): unknown {
@@ -68,16 +104,16 @@ export function toRange(file: string, r: AstRange): SourceRange {
   return { file, startLine: r.start.line + 1, endLine: r.end.line + 1, startColumn: r.start.character + 1, endColumn: r.end.character + 1 };
 }
 
-function toRaw(node: AstInstruction, escape: string, range: SourceRange): RawInstruction {
+function toRaw(node: AstInstruction, escape: string, range: SourceRange): RawInstruction & { emptyContinuation: boolean } {
   const keyword = node.getInstruction();
   // The whole instruction text: dockerfile-ast's argument accessors leave flags out.
   const full = node.getTextContent();
   const rawArgs = full.startsWith(keyword) ? full.slice(keyword.length) : full.replace(/^\s*\S+/, '');
-  const { line, rest } = joinLogicalLine(rawArgs, escape);
+  const { line, rest, emptyContinuation } = joinLogicalLine(rawArgs, escape);
   const heredocs = /^(RUN|COPY|ADD|ONBUILD)$/i.test(keyword) && line.includes('<<') && astSeesHeredocs(node, rest)
     ? readHeredocs(line, rest)
     : [];
-  return { keyword, original: `${keyword} ${line}`.trim(), rest: line, heredocs, range };
+  return { keyword, original: `${keyword} ${line}`.trim(), rest: line, heredocs, range, emptyContinuation };
 }
 
 /**
@@ -96,24 +132,28 @@ function astSeesHeredocs(node: AstInstruction, rest: readonly string[]): boolean
  * are skipped, leading blanks of continued lines are kept. Returns the logical
  * line and the lines after it (heredoc bodies).
  */
-export function joinLogicalLine(raw: string, escape: string): { line: string; rest: string[] } {
+export function joinLogicalLine(raw: string, escape: string): { line: string; rest: string[]; emptyContinuation: boolean } {
   const lines = raw.split(/\r?\n/);
   const esc = escape.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
   const cont = new RegExp(`${esc}[ \\t]*$`);
   let out = '';
   let i = 0;
   let cur = lines[i++] ?? '';
+  let emptyContinuation = false;
   for (;;) {
     if (!cont.test(cur)) {
       out += cur;
       break;
     }
     out += cur.replace(cont, '');
-    while (i < lines.length && /^\s*(#.*)?$/.test(lines[i] as string)) i++;
+    while (i < lines.length && /^\s*(#.*)?$/.test(lines[i] as string)) {
+      if (!(lines[i] as string).includes('#')) emptyContinuation = true;
+      i++;
+    }
     if (i >= lines.length) break;
     cur = lines[i++] as string;
   }
-  return { line: out.trim(), rest: lines.slice(i) };
+  return { line: out.trim(), rest: lines.slice(i), emptyContinuation };
 }
 
 const HEREDOC_MARKER = /<<(-?)(["']?)([A-Za-z0-9_][A-Za-z0-9_.\-]*)\2/g;

@@ -40,12 +40,7 @@ export function splitStages(instructions: readonly Instruction[]): StagePlan {
     const last = instructions[instructions.length - 1];
     throw new DockerfileError('no FROM instruction: a Dockerfile needs at least one FROM', last ? { range: last.range } : undefined);
   }
-  const seen = new Map<string, number>();
-  for (const s of stages) {
-    if (!s.name) continue;
-    if (seen.has(s.name)) throw new DockerfileError(`duplicate stage name ${JSON.stringify(s.name)}`, { range: s.from.range });
-    seen.set(s.name, s.index);
-  }
+  // A name given twice is a DuplicateStageName warning, not an error: as in BuildKit, references find the last one.
   return { globals, stages };
 }
 
@@ -59,7 +54,7 @@ export function stageLabel(s: Stage): string {
  */
 export function findStage(stages: readonly Stage[], ref: string, allowIndex: boolean): Stage | undefined {
   const lower = ref.toLowerCase();
-  const byName = stages.find((s) => s.name === lower);
+  const byName = stages.findLast((s) => s.name === lower);
   if (byName) return byName;
   if (allowIndex && /^[0-9]+$/.test(ref)) {
     const s = stages[Number(ref)];
@@ -72,7 +67,7 @@ export function findStage(stages: readonly Stage[], ref: string, allowIndex: boo
 /** The stage FROM builds on, when it names an earlier stage. */
 export function baseStage(stages: readonly Stage[], s: Stage, image: string): Stage | undefined {
   const lower = image.toLowerCase();
-  return stages.find((x) => x.index < s.index && x.name === lower);
+  return stages.findLast((x) => x.index < s.index && x.name === lower);
 }
 
 /** `from=` of each `--mount`, found before expansion with a cheap scan (the full parse happens at RUN). */
@@ -142,7 +137,7 @@ function findCycle(plan: StagePlan, deps: Map<number, Set<number>>): void {
 /** The stage --target names (default: the last one). */
 export function targetStage(plan: StagePlan, target: string | undefined): Stage {
   if (target === undefined || target === '') return plan.stages[plan.stages.length - 1] as Stage;
-  const s = plan.stages.find((x) => x.name === target.toLowerCase());
+  const s = plan.stages.findLast((x) => x.name === target.toLowerCase());
   if (!s) {
     const names = plan.stages.filter((x) => x.name).map((x) => x.name);
     throw new DockerfileError(`target stage ${JSON.stringify(target)} could not be found${names.length ? ` (stages: ${names.join(', ')})` : ''}`);

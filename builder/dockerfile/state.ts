@@ -3,6 +3,8 @@ import type { Digest } from '../../core/digest.js';
 import { DEFAULT_PATH, type ContainerConfig, type Platform } from '../../core/oci.js';
 import type { Graph, HistoryStep, ImageResolver, ResolvedImage, Warning } from '../graph/index.js';
 import type { SourceRange } from '../../core/errors.js';
+import { RULES } from './check-rules.js';
+import { Checks } from './checks.js';
 import type { Lookup } from './lexer.js';
 
 /** What a stage is while its instructions are dispatched; FROM <stage> starts from a copy. */
@@ -22,6 +24,10 @@ export interface StageState {
   /** Step counter for progress names. */
   step: number;
   readonly steps: number;
+  /** A WORKDIR was set in this stage or a stage it builds on (WorkdirRelativePath, CopyRelativeDestination). */
+  workdirSet?: boolean;
+  /** Where this stage last set CMD, ENTRYPOINT or HEALTHCHECK (MultipleInstructionsDisallowed). */
+  lastSet?: Map<string, SourceRange>;
 }
 
 /** What every dispatcher may use, shared by all stages of one conversion. */
@@ -46,6 +52,8 @@ export interface ConvertContext {
   readonly consumedArgs: Set<string>;
   /** Network of a RUN without --network; in the exec definition, so it is part of the cache key. */
   readonly defaultNetwork?: 'default' | 'none' | 'host';
+  /** Build checks report here (checks.ts). */
+  readonly checks: Checks;
 }
 
 export function cloneConfig(c: ContainerConfig): ContainerConfig {
@@ -67,10 +75,19 @@ export function envMap(env: readonly string[] | undefined): Map<string, string> 
   return m;
 }
 
-/** ENV wins over ARG of the same name (Docker's rule). */
-export function stageLookup(st: StageState): Lookup {
+/**
+ * The scope of `st` for expanding words of the instruction at `range`, which
+ * reports each name it does not find as UndefinedVar: neither ENV nor a
+ * declared ARG (even one without a value) defines it.
+ */
+export function checkedLookup(st: StageState, ctx: ConvertContext, range: SourceRange): Lookup {
   const env = envMap(st.config.Env);
-  return (n) => env.get(n) ?? st.args.get(n);
+  return (n) => {
+    // ENV wins over ARG of the same name (Docker's rule).
+    const v = env.get(n) ?? st.args.get(n);
+    if (v === undefined && !env.has(n) && !st.args.has(n)) ctx.checks.report(RULES.UndefinedVar, range, n, Checks.closest(n, [...env.keys(), ...st.args.keys()]));
+    return v;
+  };
 }
 
 /** Replace in place when the key exists (Docker keeps the order), else append. */

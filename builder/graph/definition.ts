@@ -17,6 +17,11 @@ export interface HistoryStep extends HistoryEntry {
 export interface Warning {
   readonly message: string;
   readonly range?: SourceRange;
+  /** A build check's rule name (BuildKit's, e.g. `JSONArgsRecommended`), and where it is documented. */
+  readonly rule?: string;
+  readonly url?: string;
+  /** `# check=error=true`: the build fails once every warning has been reported. */
+  readonly fatal?: true;
 }
 
 /** What the frontend hands to the solver: a graph and what the target image looks like. */

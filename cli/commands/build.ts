@@ -35,6 +35,7 @@ const FLAGS = {
   detach: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   'debug-cache': { type: 'boolean' },
+  check: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -52,6 +53,8 @@ export interface ParsedBuild {
   /** Remote only: submit, print the build id, leave the build running. */
   readonly detach: boolean;
   readonly debugCache: boolean;
+  /** `--check`: run the build checks only (cli/check.ts). */
+  readonly check: boolean;
   /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
   readonly allowHostNetwork: boolean;
   /** The operator's half of the security.insecure grant (embedded mode: whoever runs the CLI). */
@@ -74,6 +77,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const contextArg = positionals[0]!;
   const server = serverOf(v);
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
+  if (v.check && server) throw new UsageError('--check runs the checks here, without building: drop --server', 'build');
   if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
   const contextDir = over.contextDir ?? path.resolve(contextArg);
   // With a context on stdin, a relative -f names a file inside it (as docker build does).
@@ -187,6 +191,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(v.token ? { token: v.token } : {}),
     detach: v.detach ?? false,
     debugCache: v['debug-cache'] ?? false,
+    check: v.check ?? false,
     allowHostNetwork,
     allowSecurityInsecure,
     allowPrivateUrls,
@@ -263,6 +268,7 @@ async function maybeStdinContext(argv: string[]) {
 }
 
 async function runParsed(parsed: ParsedBuild): Promise<number> {
+  if (parsed.check) return (await import('../check.js')).runCheck(parsed);
   if (parsed.server) return (await import('../remote-build.js')).runRemoteBuild(parsed);
   const { runLocalBuild } = await import('../local-build.js');
   return runLocalBuild(parsed);

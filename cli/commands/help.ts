@@ -109,6 +109,9 @@ xz) or a bare Dockerfile from stdin.
       --cache-to SPEC        Export cache: type=registry,ref=REF or type=local,dest=DIR
                              [,mode=min|max][,ignore-error=true]
       --debug-cache          Keep cache-key pre-images to explain misses
+      --check                Run the build checks (BuildKit's rules, e.g. JSONArgsRecommended)
+                             without building: every stage unless --target; exits 1 when
+                             '# check=error=true' (or --build-arg BUILDKIT_DOCKERFILE_CHECK=...) says so
   -q, --quiet                Print only the image digest
 
 On a build service (the same image as an embedded build; outputs push, caches
