@@ -1,26 +1,18 @@
-import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Builder } from '../../builder/index.js';
-import { pushBusyboxBase } from '../helpers/base-image.js';
-import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { drive, writeTree } from '../helpers/build-driver.js';
+import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
 /** The Dockerfile forms BuildKit users bring, built for real: what lands in the image. */
 describe('Dockerfile forms in a whole build', () => {
-  let registry: TestRegistry;
-  let tmp: string;
-  let builder: Builder;
+  let env: BuilderEnv;
   let out: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
-    await pushBusyboxBase(registry.host);
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-forms-'));
-    builder = await Builder.open({ root: path.join(tmp, 'root'), parallelism: 2 });
-    const ctx = path.join(tmp, 'ctx');
-    const base = `${registry.host}/library/busybox:latest`;
+    env = await startBuilderEnv('forms');
+    const ctx = path.join(env.tmp, 'ctx');
+    const base = env.base;
     await writeTree(ctx, {
       'pkg/a/package.json': '{"name":"a"}\n',
       'pkg/a/README.md': 'not copied\n',
@@ -47,18 +39,13 @@ describe('Dockerfile forms in a whole build', () => {
       ].join('\n'),
     });
     await chmod(path.join(ctx, 'tool.sh'), 0o664);
-    out = path.join(tmp, 'rootfs');
-    const r = await drive(builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'local', dest: out }] });
+    out = path.join(env.tmp, 'rootfs');
+    const r = await drive(env.builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'local', dest: out }] });
     expect(r.error).toBeUndefined();
   });
 
   afterAll(async () => {
-    await builder?.close();
-    await registry?.stop();
-    if (tmp) {
-      await unmountAll(tmp);
-      await rm(tmp, { recursive: true, force: true });
-    }
+    await env?.stop();
   });
 
   const read = (p: string) => readFile(path.join(out, p), 'utf8');

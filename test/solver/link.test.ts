@@ -1,14 +1,11 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDigest } from '../../core/digest.js';
 import type { ImageConfig, ImageManifest } from '../../core/oci.js';
 import { readJson } from '../../cache/index.js';
-import { Builder } from '../../builder/index.js';
-import { pushBusyboxBase } from '../helpers/base-image.js';
-import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { drive, writeTree } from '../helpers/build-driver.js';
+import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
 /**
  * COPY --link: the copy is made on an empty filesystem, so its layer and its
@@ -16,44 +13,34 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
  * steps that read the filesystem, and re-stacks the linked layer as it was.
  */
 describe('COPY --link across a base change', () => {
-  let registry: TestRegistry;
-  let tmp: string;
-  let builder: Builder;
+  let env: BuilderEnv;
   let baseRef: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
-    await pushBusyboxBase(registry.host);
-    baseRef = `${registry.host}/lib/base:latest`;
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-link-'));
-    builder = await Builder.open({ root: path.join(tmp, 'root'), parallelism: 2 });
+    env = await startBuilderEnv('link');
+    baseRef = `${env.registry.host}/lib/base:latest`;
   });
 
   afterAll(async () => {
-    await builder?.close();
-    await registry?.stop();
-    if (tmp) {
-      await unmountAll(tmp);
-      await rm(tmp, { recursive: true, force: true });
-    }
+    await env?.stop();
   });
 
   /** Pushes a new base image as `lib/base:latest`: busybox plus one file saying which one it is. */
   async function pushBase(version: string): Promise<void> {
-    const ctx = path.join(tmp, `base-${version}`);
-    await writeTree(ctx, { Dockerfile: `FROM ${registry.host}/library/busybox:latest\nRUN echo ${version} > /base-version\n` });
-    const out = await drive(builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'registry', refs: [baseRef] }] });
+    const ctx = path.join(env.tmp, `base-${version}`);
+    await writeTree(ctx, { Dockerfile: `FROM ${env.base}\nRUN echo ${version} > /base-version\n` });
+    const out = await drive(env.builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'registry', refs: [baseRef] }] });
     expect(out.error).toBeUndefined();
   }
 
   async function image(digest: string): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
-    const manifest = await readJson<ImageManifest>(builder.store, parseDigest(digest), 1 << 20);
-    const config = await readJson<ImageConfig>(builder.store, parseDigest(manifest.config.digest), 1 << 20);
+    const manifest = await readJson<ImageManifest>(env.builder.store, parseDigest(digest), 1 << 20);
+    const config = await readJson<ImageConfig>(env.builder.store, parseDigest(manifest.config.digest), 1 << 20);
     return { manifest, config };
   }
 
   it('keeps the linked layer blob, reruns the steps above it, and the image says so', async () => {
-    const ctx = path.join(tmp, 'app');
+    const ctx = path.join(env.tmp, 'app');
     await writeTree(ctx, {
       'app.txt': 'the app\n',
       Dockerfile: [
@@ -66,17 +53,17 @@ describe('COPY --link across a base change', () => {
       ].join('\n'),
     });
     const build = async (dest: string) => {
-      const out = await drive(builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'local', dest }] });
+      const out = await drive(env.builder, { dockerfile: await readFile(path.join(ctx, 'Dockerfile'), 'utf8'), context: { dir: ctx }, outputs: [{ type: 'local', dest }] });
       expect(out.error).toBeUndefined();
       return out;
     };
 
     await pushBase('v1');
-    const first = await build(path.join(tmp, 'out-1'));
+    const first = await build(path.join(env.tmp, 'out-1'));
     const one = await image(first.result!.imageDigest);
 
     await pushBase('v2');
-    const second = await build(path.join(tmp, 'out-2'));
+    const second = await build(path.join(env.tmp, 'out-2'));
     const two = await image(second.result!.imageDigest);
 
     // The copy ran once: the second build found it in the cache although everything below it changed.
@@ -101,8 +88,8 @@ describe('COPY --link across a base change', () => {
       expect(layered).toHaveLength(5);
       expect(layered[3]?.created_by).toBe('COPY app.txt /opt/app/app.txt # buildkit');
     }
-    expect(await readFile(path.join(tmp, 'out-1/combined'), 'utf8')).toBe('the app\nv1\n');
-    expect(await readFile(path.join(tmp, 'out-2/combined'), 'utf8')).toBe('the app\nv2\n');
-    expect(await readFile(path.join(tmp, 'out-2/opt/app/app.txt'), 'utf8')).toBe('the app\n');
+    expect(await readFile(path.join(env.tmp, 'out-1/combined'), 'utf8')).toBe('the app\nv1\n');
+    expect(await readFile(path.join(env.tmp, 'out-2/combined'), 'utf8')).toBe('the app\nv2\n');
+    expect(await readFile(path.join(env.tmp, 'out-2/opt/app/app.txt'), 'utf8')).toBe('the app\n');
   });
 });
