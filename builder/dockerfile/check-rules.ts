@@ -105,6 +105,18 @@ export const RULES = {
     message: (keyword: string, dest: string) =>
       `${keyword} to ${JSON.stringify(dest)} with no WORKDIR in this stage lands under the base image's working directory: set WORKDIR first or give an absolute path`,
   },
+  ExposeProtoCasing: {
+    name: 'ExposeProtoCasing',
+    description: 'EXPOSE protocols should be lower case',
+    url: docs('expose-proto-casing'),
+    message: (port: string) => `the protocol in EXPOSE ${port} is not lower case: write ${JSON.stringify(port.toLowerCase())}`,
+  },
+  ExposeInvalidFormat: {
+    name: 'ExposeInvalidFormat',
+    description: 'EXPOSE should give container ports only, with no IP address or host port',
+    url: docs('expose-invalid-format'),
+    message: (port: string) => `EXPOSE ${port} names an address or host port, which an image cannot publish: only the container port is exposed (BuildKit plans to refuse this)`,
+  },
   NoEmptyContinuation: {
     name: 'NoEmptyContinuation',
     description: 'Continued instructions should not contain empty lines',

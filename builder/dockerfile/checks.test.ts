@@ -36,6 +36,8 @@ const TABLE: Array<[RuleName, string, number[], string]> = [
   ['MultipleInstructionsDisallowed', 'FROM busybox\nCMD ["a"]\nCMD ["b"]\nHEALTHCHECK NONE\nHEALTHCHECK NONE', [2, 4], 'FROM busybox AS a\nCMD ["a"]\nFROM a\nCMD ["b"]'],
   ['WorkdirRelativePath', 'FROM busybox\nWORKDIR app\nWORKDIR sub', [2], 'FROM busybox AS a\nWORKDIR /w\nFROM a\nWORKDIR rel'],
   ['CopyRelativeDestination', 'FROM busybox\nCOPY a b/\nADD c .', [2, 3], 'FROM busybox\nCOPY a /b/\nWORKDIR /w\nCOPY a b/'],
+  ['ExposeProtoCasing', 'FROM busybox\nEXPOSE 80/TCP 53/Udp', [2, 2], 'FROM busybox\nEXPOSE 80/tcp 53'],
+  ['ExposeInvalidFormat', 'FROM busybox\nEXPOSE 8080:80\nEXPOSE 127.0.0.1:9000:90/udp', [2, 3], 'FROM busybox\nEXPOSE 80 90/udp'],
   ['NoEmptyContinuation', 'FROM busybox\nRUN a \\\n\n  b', [2], 'FROM busybox\nRUN a \\\n# a comment\n  b'],
 ];
 

@@ -95,19 +95,26 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
     op: 'copy' as const,
     dest,
     excludes,
-    add,
+    // ADD unpacks local archives unless --unpack=false says not to.
+    add: add && ins.unpack !== false,
     ...(chown ? { chown } : {}),
     ...(chmodText !== undefined ? { chmod: chmodText } : {}),
   };
-  const push = (src: Digest, path: string, literal: boolean): void => {
+  const push = (src: Digest, path: string, literal: boolean, unpack = false): void => {
     const srcIndex = indexOf(src);
     const last = actions[actions.length - 1];
-    if (last && last.src === srcIndex && !!last.literal === literal) {
+    if (last && last.src === srcIndex && !!last.literal === literal && !unpack) {
       actions[actions.length - 1] = { ...last, paths: [...last.paths, path] };
       return;
     }
     // Heredoc and URL files have no directories to keep: --parents is for paths of a source tree.
-    actions.push({ ...common, src: srcIndex, paths: [path], ...(literal ? { literal: true } : ins.parents ? { parents: true as const } : {}) });
+    actions.push({
+      ...common,
+      src: srcIndex,
+      paths: [path],
+      ...(literal ? { literal: true } : ins.parents ? { parents: true as const } : {}),
+      ...(unpack ? { unpack: true as const } : {}),
+    });
   };
 
   const fromDigest = from !== undefined ? await fromInput(from, st, ctx, ins.kind) : undefined;
@@ -115,7 +122,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
     if ('heredoc' in p) {
       push(heredocSource(p.heredoc, ctx, st, lookup, name, ins), p.heredoc.name, true);
     } else if (add && isUrl(p.path)) {
-      push(httpSource(p.path, checksumText, chmod, ctx, st, name, ins), urlFileName(p.path), true);
+      push(httpSource(p.path, checksumText, chmod, ctx, st, name, ins), urlFileName(p.path), true, ins.unpack === true);
     } else if (add && isGit(p.path)) {
       throw new DockerfileError(`ADD of a git repository (${p.path}) is not supported`);
     } else {

@@ -26,7 +26,8 @@ import {
   type ConvertContext,
   type StageState,
 } from './state.js';
-import { checkSignal, parsePortSpec, parseUserSpec } from './values.js';
+import { parsePortSpec } from './ports.js';
+import { checkSignal, parseUserSpec } from './values.js';
 
 /** Instructions that change the image config (and WORKDIR's mkdir). */
 
@@ -89,7 +90,12 @@ export function dispatchArg(st: StageState, ins: ArgInstruction, ctx: ConvertCon
 
 export function dispatchExpose(st: StageState, ins: ExposeInstruction, ctx: ConvertContext): void {
   const words = processWords(ins.text, checkedLookup(st, ctx, ins.range), { escape: ctx.escape });
-  const ports = words.flatMap((w) => parsePortSpec(w));
+  const ports = words.flatMap((w) => {
+    const spec = parsePortSpec(w);
+    if (spec.protoNotLower) ctx.checks.report(RULES.ExposeProtoCasing, ins.range, w);
+    if (spec.hostSide) ctx.checks.report(RULES.ExposeInvalidFormat, ins.range, w);
+    return spec.ports;
+  });
   const exposed = { ...(st.config.ExposedPorts ?? {}) };
   for (const p of ports) exposed[p] = {};
   st.config.ExposedPorts = exposed;
@@ -105,7 +111,8 @@ export function dispatchString(st: StageState, ins: StringInstruction, ctx: Conv
       return;
     case 'USER': {
       const user = processWord(ins.value, lookup, { escape: ctx.escape });
-      parseUserSpec(user, 'USER');
+      // Empty after expansion (`USER $name` with no value) is BuildKit's default user, root, not an error.
+      if (user !== '') parseUserSpec(user, 'USER');
       st.config.User = user;
       pushHistory(st, `USER ${user}`);
       return;

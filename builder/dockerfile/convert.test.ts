@@ -38,10 +38,13 @@ const CONFIG: Array<[string, Record<string, unknown>]> = [
   ['EXPOSE 80/udp 443', { ExposedPorts: { '80/udp': {}, '443/tcp': {} } }],
   ['EXPOSE 8000-8002/tcp', { ExposedPorts: { '8000/tcp': {}, '8001/tcp': {}, '8002/tcp': {} } }],
   ['EXPOSE 53/UDP', { ExposedPorts: { '53/udp': {} } }],
+  // A host side is exposed as its container port (BuildKit, with an ExposeInvalidFormat warning).
+  ['EXPOSE 8080:80 127.0.0.1:9000-9001:90-91/udp [::1]:5353:53', { ExposedPorts: { '80/tcp': {}, '90/udp': {}, '91/udp': {}, '53/tcp': {} } }],
   ['ARG P=9\nEXPOSE $P ${Q:-10}/sctp', { ExposedPorts: { '9/tcp': {}, '10/sctp': {} } }],
   ['USER app', { User: 'app' }],
   ['USER 1000:50', { User: '1000:50' }],
   ['ENV U=nobody\nUSER $U', { User: 'nobody' }],
+  ['USER app\nARG U\nUSER $U', { User: '' }],
   ['WORKDIR /a', { WorkingDir: '/a' }],
   ['WORKDIR /a\nWORKDIR b', { WorkingDir: '/a/b' }],
   ['WORKDIR /a/b\nWORKDIR ../c/./d', { WorkingDir: '/a/c/d' }],
@@ -207,6 +210,8 @@ const COPIES: Array<[string, unknown[]]> = [
   ['ADD a.tar /x/', [{ op: 'copy', src: 1, paths: ['a.tar'], dest: '/x/', excludes: [], add: true }]],
   ['COPY <<EOF /f\nhi $HOME\nEOF', [{ op: 'copy', src: 1, paths: ['EOF'], dest: '/f', excludes: [], add: false, literal: true }]],
   ['ADD https://example.com/x/file.tgz /d/', [{ op: 'copy', src: 1, paths: ['file.tgz'], dest: '/d/', excludes: [], add: true, literal: true }]],
+  ['ADD --unpack=false a.tar /x/', [{ op: 'copy', src: 1, paths: ['a.tar'], dest: '/x/', excludes: [], add: false }]],
+  ['ADD --unpack=true https://example.com/x/file.tgz /d/', [{ op: 'copy', src: 1, paths: ['file.tgz'], dest: '/d/', excludes: [], add: true, literal: true, unpack: true }]],
 ];
 
 describe('COPY/ADD table', () => {
@@ -402,6 +407,7 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox\nCOPY --chown=:x a b', 'invalid --chown', 2],
   ['FROM busybox\nCOPY --checksum=sha256:00 a b', 'unknown flag', 2],
   ['FROM busybox\nADD --parents a /b/', 'unknown flag: --parents', 2],
+  ['FROM busybox\nCOPY --unpack=false a /b/', 'unknown flag: --unpack', 2],
   ['FROM busybox\nCOPY --link --chown=app a /b', 'numeric id', 2],
   ['FROM busybox\nCOPY --link --chown=1:staff a /b', 'no group database', 2],
   ['FROM busybox\nADD --checksum=sha256:00 https://x/y /y', 'want sha256', 2],
@@ -429,6 +435,9 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox\nEXPOSE http', 'invalid port', 2],
   ['FROM busybox\nEXPOSE 70000', 'invalid port', 2],
   ['FROM busybox\nEXPOSE 90-80', 'invalid port range', 2],
+  ['FROM busybox\nEXPOSE 300.0.0.1:80:80', 'is not an IP address', 2],
+  ['FROM busybox\nEXPOSE 8000-8002:80-81', 'differ in size', 2],
+  ['FROM busybox\nEXPOSE /tcp', 'no port given', 2],
   ['FROM busybox\nSTOPSIGNAL SIGBOGUS', 'invalid signal', 2],
   ['FROM busybox\nSTOPSIGNAL 99', 'invalid signal', 2],
   ['FROM busybox\nENV', 'at least one', 2],

@@ -129,6 +129,8 @@ export interface CopyInstruction extends Base {
   readonly parents: boolean;
   readonly checksum?: string;
   readonly keepGitDir: boolean;
+  /** ADD --unpack: extract archives (local ones by default) or not (remote ones by default). */
+  readonly unpack?: boolean;
 }
 
 export type Instruction =

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { DockerfileError } from './errors.js';
 import { mapLookup, parseWords, processWord, processWords } from './lexer.js';
 
-const env = mapLookup({ a: 'A', b: 'B c', empty: '', PWD: '/home', dollar: '$x', q: '"q"', x: 'X', _u: 'U', n1: 'N', 'é': 'E' });
+const env = mapLookup({
+  a: 'A', b: 'B c', empty: '', PWD: '/home', dollar: '$x', q: '"q"', x: 'X', _u: 'U', n1: 'N', 'é': 'E',
+  s: 'foobarbaz', v: '1.2.3', g: '*x*', p: '/a/b/file.tar.gz',
+});
 
 // [input, expected] for processWord with the env above; BuildKit's envVarTest in spirit, rows written by us.
 const WORD: Array<[string, string]> = [
@@ -74,6 +77,23 @@ const WORD: Array<[string, string]> = [
   ['${a+w}', 'w'],
   ['${unset+w}', ''],
   ['${empty+w}', 'w'],
+  // The pattern forms, with the reference's examples: shortest and longest prefix and suffix, first and every match.
+  ['${s#f*b}', 'arbaz'],
+  ['${s##f*b}', 'az'],
+  ['${s%b*}', 'foobar'],
+  ['${s%%b*}', 'foo'],
+  ['${s/ba/fo}', 'fooforbaz'],
+  ['${s//ba/fo}', 'fooforfoz'],
+  ['${s#?o}', 'obarbaz'],
+  ['${s#x*}', 'foobarbaz'],
+  ['${s%.*}', 'foobarbaz'],
+  ['${v%.*}', '1.2'],
+  ['${v%%.*}', '1'],
+  ['${v//./-}', '1-2-3'],
+  ['${g/\\*/star}', 'starx*'],
+  ['${p##*/}', 'file.tar.gz'],
+  ['${unset#x}', ''],
+  ['${s/b*/$a}', 'fooA'],
   ['${unset:-$a}', 'A'],
   ['${unset:-${a}}', 'A'],
   ['${unset:-${unset:-deep}}', 'deep'],
@@ -198,7 +218,9 @@ describe('lexer errors are DockerfileErrors', () => {
     '${}',
     '${:-x}',
     '${a:x}',
-    '${a%x}',
+    '${a:%x}',
+    '${a:#x}',
+    '${a/x',
     '${unset:?is required}',
     '${unset?}',
     '${empty:?}',

@@ -3,7 +3,9 @@ import { DockerfileError } from './errors.js';
 /**
  * Shell-word processing with BuildKit's meaning (its `shell.Lex`): quote
  * removal, escapes, and `$a ${a} ${a:-w} ${a-w} ${a:+w} ${a+w} ${a:?w} ${a?w}`
- * expansion. This is not a shell: no globbing, no command substitution.
+ * expansion, and the pattern forms `${a#p} ${a##p} ${a%p} ${a%%p} ${a/p/r}
+ * ${a//p/r}` (`?` and `*` globs, `\` escapes them). This is not a shell: no
+ * globbing, no command substitution.
  */
 
 /** Variable lookup: undefined means "not set" (different from set-but-empty for `${a-w}`). */
@@ -98,7 +100,8 @@ class ShellWord {
     return { value, words: words.finish() };
   }
 
-  private processStopOn(stop: string | undefined, words: Words = new Words()): { value: string; found: boolean } {
+  /** `keepEscapes`: escapes stay in the value (a pattern's `\*` must still mean a literal star). */
+  private processStopOn(stop: string | undefined, words: Words = new Words(), keepEscapes = false): { value: string; found: boolean } {
     let result = '';
     while (this.sc.peek() !== undefined) {
       const ch = this.sc.peek() as string;
@@ -115,7 +118,7 @@ class ShellWord {
       }
       let c = this.sc.next() as string;
       if (c === this.escape) {
-        if (this.opts.rawEscapes) {
+        if (this.opts.rawEscapes || keepEscapes) {
           result += c;
           words.addRawChar(c);
         }
@@ -222,6 +225,20 @@ class ShellWord {
         if (value === undefined) throw new DockerfileError(`${name}: ${word || 'is not allowed to be unset'}`);
         return value;
       }
+      case '#':
+      case '%': {
+        const greedy = this.sc.peek() === ch;
+        if (greedy) this.sc.next();
+        const pattern = this.processStopOn('}', undefined, true).value;
+        return trimPattern(this.get(name) ?? '', pattern, ch === '#' ? 'prefix' : 'suffix', greedy);
+      }
+      case '/': {
+        const all = this.sc.peek() === '/';
+        if (all) this.sc.next();
+        const pattern = this.processStopOn('/', undefined, true).value;
+        const replacement = this.processStopOn('}', undefined, true).value;
+        return replacePattern(this.get(name) ?? '', pattern, replacement, all);
+      }
       case undefined:
         throw new DockerfileError("syntax error: missing '}'");
       default:
@@ -246,6 +263,41 @@ class ShellWord {
       name += this.sc.next();
     }
   }
+}
+
+/** A shell pattern as a regex source: `*` any run of characters, `?` one, `\x` a literal x. */
+function globSource(pattern: string): string {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i] as string;
+    if (ch === '*') re += '.*';
+    else if (ch === '?') re += '.';
+    else {
+      const lit = ch === '\\' && i + 1 < pattern.length ? (pattern[++i] as string) : ch;
+      re += lit.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+    }
+  }
+  return re;
+}
+
+/** `${a#p}` / `${a##p}` (prefix) and `${a%p}` / `${a%%p}` (suffix): remove the shortest, or with `greedy` the longest, match. */
+function trimPattern(value: string, pattern: string, side: 'prefix' | 'suffix', greedy: boolean): string {
+  const whole = new RegExp(`^${globSource(pattern)}$`, 's');
+  const cuts = Array.from({ length: value.length + 1 }, (_, i) => i);
+  // Prefix cuts grow from the start, suffix cuts from the end; the greedy form tries the longest first.
+  const lengths = greedy ? cuts.reverse() : cuts;
+  for (const n of lengths) {
+    const part = side === 'prefix' ? value.slice(0, n) : value.slice(value.length - n);
+    if (whole.test(part)) return side === 'prefix' ? value.slice(n) : value.slice(0, value.length - n);
+  }
+  return value;
+}
+
+/** `${a/p/r}` replaces the first match of p (longest at the leftmost place), `${a//p/r}` every one. */
+function replacePattern(value: string, pattern: string, replacement: string, all: boolean): string {
+  if (pattern === '') return value;
+  const re = new RegExp(globSource(pattern), all ? 'gs' : 's');
+  return value.replace(re, () => replacement);
 }
 
 /** One word in, one string out: quotes removed, variables expanded, no splitting. */

@@ -17,7 +17,7 @@ const FLAGS: Record<string, FlagSpec> = {
   FROM: { platform: 'string' },
   RUN: { mount: 'list', network: 'string', security: 'string' },
   COPY: { from: 'string', chown: 'string', chmod: 'string', link: 'bool', exclude: 'list', parents: 'bool' },
-  ADD: { chown: 'string', chmod: 'string', link: 'bool', exclude: 'list', checksum: 'string', 'keep-git-dir': 'bool' },
+  ADD: { chown: 'string', chmod: 'string', link: 'bool', exclude: 'list', checksum: 'string', 'keep-git-dir': 'bool', unpack: 'bool' },
   HEALTHCHECK: { interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string' },
 };
 
@@ -245,5 +245,6 @@ function parseCopy(
     link: flags.bools.get('link') ?? false,
     parents: flags.bools.get('parents') ?? false,
     keepGitDir: flags.bools.get('keep-git-dir') ?? false,
+    ...(flags.bools.has('unpack') ? { unpack: flags.bools.get('unpack') as boolean } : {}),
   };
 }

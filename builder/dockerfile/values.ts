@@ -31,28 +31,6 @@ export function parseDuration(text: string): number {
   return sign * Math.round(total);
 }
 
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
-/** Expanded port ranges are capped so `EXPOSE 1-65535` cannot blow up a config. */
-const MAX_RANGE = 65536;
-
-/** `80`, `80/udp`, `8000-8010/tcp` → `["80/tcp"]`, ... (Docker's nat.ParsePortSpecs for EXPOSE). */
-export function parsePortSpec(spec: string): string[] {
-  const m = /^([0-9]+)(?:-([0-9]+))?(?:\/([A-Za-z]+))?$/.exec(spec);
-  if (!m) throw new DockerfileError(`invalid port ${JSON.stringify(spec)}: want PORT[-PORT][/PROTOCOL]`);
-  const proto = (m[3] ?? 'tcp').toLowerCase();
-  if (!PROTOCOLS.has(proto)) throw new DockerfileError(`invalid protocol ${JSON.stringify(m[3])} in port ${JSON.stringify(spec)}`);
-  const start = Number(m[1]);
-  const end = m[2] === undefined ? start : Number(m[2]);
-  if (start < 0 || start > 65535 || end < 0 || end > 65535) {
-    throw new DockerfileError(`invalid port ${JSON.stringify(spec)}: ports are 0-65535`);
-  }
-  if (end < start) throw new DockerfileError(`invalid port range ${JSON.stringify(spec)}: end is before start`);
-  if (end - start >= MAX_RANGE) throw new DockerfileError(`invalid port range ${JSON.stringify(spec)}`);
-  const out: string[] = [];
-  for (let p = start; p <= end; p++) out.push(`${p}/${proto}`);
-  return out;
-}
-
 const SIGNALS = new Set([
   'ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL', 'PROF',
   'PWR', 'QUIT', 'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1', 'USR2',

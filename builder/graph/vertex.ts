@@ -121,8 +121,10 @@ export interface CopyAction {
   readonly chown?: UserSpec;
   /** --chmod as given: octal (`755`) or chmod(1)'s symbolic form (`u+x,go-w`), see core/file-mode.ts. */
   readonly chmod?: string;
-  /** ADD semantics: local tar archives are extracted. */
+  /** ADD semantics: local tar archives are extracted (false for COPY, and for ADD --unpack=false). */
   readonly add: boolean;
+  /** ADD --unpack=true of a URL: the fetched file is extracted when it is an archive (BuildKit). */
+  readonly unpack?: true;
   /** Paths come from a heredoc or http source: no wildcard expansion. */
   readonly literal?: boolean;
   /**

@@ -73,7 +73,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
       await copier.copyDirContents(src.host, st, dir, src.rel, src.excludeBase);
       continue;
     }
-    const archive = action.add && !action.literal && st.isFile() ? await detectArchive(src.host, signal) : undefined;
+    const archive = ((action.add && !action.literal) || action.unpack) && st.isFile() ? await detectArchive(src.host, signal) : undefined;
     if (archive !== undefined) {
       // An archive always unpacks into `dest` as a directory, slash or not.
       await mkdirAllInRoot(rootDir, destHost, parentOwner, when);

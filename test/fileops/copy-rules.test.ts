@@ -423,6 +423,11 @@ describe('ADD', () => {
     expect(paths(fs)).toEqual(['D /c', 'F /c/gz.data', 'D /lit', 'F /lit/gz.data']);
   });
 
+  it('ADD --unpack=true unpacks a fetched (literal) archive', async () => {
+    const fs = await runAdd([add('gz.data', '/fetched', { literal: true, unpack: true })]);
+    expect(fs.find((e) => e.path === '/fetched/pkg/run.sh')).toMatchObject({ mode: '0755' });
+  });
+
   it('literal paths are not wildcards', async () => {
     writeFileSync(path.join(arch, 'star*'), 'literal star');
     await expect(runAdd([add('*.data', '/l/', { literal: true })])).rejects.toBeInstanceOf(SourceNotFoundError);
