@@ -86,6 +86,30 @@ export const RULES = {
     url: docs('undefined-arg-in-from'),
     message: (name: string, suggestion?: string) => `FROM uses $${name}, which no ARG before the first FROM declares${didYouMean(suggestion, '$')}`,
   },
+  InvalidDefaultArgInFrom: {
+    name: 'InvalidDefaultArgInFrom',
+    description: 'The default values of global ARGs should make a valid base image name',
+    url: docs('invalid-default-arg-in-from'),
+    message: (base: string) => `without --build-arg, FROM ${base} names no valid image: give its ARG a default that makes one`,
+  },
+  RedundantTargetPlatform: {
+    name: 'RedundantTargetPlatform',
+    description: 'FROM --platform=$TARGETPLATFORM says what is the default already',
+    url: docs('redundant-target-platform'),
+    message: (written: string) => `--platform=${written} is the default platform of FROM: leave it out`,
+  },
+  FromPlatformFlagConstDisallowed: {
+    name: 'FromPlatformFlagConstDisallowed',
+    description: 'FROM --platform should not be a constant',
+    url: docs('from-platform-flag-const-disallowed'),
+    message: (platform: string) => `FROM --platform=${platform} pins one platform for every build of this stage: use $BUILDPLATFORM or $TARGETPLATFORM, or name the stage after the platform`,
+  },
+  CopyIgnoredFile: {
+    name: 'CopyIgnoredFile',
+    description: 'COPY and ADD should not name files that .dockerignore leaves out of the context',
+    url: docs('copy-ignored-file'),
+    message: (keyword: string, source: string) => `${keyword} ${JSON.stringify(source)}: .dockerignore leaves it out of the build context, so it cannot be copied`,
+  },
   MultipleInstructionsDisallowed: {
     name: 'MultipleInstructionsDisallowed',
     description: 'CMD, ENTRYPOINT and HEALTHCHECK should appear once per stage',

@@ -1,3 +1,4 @@
+import { parseReference } from '../../core/reference.js';
 import { casingOf, RESERVED_STAGE_NAMES, RULES } from './check-rules.js';
 import { Checks } from './checks.js';
 import { extractFlagWords } from './flags.js';
@@ -77,6 +78,47 @@ export function checkFromArgs(plan: StagePlan, declared: (name: string) => boole
       } catch {
         // A malformed FROM fails with its line when its stage is converted.
       }
+    }
+  }
+}
+
+/**
+ * RedundantTargetPlatform and FromPlatformFlagConstDisallowed: a FROM
+ * --platform that is exactly $TARGETPLATFORM, or a constant (unless the stage's
+ * name mentions its OS or architecture, which says the pin is meant).
+ */
+export function checkFromPlatforms(plan: StagePlan, lookup: Lookup, escape: string, checks: Checks): void {
+  for (const s of plan.stages) {
+    const written = s.from.platform;
+    if (written === undefined) continue;
+    const used: string[] = [];
+    let value: string;
+    try {
+      value = processWord(written, (n) => (used.push(n), lookup(n)), { escape });
+    } catch {
+      continue;
+    }
+    if (used.length === 1 && used[0] === 'TARGETPLATFORM' && value === lookup('TARGETPLATFORM')) checks.report(RULES.RedundantTargetPlatform, s.from.range, written);
+    const [os, arch] = value.split('/');
+    const named = s.name !== undefined && ((os !== undefined && s.name.includes(os)) || (arch !== undefined && s.name.includes(arch)));
+    if (used.length === 0 && os && arch && !named) checks.report(RULES.FromPlatformFlagConstDisallowed, s.from.range, value);
+  }
+}
+
+/** InvalidDefaultArgInFrom: with only the global ARGs' defaults (no --build-arg), each FROM must still name a valid image. */
+export function checkDefaultFromArgs(plan: StagePlan, defaults: Lookup, escape: string, isStage: (name: string) => boolean, checks: Checks): void {
+  for (const s of plan.stages) {
+    let name: string;
+    try {
+      name = processWord(s.from.image, defaults, { escape });
+    } catch {
+      continue;
+    }
+    if (name.toLowerCase() === 'scratch' || isStage(name)) continue;
+    try {
+      parseReference(name);
+    } catch {
+      checks.report(RULES.InvalidDefaultArgInFrom, s.from.range, s.from.image);
     }
   }
 }

@@ -11,7 +11,7 @@ function conv(dockerfile: string, opts: Partial<ConvertOptions> = {}): Promise<B
 }
 
 /** The lines each rule fired on. */
-async function fired(dockerfile: string, opts: Partial<ConvertOptions> = {}): Promise<Map<string, number[]>> {
+async function fired(dockerfile: string, opts: Partial<ConvertOptions> = { dockerignore: '*.key\n' }): Promise<Map<string, number[]>> {
   const out = new Map<string, number[]>();
   for (const w of (await conv(dockerfile, opts)).warnings) {
     if (w.rule === undefined) continue;
@@ -38,6 +38,10 @@ const TABLE: Array<[RuleName, string, number[], string]> = [
   ['CopyRelativeDestination', 'FROM busybox\nCOPY a b/\nADD c .', [2, 3], 'FROM busybox\nCOPY a /b/\nWORKDIR /w\nCOPY a b/'],
   ['ExposeProtoCasing', 'FROM busybox\nEXPOSE 80/TCP 53/Udp', [2, 2], 'FROM busybox\nEXPOSE 80/tcp 53'],
   ['ExposeInvalidFormat', 'FROM busybox\nEXPOSE 8080:80\nEXPOSE 127.0.0.1:9000:90/udp', [2, 3], 'FROM busybox\nEXPOSE 80 90/udp'],
+  ['InvalidDefaultArgInFrom', 'ARG TAG\nFROM busybox:${TAG}', [2], 'ARG TAG=latest\nFROM busybox:${TAG}\nFROM scratch AS s\nFROM s'],
+  ['RedundantTargetPlatform', 'FROM --platform=$TARGETPLATFORM busybox', [1], 'FROM --platform=$BUILDPLATFORM busybox'],
+  ['FromPlatformFlagConstDisallowed', 'FROM --platform=linux/amd64 busybox AS build', [1], 'FROM --platform=linux/amd64 busybox AS build-amd64'],
+  ['CopyIgnoredFile', 'FROM busybox\nCOPY secret.key /k\nADD . /all/', [2], 'FROM busybox\nCOPY app.js /a\nCOPY --from=busybox secret.key /k'],
   ['NoEmptyContinuation', 'FROM busybox\nRUN a \\\n\n  b', [2], 'FROM busybox\nRUN a \\\n# a comment\n  b'],
 ];
 

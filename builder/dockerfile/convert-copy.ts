@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { BuildliteError } from '../../core/errors.js';
 import { parseDigest, type Digest } from '../../core/digest.js';
 import type { FileModeSpec } from '../../core/file-mode.js';
+import { cleanPath, PathMatcher } from '../../core/ignore.js';
 import { redactUrlCredentials } from '../../core/redact.js';
 import type { CopyAction, FileDef, UserSpec } from '../graph/index.js';
 import { RULES } from './check-rules.js';
@@ -127,6 +128,7 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
       throw new DockerfileError(`ADD of a git repository (${p.path}) is not supported`);
     } else {
       if (p.path === '') throw new DockerfileError(`${ins.kind}: a source can not be empty`);
+      if (fromDigest === undefined && ignoredByContext(p.path, ctx.dockerignore)) ctx.checks.report(RULES.CopyIgnoredFile, ins.range, ins.kind, p.path);
       push(fromDigest ?? ctx.context(), p.path, false);
     }
   }
@@ -138,6 +140,17 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   const flags = `${ins.parents ? '--parents ' : ''}${from !== undefined ? `--from=${from} ` : ''}`;
   const srcText = paths.map((p) => ('heredoc' in p ? `<<${p.heredoc.name}` : p.path)).join(' ');
   pushHistory(st, redactUrlCredentials(`${ins.kind} ${flags}${srcText} ${destWord} # buildkit`), st.root);
+}
+
+/**
+ * CopyIgnoredFile, as BuildKit decides it: only when no `!` pattern could
+ * bring a path back, and the context root only when everything is ignored.
+ */
+function ignoredByContext(source: string, patterns: readonly string[]): boolean {
+  if (patterns.length === 0 || patterns.some((p) => p.startsWith('!'))) return false;
+  const clean = cleanPath(source.replace(/^\/+/, '')) || '.';
+  if (clean === '.' || clean === '/') return patterns.some((p) => p === '*' || p === '**' || p === '**/*');
+  return new PathMatcher(patterns).matches(clean);
 }
 
 /**

@@ -20,7 +20,7 @@ import { dispatchRun } from './convert-run.js';
 import { DockerfileError } from './errors.js';
 import type { Instruction } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
-import { checkFromArgs, checkWholeFile } from './check-static.js';
+import { checkDefaultFromArgs, checkFromArgs, checkFromPlatforms, checkWholeFile } from './check-static.js';
 import { Checks } from './checks.js';
 import { asDockerfileError, parseDockerfile } from './parse.js';
 import { parseInstruction } from './parse-instruction.js';
@@ -81,10 +81,14 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
   const checks = new Checks(Checks.configOf(parsed.checkText, buildArgs), parsed.checkText, warnings);
   checkWholeFile(plan, parsed.checkText, checks);
   checkFromArgs(plan, (n) => globals.has(n) || predefined.has(n), globalLookup, parsed.escape, checks, [...globals.keys(), ...predefined.keys()]);
+  checkFromPlatforms(plan, globalLookup, parsed.escape, checks);
+  const defaults = resolveGlobals(plan, new Map(), predefined, parsed.escape, new Set());
+  checkDefaultFromArgs(plan, (n) => (defaults.has(n) ? defaults.get(n) : predefined.get(n)), parsed.escape, (n) => findStage(plan.stages, n, false) !== undefined, checks);
   const deps = stageDeps(plan, globalLookup, parsed.escape);
   const target = targetStage(plan, opts.target);
 
   const graph = new Graph();
+  const dockerignore = parseIgnoreFile(opts.dockerignore ?? '');
   const stageOf = new Map<Digest, string>();
   const images = new Map<string, Promise<ResolvedImage>>();
   const done = new Map<number, Promise<StageState>>();
@@ -104,8 +108,9 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     checks,
     ...(opts.defaultNetwork ? { defaultNetwork: opts.defaultNetwork } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    dockerignore,
     context() {
-      contextDigest ??= graph.add({ kind: 'local', name: 'context', excludes: parseIgnoreFile(opts.dockerignore ?? '') }, [], {
+      contextDigest ??= graph.add({ kind: 'local', name: 'context', excludes: dockerignore }, [], {
         name: '[internal] load build context',
       });
       return contextDigest;

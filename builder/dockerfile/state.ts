@@ -54,6 +54,8 @@ export interface ConvertContext {
   readonly defaultNetwork?: 'default' | 'none' | 'host';
   /** Build checks report here (checks.ts). */
   readonly checks: Checks;
+  /** The context's .dockerignore patterns (CopyIgnoredFile). */
+  readonly dockerignore: readonly string[];
 }
 
 export function cloneConfig(c: ContainerConfig): ContainerConfig {
