@@ -124,7 +124,7 @@ xz) or a bare Dockerfile from stdin.
   -q, --quiet                Print only the image digest
 
 Limits of an embedded build (on a build service its operator sets them: a usage error with
---server); --max-context-size bounds a context on stdin:
+--server); the context size limit bounds a context on stdin:
 ${LIMIT_OPTIONS}
 
 On a build service (the same image as an embedded build; outputs push, caches
