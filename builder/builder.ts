@@ -5,10 +5,8 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult } from '../core/build.js';
 import { parseDigest, type Digest } from '../core/digest.js';
-import { formatBytes } from '../core/bytes.js';
 import { CodedError, toWire } from '../core/errors.js';
-import { limitExceeded } from '../core/limit-error.js';
-import { checkLimits, clampLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
+import { checkLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
 import { EventQueue } from '../core/event-queue.js';
 import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
 import {
@@ -39,7 +37,8 @@ import { checkRequestReferences } from './request-refs.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
-import { chainUnpacked, checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkDockerfileSize, checkImageSize, limitsOfBuild, withBuildClock } from './build-limits.js';
 
 export interface BuilderOptions {
   /** State directory: content store, cache index, snapshots, sandboxes. Made 0700. */
@@ -183,45 +182,15 @@ export class Builder {
     return queue;
   }
 
-  /**
-   * The build under its limits: this builder's, cut by the request's. The
-   * whole-build clock aborts every step (the solver unwinds them before it
-   * reports), and the build then fails naming the limit.
-   */
+  /** The build under its limits: this builder's, cut by the request's, and the whole-build clock. */
   private async run(req: BuildRequest, opts: BuildOptions, emit: (e: BuildEventBody) => void): Promise<BuildResult> {
-    const limits = this.limitsOf(req, emit);
-    const clock = new AbortController();
-    const timer = setTimeout(() => clock.abort(), limits.buildTimeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, clock.signal]) : clock.signal;
-    try {
-      return await this.runLimited(req, { ...opts, signal }, emit, limits);
-    } catch (err) {
-      if (clock.signal.aborted && !opts.signal?.aborted) throw limitExceeded('buildTimeoutMs', limits.buildTimeoutMs, 'the build', ' (its running steps were stopped)', { cause: err });
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** This builder's limits cut by the request's; a limit the host cannot enforce for this build only is a warning of the build. */
-  private limitsOf(req: BuildRequest, emit: (e: BuildEventBody) => void): BuildLimits {
-    try {
-      checkLimits(req.limits, 'limits');
-    } catch (err) {
-      throw new CodedError('INVALID_ARGUMENT', `request ${(err as Error).message}`);
-    }
-    const limits = clampLimits(this.limits, req.limits);
-    const known = new Set(this.limitWarnings);
-    for (const w of this.executor.unenforced(stepLimitsOf(limits))) if (!known.has(w)) emit({ type: 'warning', message: w });
-    return limits;
+    const limits = limitsOfBuild(req, this.limits, this.executor, emit);
+    return withBuildClock(limits, opts.signal, (signal) => this.runLimited(req, { ...opts, signal }, emit, limits));
   }
 
   private async runLimited(req: BuildRequest, opts: BuildOptions, emit: (e: BuildEventBody) => void, limits: BuildLimits): Promise<BuildResult> {
     if (!('dir' in req.context)) throw new CodedError('INVALID_ARGUMENT', 'an embedded builder needs a context directory');
-    const dockerfileBytes = Buffer.byteLength(req.dockerfile);
-    if (dockerfileBytes > limits.maxDockerfileBytes) {
-      throw limitExceeded('maxDockerfileBytes', limits.maxDockerfileBytes, `${req.dockerfileName ?? 'Dockerfile'} (${formatBytes(dockerfileBytes)})`);
-    }
+    checkDockerfileSize(req, limits);
     const contextDir = path.resolve(req.context.dir);
     checkRequestReferences(req);
     const platform = req.platform ?? DEFAULT_PLATFORM;
@@ -280,7 +249,7 @@ export class Builder {
 
   private async assemble(def: BuildDefinition, results: ReadonlyMap<Digest, VertexResult>, limits: BuildLimits, sourceDateEpoch?: number): Promise<StoredImage> {
     const layers = def.root ? (results.get(def.root)?.layers ?? []) : [];
-    await this.checkImageSize(layers, limits);
+    await checkImageSize(this.snapshotter, layers, limits);
     const history = def.history.map((h) => {
       const { vertex, ...rest } = h;
       return vertex ? { ...rest, addedLayer: addedLayer(def, results, vertex) } : rest;
@@ -297,21 +266,6 @@ export class Builder {
       ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
     });
     return storeImage(this.store, config, layers);
-  }
-
-  /**
-   * The image as a whole against the image limits. Each step already checked
-   * the layers it made; this catches an image made of cached steps (built
-   * under larger limits) and a base image taken as it is. The unpacked total
-   * is known when every layer's snapshot recorded its size.
-   */
-  private async checkImageSize(layers: readonly VertexResult['layers'][number][], limits: BuildLimits): Promise<void> {
-    const stored = layers.reduce((n, l) => n + l.size, 0);
-    if (stored > limits.maxImageBytes) throw limitExceeded('maxImageBytes', limits.maxImageBytes, `the image (${formatBytes(stored)} compressed)`);
-    const unpacked = await chainUnpacked(this.snapshotter, layers);
-    if (unpacked !== undefined && unpacked > limits.maxImageUnpackedBytes) {
-      throw limitExceeded('maxImageUnpackedBytes', limits.maxImageUnpackedBytes, `the image (${formatBytes(unpacked)} unpacked)`);
-    }
   }
 
   private async export(

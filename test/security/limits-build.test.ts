@@ -89,7 +89,7 @@ describe('operator limits on builds (real runc, registry, cgroups)', () => {
   it('a whole-build timeout ends a multi-step build: every step killed, the limit named, nothing half-written', async () => {
     const { builder, root } = await open({ buildTimeoutMs: 4000 });
     const t0 = Date.now();
-    const out = await env.build(builder, `FROM ${env.base}\nRUN echo one\nRUN sleep 1\nRUN echo two; sleep 600 & sleep 600\nRUN echo never\n`);
+    const out = await env.build(builder, `FROM ${env.base}\nRUN echo one\nRUN sleep 1\nRUN echo two; sleep 617 & sleep 617\nRUN echo never\n`);
     expect(out.error).toMatchObject({
       code: 'LIMIT_EXCEEDED',
       message: 'the build exceeded the build timeout of 4s (its running steps were stopped)',
@@ -98,10 +98,10 @@ describe('operator limits on builds (real runc, registry, cgroups)', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(4000);
     expect(out.logs).toContain('two');
     expect(out.logs).not.toContain('never');
-    const states = out.events.flatMap((e) => (e.type === 'vertex' && e.name.includes('sleep 600') ? [e.state] : []));
+    const states = out.events.flatMap((e) => (e.type === 'vertex' && e.name.includes('sleep 617') ? [e.state] : []));
     expect(states).toEqual(['started', 'cancelled']);
     const { stdout } = await sh('ps', ['-eo', 'args']);
-    expect(stdout.split('\n').filter((l) => l.trim() === 'sleep 600')).toEqual([]);
+    expect(stdout.split('\n').filter((l) => l.trim() === 'sleep 617')).toEqual([]);
     await expectNothingHalfWritten(env, root);
   });
 
