@@ -105,9 +105,43 @@ export function parseLimit(name: LimitName, text: string): number {
   } catch (err) {
     throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": ${(err as Error).message}`);
   }
-  const ok = kind === 'cpus' ? Number.isFinite(v) && v >= 0 && v <= 1024 : Number.isSafeInteger(v) && v > 0;
-  if (!ok) throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": want ${kind === 'cpus' ? 'a number of CPUs, e.g. 1.5 (0: no quota)' : kind === 'count' ? 'a positive integer' : `a positive ${kind}`}`);
+  if (!isValidLimit(name, v)) throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": want ${wanted(name)}`);
   return v;
+}
+
+/** The longest a timer can wait (2^31-1 ms, ~24.8 days): a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * A value a limit can take: a CPU count from 0.01 (the kernel's 1 ms quota per
+ * 100 ms period) to 1024, or 0 for none; a duration up to 24 days (what a
+ * timer can wait); anything else a positive integer.
+ */
+export function isValidLimit(name: LimitName, v: number): boolean {
+  const kind = LIMIT_SPECS[name].kind;
+  if (kind === 'cpus') return Number.isFinite(v) && (v === 0 || (v >= 0.01 && v <= 1024));
+  return Number.isSafeInteger(v) && v > 0 && (kind !== 'duration' || v <= MAX_DURATION_MS);
+}
+
+function wanted(name: LimitName): string {
+  const kind = LIMIT_SPECS[name].kind;
+  if (kind === 'cpus') return 'a number of CPUs from 0.01, e.g. 1.5 (0: no quota)';
+  if (kind === 'duration') return 'a positive duration up to 24d';
+  return kind === 'count' ? 'a positive integer' : `a positive ${kind}`;
+}
+
+/**
+ * Limits given as numbers (an options object, a job): each one checked, so a
+ * bad value fails where it was set, naming it, and never halfway through a build.
+ */
+export function checkLimits(limits: Partial<BuildLimits> | undefined, where: string): void {
+  for (const [name, v] of Object.entries(limits ?? {}) as Array<[string, unknown]>) {
+    if (v === undefined) continue;
+    if (!Object.hasOwn(LIMIT_SPECS, name)) throw new CodedError('INVALID_OPTION', `${where}: unknown limit ${JSON.stringify(name.slice(0, 40))}`);
+    if (typeof v !== 'number' || !isValidLimit(name as LimitName, v)) {
+      throw new CodedError('INVALID_OPTION', `${where}.${name} (${LIMIT_SPECS[name as LimitName].key}): want ${wanted(name as LimitName)}, got ${JSON.stringify(v)?.slice(0, 40)}`);
+    }
+  }
 }
 
 /** A limit's value as messages show it: `10s`, `256 MiB`, `1.5 CPUs`, `4096`. */

@@ -137,6 +137,8 @@ export class BuildWorker {
     const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [], useIndex: new RedisStoreIndex(redis, keys) });
     await store.init();
     const builder = await Builder.open({ ...(opts.builder ?? {}), root });
+    // A limit the host cannot enforce (no swap accounting, no cpu or pids controller) is said once, at start.
+    for (const w of builder.limitWarnings) log.warn({ limits: builder.limits }, `limit not enforced: ${w}`);
     // Before taking any job: an earlier incarnation's step still running here would run beside its retry.
     const reclaimed = builder.reclaimed;
     if (reclaimed.full) {

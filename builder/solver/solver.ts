@@ -5,6 +5,8 @@ import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
+import { BUILD_LIMIT_DEFAULTS } from '../../core/limits.js';
+import { DiskBudget } from './budget.js';
 import { asStepError, LayerError } from './errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
@@ -13,7 +15,7 @@ import { runFile } from './file-step.js';
 import { runHttpSource, runImageSource } from './source-op.js';
 import { Materializer, snapshotName } from './materialize.js';
 import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
-import type { SolveOptions, SolverDeps, VertexResult } from './types.js';
+import type { RunOptions, SolveOptions, SolverDeps, VertexResult } from './types.js';
 
 interface KeyInfo {
   readonly key: Digest;
@@ -42,7 +44,8 @@ export class Solver {
   async solve(graph: Graph, root: Digest | null, opts: SolveOptions): Promise<Map<Digest, VertexResult>> {
     const abort = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, abort.signal]) : abort.signal;
-    const run = new SolveRun(this, graph, { ...opts, signal });
+    const limits = opts.limits ?? BUILD_LIMIT_DEFAULTS;
+    const run = new SolveRun(this, graph, { ...opts, signal, limits, disk: opts.disk ?? new DiskBudget(limits.maxBuildDiskBytes) });
     try {
       await run.lookupAll();
       if (root !== null) await run.resolve(root);
@@ -86,7 +89,7 @@ class SolveRun {
   constructor(
     private readonly solver: Solver,
     private readonly graph: Graph,
-    private readonly opts: SolveOptions & { signal: AbortSignal },
+    private readonly opts: RunOptions,
   ) {}
 
   private get deps() {
@@ -140,7 +143,7 @@ class SolveRun {
         content.push(action.op === 'copy' ? await this.contextSum(v, action.src, action.paths, action.excludes) : null);
       }
     } else if (v.def.kind === 'http') {
-      fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
+      fetched = await runHttpSource(v.def, this.deps, this.opts);
       content.push(fetched.digest);
       if (fetched.name !== undefined) content.push(sha256(`filename\0${fetched.name}`));
     }

@@ -1,3 +1,22 @@
+import { BUILD_LIMIT_DEFAULTS, formatLimit, LIMIT_SPECS, type LimitName } from '../../core/limits.js';
+
+const ARG = { duration: 'D', bytes: 'SIZE', count: 'N', cpus: 'N' } as const;
+
+/** Every limit flag, made from core/limits.ts's table: listed once, shared by build, worker and serve. */
+const LIMIT_FLAG_LINES = (Object.keys(LIMIT_SPECS) as LimitName[])
+  .map((n) => {
+    const { key, kind, what } = LIMIT_SPECS[n];
+    const flag = `      --${key} ${ARG[kind]}`;
+    const text = `${what[0]!.toUpperCase()}${what.slice(1)} (default ${formatLimit(n, BUILD_LIMIT_DEFAULTS[n])})`;
+    return flag.length < 29 ? `${flag.padEnd(29)}${text}` : `${flag}\n${' '.repeat(29)}${text}`;
+  })
+  .join('\n');
+
+/** What the limits mean where they are set; the per-command sentence comes first. */
+const LIMIT_OPTIONS = `${LIMIT_FLAG_LINES}
+  Durations as 90s, 30m, 2h; sizes as 512MiB, 4GiB. A limit a build passes fails it with
+  LIMIT_EXCEEDED naming the limit; one this machine's cgroups cannot enforce is warned of at start.`;
+
 /** A worker's own options: `worker`'s, and `serve --embedded-worker`'s. */
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
       --concurrency N        Builds at once (default 2)
@@ -104,6 +123,10 @@ xz) or a bare Dockerfile from stdin.
       --debug-cache          Keep cache-key pre-images to explain misses
   -q, --quiet                Print only the image digest
 
+Limits of an embedded build (on a build service its operator sets them: a usage error with
+--server); the context size limit bounds a context on stdin:
+${LIMIT_OPTIONS}
+
 On a build service (the same image as an embedded build; outputs push, caches
 are type=registry, and the progress output names the build id):
       --server HOST:PORT     Run the build on this build service (or BUILDLITE_SERVER;
@@ -192,6 +215,9 @@ ${SERVICE_OPTIONS}
 With --embedded-worker, the worker options apply to it:
 ${WORKER_OPTIONS}
 
+Limits of the embedded worker: the ceiling of every build it runs:
+${LIMIT_OPTIONS}
+
 SIGTERM drains: no new calls, open streams end, then the process exits.`,
   worker: `Usage: buildlite worker --redis URL [OPTIONS]
 
@@ -200,6 +226,9 @@ Runs a build worker: takes builds from the shared queue and its own queue
 Prints "worker ID ready".
 
 ${WORKER_OPTIONS}
+
+Limits of this worker: the ceiling of every build it runs (what a build asks is cut to them):
+${LIMIT_OPTIONS}
 
 ${SERVICE_OPTIONS}
 

@@ -6,6 +6,7 @@ import { ApiServer, AUTH_FAILURE_REASONS, loadTokensFile, type TokenGrant } from
 import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
 import { checkHttpPolicy } from '../../builder/index.js';
 import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
+import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { UsageError } from '../usage.js';
 
 export const COMMON = {
@@ -93,6 +94,8 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   if ((keepDuration !== undefined || gcInterval !== undefined) && keepStorage === undefined) throw new UsageError('--gc-keep-duration and --gc-interval need --gc-keep-storage SIZE (the hard cap)', cmd);
   if (gcInterval !== undefined && gcInterval < 100) throw new UsageError(`--gc-interval "${v['gc-interval']}": at least 100ms`, cmd);
   const timeouts = httpTimeoutsFlag(cmd, v['http-timeouts']);
+  // The worker's own limits: the ceiling of every build it takes, whatever the build asks.
+  const limits = limitsFromFlags(cmd, v);
   // ADD <url> stays off loopback, private and link-local addresses (the worker's own Redis, API,
   // registry and the cloud metadata service among them) unless the operator allows them.
   const httpPolicy = {
@@ -123,6 +126,7 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
       allowHostNetwork: v['allow-host-network'] ?? false,
       httpPolicy,
       ...(timeouts ? { timeouts } : {}),
+      limits,
     },
   };
 }
@@ -158,7 +162,7 @@ function onShutdown(log: Logger, drain: () => Promise<void>): Promise<void> {
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags('serve', argv, SERVE_FLAGS);
+  const { values: v, positionals } = parseFlags('serve', argv, withLimitFlags(SERVE_FLAGS));
   if (v.help) {
     process.stdout.write(`${(await import('./help.js')).usageOf('serve')}\n`);
     return 0;
@@ -223,7 +227,7 @@ export async function runServe(argv: string[]): Promise<number> {
 }
 
 export async function runWorker(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags('worker', argv, COMMON);
+  const { values: v, positionals } = parseFlags('worker', argv, withLimitFlags(COMMON));
   if (v.help) {
     process.stdout.write(`${(await import('./help.js')).usageOf('worker')}\n`);
     return 0;

@@ -10,7 +10,10 @@ import path from 'node:path';
 import type { BuildEvent } from '../../core/build.js';
 import type { BuildliteError } from '../../core/errors.js';
 import type { BuildliteClient } from '../../api/index.js';
+import { pushBusyboxBase } from '../helpers/base-image.js';
 import { spawnCli, type Proc } from '../helpers/cli.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { freePort } from '../helpers/ports.js';
 import { cleanupRoots } from '../helpers/steps.js';
 
@@ -110,6 +113,29 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     throw err;
   }
   return svc;
+}
+
+/** What most service tests start from: Redis, a registry holding the busybox base, and a service on them. */
+export interface ServiceWithBase {
+  readonly redis: TestRedis;
+  readonly registry: TestRegistry;
+  readonly svc: Service;
+  /** The base image's reference. */
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+export async function startServiceWithBase(opts: Omit<ServiceOptions, 'redisUrl'>): Promise<ServiceWithBase> {
+  const [redis, registry] = await Promise.all([startRedis(), startRegistry()]);
+  const stopAll = () => Promise.all([redis.stop(), registry.stop()]).then(() => undefined);
+  try {
+    await pushBusyboxBase(registry.host);
+    const svc = await startService({ ...opts, redisUrl: redis.url });
+    return { redis, registry, svc, base: `${registry.host}/library/busybox:latest`, stop: () => svc.stop().finally(stopAll) };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
 
 /** All events after `from`; a dropped stream (a retryable error) is resumed from the last seq, as the CLI does. */
