@@ -1,5 +1,6 @@
 import type { Digest } from './digest.js';
 import type { SourceRange, WireError } from './errors.js';
+import type { BuildLimits } from './limits.js';
 import type { Platform } from './oci.js';
 
 /** Where an image goes once built. */
@@ -48,6 +49,7 @@ export interface BuildRequest {
   readonly sourceDateEpoch?: number;
   /** Registries that may be spoken to over plain HTTP (host[:port]). */
   readonly insecureRegistries?: readonly string[];
+  readonly limits?: Partial<BuildLimits>;
 }
 
 /** `cancelled`: stopped before it ended (the build was cancelled, or another step failed). */
