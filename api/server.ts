@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
+import { formatLimit, LimitError } from '../core/limits.js';
 import {
   isBuildState,
   openServiceStore,
@@ -17,6 +18,8 @@ import {
   type StoreRetention,
 } from '../worker/jobs.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
+import { aboveDefaultCeilings } from './client-policy.js';
+import type { ServiceConfig } from './service-config.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
@@ -34,7 +37,12 @@ export interface ApiServerOptions {
   readonly tmpDir: string;
   readonly insecureRegistries?: readonly string[];
   readonly limits?: Partial<RequestLimits>;
-  readonly maxContextBytes?: number;
+  /**
+   * The service's limits and quotas (config file and serve flags), under each
+   * token's own (`tokens`). Default: none set, so the built-in defaults.
+   */
+  readonly config?: ServiceConfig;
+  /** Default: API_DEFAULTS.maxMessageBytes, raised to fit the largest Dockerfile any token may send. */
   readonly maxMessageBytes?: number;
   readonly vault?: SecretVault;
   readonly logger?: Logger;
@@ -60,9 +68,10 @@ type AnyCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getPeer'>;
 export const API_DEFAULTS = {
   // Big enough for a 1 MiB Dockerfile plus headers; context chunks are 256 KiB.
   maxMessageBytes: 4 << 20,
-  // Contexts beyond 2 GiB belong in an image, not an upload per build.
-  maxContextBytes: 2 * 1024 ** 3,
 } as const;
+
+/** Room for the rest of the first Submit message beside the Dockerfile and its .dockerignore (args, labels, refs). */
+const REQUEST_HEADROOM_BYTES = 1 << 20;
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
@@ -86,10 +95,13 @@ export class ApiServer {
     private readonly producer: Producer,
     private readonly contexts: ServiceStore,
   ) {
-    this.auth = new TokenAuth(opts.tokens);
+    this.auth = new TokenAuth(opts.tokens, opts.config);
     this.log = opts.logger ?? pino({ name: 'buildlite-api' });
     this.limits = { ...REQUEST_LIMIT_DEFAULTS, ...(opts.limits ?? {}) };
-    this.maxMessageBytes = opts.maxMessageBytes ?? API_DEFAULTS.maxMessageBytes;
+    // A Dockerfile (and its .dockerignore, bounded alike) travels in one message: an operator who
+    // raises max-dockerfile-size must not meet grpc-js's message limit instead.
+    const maxDockerfile = Math.max(...this.auth.principals().map((p) => p.policy.limits.maxDockerfileBytes));
+    this.maxMessageBytes = opts.maxMessageBytes ?? Math.max(API_DEFAULTS.maxMessageBytes, 2 * maxDockerfile + REQUEST_HEADROOM_BYTES);
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': this.maxMessageBytes, 'grpc.max_send_message_length': this.maxMessageBytes });
   }
 
@@ -120,8 +132,26 @@ export class ApiServer {
       if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
       else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.expiredBuildIds > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
     });
+    api.logLimits();
     api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location, keepDurationMs: policy.keepDurationMs }, 'api listening');
     return api;
+  }
+
+  /**
+   * The limits and quotas in force, and every limit set above a built-in
+   * default: a worker cuts a build's limits to its own ceiling, which is that
+   * default unless the worker was started with more. The API cannot see the
+   * workers' ceilings, so it warns here, once, for the operator to check.
+   */
+  private logLimits(): void {
+    const service = this.opts.config ?? { limits: {}, quota: {} };
+    this.log.info({ limits: service.limits, quota: service.quota, tokensWithOverrides: this.opts.tokens.filter((g) => g.limits || g.quota).map((g) => g.client) }, 'service limits');
+    const sources: Array<[string, Partial<Record<string, number>>]> = [['service defaults', service.limits], ...this.opts.tokens.map((g): [string, Partial<Record<string, number>>] => [`client ${g.client}`, g.limits ?? {}])];
+    for (const [source, limits] of sources) {
+      for (const a of aboveDefaultCeilings(limits)) {
+        this.log.warn({ source, ...a }, `${source}: ${a.limit} ${a.value} is above the built-in worker ceiling of ${a.ceiling}: a worker cuts it to its own ${a.limit}, so builds get more only on workers started with a higher one`);
+      }
+    }
   }
 
   private register(): void {
@@ -294,10 +324,15 @@ export class ApiServer {
         if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_digest or context chunks, not both');
       }
     } else {
-      const upload = await this.contexts.ingest('context', this.opts.maxContextBytes ?? API_DEFAULTS.maxContextBytes);
+      const max = who.policy.limits.maxContextBytes;
+      // The store bounds the upload too; this check comes first so the refusal names the client.
+      const upload = await this.contexts.ingest('context', max);
       try {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           if (r.value.part !== 'chunk' || !Buffer.isBuffer(r.value.chunk)) throw new CodedError('INVALID_ARGUMENT', 'after the request, Submit takes only context chunks');
+          if (received.contextBytes + r.value.chunk.length > max) {
+            throw new LimitError('maxContextBytes', max, `the build context is larger than the limit of ${formatLimit('maxContextBytes', max)} for client ${who.client}`);
+          }
           received.contextBytes += r.value.chunk.length;
           await upload.write(r.value.chunk);
         }

@@ -175,8 +175,20 @@ Runs the gRPC build API (Submit, Watch, GetLog, Cancel, Get, List, DiskUsage,
 Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
 
       --listen HOST:PORT     Address to listen on (default 127.0.0.1:7070; port 0 picks one)
-      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?}]
+      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?,
+                             limits?, quota?}]; limits and quota override --config's for that token
       --token CLIENT=TOKEN   A token on the command line (repeatable; prefer --tokens)
+      --config FILE          Service limits and quotas, YAML or JSON (unknown keys stop serve):
+                               limits: {step-timeout: 30m, memory: 2GiB, max-context-size: 1GiB, ...}
+                               quota: {max-concurrent-builds: 8, max-submissions-per-minute: 60,
+                                       over-quota: queue|refuse}
+                             Precedence: a worker's own limit (its ceiling) > the token's > the
+                             service's (flags > this file) > built-in defaults
+      --max-context-size SIZE
+                             Largest build context an upload may be (default 2GiB); over it,
+                             the upload is refused before anything is stored
+      --max-dockerfile-size SIZE
+                             Largest Dockerfile a build may send (default 1MiB)
       --embedded-worker      Also run a worker in this process (needed for builds with secrets:
                              their values stay in this process's memory)
       --store-keep-duration D
