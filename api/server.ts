@@ -261,6 +261,11 @@ export class ApiServer {
     return this.producer.buildTotals();
   }
 
+  /** Builds of the whole service refused or ended by each limit, and those that waited for a quota (for /metrics). */
+  limitTotals(): Promise<{ limited: Record<string, number>; quotaWaits: number }> {
+    return this.producer.limitTotals();
+  }
+
   /**
    * A handler's failure → its status, logged by what it is. Refusals the
    * client caused are expected: auth at warn (the operator may be under
@@ -297,6 +302,8 @@ export class ApiServer {
     try {
       return await this.submitStream(call, received);
     } catch (err) {
+      // Counted in Redis before the answer: every API process reports the whole service's refusals.
+      if (err instanceof LimitError) await this.producer.countLimited(err.limit).catch(() => undefined);
       if (!call.cancelled) throw err;
       // grpc-js ended the call before we answered: the client went away, or a message was over
       // the size limit, which grpc-js refuses from its length prefix (the client got
@@ -311,6 +318,7 @@ export class ApiServer {
   ): Promise<{ build_id: string; context_digest: string }> {
     if (this.draining) throw new CodedError('INTERNAL', 'the server is shutting down', { retryable: true });
     const who = this.auth.authenticate(call.metadata);
+    await this.producer.checkQuota(who.client, who.policy.quota);
     const it = call[Symbol.asyncIterator]() as AsyncIterator<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }>;
     const first = await it.next();
     received.request = !first.done;
@@ -343,7 +351,7 @@ export class ApiServer {
         throw err;
       }
     }
-    const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project);
+    const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project, who.policy.quota);
     this.log.info({ buildId, client: who.client, context: digest }, 'build queued');
     if (call.cancelled) {
       // The client gave up (Ctrl-C) while its build was being queued: it never learns the id, so nobody else would cancel it.
@@ -450,5 +458,6 @@ function infoToPb(r: BuildRecord): Record<string, unknown> {
     image_digest: r.imageDigest ?? '',
     error: r.error ? wireErrorToPb(r.error) : null,
     attempts: r.attempts,
+    waiting: r.state === 'queued' ? (r.waiting ?? '') : '',
   };
 }

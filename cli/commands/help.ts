@@ -131,13 +131,15 @@ Lists builds of a build service, newest first: yours, or with an admin token
 everyone's (--client NAME: one client's).
 
       --state STATE          queued, running, succeeded, failed or cancelled
+                             ("queued (quota)": waiting for its client's concurrency quota)
       --limit N              At most N builds (default 50)
   -q, --quiet                Only the build ids
 ${REMOTE_OPTIONS}`,
   inspect: `Usage: buildlite inspect [--format text|json] BUILD
 
 Shows one build of a build service: state, client, project, worker, attempts,
-when it was queued, started and ended, its image digest or its error.
+when it was queued, started and ended, its image digest or its error, and for
+a queued build held back by its client's quota, why it waits.
 ${REMOTE_OPTIONS}`,
   watch: `Usage: buildlite watch [--from-seq N] [--progress MODE] BUILD   (also: attach)
 

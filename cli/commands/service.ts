@@ -227,6 +227,7 @@ export async function runServe(argv: string[]): Promise<number> {
     queueDepth: () => api.queueDepth(),
     workersAlive: () => api.workersAlive(),
     buildTotals: () => api.buildTotals(),
+    limitTotals: () => api.limitTotals(),
     authFailureReasons: AUTH_FAILURE_REASONS,
   });
   const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
