@@ -33,6 +33,7 @@ describe('build limits', () => {
     expect(limitsFromRecord({ memory: '2GiB', 'step-timeout': '10s', cpus: 2 }, 'tokens.yaml: client ci')).toEqual({ memoryBytes: 2 * 2 ** 30, stepTimeoutMs: 10_000, cpus: 2 });
     expect(() => limitsFromRecord({ memroy: '2GiB' }, 'config.yaml')).toThrow(/config.yaml: unknown limit "memroy"/);
     expect(() => limitsFromRecord(['x'], 'config.yaml')).toThrow(/must be a mapping/);
+    expect(() => limitsFromRecord({ memory: 'lots' }, 'config.yaml: limits')).toThrow(/^config\.yaml: limits: memory "lots": /);
   });
 
   it('merges later layers over earlier ones, on the defaults', () => {

@@ -134,7 +134,12 @@ export function limitsFromRecord(record: unknown, where: string): Partial<BuildL
     const name = BY_KEY.get(key);
     if (!name) throw new CodedError('INVALID_OPTION', `${where}: unknown limit "${key.slice(0, 40)}" (known: ${[...BY_KEY.keys()].join(', ')})`);
     if (typeof raw !== 'string' && typeof raw !== 'number') throw new CodedError('INVALID_OPTION', `${where}: ${key} must be a value such as 30m, 4GiB or 1.5`);
-    out[name] = parseLimit(name, String(raw));
+    try {
+      out[name] = parseLimit(name, String(raw));
+    } catch (err) {
+      // parseLimit names the key and the value; the file and the section are only known here.
+      throw new CodedError('INVALID_OPTION', `${where}: ${(err as Error).message}`);
+    }
   }
   return out;
 }
