@@ -25,12 +25,18 @@ import type { EventWriter } from './events.js';
 import type { BuildJobData, Keys } from './jobs.js';
 import type { ServiceMetrics } from './metrics.js';
 
+export interface ClientSlotOptions {
+  /** First re-check of a waiting build (ms); each next one waits twice as long. */
+  readonly recheckMs: number;
+  readonly maxRecheckMs: number;
+}
+
 export const CLIENT_SLOT_DEFAULTS = {
   // A waiting build is woken when a slot frees; these re-checks only cover a lost wake-up
   // (the releasing worker died), so they can be slow: 1 s, 2 s, 4 s … then every 15 s.
   recheckMs: 1000,
   maxRecheckMs: 15_000,
-} as const;
+} satisfies Required<ClientSlotOptions>;
 
 /**
  * KEYS: slots hash, waiting zset. ARGV: build id, queue, token, max, BullMQ key prefix.
@@ -71,13 +77,13 @@ export interface ClientSlot {
 
 export class ClientSlots {
   private readonly queues = new Map<string, Queue>();
-  private readonly opts: typeof CLIENT_SLOT_DEFAULTS;
+  private readonly opts: ClientSlotOptions;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly metrics?: ServiceMetrics,
-    opts: Partial<typeof CLIENT_SLOT_DEFAULTS> = {},
+    opts: Partial<ClientSlotOptions> = {},
   ) {
     this.opts = { ...CLIENT_SLOT_DEFAULTS, ...opts };
     if (!(this.opts.recheckMs >= 10 && this.opts.maxRecheckMs >= this.opts.recheckMs)) {
