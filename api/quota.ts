@@ -93,7 +93,7 @@ export async function admitBuild(redis: EvalClient, keys: Keys, client: string, 
   const max = quota.maxConcurrentBuilds;
   const refuse = quota.overQuota === 'refuse';
   const [admitted, n] = (await redis.eval(ADMIT_LUA, 1, keys.clientActive(client), buildId, max, refuse ? '1' : '0', keys.prefix, UNRECORDED_GRACE_MS)) as [number, number];
-  if (admitted !== 1) throw new LimitError('concurrency', max, `client ${client} has ${n} builds queued or running: the limit is ${max}`);
+  if (admitted !== 1) throw new LimitError('concurrency', max, `client ${client} has ${n} build${n === 1 ? '' : 's'} queued or running: the limit is ${max}`);
 }
 
 /** Takes a build back out of the set when its submit failed after admission. */

@@ -109,13 +109,25 @@ describe('client concurrency slots (real BullMQ and Redis)', () => {
     await until('c2 started', () => w.started.includes('c2'));
   });
 
-  it("a dead worker's slot counts only while its job lock lives: once the lock expires, the client's next build starts", async () => {
+  it("a dead worker's slot is reclaimed once its job lock is gone, unless its build was running (then it waits to be taken over)", async () => {
     const w = await setup(2, { recheckMs: 100, maxRecheckMs: 200 });
     // A slot left by a worker that died: its job's lock expired already, so it is forgotten at the next take.
     await redis.hset(keys.clientSlots('d'), 'ghost', `${SHARED_QUEUE} dead-token`);
     await submit('d1', 'd', 1);
     await until('d1 started past a dead slot', () => w.started.includes('d1'));
     expect(await redis.hexists(keys.clientSlots('d'), 'ghost')).toBe(0);
+    w.end('d1');
+
+    // The slot of a build that was running when its worker died (lock gone, record still running)
+    // is kept for it: a younger build must not overtake it before another worker takes it over.
+    await redis.hset(keys.build('orphan'), { buildId: 'orphan', client: 'f', state: 'running' });
+    await redis.hset(keys.clientSlots('f'), 'orphan', `${SHARED_QUEUE} dead-token`);
+    await submit('f2', 'f', 1);
+    await until('f2 waiting', async () => (await queue.getJob('f2'))?.isDelayed() ?? false);
+    // Handed back (a retry, a drain) without the slot being freed: dead now, so f2 goes.
+    await redis.hset(keys.build('orphan'), 'state', 'queued');
+    await until('f2 started', () => w.started.includes('f2'));
+    w.end('f2');
 
     // A slot whose worker still holds the job lock counts: e2 waits until that lock is gone.
     const lock = keys.jobLock(SHARED_QUEUE, 'held');

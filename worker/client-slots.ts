@@ -3,14 +3,22 @@
  *
  * Vocabulary: a client's *slots* are its builds running now, a Redis hash
  * build id → "QUEUE TOKEN" of the attempt that took it. A slot is *live*
- * while its job's BullMQ lock exists: BullMQ renews the lock while the worker
- * lives and lets it expire (lockDuration) when the worker dies, so the slot
- * of a dead worker's build is reclaimed by the next take, with no lease or
- * timer of ours. A build that finds its client's slots full is *waiting*:
- * its job goes back to the delayed set, the worker's slot goes to another
- * job (another client's build is never held up), and the build is *woken*
- * (promoted) when one of its client's builds ends, or re-checks on its own
- * after a backoff if that wake-up is lost.
+ * while its job's BullMQ lock exists (BullMQ renews it while the worker
+ * lives) or while its build's record says `running`. So when a worker dies:
+ * a build it had not started yet frees its slot as soon as the lock expires
+ * (lockDuration), with no lease or timer of ours; a build it was running
+ * keeps its slot until another worker takes it over (re-entering the same
+ * slot) or it ends (FINISH_LUA frees it: BullMQ fails a job that stalls too
+ * often, and the worker's failed handler ends the build), so a younger build
+ * of the client cannot overtake it in the gap. A hand-back (retry, drain)
+ * sets the record to `queued` and frees the slot; should that free be lost,
+ * the slot is dead once the lock is gone.
+ *
+ * A build that finds its client's slots full is *waiting*: its job goes back
+ * to the delayed set, the worker's slot goes to another job (another
+ * client's build is never held up), and the build is *woken* (promoted) when
+ * one of its client's builds ends, or re-checks on its own after a backoff
+ * if that wake-up is lost.
  *
  *   const slot = await slots.acquire(job, token, writer);   // waits: throws DelayedError
  *   try { build } finally { await slot?.release(); }       // frees it, wakes the oldest waiter
@@ -39,9 +47,10 @@ export const CLIENT_SLOT_DEFAULTS = {
 } satisfies Required<ClientSlotOptions>;
 
 /**
- * KEYS: slots hash, waiting zset. ARGV: build id, queue, token, max, BullMQ key prefix.
- * Forgets slots whose job lock is gone, then takes one if fewer than max are
- * live (or this build holds one already). Returns {taken 1|0, live slots}.
+ * KEYS: slots hash, waiting zset. ARGV: build id, queue, token, max, BullMQ
+ * key prefix, key prefix. Forgets dead slots (see above: no job lock, and a
+ * build not running), then takes one if fewer than max are live (or this
+ * build holds one already). Returns {taken 1|0, live slots}.
  */
 const TAKE_LUA = `
 local live = 0
@@ -50,7 +59,8 @@ for i = 1, #entries, 2 do
   local id = entries[i]
   if id ~= ARGV[1] then
     local q = string.match(entries[i + 1], '^(%S+) ')
-    if q and redis.call('EXISTS', ARGV[5] .. ':' .. q .. ':' .. id .. ':lock') == 1 then
+    local locked = q and redis.call('EXISTS', ARGV[5] .. ':' .. q .. ':' .. id .. ':lock') == 1
+    if locked or redis.call('HGET', ARGV[6] .. ':build:' .. id, 'state') == 'running' then
       live = live + 1
     else
       redis.call('HDEL', KEYS[1], id)
@@ -102,7 +112,7 @@ export class ClientSlots {
     if (max === undefined) return undefined;
     const { buildId, client } = job.data;
     const holder = `${job.queueName} ${token}`;
-    const [taken] = (await this.redis.eval(TAKE_LUA, 2, this.keys.clientSlots(client), this.keys.clientWaiting(client), buildId, job.queueName, token, max, this.keys.bullPrefix)) as [number, number];
+    const [taken] = (await this.redis.eval(TAKE_LUA, 2, this.keys.clientSlots(client), this.keys.clientWaiting(client), buildId, job.queueName, token, max, this.keys.bullPrefix, this.keys.prefix)) as [number, number];
     if (taken === 1) return { release: () => this.release(client, buildId, holder) };
 
     const reason = `client ${client} is at its limit of ${max} concurrent build${max === 1 ? '' : 's'}`;
