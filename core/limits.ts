@@ -195,7 +195,7 @@ export type QuotaName = keyof ClientQuota;
 
 /** Each quota's name in the config and tokens files (`quota:`), for parsing, help and README. */
 export const QUOTA_SPECS: Readonly<Record<QuotaName, { readonly key: string; readonly what: string }>> = {
-  maxConcurrentBuilds: { key: 'max-concurrent-builds', what: 'builds of one client queued-and-started at once, across all workers' },
+  maxConcurrentBuilds: { key: 'max-concurrent-builds', what: 'builds of one client running at once, on all workers (with over-quota refuse, queued ones count too)' },
   maxSubmissionsPerMinute: { key: 'max-submissions-per-minute', what: 'submits of one client in any 60 s' },
   overQuota: { key: 'over-quota', what: 'over max-concurrent-builds: queue (wait for one of its builds to end) or refuse at submit' },
 };
