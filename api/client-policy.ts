@@ -56,3 +56,20 @@ export function aboveDefaultCeilings(limits: Partial<BuildLimits>): Array<{ limi
   }
   return out;
 }
+
+/**
+ * What the API says at start about limits set above a built-in worker
+ * ceiling, by the service defaults or by a token: a worker cuts them to its
+ * own ceiling, so builds get them only on workers started with a higher one.
+ * The API cannot see the workers' ceilings, so it warns once, for the operator to check.
+ */
+export function ceilingWarnings(service: ServiceConfig, tokens: ReadonlyArray<{ readonly client: string; readonly limits?: Partial<BuildLimits> }>): Array<{ source: string; limit: string; value: string; ceiling: string; message: string }> {
+  const sources: Array<[string, Partial<BuildLimits>]> = [['service defaults', service.limits], ...tokens.map((g): [string, Partial<BuildLimits>] => [`client ${g.client}`, g.limits ?? {}])];
+  return sources.flatMap(([source, limits]) =>
+    aboveDefaultCeilings(limits).map((a) => ({
+      source,
+      ...a,
+      message: `${source}: ${a.limit} ${a.value} is above the built-in worker ceiling of ${a.ceiling}: a worker cuts it to its own ${a.limit}, so builds get more only on workers started with a higher one`,
+    })),
+  );
+}

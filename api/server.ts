@@ -18,8 +18,8 @@ import {
   type StoreRetention,
 } from '../worker/jobs.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
-import { aboveDefaultCeilings } from './client-policy.js';
-import type { ServiceConfig } from './service-config.js';
+import { ceilingWarnings } from './client-policy.js';
+import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
@@ -132,26 +132,11 @@ export class ApiServer {
       if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
       else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.expiredBuildIds > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
     });
-    api.logLimits();
+    const service = opts.config ?? EMPTY_SERVICE_CONFIG;
+    api.log.info({ limits: service.limits, quota: service.quota, tokensWithOverrides: opts.tokens.filter((g) => g.limits || g.quota).map((g) => g.client) }, 'service limits');
+    for (const w of ceilingWarnings(service, opts.tokens)) api.log.warn({ source: w.source, limit: w.limit, value: w.value, ceiling: w.ceiling }, w.message);
     api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location, keepDurationMs: policy.keepDurationMs }, 'api listening');
     return api;
-  }
-
-  /**
-   * The limits and quotas in force, and every limit set above a built-in
-   * default: a worker cuts a build's limits to its own ceiling, which is that
-   * default unless the worker was started with more. The API cannot see the
-   * workers' ceilings, so it warns here, once, for the operator to check.
-   */
-  private logLimits(): void {
-    const service = this.opts.config ?? { limits: {}, quota: {} };
-    this.log.info({ limits: service.limits, quota: service.quota, tokensWithOverrides: this.opts.tokens.filter((g) => g.limits || g.quota).map((g) => g.client) }, 'service limits');
-    const sources: Array<[string, Partial<Record<string, number>>]> = [['service defaults', service.limits], ...this.opts.tokens.map((g): [string, Partial<Record<string, number>>] => [`client ${g.client}`, g.limits ?? {}])];
-    for (const [source, limits] of sources) {
-      for (const a of aboveDefaultCeilings(limits)) {
-        this.log.warn({ source, ...a }, `${source}: ${a.limit} ${a.value} is above the built-in worker ceiling of ${a.ceiling}: a worker cuts it to its own ${a.limit}, so builds get more only on workers started with a higher one`);
-      }
-    }
   }
 
   private register(): void {

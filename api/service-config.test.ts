@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_LIMIT_DEFAULTS, CLIENT_QUOTA_DEFAULTS } from '../core/limits.js';
 import { loadTokensFile, TokenAuth } from './auth.js';
-import { aboveDefaultCeilings, resolvePolicy } from './client-policy.js';
+import { aboveDefaultCeilings, ceilingWarnings, resolvePolicy } from './client-policy.js';
 import { EMPTY_SERVICE_CONFIG, loadServiceConfig, parseServiceConfig, withFlagLimits } from './service-config.js';
 
 const GiB = 1024 ** 3;
@@ -77,6 +77,11 @@ describe('service config file', () => {
   it('names each limit set above a built-in worker ceiling (not those the API enforces itself)', () => {
     expect(aboveDefaultCeilings({ memoryBytes: 8 * GiB, stepTimeoutMs: 60_000, maxContextBytes: 10 * GiB, cpus: 2 })).toEqual([{ limit: 'memory', value: '8 GiB', ceiling: '4 GiB' }]);
     expect(aboveDefaultCeilings({ pids: 100_000 })).toEqual([{ limit: 'pids', value: '100000', ceiling: '4096' }]);
+    const warnings = ceilingWarnings(parseServiceConfig({ limits: { 'step-timeout': '3h' } }, 'c.yaml'), [{ client: 'ci' }, { client: 'mono', limits: { memoryBytes: 8 * GiB } }]);
+    expect(warnings.map((w) => w.message)).toEqual([
+      'service defaults: step-timeout 10800s is above the built-in worker ceiling of 3600s: a worker cuts it to its own step-timeout, so builds get more only on workers started with a higher one',
+      'client mono: memory 8 GiB is above the built-in worker ceiling of 4 GiB: a worker cuts it to its own memory, so builds get more only on workers started with a higher one',
+    ]);
   });
 });
 

@@ -40,7 +40,7 @@ describe('service limits at the API (real serve process, gRPC over TCP, real Red
       apiArgs: ['--max-context-size', '256KiB', '--max-dockerfile-size', '8KiB'],
       tokens: [
         // Above the flags for this token only; its memory is above the built-in worker ceiling (logged at start).
-        `{ token: ${BIG}, client: big, limits: { max-context-size: 2MiB, max-dockerfile-size: 16KiB, memory: 8GiB } }`,
+        `{ token: ${BIG}, client: big, limits: { max-context-size: 2MiB, max-dockerfile-size: 6MiB, memory: 8GiB } }`,
         `{ token: ${FAST}, client: fast, limits: { step-timeout: 5s } }`,
       ],
     });
@@ -108,7 +108,7 @@ describe('service limits at the API (real serve process, gRPC over TCP, real Red
     }
   });
 
-  it('the Dockerfile limit: the flag over the file, a token over the flag', async () => {
+  it('the Dockerfile limit: the flag over the file, a token over the flag, and no message cap below it', async () => {
     const df = (kib: number) => `FROM scratch\n# ${'x'.repeat(kib * KiB)}\n`;
     const alice = new BuildliteClient(svc.addr, TOKENS.alice);
     const big = new BuildliteClient(svc.addr, BIG);
@@ -119,6 +119,9 @@ describe('service limits at the API (real serve process, gRPC over TCP, real Red
       expect(err).toMatchObject({ code: 'LIMIT_EXCEEDED', message: 'the Dockerfile is 10.0 KiB: the limit is 8 KiB' });
       expect(err!.details()).toEqual({ limit: 'maxDockerfileBytes', value: 8 * KiB });
       await big.submit({ dockerfile: df(10) }, tarOf({ a: '1' }));
+      // 5 MiB: more than the server's default 4 MiB messages, which grow to fit the largest Dockerfile limit.
+      await big.submit({ dockerfile: df(5 * 1024) }, tarOf({ a: '1' }));
+      await expect(big.submit({ dockerfile: df(7 * 1024) }, tarOf({ a: '1' }))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED', message: 'the Dockerfile is 7.0 MiB: the limit is 6 MiB' });
     } finally {
       alice.close();
       big.close();
@@ -127,9 +130,10 @@ describe('service limits at the API (real serve process, gRPC over TCP, real Red
 
   it('refusals are counted by limit in buildlite_builds_limited_total', async () => {
     const text = await scrape(svc.metricsAddr);
-    // The endless, 300 KiB and CLI 400 KiB contexts of alice, her 1 MiB one and big's 2100 KiB one; the 10 KiB Dockerfile.
+    // The endless, 300 KiB and CLI 400 KiB contexts of alice, her 1 MiB one and big's 2100 KiB one;
+    // alice's 10 KiB Dockerfile and big's 7 MiB one.
     expect(sample(text, 'buildlite_builds_limited_total', { limit: 'maxContextBytes' })).toBe(5);
-    expect(sample(text, 'buildlite_builds_limited_total', { limit: 'maxDockerfileBytes' })).toBe(1);
+    expect(sample(text, 'buildlite_builds_limited_total', { limit: 'maxDockerfileBytes' })).toBe(2);
     // Every reason's series exists from the start.
     expect(sample(text, 'buildlite_builds_limited_total', { limit: 'stepTimeoutMs' })).toBe(0);
     expect(sample(text, 'buildlite_builds_limited_total', { limit: 'rate' })).toBe(0);
