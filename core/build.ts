@@ -49,6 +49,11 @@ export interface BuildRequest {
   readonly sourceDateEpoch?: number;
   /** Registries that may be spoken to over plain HTTP (host[:port]). */
   readonly insecureRegistries?: readonly string[];
+  /**
+   * What the service asks for this build (its defaults merged with the
+   * token's overrides): set by the API, never by a client. The builder cuts
+   * it to its own limits (`clampLimits`); unset fields take those limits.
+   */
   readonly limits?: Partial<BuildLimits>;
 }
 
