@@ -4,8 +4,7 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# npm install keeps to package-lock.json (see scripts/test.sh for why not npm ci).
-RUN npm install --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY core core
 COPY builder builder

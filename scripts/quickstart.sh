@@ -18,7 +18,7 @@ stop_registry() {
 if [ "${1:-}" = "--stop" ]; then stop_registry; exit 0; fi
 
 bash scripts/provision.sh
-node scripts/lock-in-sync.mjs || npm install --no-audit --no-fund --loglevel=error  # keeps to package-lock.json; see scripts/test.sh
+node scripts/lock-in-sync.mjs || npm ci --no-audit --no-fund --loglevel=error  # exactly package-lock.json
 npx tsc -p tsconfig.json && node scripts/bundle.mjs
 buildlite() { node "$REPO/dist/bundle/main.js" "$@"; }
 

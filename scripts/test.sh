@@ -18,14 +18,11 @@ step "system packages"
 bash scripts/provision.sh --test --quiet
 
 step "node modules"
-# Install when node_modules is missing or does not match package-lock.json.
-# `npm install` (which keeps to the lock file) rather than `npm ci`: npm 11's
-# ci refuses a lock written with omit-lockfile-registry-resolved, which leaves
-# out other platforms' optional packages (msgpackr-extract's), though the
-# lock is complete for this one.
-# (npm records what it installed in node_modules/.package-lock.json).
+# `npm ci`, the standard install: exactly the lock file, from scratch, when
+# node_modules is missing or does not match package-lock.json (npm records
+# what it installed in node_modules/.package-lock.json).
 if ! node scripts/lock-in-sync.mjs; then
-  npm install --no-audit --no-fund
+  npm ci --no-audit --no-fund
 else
   echo "up to date"
 fi
