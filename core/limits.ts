@@ -11,10 +11,13 @@
  *   3. the service defaults (config file `limits:`);
  *   4. BUILD_LIMIT_DEFAULTS.
  * An embedded `build` has only its own flags over the defaults.
+ *
+ * Client quotas (ClientQuota) are the API's alone: a token's `quota:` over
+ * the config file's `quota:` over CLIENT_QUOTA_DEFAULTS; no worker cuts them.
  */
 import { formatBytes, parseBytes } from './bytes.js';
 import { formatSeconds, parseDuration } from './duration.js';
-import { CodedError } from './errors.js';
+import { BuildliteError, CodedError, type ErrorCode } from './errors.js';
 
 export interface BuildLimits {
   /** Wall time of one RUN step. */
@@ -165,16 +168,30 @@ export function limitsFromRecord(record: unknown, where: string): Partial<BuildL
     const name = BY_KEY.get(key);
     if (!name) throw new CodedError('INVALID_OPTION', `${where}: unknown limit "${key.slice(0, 40)}" (known: ${[...BY_KEY.keys()].join(', ')})`);
     if (typeof raw !== 'string' && typeof raw !== 'number') throw new CodedError('INVALID_OPTION', `${where}: ${key} must be a value such as 30m, 4GiB or 1.5`);
-    out[name] = parseLimit(name, String(raw));
+    try {
+      out[name] = parseLimit(name, String(raw));
+    } catch (err) {
+      // parseLimit names the key and the value; the file and the section are only known here.
+      throw new CodedError('INVALID_OPTION', `${where}: ${(err as Error).message}`);
+    }
   }
+  return out;
+}
+
+/**
+ * Only the limits these layers set, later layers winning, nothing from the
+ * defaults: what the API sends with a build, so that a worker fills every
+ * limit the operator left unset from its own ceiling.
+ */
+export function setLimits(...layers: ReadonlyArray<Partial<BuildLimits> | undefined>): Partial<BuildLimits> {
+  const out: Partial<Record<LimitName, number>> = {};
+  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k as LimitName] = v;
   return out;
 }
 
 /** Later layers win: `mergeLimits(defaults, serviceConfig, token)`. */
 export function mergeLimits(...layers: ReadonlyArray<Partial<BuildLimits> | undefined>): BuildLimits {
-  const out: Record<string, number> = { ...BUILD_LIMIT_DEFAULTS };
-  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k] = v;
-  return out as unknown as BuildLimits;
+  return { ...BUILD_LIMIT_DEFAULTS, ...setLimits(...layers) };
 }
 
 /**
@@ -207,3 +224,77 @@ export const CLIENT_QUOTA_DEFAULTS: ClientQuota = {
   maxSubmissionsPerMinute: 60,
   overQuota: 'queue',
 };
+
+export type QuotaName = keyof ClientQuota;
+
+/** Each quota's name in the config and tokens files (`quota:`), for parsing, help and README. */
+export const QUOTA_SPECS: Readonly<Record<QuotaName, { readonly key: string; readonly what: string }>> = {
+  maxConcurrentBuilds: { key: 'max-concurrent-builds', what: 'builds of one client running at once, on all workers (with over-quota refuse, queued ones count too)' },
+  maxSubmissionsPerMinute: { key: 'max-submissions-per-minute', what: 'submits of one client in any 60 s' },
+  overQuota: { key: 'over-quota', what: 'over max-concurrent-builds: queue (wait for one of its builds to end) or refuse at submit' },
+};
+
+const QUOTA_BY_KEY = new Map(Object.entries(QUOTA_SPECS).map(([name, s]) => [s.key, name as QuotaName]));
+
+/**
+ * A `quota:` mapping of a config or tokens file → the quotas it sets.
+ * Unknown keys are errors, as for limits.
+ */
+export function quotaFromRecord(record: unknown, where: string): Partial<ClientQuota> {
+  if (record === undefined || record === null) return {};
+  if (typeof record !== 'object' || Array.isArray(record)) throw new CodedError('INVALID_OPTION', `${where}: quota must be a mapping of quota: value`);
+  const out: { -readonly [K in QuotaName]?: ClientQuota[K] } = {};
+  for (const [key, raw] of Object.entries(record)) {
+    const name = QUOTA_BY_KEY.get(key);
+    if (!name) throw new CodedError('INVALID_OPTION', `${where}: unknown quota "${key.slice(0, 40)}" (known: ${[...QUOTA_BY_KEY.keys()].join(', ')})`);
+    if (name === 'overQuota') {
+      if (raw !== 'queue' && raw !== 'refuse') throw new CodedError('INVALID_OPTION', `${where}: ${key} "${String(raw).slice(0, 40)}": want queue or refuse`);
+      out.overQuota = raw;
+      continue;
+    }
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) throw new CodedError('INVALID_OPTION', `${where}: ${key} "${String(raw).slice(0, 40)}": want a positive integer`);
+    out[name] = n;
+  }
+  return out;
+}
+
+/** Later layers win, on CLIENT_QUOTA_DEFAULTS. */
+export function mergeQuota(...layers: ReadonlyArray<Partial<ClientQuota> | undefined>): ClientQuota {
+  const out: Record<string, unknown> = { ...CLIENT_QUOTA_DEFAULTS };
+  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k] = v;
+  return out as unknown as ClientQuota;
+}
+
+/**
+ * Why a build was stopped or refused, as the metric
+ * `buildlite_builds_limited_total{limit}` labels it: a limit's name, or a
+ * client quota refused at submit (`concurrency`, `rate`). A bounded set, so
+ * the label's cardinality is fixed.
+ */
+export const LIMITED_REASONS: readonly string[] = [...(Object.keys(LIMIT_SPECS) as LimitName[]), 'concurrency', 'rate'];
+export type LimitedReason = LimitName | 'concurrency' | 'rate';
+
+export function isLimitedReason(v: unknown): v is LimitedReason {
+  return typeof v === 'string' && LIMITED_REASONS.includes(v);
+}
+
+/**
+ * A limit or quota was hit. `details.limit` names it (a LimitedReason) and
+ * `details.value` gives its value, so clients and metrics need not parse the
+ * message; `details.retryAfterMs`, when set, says when the same call may succeed.
+ */
+export class LimitError extends BuildliteError {
+  readonly code: ErrorCode = 'LIMIT_EXCEEDED';
+  constructor(
+    readonly limit: LimitedReason,
+    readonly value: number,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+  override details(): Record<string, string | number | boolean> {
+    return { limit: this.limit, value: this.value, ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}) };
+  }
+}

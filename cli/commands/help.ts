@@ -154,13 +154,15 @@ Lists builds of a build service, newest first: yours, or with an admin token
 everyone's (--client NAME: one client's).
 
       --state STATE          queued, running, succeeded, failed or cancelled
+                             ("queued (quota)": waiting for its client's concurrency quota)
       --limit N              At most N builds (default 50)
   -q, --quiet                Only the build ids
 ${REMOTE_OPTIONS}`,
   inspect: `Usage: buildlite inspect [--format text|json] BUILD
 
 Shows one build of a build service: state, client, project, worker, attempts,
-when it was queued, started and ended, its image digest or its error.
+when it was queued, started and ended, its image digest or its error, and for
+a queued build held back by its client's quota, why it waits.
 ${REMOTE_OPTIONS}`,
   watch: `Usage: buildlite watch [--from-seq N] [--progress MODE] BUILD   (also: attach)
 
@@ -198,8 +200,20 @@ Runs the gRPC build API (Submit, Watch, GetLog, Cancel, Get, List, DiskUsage,
 Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
 
       --listen HOST:PORT     Address to listen on (default 127.0.0.1:7070; port 0 picks one)
-      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?}]
+      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?,
+                             limits?, quota?}]; limits and quota override --config's for that token
       --token CLIENT=TOKEN   A token on the command line (repeatable; prefer --tokens)
+      --config FILE          Service limits and quotas, YAML or JSON (unknown keys stop serve):
+                               limits: {step-timeout: 30m, memory: 2GiB, max-context-size: 1GiB, ...}
+                               quota: {max-concurrent-builds: 8, max-submissions-per-minute: 60,
+                                       over-quota: queue|refuse}
+                             Precedence: a worker's own limit (its ceiling) > the token's > the
+                             service's (flags > this file) > built-in defaults
+      --max-context-size SIZE
+                             Largest build context an upload may be (default 2GiB); over it,
+                             the upload is refused before anything is stored
+      --max-dockerfile-size SIZE
+                             Largest Dockerfile a build may send (default 1MiB)
       --embedded-worker      Also run a worker in this process (needed for builds with secrets:
                              their values stay in this process's memory)
       --store-keep-duration D
