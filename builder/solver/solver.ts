@@ -31,7 +31,7 @@ interface KeyInfo {
  * Identical keys in flight (two stages, or two builds) share one run.
  */
 export class Solver {
-  private readonly inflight = new Map<Digest, Promise<VertexResult>>();
+  private readonly inflight = new Map<string, Promise<VertexResult>>();
   /** One queue for sandboxes and file steps: they compete for the same disks and cores. */
   private readonly queue: PQueue;
   private readonly materializer: Materializer;
@@ -62,8 +62,12 @@ export class Solver {
     }
   }
 
-  /** @internal shared by SolveRun */
-  shared(key: Digest, work: () => Promise<VertexResult>): Promise<VertexResult> {
+  /**
+   * @internal shared by SolveRun. `key` is a cache key and the limits the run
+   * would get: two builds share a step only under the same limits, or one
+   * team's tighter step timeout would kill another team's build.
+   */
+  shared(key: string, work: () => Promise<VertexResult>): Promise<VertexResult> {
     let p = this.inflight.get(key);
     if (!p) {
       p = work().finally(() => this.inflight.delete(key));
@@ -91,6 +95,12 @@ class SolveRun {
     private readonly graph: Graph,
     private readonly opts: RunOptions,
   ) {}
+
+  /** The limits a shared run would get, as part of what makes two runs the same (see Solver.shared). */
+  private get limitsKey(): string {
+    return (this.limitsKeyCache ??= JSON.stringify(Object.entries(this.opts.limits).sort(([a], [b]) => (a < b ? -1 : 1))));
+  }
+  private limitsKeyCache: string | undefined;
 
   private get deps() {
     return this.solver.internals.deps;
@@ -187,7 +197,7 @@ class SolveRun {
     const hit = this.hits.get(v.digest);
     if (hit) return hit;
 
-    const result = await this.solver.shared(info.key, async () => {
+    const result = await this.solver.shared(`${info.key} ${this.limitsKey}`, async () => {
       const inputs = await Promise.all(v.inputs.map((i) => this.resolve(i)));
       this.opts.signal.throwIfAborted();
       // No `signal` for p-queue: on abort it rejects add() at once while the task
