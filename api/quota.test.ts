@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIENT_QUOTA_DEFAULTS, LimitError, type ClientQuota } from '../core/limits.js';
+import { LimitError } from '../core/limit-error.js';
+import { CLIENT_QUOTA_DEFAULTS, type ClientQuota } from '../core/limits.js';
 import { startRedis, type TestRedis } from '../test/helpers/redis.js';
 import { finishBuild, Keys } from '../worker/jobs.js';
 import { admitBuild, checkSubmitRate } from './quota.js';

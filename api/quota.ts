@@ -15,7 +15,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { formatSeconds } from '../core/duration.js';
-import { LimitError, type ClientQuota } from '../core/limits.js';
+import { LimitError } from '../core/limit-error.js';
+import type { ClientQuota } from '../core/limits.js';
 import type { EvalClient, Keys } from '../worker/jobs.js';
 
 const WINDOW_MS = 60_000;
@@ -80,7 +81,7 @@ export async function checkSubmitRate(redis: EvalClient, keys: Keys, client: str
   if (waitMs > 0) {
     // Whole seconds, rounded up: retrying at the time said must succeed.
     const retryS = Math.ceil(waitMs / 1000);
-    throw new LimitError('rate', max, `client ${client} submitted ${max} builds in the last minute: the limit is ${max} a minute; retry in ${formatSeconds(retryS * 1000)}`, retryS * 1000);
+    throw new LimitError('rate', max, `client ${client} submitted ${max} builds in the last minute: the limit is ${max} a minute; retry in ${formatSeconds(retryS * 1000)}`, { retryAfterMs: retryS * 1000 });
   }
 }
 

@@ -3,7 +3,8 @@ import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { formatLimit, LimitError } from '../core/limits.js';
+import { LimitError } from '../core/limit-error.js';
+import { formatLimit } from '../core/limits.js';
 import {
   isBuildState,
   openServiceStore,

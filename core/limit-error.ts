@@ -6,7 +6,7 @@
  * name it; its message names the limit in words with its value.
  */
 import type { SourceRange } from './errors.js';
-import { formatLimit, type LimitName } from './limits.js';
+import { formatLimit, type LimitedReason, type LimitName } from './limits.js';
 import { LimitExceededError } from './streams.js';
 
 /** Each limit as a message names it: "the memory limit of 256 MiB". */
@@ -33,24 +33,31 @@ export function limitPhrase(name: LimitName, value: number): string {
 
 type Details = Record<string, string | number | boolean>;
 
-export class BuildLimitError extends LimitExceededError {
+/**
+ * A limit or quota was hit: a build's limit (a LimitName) or a client quota
+ * refused at submit (`concurrency`, `rate`). `details.retryAfterMs`, when set,
+ * says when the same call may succeed.
+ */
+export class LimitError extends LimitExceededError {
   private readonly extra: Details;
+  readonly retryAfterMs: number | undefined;
   constructor(
-    readonly limit: LimitName,
+    readonly limit: LimitedReason,
     readonly value: number,
     message: string,
-    options: { cause?: unknown; range?: SourceRange; details?: Details } = {},
+    options: { cause?: unknown; range?: SourceRange; details?: Details; retryAfterMs?: number } = {},
   ) {
     super(message, options);
     this.extra = options.details ?? {};
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   override details(): Details {
-    return { ...this.extra, limit: this.limit, value: this.value };
+    return { ...this.extra, limit: this.limit, value: this.value, ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}) };
   }
 }
 
 /** `<subject> exceeded the memory limit of 256 MiB<note>`: the usual shape of the message. */
-export function limitExceeded(name: LimitName, value: number, subject: string, note = '', options: { details?: Details; cause?: unknown } = {}): BuildLimitError {
-  return new BuildLimitError(name, value, `${subject} exceeded ${limitPhrase(name, value)}${note}`, options);
+export function limitExceeded(name: LimitName, value: number, subject: string, note = '', options: { details?: Details; cause?: unknown } = {}): LimitError {
+  return new LimitError(name, value, `${subject} exceeded ${limitPhrase(name, value)}${note}`, options);
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BUILD_LIMIT_DEFAULTS, clampLimits, CLIENT_QUOTA_DEFAULTS, formatLimit, isLimitedReason, LimitError, limitsFromRecord, mergeLimits, mergeQuota, parseLimit, quotaFromRecord, setLimits } from './limits.js';
+import { LimitError } from './limit-error.js';
+import { BUILD_LIMIT_DEFAULTS, clampLimits, CLIENT_QUOTA_DEFAULTS, formatLimit, isLimitedReason, limitsFromRecord, mergeLimits, mergeQuota, parseLimit, quotaFromRecord, setLimits } from './limits.js';
 
 describe('build limits', () => {
   it.each([
@@ -70,7 +71,7 @@ describe('build limits', () => {
   });
 
   it('a LimitError names its limit and value in details (what metrics and clients read)', () => {
-    const e = new LimitError('rate', 60, 'too fast', 1500);
+    const e = new LimitError('rate', 60, 'too fast', { retryAfterMs: 1500 });
     expect(e.toWire()).toEqual({ code: 'LIMIT_EXCEEDED', message: 'too fast', retryable: false, details: { limit: 'rate', value: 60, retryAfterMs: 1500 } });
     expect(isLimitedReason('maxContextBytes')).toBe(true);
     expect(isLimitedReason('concurrency')).toBe(true);

@@ -17,7 +17,7 @@
  */
 import { formatBytes, parseBytes } from './bytes.js';
 import { formatSeconds, parseDuration } from './duration.js';
-import { BuildliteError, CodedError, type ErrorCode } from './errors.js';
+import { CodedError } from './errors.js';
 
 export interface BuildLimits {
   /** Wall time of one RUN step. */
@@ -279,22 +279,3 @@ export function isLimitedReason(v: unknown): v is LimitedReason {
   return typeof v === 'string' && LIMITED_REASONS.includes(v);
 }
 
-/**
- * A limit or quota was hit. `details.limit` names it (a LimitedReason) and
- * `details.value` gives its value, so clients and metrics need not parse the
- * message; `details.retryAfterMs`, when set, says when the same call may succeed.
- */
-export class LimitError extends BuildliteError {
-  readonly code: ErrorCode = 'LIMIT_EXCEEDED';
-  constructor(
-    readonly limit: LimitedReason,
-    readonly value: number,
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-  override details(): Record<string, string | number | boolean> {
-    return { limit: this.limit, value: this.value, ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}) };
-  }
-}

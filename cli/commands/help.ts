@@ -2,8 +2,9 @@ import { BUILD_LIMIT_DEFAULTS, formatLimit, LIMIT_SPECS, type LimitName } from '
 
 const ARG = { duration: 'D', bytes: 'SIZE', count: 'N', cpus: 'N' } as const;
 
-/** Every limit flag, made from core/limits.ts's table: listed once, shared by build, worker and serve. */
-const LIMIT_FLAG_LINES = (Object.keys(LIMIT_SPECS) as LimitName[])
+/** Limit flags made from core/limits.ts's table (all of them, or all but `except`). */
+const limitFlagLines = (except: readonly LimitName[] = []) => (Object.keys(LIMIT_SPECS) as LimitName[])
+  .filter((n) => !except.includes(n))
   .map((n) => {
     const { key, kind, what } = LIMIT_SPECS[n];
     const flag = `      --${key} ${ARG[kind]}`;
@@ -13,9 +14,10 @@ const LIMIT_FLAG_LINES = (Object.keys(LIMIT_SPECS) as LimitName[])
   .join('\n');
 
 /** What the limits mean where they are set; the per-command sentence comes first. */
-const LIMIT_OPTIONS = `${LIMIT_FLAG_LINES}
+const limitOptions = (except: readonly LimitName[] = []) => `${limitFlagLines(except)}
   Durations as 90s, 30m, 2h; sizes as 512MiB, 4GiB. A limit a build passes fails it with
   LIMIT_EXCEEDED naming the limit; one this machine's cgroups cannot enforce is warned of at start.`;
+const LIMIT_OPTIONS = limitOptions();
 
 /** A worker's own options: `worker`'s, and `serve --embedded-worker`'s. */
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
@@ -229,8 +231,9 @@ ${SERVICE_OPTIONS}
 With --embedded-worker, the worker options apply to it:
 ${WORKER_OPTIONS}
 
-Limits of the embedded worker: the ceiling of every build it runs:
-${LIMIT_OPTIONS}
+Limits of the embedded worker: the ceiling of every build it runs (the context and Dockerfile
+sizes above are the API's own, per token):
+${limitOptions(['maxContextBytes', 'maxDockerfileBytes'])}
 
 SIGTERM drains: no new calls, open streams end, then the process exits.`,
   worker: `Usage: buildlite worker --redis URL [OPTIONS]
