@@ -249,7 +249,7 @@ async function conclude(
 async function keepLogs(deps: ProcessorDeps, buildId: string, logs: StepLogs, writer: EventWriter, blog: Logger): Promise<void> {
   if (logs.steps === 0) return;
   try {
-    const { stored, failed } = await logs.store(deps.store);
+    const { stored, failed } = await logs.store(deps.store, { maxBytes: deps.builder.limits.maxStepLogBytes + (1 << 20) });
     if (stored.size > 0) {
       const key = deps.keys.logs(buildId);
       const fields = Object.fromEntries([...stored].map(([v, ref]) => [v, JSON.stringify(ref)]));
