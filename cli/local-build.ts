@@ -25,7 +25,10 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     allowSecurityInsecure: p.allowSecurityInsecure,
     httpPolicy: { allowPrivate: p.allowPrivateUrls, deniedHint: 'to allow it, pass --allow-private-urls (or set BUILDLITE_ALLOW_PRIVATE_URLS=1)' },
     ...(p.timeouts ? { timeouts: p.timeouts } : {}),
+    limits: p.limits,
   });
+  // A limit this machine cannot enforce is said once, before anything runs: never ignored in silence.
+  for (const w of builder.limitWarnings) process.stderr.write(`warning: ${w}\n`);
   using interrupts = new Interrupts();
   const renderer = createRenderer(p.progress, p.request.dockerfile);
   let result: BuildResult | undefined;

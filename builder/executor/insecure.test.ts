@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { effectiveCapabilities, grantInsecure } from './insecure.js';
-import { buildSpec, DEFAULT_CAPABILITIES, SANDBOX_DEFAULTS, type SpecInput } from './spec.js';
+import { buildSpec, DEFAULT_CAPABILITIES, STEP_LIMIT_DEFAULTS, type SpecInput } from './spec.js';
 
 const input: SpecInput = {
   args: ['/bin/sh', '-c', 'true'],
@@ -9,7 +9,8 @@ const input: SpecInput = {
   user: { uid: 0, gid: 0, additionalGids: [] },
   hostname: 'h',
   network: 'none',
-  limits: SANDBOX_DEFAULTS,
+  limits: STEP_LIMIT_DEFAULTS,
+  cgroups: { version: 2, memory: true, swap: true, hostSwap: true, cpu: true, pids: true },
   etcFiles: { hosts: '/b/hosts', resolvConf: '/b/resolv.conf', hostname: '/b/hostname' },
   mounts: [],
   cgroupsPath: '/buildlite/x',

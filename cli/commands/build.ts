@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NetworkMode, type OutputSpec } from '../../core/build.js';
+import { mergeLimits, type BuildLimits } from '../../core/limits.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
+import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
 import { UsageError } from '../usage.js';
 
-const FLAGS = {
+const FLAGS = withLimitFlags({
   file: { type: 'string', short: 'f' },
   tag: { type: 'string', short: 't', multiple: true },
   'build-arg': { type: 'string', multiple: true },
@@ -37,7 +39,7 @@ const FLAGS = {
   'debug-cache': { type: 'boolean' },
   check: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
-} as const;
+} as const);
 
 export interface ParsedBuild {
   readonly request: BuildRequest;
@@ -63,6 +65,8 @@ export interface ParsedBuild {
   readonly allowPrivateUrls: boolean;
   /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
   readonly timeouts?: Partial<NetTimeouts>;
+  /** Embedded mode: this build's limits (`--memory 2GiB`...), over the defaults; a build service has its operator's. */
+  readonly limits: Partial<BuildLimits>;
 }
 
 /** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
@@ -126,6 +130,11 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   if (server && v['http-timeouts'] !== undefined) throw new UsageError('--http-timeouts is for an embedded build: on a build service the operator sets it (buildlite worker --http-timeouts)', 'build');
   const allowPrivateUrls = (v['allow-private-urls'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_PRIVATE_URLS']);
   const timeouts = server ? undefined : httpTimeoutsFlag('build', v['http-timeouts']);
+  const given = limitFlagsGiven(v);
+  if (server && given.length > 0) {
+    throw new UsageError(`${given.join(', ')}: a build service's limits are its operator's (buildlite worker ${given[0]} ...); an embedded build sets its own`, 'build');
+  }
+  const limits = limitsFromFlags('build', v);
   const progress = v.quiet ? 'quiet' : (v.progress ?? 'auto');
   if (!['auto', 'tty', 'plain', 'json'].includes(progress) && !v.quiet) throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
   if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
@@ -196,6 +205,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     allowSecurityInsecure,
     allowPrivateUrls,
     ...(timeouts ? { timeouts } : {}),
+    limits,
   };
 }
 
@@ -264,7 +274,7 @@ async function maybeStdinContext(argv: string[]) {
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
   if (positionals.length !== 1 || positionals[0] !== '-' || serverOf(v)) return undefined;
   const { readStdinContext } = await import('../stdin-context.js');
-  return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
+  return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'), mergeLimits(limitsFromFlags('build', v)));
 }
 
 async function runParsed(parsed: ParsedBuild): Promise<number> {
