@@ -32,11 +32,12 @@ import type { RootUse } from './root-users.js';
 import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
 import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
+import { GitSource } from './git-source.js';
 import { checkRequestReferences } from './request-refs.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
-import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkGraphGrants, checkSshAgents, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 
 export interface BuilderOptions {
   /** State directory: content store, cache index, snapshots, sandboxes. Made 0700. */
@@ -66,6 +67,8 @@ export interface BuilderOptions {
 export interface BuildOptions {
   /** Secret values by id; they never enter events, keys or layers. */
   readonly secrets?: ReadonlyMap<string, Buffer>;
+  /** ssh agent sockets on this machine by id (`--ssh`): forwarded into RUN --mount=type=ssh and used by git over ssh. */
+  readonly ssh?: ReadonlyMap<string, string>;
   readonly signal?: AbortSignal;
   readonly debugCache?: boolean;
 }
@@ -137,6 +140,8 @@ export class Builder {
         executor,
         images: new RegistryImages(registry, store),
         http: new PolicedHttpFetcher({ ...opts.httpPolicy, timeouts: opts.httpPolicy?.timeouts ?? opts.timeouts ?? {} }),
+        // Git remotes pass the same address policy as ADD <url>.
+        git: new GitSource({ ...(opts.httpPolicy ? { policy: opts.httpPolicy } : {}), tmpDir }),
         allowHostNetwork: opts.allowHostNetwork ?? false,
         hasher: new ContextHasher(path.join(root, 'statcache')),
         cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
@@ -183,6 +188,7 @@ export class Builder {
       ...(req.network && req.network !== 'default' ? { defaultNetwork: req.network } : {}),
     });
     checkGraphGrants(def.graph, { operatorAllowsHostNetwork: this.opts.allowHostNetwork ?? false, allow: req.allow ?? [] });
+    checkSshAgents(def.graph, opts.ssh ?? new Map());
     for (const w of def.warnings) emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}) });
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.
@@ -194,6 +200,7 @@ export class Builder {
       ...(imported.records.size ? { imported: { get: (k: Digest) => imported.records.get(k) } } : {}),
       contextDir,
       secrets: opts.secrets ?? new Map(),
+      ...(opts.ssh ? { ssh: opts.ssh } : {}),
       noCache: req.noCache ?? false,
       noCacheStages: new Set(req.noCacheFilter ?? []),
       ...(req.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.sourceDateEpoch } : {}),

@@ -4,6 +4,7 @@ export type {
   ImageSourceDef,
   LocalSourceDef,
   HttpSourceDef,
+  GitSourceDef,
   UserSpec,
   ExecMount,
   ExecDef,

@@ -12,6 +12,8 @@ import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
 import { ExecError, fsErrorContext } from './errors.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
+import { forwardAgent } from './ssh-forward.js';
+import { sshMissing } from './ssh-check.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
 import type { OpContext, VertexResult } from './types.js';
 
@@ -121,6 +123,16 @@ async function this_mount(
       const lease = await ctx.deps.cacheMounts.acquire(m.id, m.sharing, { mode: m.mode, uid: m.uid, gid: m.gid, signal: ctx.opts.signal });
       stack.defer(() => lease.release());
       return { type: 'bind', source: lease.dir, target: m.target, options: ['rbind', m.readonly ? 'ro' : 'rw'] };
+    }
+    case 'ssh': {
+      const agent = ctx.opts.ssh?.get(m.id);
+      if (agent === undefined) {
+        if (m.required) throw sshMissing(m.id);
+        return undefined;
+      }
+      const forwarded = await forwardAgent(agent, ctx.deps.tmpDir, m);
+      stack.defer(() => forwarded[Symbol.asyncDispose]());
+      return { type: 'bind', source: forwarded.socket, target: m.target, options: ['rbind', 'nosuid', 'nodev', 'noexec'] };
     }
     case 'secret': {
       const value = ctx.opts.secrets.get(m.id);

@@ -1,5 +1,6 @@
 export { Solver } from './solver.js';
 export { ContextHasher } from './context-sums.js';
 export { ExecError } from './errors.js';
-export type { ImageFetcher, HttpFetcher, FetchedFile, SolverDeps, SolveOptions, VertexResult } from './types.js';
+export type { ImageFetcher, HttpFetcher, GitFetcher, GitAuth, ResolvedGit, FetchedFile, SolverDeps, SolveOptions, VertexResult } from './types.js';
 export { checkGraphGrants, grantRefusal, type Grants } from './grants.js';
+export { checkSshAgents } from './ssh-check.js';

@@ -4,22 +4,25 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
-import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
+import { BuildliteError, CodedError, isCancelled, withLocation } from '../../core/errors.js';
 import { asStepError, LayerError } from './errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
+import { gitAuth, runGitSource } from './git-op.js';
 import { runHttpSource, runImageSource } from './source-op.js';
 import { Materializer, snapshotName } from './materialize.js';
 import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
-import type { SolveOptions, SolverDeps, VertexResult } from './types.js';
+import type { ResolvedGit, SolveOptions, SolverDeps, VertexResult } from './types.js';
 
 interface KeyInfo {
   readonly key: Digest;
   readonly preimage: unknown;
   /** Set for http sources, whose key depends on the fetched bytes (and the name the server gave them). */
   readonly fetched?: { path: string; digest: Digest; name?: string };
+  /** Set for git sources: the commit their key stands for, fetched only on a miss. */
+  readonly git?: ResolvedGit;
 }
 
 /**
@@ -135,6 +138,7 @@ class SolveRun {
     const inputKeys = await Promise.all(v.inputs.map(async (i) => (await this.keyOf(i)).key));
     const content: (Digest | null)[] = [];
     let fetched: KeyInfo['fetched'];
+    let git: ResolvedGit | undefined;
     if (v.def.kind === 'file') {
       for (const action of v.def.actions) {
         content.push(action.op === 'copy' ? await this.contextSum(v, action.src, action.paths, action.excludes) : null);
@@ -143,9 +147,15 @@ class SolveRun {
       fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
       content.push(fetched.digest);
       if (fetched.name !== undefined) content.push(sha256(`filename\0${fetched.name}`));
+    } else if (v.def.kind === 'git') {
+      if (!this.deps.git) throw new CodedError('PERMISSION_DENIED', `git source ${v.def.remote}: fetching git repositories is not enabled on this builder`);
+      git = await this.deps.git.resolve(v.def, gitAuth(this.opts), this.opts.signal);
+      content.push(sha256(`commit\0${git.commit}`));
+      // A kept .git checks the commit out under the ref it was found as (HEAD's branch, say).
+      if (v.def.keepGitDir && git.ref !== undefined) content.push(sha256(`ref\0${git.ref}`));
     }
     const { key, preimage } = cacheKey(v.def, inputKeys, content);
-    return { key, preimage, ...(fetched ? { fetched } : {}) };
+    return { key, preimage, ...(fetched ? { fetched } : {}), ...(git ? { git } : {}) };
   }
 
   /** Content of the context files a COPY selects; other inputs are covered by their keys. */
@@ -229,6 +239,9 @@ class SolveRun {
         break;
       case 'file':
         layers = await runFile(v.def, inputs, ctx);
+        break;
+      case 'git':
+        layers = await runGitSource(v.def, info.git!, ctx);
         break;
       default:
         throw new Error(`vertex kind ${v.def.kind} cannot run`);
