@@ -6,6 +6,7 @@ import type { ParsedBuild } from './commands/build.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
 import { createRenderer } from './progress.js';
+import { openSshAgents } from './ssh-agents.js';
 
 /** Embedded mode: the builder runs in this process against a local state directory. */
 export async function runLocalBuild(p: ParsedBuild): Promise<number> {
@@ -16,6 +17,8 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     );
     return 1;
   }
+  // Agents for --ssh key files live exactly as long as the build (and are stopped if opening the builder fails).
+  await using agents = await openSshAgents(p.ssh);
   // ADD <url> reaches no loopback, private or link-local address unless the developer says so:
   // a Dockerfile from someone else's repository must not read this machine's local services.
   const builder = await Builder.open({
@@ -30,7 +33,7 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
   let result: BuildResult | undefined;
   let error: WireError | undefined;
   try {
-    for await (const ev of builder.build(p.request, { secrets: p.secrets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
+    for await (const ev of builder.build(p.request, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
       renderer.event(ev);
       if (ev.type === 'result') result = ev.result;
       if (ev.type === 'error') error = ev.error;

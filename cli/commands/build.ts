@@ -4,6 +4,7 @@ import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../cor
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
+import { parseSshFlag, type SshSpec } from '../ssh-agents.js';
 import { UsageError } from '../usage.js';
 
 const FLAGS = {
@@ -18,6 +19,7 @@ const FLAGS = {
   'no-cache': { type: 'boolean' },
   'no-cache-filter': { type: 'string', multiple: true },
   secret: { type: 'string', multiple: true },
+  ssh: { type: 'string', multiple: true },
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
@@ -40,6 +42,8 @@ const FLAGS = {
 export interface ParsedBuild {
   readonly request: BuildRequest;
   readonly secrets: Map<string, Buffer>;
+  /** `--ssh`: agents (or key files) of this machine to forward, by id. Embedded builds only. */
+  readonly ssh: readonly SshSpec[];
   readonly root: string;
   readonly progress: 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
   readonly iidfile?: string;
@@ -145,6 +149,10 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
       secrets.set(id, Buffer.from(val));
     }
   }
+  // A build service cannot reach an agent socket on this machine, and buildlite does not tunnel one (docs/security.md T5).
+  if (server && v.ssh?.length) throw new UsageError('--ssh forwards an ssh agent of this machine, which a build service cannot reach: build without --server, or fetch private git repositories over https with a GIT_AUTH_TOKEN secret', 'build');
+  const ssh = (v.ssh ?? []).map(parseSshFlag);
+  if (new Set(ssh.map((x) => x.id)).size !== ssh.length) throw new UsageError('--ssh: an id is given twice', 'build');
   const cacheFrom = (v['cache-from'] ?? []).map((c) => parseCache(c, '--cache-from'));
   const cacheTo = (v['cache-to'] ?? []).map((c) => parseCache(c, '--cache-to'));
   const epoch = process.env['SOURCE_DATE_EPOCH'];
@@ -174,6 +182,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   return {
     request,
     secrets,
+    ssh,
     root: v.root ?? defaultRoot(),
     progress: progress as ParsedBuild['progress'],
     ...(v.iidfile ? { iidfile: v.iidfile } : {}),

@@ -80,6 +80,9 @@ xz) or a bare Dockerfile from stdin.
       --target STAGE         Build up to this stage (default: the last one)
       --label K=V            Add a label to the image (repeatable)
       --secret id=ID,src=FILE|env=VAR  Expose a secret to RUN --mount=type=secret
+      --ssh default|ID[=SOCKET|KEYFILE[,KEYFILE]]  Forward an ssh agent (default: $SSH_AUTH_SOCK;
+                             key files go into an agent started for the build) to
+                             RUN --mount=type=ssh and git sources over ssh; embedded builds only
       --network MODE         RUN network: default (none), none, host
       --allow network.host   Ask for host networking (the operator must also allow it)
       --allow-host-network   Operator: allow host networking on this machine
