@@ -33,6 +33,7 @@ import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from '.
 import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { GitSource } from './git-source.js';
+import { openRemoteContext, type RemoteContext, type RemoteContextOptions } from './remote-context.js';
 import { checkRequestReferences } from './request-refs.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
@@ -296,6 +297,16 @@ export class Builder {
       release,
       [Symbol.asyncDispose]: release,
     };
+  }
+
+  /**
+   * A build context named by a URL (a git repository, or a tarball or a
+   * Dockerfile over http), fetched by this builder under its URL policy, as a
+   * directory to build from; dispose it once the build is over.
+   */
+  openContext(url: string, opts: RemoteContextOptions = {}): Promise<RemoteContext> {
+    const deps = this.solver.internals.deps;
+    return openRemoteContext({ solver: this.solver, ...(deps.http ? { http: deps.http } : {}), tmpDir: deps.tmpDir, takeLease: () => this.takeLease() }, url, opts);
   }
 
   /** Usage of this builder's state, by kind. */

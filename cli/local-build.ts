@@ -5,8 +5,9 @@ import { Builder } from '../builder/index.js';
 import type { ParsedBuild } from './commands/build.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
-import { createRenderer } from './progress.js';
+import { createRenderer, type Renderer } from './progress.js';
 import { openSshAgents } from './ssh-agents.js';
+import { remoteContextRequest } from './remote-context.js';
 
 /** Embedded mode: the builder runs in this process against a local state directory. */
 export async function runLocalBuild(p: ParsedBuild): Promise<number> {
@@ -29,17 +30,21 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     ...(p.timeouts ? { timeouts: p.timeouts } : {}),
   });
   using interrupts = new Interrupts();
-  const renderer = createRenderer(p.progress, p.request.dockerfile);
+  let renderer: Renderer | undefined;
   let result: BuildResult | undefined;
   let error: WireError | undefined;
   try {
-    for await (const ev of builder.build(p.request, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
+    // A URL context is fetched now, by this builder under its URL policy; its Dockerfile is read from it.
+    await using remote = p.remoteContext ? await builder.openContext(p.remoteContext.url, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal }) : undefined;
+    const request = remote ? await remoteContextRequest(p.request, remote, p.remoteContext!.url, p.remoteContext!.file) : p.request;
+    renderer = createRenderer(p.progress, request.dockerfile);
+    for await (const ev of builder.build(request, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
       renderer.event(ev);
       if (ev.type === 'result') result = ev.result;
       if (ev.type === 'error') error = ev.error;
     }
   } finally {
-    renderer.close();
+    renderer?.close();
     await builder.close();
   }
   if (p.metadataFile) await writeMetadata(p.metadataFile, p, { ...(result ? { result } : {}), ...(error ? { error } : {}) });

@@ -1,5 +1,6 @@
 import PQueue from 'p-queue';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir } from 'node:fs/promises';
+import { mountAt, unmountAt } from '../../core/mounter.js';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
@@ -60,6 +61,31 @@ export class Solver {
       await run.removeFetched();
       if (opts.debugCache) await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
     }
+  }
+
+  /**
+   * A read-only view of a solved filesystem (a git build context), mounted on
+   * a fresh directory under tmpDir until disposed. The lease, which must
+   * outlive the view, gets the snapshots first, so GC leaves them alone.
+   */
+  async view(layers: readonly LayerRef[], lease: { add(resources: readonly string[]): Promise<void> }, signal?: AbortSignal): Promise<{ readonly dir: string } & AsyncDisposable> {
+    await lease.add(chainResources(layers));
+    const name = await this.materializer.ensure(layers, signal);
+    const dir = await mkdtemp(path.join(this.deps.tmpDir, 'view-'));
+    if (name !== null) {
+      try {
+        await mountAt((await this.deps.snapshotter.view(name))[0]!, dir);
+      } catch (err) {
+        await rmdir(dir);
+        throw err;
+      }
+    }
+    // rmdir, never rm -r: a failed unmount must not empty the snapshot.
+    const dispose = async () => {
+      if (name !== null) await unmountAt(dir);
+      await rmdir(dir);
+    };
+    return { dir, [Symbol.asyncDispose]: dispose };
   }
 
   /** @internal shared by SolveRun */

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
+import { isGitUrl } from '../../core/git-url.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
@@ -44,6 +45,8 @@ export interface ParsedBuild {
   readonly secrets: Map<string, Buffer>;
   /** `--ssh`: agents (or key files) of this machine to forward, by id. Embedded builds only. */
   readonly ssh: readonly SshSpec[];
+  /** CONTEXT is a URL (git, or a tarball or Dockerfile over http): fetched by the builder, the Dockerfile (`file`) read from inside it. */
+  readonly remoteContext?: { readonly url: string; readonly file: string };
   readonly root: string;
   readonly progress: 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
   readonly iidfile?: string;
@@ -76,14 +79,17 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const server = serverOf(v);
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
   if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
-  const contextDir = over.contextDir ?? path.resolve(contextArg);
+  // A URL context is fetched by the builder, and its Dockerfile read from inside it (cli/remote-context.ts).
+  const remote = !over.contextDir && (isGitUrl(contextArg) || /^https?:\/\//i.test(contextArg)) ? { url: contextArg, file: v.file ?? 'Dockerfile' } : undefined;
+  if (remote && server) throw new UsageError('a git or URL context is fetched by the builder that runs the build, and a build service does not take one yet: clone or download it and pass the directory', 'build');
+  const contextDir = remote ? '' : (over.contextDir ?? path.resolve(contextArg));
   // With a context on stdin, a relative -f names a file inside it (as docker build does).
   const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');
-  const dockerfile = await readFile(dockerfilePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
+  const dockerfile = remote ? '' : await readFile(dockerfilePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot read Dockerfile ${dockerfilePath}: ${err.code ?? err.message}`, 'build');
   });
   // <Dockerfile>.dockerignore wins over the context's .dockerignore, as in BuildKit.
-  const specificIgnore = await readFile(`${dockerfilePath}.dockerignore`, 'utf8').catch(() => undefined);
+  const specificIgnore = remote ? undefined : await readFile(`${dockerfilePath}.dockerignore`, 'utf8').catch(() => undefined);
 
   const buildArgs: Record<string, string> = {};
   for (const a of v['build-arg'] ?? []) {
@@ -183,6 +189,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     request,
     secrets,
     ssh,
+    ...(remote ? { remoteContext: remote } : {}),
     root: v.root ?? defaultRoot(),
     progress: progress as ParsedBuild['progress'],
     ...(v.iidfile ? { iidfile: v.iidfile } : {}),
