@@ -27,6 +27,8 @@ import type { RuncExecutor, SandboxLimits } from './executor/index.js';
 import type { BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
+import { prepareNamedContexts } from './named-contexts.js';
+import { layoutFetcher } from './oci-layout.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
 import type { RootUse } from './root-users.js';
 import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
@@ -139,7 +141,7 @@ export class Builder {
         index,
         snapshotter,
         executor,
-        images: new RegistryImages(registry, store),
+        images: layoutFetcher(new RegistryImages(registry, store)),
         http: new PolicedHttpFetcher({ ...opts.httpPolicy, timeouts: opts.httpPolicy?.timeouts ?? opts.timeouts ?? {} }),
         // Git remotes pass the same address policy as ADD <url>.
         git: new GitSource({ ...(opts.httpPolicy ? { policy: opts.httpPolicy } : {}), tmpDir }),
@@ -176,13 +178,15 @@ export class Builder {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
     }
     const images = new RegistryImages(this.registry, this.store);
+    const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
     const def = await convertDockerfile({
       dockerfile: req.dockerfile,
       fileName: req.dockerfileName ?? 'Dockerfile',
       buildArgs: { ...(req.buildArgs ?? {}) },
       ...(req.target ? { target: req.target } : {}),
       platform,
-      resolver: images,
+      resolver: named.resolver,
+      ...(named.specs.size ? { namedContexts: named.specs } : {}),
       dockerignore: req.dockerignore ?? (await readOptional(path.join(contextDir, '.dockerignore'))),
       ...(req.labels ? { labels: { ...req.labels } } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
@@ -200,6 +204,7 @@ export class Builder {
       lease,
       ...(imported.records.size ? { imported: { get: (k: Digest) => imported.records.get(k) } } : {}),
       contextDir,
+      ...(named.localDirs.size ? { localDirs: named.localDirs } : {}),
       secrets: opts.secrets ?? new Map(),
       ...(opts.ssh ? { ssh: opts.ssh } : {}),
       noCache: req.noCache ?? false,

@@ -1,6 +1,6 @@
 import type { BlobProvider, ContentStore } from '../core/content.js';
 import { parseDigest } from '../core/digest.js';
-import type { ImageConfig, Platform } from '../core/oci.js';
+import type { ImageConfig, ImageManifest, Platform } from '../core/oci.js';
 import { readJson, type LayerRef } from '../cache/index.js';
 import { formatReference, parseReference, type RegistryClient } from '../registry-client/index.js';
 import type { ImageResolver, ResolvedImage } from './graph/index.js';
@@ -53,18 +53,15 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
   ): Promise<{ config: ImageConfig; layers: LayerRef[] }> {
     const pulled = await this.client.pullImage(parseReference(ref), store, { platform, ...opts });
     const config = await readJson<ImageConfig>(store, pulled.configDigest, MAX_CONFIG_BYTES);
-    const diffIds = config.rootfs.diff_ids;
-    if (diffIds.length !== pulled.manifest.layers.length) {
-      throw new Error(`image ${ref}: ${pulled.manifest.layers.length} layers but ${diffIds.length} diff_ids in its config`);
-    }
-    const layers = pulled.manifest.layers.map((l, i) => ({
-      mediaType: l.mediaType,
-      digest: l.digest,
-      size: l.size,
-      diffId: parseDigest(diffIds[i]!),
-    }));
-    return { config, layers };
+    return { config, layers: layerRefs(pulled.manifest, config, ref) };
   }
+}
+
+/** The layer chain of a manifest, each layer with its diff ID from the config. */
+export function layerRefs(manifest: Pick<ImageManifest, 'layers'>, config: ImageConfig, what: string): LayerRef[] {
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== manifest.layers.length) throw new Error(`image ${what}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids in its config`);
+  return manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: parseDigest(diffIds[i]!) }));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BuildDefinition, ExecDef, FileDef, GitSourceDef } from '../graph/index.js';
+import type { BuildDefinition, ExecDef, FileDef, GitSourceDef, NamedSource } from '../graph/index.js';
 import { FakeResolver } from '../../test/frontend/fake-resolver.js';
 import { convertDockerfile } from './convert.js';
 
@@ -79,5 +79,53 @@ describe('ADD <git url>', () => {
   it('an https URL that is not a repository stays a download', async () => {
     const def = await conv(`${B}ADD https://h/file.tar.gz /d/`);
     expect([...def.graph.vertices.values()].some((v) => v.def.kind === 'http')).toBe(true);
+  });
+});
+
+describe('named contexts (--build-context), resolved before stages and images', () => {
+  const local: NamedSource = { kind: 'local', name: 'named:src', excludes: ['*.tmp'] };
+  const withNamed = (dockerfile: string, named: Record<string, NamedSource>, resolver = new FakeResolver()) =>
+    convertDockerfile({ dockerfile, resolver, namedContexts: new Map(Object.entries(named)) });
+  const inputsOf = (def: BuildDefinition) => def.graph.get(def.root!).inputs.map((d) => def.graph.get(d).def);
+
+  it('COPY --from=NAME copies from the directory (a local source with its .dockerignore)', async () => {
+    const def = await withNamed(`${B}COPY --from=src /a /a`, { src: local });
+    expect(inputsOf(def)[1]).toEqual({ kind: 'local', name: 'named:src', excludes: ['*.tmp'] });
+  });
+
+  it('RUN --mount=from=NAME mounts it', async () => {
+    const def = await withNamed(`${B}RUN --mount=from=src,target=/s cat /s/a`, { src: local });
+    expect(inputsOf(def)[1]).toEqual({ kind: 'local', name: 'named:src', excludes: ['*.tmp'] });
+  });
+
+  it('a stage of that name is replaced: its instructions are not converted', async () => {
+    const def = await withNamed('FROM busybox AS deps\nRUN exit 1\nFROM busybox\nCOPY --from=deps /a /a', { deps: local });
+    expect([...def.graph.vertices.values()].some((v) => v.def.kind === 'exec')).toBe(false);
+    const from = inputsOf(def)[1] as FileDef;
+    expect(from).toMatchObject({ kind: 'file', hasRoot: false, actions: [{ op: 'copy', paths: ['/'], dest: '/' }] });
+  });
+
+  it('FROM NAME of a docker-image context: the image, its config; the registry never sees the name', async () => {
+    const resolver = new FakeResolver();
+    const def = await withNamed('FROM alpine\nRUN true', { alpine: { kind: 'image', ref: 'docker.io/library/busybox:latest' } }, resolver);
+    expect(inputsOf(def)[0]).toMatchObject({ kind: 'image', ref: expect.stringMatching(/busybox@sha256:/) });
+    expect(def.config.Labels).toEqual({ 'conf.base': 'busybox' });
+    expect(resolver.calls.some((c) => c.includes('alpine'))).toBe(false);
+  });
+
+  it('the name matches as BuildKit normalises image names', async () => {
+    for (const from of ['alpine', 'alpine:latest', 'docker.io/library/alpine']) {
+      const def = await withNamed(`FROM ${from}`, { alpine: { kind: 'image', ref: 'busybox' } });
+      expect(def.graph.get(def.root!).def).toMatchObject({ kind: 'image', ref: expect.stringMatching(/busybox@/) });
+    }
+    await expect(withNamed('FROM alpine:3.18', { alpine: { kind: 'image', ref: 'busybox' } })).rejects.toThrow(/not found/);
+  });
+
+  it('FROM NAME of a directory copies it into a filesystem; of a git URL it is the git source', async () => {
+    const dir = await withNamed('FROM src\nRUN true', { src: local });
+    const copy = inputsOf(dir)[0] as FileDef;
+    expect(copy.kind).toBe('file');
+    const git = await withNamed('FROM src\nRUN true', { src: { kind: 'git', url: 'https://h/r.git#v1' } });
+    expect(inputsOf(git)[0]).toEqual({ kind: 'git', remote: 'https://h/r.git', ref: 'v1', keepGitDir: false });
   });
 });

@@ -15,7 +15,7 @@ import { LogSink } from './log-sink.js';
 import { forwardAgent } from './ssh-forward.js';
 import { sshMissing } from './ssh-check.js';
 import { commitLayer, prepareOn } from './snapshot-step.js';
-import type { OpContext, VertexResult } from './types.js';
+import { localDir, type OpContext, type VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -159,7 +159,7 @@ async function this_mount(
 function inputName(ctx: OpContext, index: number): string {
   const d = ctx.vertex.inputs[index]!;
   const v = ctx.graph.get(d);
-  if (v.def.kind === 'local') return 'the build context';
+  if (v.def.kind === 'local') return v.def.name === 'context' ? 'the build context' : `the context ${v.def.name.replace(/^named:/, '')}`;
   if (v.def.kind === 'image') return `image ${v.def.ref}`;
   const stage = ctx.graph.meta.get(d)?.stage;
   return stage ? `stage ${stage}` : 'the stage it names';
@@ -169,8 +169,9 @@ function inputName(ctx: OpContext, index: number): string {
 export async function inputDir(ctx: OpContext, index: number, inputs: readonly VertexResult[], stack: AsyncStack): Promise<string> {
   const inputVertex = ctx.graph.get(ctx.vertex.inputs[index]!);
   if (inputVertex.def.kind === 'local') {
-    if (!ctx.opts.contextDir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
-    return ctx.opts.contextDir;
+    const dir = localDir(ctx.opts, inputVertex.def.name);
+    if (!dir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
+    return dir;
   }
   const result = inputs[index]!;
   if (result.file) return path.dirname(result.file.path);

@@ -15,7 +15,7 @@ import { gitAuth, runGitSource } from './git-op.js';
 import { runHttpSource, runImageSource } from './source-op.js';
 import { Materializer, snapshotName } from './materialize.js';
 import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
-import type { ResolvedGit, SolveOptions, SolverDeps, VertexResult } from './types.js';
+import { localDir, type ResolvedGit, type SolveOptions, type SolverDeps, type VertexResult } from './types.js';
 
 interface KeyInfo {
   readonly key: Digest;
@@ -188,8 +188,9 @@ class SolveRun {
   private async contextSum(v: Vertex, src: number, paths: readonly string[], excludes: readonly string[]): Promise<Digest | null> {
     const input = this.graph.get(v.inputs[src]!);
     if (input.def.kind !== 'local') return null;
-    if (!this.opts.contextDir) throw new BuildliteErrorNoContext();
-    return this.deps.hasher.checksumForCopy(this.opts.contextDir, paths, { excludes, ignore: input.def.excludes });
+    const dir = localDir(this.opts, input.def.name);
+    if (!dir) throw new BuildliteErrorNoContext();
+    return this.deps.hasher.checksumForCopy(dir, paths, { excludes, ignore: input.def.excludes });
   }
 
   resolve(d: Digest): Promise<VertexResult> {

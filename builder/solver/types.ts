@@ -70,6 +70,8 @@ export interface SolverDeps {
 /** Per-build inputs to the solver. Secret values live here only, never in events or keys. */
 export interface SolveOptions {
   readonly contextDir?: string;
+  /** Directories of the other local sources (named contexts), by source name. */
+  readonly localDirs?: ReadonlyMap<string, string>;
   readonly secrets: ReadonlyMap<string, Buffer>;
   /** ssh agent sockets on this machine by id (`--ssh`); their paths never enter events, keys or layers. */
   readonly ssh?: ReadonlyMap<string, string>;
@@ -117,4 +119,9 @@ export interface OpContext {
   readonly opts: SolveOptions & { readonly signal: AbortSignal };
   readonly vertex: import('../graph/index.js').Vertex;
   readonly graph: import('../graph/index.js').Graph;
+}
+
+/** Where a local source's files are: the build context, or a named context's directory. */
+export function localDir(opts: Pick<SolveOptions, 'contextDir' | 'localDirs'>, name: string): string | undefined {
+  return name === 'context' ? opts.contextDir : opts.localDirs?.get(name);
 }

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
+import type { BuildRequest, CacheSpec, NamedContext, NetworkMode, OutputSpec } from '../../core/build.js';
 import { isGitUrl } from '../../core/git-url.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
 import { parseSshFlag, type SshSpec } from '../ssh-agents.js';
+import { parseBuildContext } from '../build-contexts.js';
 import { UsageError } from '../usage.js';
 
 const FLAGS = {
@@ -21,6 +22,7 @@ const FLAGS = {
   'no-cache-filter': { type: 'string', multiple: true },
   secret: { type: 'string', multiple: true },
   ssh: { type: 'string', multiple: true },
+  'build-context': { type: 'string', multiple: true },
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
@@ -159,6 +161,12 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   if (server && v.ssh?.length) throw new UsageError('--ssh forwards an ssh agent of this machine, which a build service cannot reach: build without --server, or fetch private git repositories over https with a GIT_AUTH_TOKEN secret', 'build');
   const ssh = (v.ssh ?? []).map(parseSshFlag);
   if (new Set(ssh.map((x) => x.id)).size !== ssh.length) throw new UsageError('--ssh: an id is given twice', 'build');
+  const namedContexts: Record<string, NamedContext> = {};
+  for (const flag of v['build-context'] ?? []) {
+    const [name, context] = parseBuildContext(flag);
+    if (Object.hasOwn(namedContexts, name)) throw new UsageError(`--build-context: ${name} is given twice`, 'build');
+    namedContexts[name] = context;
+  }
   const cacheFrom = (v['cache-from'] ?? []).map((c) => parseCache(c, '--cache-from'));
   const cacheTo = (v['cache-to'] ?? []).map((c) => parseCache(c, '--cache-to'));
   const epoch = process.env['SOURCE_DATE_EPOCH'];
@@ -184,6 +192,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(platform ? { platform } : {}),
     ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),
     insecureRegistries: insecure,
+    ...(Object.keys(namedContexts).length ? { namedContexts } : {}),
   };
   return {
     request,
