@@ -3,6 +3,9 @@ import { readFile } from 'node:fs/promises';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
+import { limitsFromRecord, quotaFromRecord, type BuildLimits, type ClientQuota } from '../core/limits.js';
+import { resolvePolicy, type ClientPolicy } from './client-policy.js';
+import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';
 
 /**
  * Why a call was refused, as logs and metrics name it: no authorization header,
@@ -29,6 +32,8 @@ export interface Principal {
   readonly admin: boolean;
   /** Entitlements a build of this client may ask for, e.g. `network.host`. */
   readonly entitlements: ReadonlySet<string>;
+  /** Its limits and quota: the token's overrides over the service's (see client-policy.ts). */
+  readonly policy: ClientPolicy;
 }
 
 export interface TokenGrant {
@@ -36,7 +41,13 @@ export interface TokenGrant {
   readonly client: string;
   readonly admin?: boolean;
   readonly entitlements?: readonly string[];
+  /** Overrides of the service's limits for this token's builds (a worker still cuts them to its ceiling). */
+  readonly limits?: Partial<BuildLimits>;
+  readonly quota?: Partial<ClientQuota>;
 }
+
+/** The keys of a tokens-file entry: any other is a typo that would silently grant or bound nothing. */
+const GRANT_KEYS = ['token', 'client', 'admin', 'entitlements', 'limits', 'quota'];
 
 export const KNOWN_ENTITLEMENTS: ReadonlySet<string> = new Set(['network.host']);
 /** Shorter tokens are guessable; refuse them when the file is loaded, not at the first call. */
@@ -50,7 +61,7 @@ const MIN_TOKEN_LENGTH = 16;
 export class TokenAuth {
   private readonly byHash = new Map<string, Principal>();
 
-  constructor(grants: readonly TokenGrant[]) {
+  constructor(grants: readonly TokenGrant[], service: ServiceConfig = EMPTY_SERVICE_CONFIG) {
     for (const g of grants) {
       if (typeof g.token !== 'string' || g.token.length < MIN_TOKEN_LENGTH) throw new CodedError('INVALID_OPTION', `token of client "${g.client}": at least ${MIN_TOKEN_LENGTH} characters`);
       if (typeof g.client !== 'string' || !/^[A-Za-z0-9._@-]{1,100}$/.test(g.client)) throw new CodedError('INVALID_OPTION', `client name "${String(g.client)}": letters, digits, '.', '_', '@', '-'`);
@@ -59,12 +70,17 @@ export class TokenAuth {
       }
       const h = hash(g.token);
       if (this.byHash.has(h)) throw new CodedError('INVALID_OPTION', `client "${g.client}": the same token is configured twice`);
-      this.byHash.set(h, { client: g.client, admin: g.admin === true, entitlements: new Set(g.entitlements ?? []) });
+      this.byHash.set(h, { client: g.client, admin: g.admin === true, entitlements: new Set(g.entitlements ?? []), policy: resolvePolicy(service, g) });
     }
   }
 
   get size(): number {
     return this.byHash.size;
+  }
+
+  /** Every token's principal (start-up checks and logs; never the tokens themselves). */
+  principals(): Principal[] {
+    return [...this.byHash.values()];
   }
 
   /** The caller of a request, from `authorization: Bearer <token>`; UNAUTHENTICATED otherwise. */
@@ -85,8 +101,9 @@ function hash(token: string): string {
 }
 
 /**
- * A tokens file, JSON or YAML: either `{tokens: [{token, client, admin?, entitlements?}]}`
- * or a list of those entries.
+ * A tokens file, JSON or YAML: either `{tokens: [{token, client, admin?, entitlements?, limits?, quota?}]}`
+ * or a list of those entries. `limits` and `quota` take the keys of the
+ * service config file's sections of the same names.
  */
 export async function loadTokensFile(file: string): Promise<TokenGrant[]> {
   const text = await readFile(file, 'utf8');
@@ -101,9 +118,22 @@ export async function loadTokensFile(file: string): Promise<TokenGrant[]> {
   return list.map((e: unknown, i) => {
     const o = e as Partial<TokenGrant> | null;
     if (!o || typeof o.token !== 'string' || typeof o.client !== 'string') throw new CodedError('INVALID_OPTION', `tokens file ${file}: entry ${i + 1} needs "token" and "client"`);
+    const where = `tokens file ${file}: entry ${i + 1} (client ${o.client.slice(0, 100)})`;
+    for (const key of Object.keys(o)) {
+      if (!GRANT_KEYS.includes(key)) throw new CodedError('INVALID_OPTION', `${where}: unknown key "${key.slice(0, 40)}" (known: ${GRANT_KEYS.join(', ')})`);
+    }
     if (o.entitlements !== undefined && !(Array.isArray(o.entitlements) && o.entitlements.every((x) => typeof x === 'string'))) {
       throw new CodedError('INVALID_OPTION', `tokens file ${file}: entry ${i + 1}: entitlements must be a list of strings`);
     }
-    return { token: o.token, client: o.client, ...(o.admin ? { admin: true } : {}), ...(o.entitlements ? { entitlements: o.entitlements } : {}) };
+    const limits = limitsFromRecord(o.limits, `${where}: limits`);
+    const quota = quotaFromRecord(o.quota, `${where}: quota`);
+    return {
+      token: o.token,
+      client: o.client,
+      ...(o.admin ? { admin: true } : {}),
+      ...(o.entitlements ? { entitlements: o.entitlements } : {}),
+      ...(Object.keys(limits).length ? { limits } : {}),
+      ...(Object.keys(quota).length ? { quota } : {}),
+    };
   });
 }

@@ -40,6 +40,8 @@ export interface BuildInfo {
   readonly startedAt: number;
   readonly finishedAt: number;
   readonly error?: ReturnType<typeof wireErrorFromPb>;
+  /** Why a queued build has not started (its client is at its concurrency quota); absent otherwise. */
+  readonly waiting?: string;
 }
 
 export interface WorkerInfo {
@@ -293,6 +295,7 @@ interface PbInfo {
   started_at: number;
   finished_at: number;
   error?: PbWireError | null;
+  waiting?: string;
 }
 
 interface PbWorker {
@@ -323,6 +326,7 @@ function infoFromPb(p: unknown): BuildInfo {
     startedAt: i.started_at,
     finishedAt: i.finished_at,
     ...(i.error ? { error: wireErrorFromPb(i.error) } : {}),
+    ...(i.waiting ? { waiting: i.waiting } : {}),
   };
 }
 

@@ -3,7 +3,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
-import { CodedError } from '../core/errors.js';
+import { BuildliteError, CodedError } from '../core/errors.js';
+import type { ClientQuota } from '../core/limits.js';
 import {
   BUILD_JOB,
   EVENT_FIELD,
@@ -25,6 +26,7 @@ import {
   type StepLogRef,
   type WorkerRecord,
 } from '../worker/jobs.js';
+import { admitBuild, checkSubmitRate, unadmitBuild } from './quota.js';
 
 export interface ProducerOptions {
   readonly redisUrl: string;
@@ -105,9 +107,13 @@ export class Producer {
    * Queues a build. Routing: a build with secrets goes to the embedded worker
    * that holds them; else a build of a project goes to the worker that built
    * it last if that worker is alive and has a free slot; else to the shared queue.
+   * With a quota, the build is admitted into its client's queued-or-running
+   * set first (refused there under policy `refuse`), and its job carries the
+   * concurrency limit that workers hold it to.
    */
-  async submit(client: string, req: Omit<QueuedRequest, 'context'>, context: Digest, secrets: ReadonlyMap<string, Buffer>, project?: string): Promise<string> {
+  async submit(client: string, req: Omit<QueuedRequest, 'context'>, context: Digest, secrets: ReadonlyMap<string, Buffer>, project?: string, quota?: ClientQuota): Promise<string> {
     const buildId = randomUUID();
+    if (quota) await admitBuild(this.redis, this.keys, client, quota, buildId).catch((err: unknown) => { throw unavailable(err); });
     const proj = project ?? defaultProject(req, context);
     let queue = SHARED_QUEUE;
     if (secrets.size > 0) {
@@ -125,6 +131,7 @@ export class Producer {
       project: proj,
       request: { ...req, context: { digest: context } },
       ...(secrets.size > 0 && this.opts.vault ? { secretsHolder: this.opts.vault.holderId } : {}),
+      ...(quota ? { quota: { maxConcurrentBuilds: quota.maxConcurrentBuilds } } : {}),
     };
     const now = Date.now();
     try {
@@ -144,9 +151,38 @@ export class Producer {
       });
     } catch (err) {
       this.opts.vault?.drop(buildId);
+      if (quota) await unadmitBuild(this.redis, this.keys, client, buildId).catch(() => undefined);
       throw unavailable(err);
     }
     return buildId;
+  }
+
+  /**
+   * At the start of a submit, before any upload: counts it in the client's
+   * rate window (refused past it) and, under policy `refuse`, checks that the
+   * client has room for one more build (checked again, atomically, at `submit`).
+   */
+  async checkQuota(client: string, quota: ClientQuota): Promise<void> {
+    try {
+      await checkSubmitRate(this.redis, this.keys, client, quota);
+      if (quota.overQuota === 'refuse') await admitBuild(this.redis, this.keys, client, quota);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** Counts a submit refused by a limit or quota, in Redis (for buildlite_builds_limited_total). */
+  async countLimited(reason: string): Promise<void> {
+    await this.redis.hincrby(this.keys.limitedTotals, reason, 1);
+  }
+
+  /**
+   * Builds of the whole service refused or ended by each limit, and the
+   * number that waited for their client's quota (metrics; Redis counts them).
+   */
+  async limitTotals(): Promise<{ limited: Record<string, number>; quotaWaits: number }> {
+    const [h, waits] = await Promise.all([this.reader.hgetall(this.keys.limitedTotals), this.reader.get(this.keys.quotaWaitTotal)]);
+    return { limited: Object.fromEntries(Object.entries(h).map(([k, n]) => [k, Number(n)])), quotaWaits: Number(waits ?? 0) };
   }
 
   private async localityQueue(project: string): Promise<string | undefined> {
@@ -323,7 +359,7 @@ function defaultProject(req: Omit<QueuedRequest, 'context'>, context: Digest): s
 }
 
 function unavailable(err: unknown): Error {
-  if (err instanceof CodedError) return err;
+  if (err instanceof BuildliteError) return err;
   return new CodedError('INTERNAL', `the queue is not reachable: ${err instanceof Error ? err.message : String(err)}`, { retryable: true });
 }
 

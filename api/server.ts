@@ -3,6 +3,8 @@ import pino, { type Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
+import { LimitError } from '../core/limit-error.js';
+import { formatLimit } from '../core/limits.js';
 import {
   isBuildState,
   openServiceStore,
@@ -17,6 +19,8 @@ import {
   type StoreRetention,
 } from '../worker/jobs.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
+import { ceilingWarnings } from './client-policy.js';
+import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';
 import { Producer } from './producer.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
@@ -34,7 +38,12 @@ export interface ApiServerOptions {
   readonly tmpDir: string;
   readonly insecureRegistries?: readonly string[];
   readonly limits?: Partial<RequestLimits>;
-  readonly maxContextBytes?: number;
+  /**
+   * The service's limits and quotas (config file and serve flags), under each
+   * token's own (`tokens`). Default: none set, so the built-in defaults.
+   */
+  readonly config?: ServiceConfig;
+  /** Default: API_DEFAULTS.maxMessageBytes, raised to fit the largest Dockerfile any token may send. */
   readonly maxMessageBytes?: number;
   readonly vault?: SecretVault;
   readonly logger?: Logger;
@@ -60,9 +69,10 @@ type AnyCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getPeer'>;
 export const API_DEFAULTS = {
   // Big enough for a 1 MiB Dockerfile plus headers; context chunks are 256 KiB.
   maxMessageBytes: 4 << 20,
-  // Contexts beyond 2 GiB belong in an image, not an upload per build.
-  maxContextBytes: 2 * 1024 ** 3,
 } as const;
+
+/** Room for the rest of the first Submit message beside the Dockerfile and its .dockerignore (args, labels, refs). */
+const REQUEST_HEADROOM_BYTES = 1 << 20;
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
@@ -86,10 +96,13 @@ export class ApiServer {
     private readonly producer: Producer,
     private readonly contexts: ServiceStore,
   ) {
-    this.auth = new TokenAuth(opts.tokens);
+    this.auth = new TokenAuth(opts.tokens, opts.config);
     this.log = opts.logger ?? pino({ name: 'buildlite-api' });
     this.limits = { ...REQUEST_LIMIT_DEFAULTS, ...(opts.limits ?? {}) };
-    this.maxMessageBytes = opts.maxMessageBytes ?? API_DEFAULTS.maxMessageBytes;
+    // A Dockerfile (and its .dockerignore, bounded alike) travels in one message: an operator who
+    // raises max-dockerfile-size must not meet grpc-js's message limit instead.
+    const maxDockerfile = Math.max(...this.auth.principals().map((p) => p.policy.limits.maxDockerfileBytes));
+    this.maxMessageBytes = opts.maxMessageBytes ?? Math.max(API_DEFAULTS.maxMessageBytes, 2 * maxDockerfile + REQUEST_HEADROOM_BYTES);
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': this.maxMessageBytes, 'grpc.max_send_message_length': this.maxMessageBytes });
   }
 
@@ -120,6 +133,9 @@ export class ApiServer {
       if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
       else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.expiredBuildIds > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
     });
+    const service = opts.config ?? EMPTY_SERVICE_CONFIG;
+    api.log.info({ limits: service.limits, quota: service.quota, tokensWithOverrides: opts.tokens.filter((g) => g.limits || g.quota).map((g) => g.client) }, 'service limits');
+    for (const w of ceilingWarnings(service, opts.tokens)) api.log.warn({ source: w.source, limit: w.limit, value: w.value, ceiling: w.ceiling }, w.message);
     api.log.info({ listen: opts.listen, port: api.port, clients: api.auth.size, store: api.contexts.location, keepDurationMs: policy.keepDurationMs }, 'api listening');
     return api;
   }
@@ -231,6 +247,11 @@ export class ApiServer {
     return this.producer.buildTotals();
   }
 
+  /** Builds of the whole service refused or ended by each limit, and those that waited for a quota (for /metrics). */
+  limitTotals(): Promise<{ limited: Record<string, number>; quotaWaits: number }> {
+    return this.producer.limitTotals();
+  }
+
   /**
    * A handler's failure → its status, logged by what it is. Refusals the
    * client caused are expected: auth at warn (the operator may be under
@@ -267,6 +288,8 @@ export class ApiServer {
     try {
       return await this.submitStream(call, received);
     } catch (err) {
+      // Counted in Redis before the answer: every API process reports the whole service's refusals.
+      if (err instanceof LimitError) await this.producer.countLimited(err.limit).catch(() => undefined);
       if (!call.cancelled) throw err;
       // grpc-js ended the call before we answered: the client went away, or a message was over
       // the size limit, which grpc-js refuses from its length prefix (the client got
@@ -281,6 +304,7 @@ export class ApiServer {
   ): Promise<{ build_id: string; context_digest: string }> {
     if (this.draining) throw new CodedError('INTERNAL', 'the server is shutting down', { retryable: true });
     const who = this.auth.authenticate(call.metadata);
+    await this.producer.checkQuota(who.client, who.policy.quota);
     const it = call[Symbol.asyncIterator]() as AsyncIterator<{ request?: PbBuildRequest; chunk?: Buffer; part?: string }>;
     const first = await it.next();
     received.request = !first.done;
@@ -294,10 +318,15 @@ export class ApiServer {
         if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_digest or context chunks, not both');
       }
     } else {
-      const upload = await this.contexts.ingest('context', this.opts.maxContextBytes ?? API_DEFAULTS.maxContextBytes);
+      const max = who.policy.limits.maxContextBytes;
+      // The store bounds the upload too; this check comes first so the refusal names the client.
+      const upload = await this.contexts.ingest('context', max);
       try {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           if (r.value.part !== 'chunk' || !Buffer.isBuffer(r.value.chunk)) throw new CodedError('INVALID_ARGUMENT', 'after the request, Submit takes only context chunks');
+          if (received.contextBytes + r.value.chunk.length > max) {
+            throw new LimitError('maxContextBytes', max, `the build context is larger than the limit of ${formatLimit('maxContextBytes', max)} for client ${who.client}`);
+          }
           received.contextBytes += r.value.chunk.length;
           await upload.write(r.value.chunk);
         }
@@ -308,7 +337,7 @@ export class ApiServer {
         throw err;
       }
     }
-    const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project);
+    const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project, who.policy.quota);
     this.log.info({ buildId, client: who.client, context: digest }, 'build queued');
     if (call.cancelled) {
       // The client gave up (Ctrl-C) while its build was being queued: it never learns the id, so nobody else would cancel it.
@@ -415,5 +444,6 @@ function infoToPb(r: BuildRecord): Record<string, unknown> {
     image_digest: r.imageDigest ?? '',
     error: r.error ? wireErrorToPb(r.error) : null,
     attempts: r.attempts,
+    waiting: r.state === 'queued' ? (r.waiting ?? '') : '',
   };
 }

@@ -2,20 +2,23 @@ import type { CacheSpec, NetworkMode, OutputSpec } from '../core/build.js';
 import { formatBytes } from '../core/bytes.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
+import { LimitError } from '../core/limit-error.js';
+import { formatLimit } from '../core/limits.js';
 import { parseReference } from '../core/reference.js';
 import type { QueuedRequest } from '../worker/jobs.js';
 import type { Principal } from './auth.js';
 
-/** Limits on what one request may carry (THREATS.md 10). */
+/**
+ * Limits on what one request may carry (THREATS.md 10), beside the build
+ * limits: the Dockerfile's size is a build limit (maxDockerfileBytes in
+ * core/limits.ts), set per service and per token.
+ */
 export interface RequestLimits {
-  readonly maxDockerfileBytes: number;
   readonly maxSecrets: number;
   readonly maxSecretBytes: number;
 }
 
 export const REQUEST_LIMIT_DEFAULTS = {
-  // BuildKit's frontends see Dockerfiles of a few KiB; 1 MiB leaves room for generated ones.
-  maxDockerfileBytes: 1 << 20,
   maxSecrets: 64,
   // Tokens and keys, not payloads: 512 KiB is more than any credential file.
   maxSecretBytes: 512 << 10,
@@ -114,16 +117,18 @@ function pairs(v: unknown, field: string, keyPattern?: RegExp): Record<string, s
  * Checks every field of a submit request and turns it into a queued request.
  * Remote clients never name host paths: only registry and image outputs exist
  * here. Entitlements need both halves: the build asks (`allow`) and the
- * caller's token grants.
+ * caller's token grants. Limits come from the operator only (the caller's
+ * policy), never from the request.
  */
 export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Principal, limits: RequestLimits = REQUEST_LIMIT_DEFAULTS): ValidatedSubmit {
   if (!pb || typeof pb !== 'object') throw bad('the first Submit message must carry the build request');
+  const maxDockerfile = who.policy.limits.maxDockerfileBytes;
   const dockerfile = str(pb.dockerfile, 'dockerfile', Number.MAX_SAFE_INTEGER);
   const size = Buffer.byteLength(dockerfile);
-  if (size > limits.maxDockerfileBytes) throw new CodedError('LIMIT_EXCEEDED', `the Dockerfile is ${formatBytes(size)}: the limit is ${formatBytes(limits.maxDockerfileBytes)}`);
+  if (size > maxDockerfile) throw new LimitError('maxDockerfileBytes', maxDockerfile, `the Dockerfile is ${formatBytes(size)}: the limit is ${formatLimit('maxDockerfileBytes', maxDockerfile)}`);
   if (dockerfile.trim() === '') throw bad('the Dockerfile is empty');
   const dockerfileName = str(pb.dockerfile_name, 'dockerfile_name', 255, NAME) || 'Dockerfile';
-  const dockerignore = str(pb.dockerignore, 'dockerignore', limits.maxDockerfileBytes);
+  const dockerignore = str(pb.dockerignore, 'dockerignore', maxDockerfile);
   const buildArgs = pairs(pb.build_args, 'build_args', ARG_NAME);
   const labels = pairs(pb.labels, 'labels');
   const target = str(pb.target, 'target', 255, NAME);
@@ -188,6 +193,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     allow,
     ...(platform ? { platform } : {}),
     ...(pb.has_source_date_epoch ? { sourceDateEpoch: pb.source_date_epoch } : {}),
+    ...(Object.keys(who.policy.jobLimits).length ? { limits: who.policy.jobLimits } : {}),
   };
   return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(project ? { project } : {}) };
 }

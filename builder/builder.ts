@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { BuildEvent, BuildEventBody, BuildRequest, BuildResult } from '../core/build.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
+import { checkLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
 import { EventQueue } from '../core/event-queue.js';
 import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
 import {
@@ -23,7 +24,7 @@ import {
 } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
 import { convertDockerfile } from './dockerfile/index.js';
-import type { RuncExecutor, SandboxLimits } from './executor/index.js';
+import { stepLimitsOf, type RuncExecutor } from './executor/index.js';
 import type { BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
@@ -41,13 +42,21 @@ import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
 import { checkGraphGrants, checkSshAgents, ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkDockerfileSize, checkImageSize, limitsOfBuild, withBuildClock } from './build-limits.js';
 
 export interface BuilderOptions {
   /** State directory: content store, cache index, snapshots, sandboxes. Made 0700. */
   readonly root: string;
   readonly insecureRegistries?: readonly string[];
   readonly caFile?: string;
-  readonly limits?: SandboxLimits;
+  /**
+   * This builder's limits (a worker's flags, an embedded build's), over
+   * BUILD_LIMIT_DEFAULTS: the ceiling of every build it runs, which a
+   * request's `limits` may lower but never raise. Checked at open.
+   */
+  readonly limits?: Partial<BuildLimits>;
+  /** no_new_privs in every RUN step (default off, as in Docker and BuildKit: setuid tools work). */
+  readonly noNewPrivileges?: boolean;
   /** Operator's half of the network.host grant; the build asks with `allow`. */
   readonly allowHostNetwork?: boolean;
   readonly parallelism?: number;
@@ -104,7 +113,18 @@ export class Builder {
     private readonly executor: RuncExecutor,
     /** What opening reclaimed of what dead processes had left on the root. */
     readonly reclaimed: ReclaimReport,
+    /** The ceiling of every build (BuilderOptions.limits over the defaults). */
+    readonly limits: BuildLimits,
   ) {}
+
+  /**
+   * One line per limit of this builder that the host's cgroups cannot
+   * enforce (no swap accounting, no cpu or pids controller), for the caller
+   * to report once at start; empty when every limit holds.
+   */
+  get limitWarnings(): string[] {
+    return this.executor.unenforced(stepLimitsOf(this.limits));
+  }
 
   /**
    * Finish the executor's background cleanup, then stop using the state root
@@ -120,9 +140,11 @@ export class Builder {
 
   static async open(opts: BuilderOptions): Promise<Builder> {
     const root = path.resolve(opts.root);
+    checkLimits(opts.limits, 'limits');
+    const limits = mergeLimits(opts.limits);
     await mkdir(root, { recursive: true, mode: 0o700 });
     const index = new CacheKeyIndex(path.join(root, 'cache'));
-    const parts = rootParts(root, opts);
+    const parts = rootParts(root, { limits: stepLimitsOf(limits), allowHostNetwork: opts.allowHostNetwork ?? false, noNewPrivileges: opts.noNewPrivileges ?? false });
     const { store, snapshotter, executor, tmpDir } = parts;
     await mkdir(tmpDir, { recursive: true, mode: 0o700 });
     // A previous process may have died mid-step: reclaim what it left before running anything.
@@ -149,11 +171,10 @@ export class Builder {
         hasher: new ContextHasher(path.join(root, 'statcache')),
         cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
         tmpDir,
-        ...(opts.limits ? { limits: opts.limits } : {}),
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report, limits);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
@@ -169,8 +190,15 @@ export class Builder {
     return queue;
   }
 
+  /** The build under its limits: this builder's, cut by the request's, and the whole-build clock. */
   private async run(req: BuildRequest, opts: BuildOptions, emit: (e: BuildEventBody) => void): Promise<BuildResult> {
+    const limits = limitsOfBuild(req, this.limits, this.executor, emit);
+    return withBuildClock(limits, opts.signal, (signal) => this.runLimited(req, { ...opts, signal }, emit, limits));
+  }
+
+  private async runLimited(req: BuildRequest, opts: BuildOptions, emit: (e: BuildEventBody) => void, limits: BuildLimits): Promise<BuildResult> {
     if (!('dir' in req.context)) throw new CodedError('INVALID_ARGUMENT', 'an embedded builder needs a context directory');
+    checkDockerfileSize(req, limits);
     const contextDir = path.resolve(req.context.dir);
     checkRequestReferences(req);
     const platform = req.platform ?? DEFAULT_PLATFORM;
@@ -214,9 +242,10 @@ export class Builder {
       ...(req.allow ? { allow: req.allow } : {}),
       emit,
       ...(opts.signal ? { signal: opts.signal } : {}),
+      limits,
     });
 
-    const image = await this.assemble(def, results, req.sourceDateEpoch);
+    const image = await this.assemble(def, results, limits, req.sourceDateEpoch);
     await lease.add([image.manifest.digest, image.config.digest]);
     const pushed = await this.export(req, image, emit, opts.signal, imported.mountFrom);
     await exportCaches(this.cacheIo, req.cacheTo ?? [], def, results, image, emit, opts.signal);
@@ -231,8 +260,9 @@ export class Builder {
     return { imageDigest: image.manifest.digest, configDigest: image.config.digest, pushed, cache: { hits, misses } };
   }
 
-  private async assemble(def: BuildDefinition, results: ReadonlyMap<Digest, VertexResult>, sourceDateEpoch?: number): Promise<StoredImage> {
+  private async assemble(def: BuildDefinition, results: ReadonlyMap<Digest, VertexResult>, limits: BuildLimits, sourceDateEpoch?: number): Promise<StoredImage> {
     const layers = def.root ? (results.get(def.root)?.layers ?? []) : [];
+    await checkImageSize(this.snapshotter, layers, limits);
     const history = def.history.map((h) => {
       const { vertex, ...rest } = h;
       return vertex ? { ...rest, addedLayer: addedLayer(def, results, vertex) } : rest;
@@ -311,7 +341,7 @@ export class Builder {
    */
   openContext(url: string, opts: RemoteContextOptions = {}): Promise<RemoteContext> {
     const deps = this.solver.internals.deps;
-    return openRemoteContext({ solver: this.solver, ...(deps.http ? { http: deps.http } : {}), tmpDir: deps.tmpDir, takeLease: () => this.takeLease() }, url, opts);
+    return openRemoteContext({ solver: this.solver, ...(deps.http ? { http: deps.http } : {}), tmpDir: deps.tmpDir, limits: this.limits, takeLease: () => this.takeLease() }, url, opts);
   }
 
   /** Usage of this builder's state, by kind. */

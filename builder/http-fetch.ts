@@ -10,7 +10,7 @@ import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
 import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { redactUrlCredentials } from '../core/redact.js';
-import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes } from '../core/streams.js';
+import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes, meterBytes } from '../core/streams.js';
 import { AddressPolicy } from './address-policy.js';
 import { contentDispositionFilename } from './content-disposition.js';
 import type { FetchedFile, HttpFetcher } from './solver/index.js';
@@ -118,12 +118,12 @@ export class PolicedHttpFetcher implements HttpFetcher {
     this.addresses = new AddressPolicy({ allowPrivate: this.policy.allowPrivate, allowNetworks: this.policy.allowNetworks });
   }
 
-  async fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest } = {}): Promise<FetchedFile> {
+  async fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest; meter?: (total: number, chunk: number) => void } = {}): Promise<FetchedFile> {
     const deadline = AbortSignal.timeout(this.policy.timeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.attempt(url, dest, signal, opts.checksum);
+        return await this.attempt(url, dest, signal, opts.checksum, opts.meter);
       } catch (err) {
         if (deadline.aborted && !opts.signal?.aborted) {
           throw new LimitExceededError(`ADD ${redact(url)}: not finished within ${this.policy.timeoutMs} ms`, { cause: err });
@@ -137,7 +137,7 @@ export class PolicedHttpFetcher implements HttpFetcher {
   }
 
   /** One GET (with its redirects) into a fresh `dest`; on any failure `dest` is gone again. */
-  private async attempt(url: string, dest: string, signal: AbortSignal, checksum: Digest | undefined): Promise<FetchedFile> {
+  private async attempt(url: string, dest: string, signal: AbortSignal, checksum: Digest | undefined, meter?: (total: number, chunk: number) => void): Promise<FetchedFile> {
     let res: IncomingMessage | undefined;
     // 'wx' creates the file or fails: never writes through a planted symlink.
     const file = await open(dest, 'wx', 0o600);
@@ -152,7 +152,8 @@ export class PolicedHttpFetcher implements HttpFetcher {
       const tap = new HashingTap();
       // The stream owns the handle from here: it closes it at the end or when pipeline destroys it.
       out = file.createWriteStream();
-      await pipeline(res, limitBytes(this.policy.maxBytes, `ADD ${redact(url)}: the body`), tap, out, { signal });
+      const bound = limitBytes(this.policy.maxBytes, `ADD ${redact(url)}: the body`);
+      await (meter ? pipeline(res, bound, meterBytes(meter), tap, out, { signal }) : pipeline(res, bound, tap, out, { signal }));
       const digest = tap.digest();
       if (checksum !== undefined && digest !== checksum) {
         throw new DigestMismatchError({ digest: checksum }, { digest, size: tap.size }, `ADD ${redact(url)}`);

@@ -1,8 +1,8 @@
 import type { BlobProvider, ContentStore } from '../core/content.js';
 import { parseDigest } from '../core/digest.js';
-import type { ImageConfig, ImageManifest, Platform } from '../core/oci.js';
+import type { Descriptor, ImageConfig, Platform } from '../core/oci.js';
 import { readJson, type LayerRef } from '../cache/index.js';
-import { formatReference, parseReference, type RegistryClient } from '../registry-client/index.js';
+import { formatReference, parseReference, type RegistryClient, type ResolvedImage as PulledImage } from '../registry-client/index.js';
 import type { ImageResolver, ResolvedImage } from './graph/index.js';
 import type { ImageFetcher } from './solver/index.js';
 
@@ -49,19 +49,32 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
     ref: string,
     platform: Platform,
     store: ContentStore,
-    opts: { signal?: AbortSignal; onProgress?: (id: string, current: number, total?: number) => void },
+    opts: Parameters<ImageFetcher['pull']>[3],
   ): Promise<{ config: ImageConfig; layers: LayerRef[] }> {
-    const pulled = await this.client.pullImage(parseReference(ref), store, { platform, ...opts });
+    const { admit, ...pullOpts } = opts;
+    const pulled = await this.client.pullImage(parseReference(ref), store, {
+      platform,
+      ...pullOpts,
+      ...(admit
+        ? {
+            admit: async (img: PulledImage) => {
+              const layers = layerRefs(ref, img.manifest.layers, img.config.rootfs.diff_ids);
+              const missing: LayerRef[] = [];
+              for (const l of layers) if ((await store.stat(l.digest))?.size !== l.size) missing.push(l);
+              admit(layers, missing);
+            },
+          }
+        : {}),
+    });
     const config = await readJson<ImageConfig>(store, pulled.configDigest, MAX_CONFIG_BYTES);
-    return { config, layers: layerRefs(pulled.manifest, config, ref) };
+    return { config, layers: layerRefs(ref, pulled.manifest.layers, config.rootfs.diff_ids) };
   }
 }
 
-/** The layer chain of a manifest, each layer with its diff ID from the config. */
-export function layerRefs(manifest: Pick<ImageManifest, 'layers'>, config: ImageConfig, what: string): LayerRef[] {
-  const diffIds = config.rootfs.diff_ids;
-  if (diffIds.length !== manifest.layers.length) throw new Error(`image ${what}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids in its config`);
-  return manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: parseDigest(diffIds[i]!) }));
+/** A manifest's layers with their diff ids from the config, which must name one per layer. */
+export function layerRefs(ref: string, layers: readonly Descriptor[], diffIds: readonly string[]): LayerRef[] {
+  if (diffIds.length !== layers.length) throw new Error(`image ${ref}: ${layers.length} layers but ${diffIds.length} diff_ids in its config`);
+  return layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: parseDigest(diffIds[i]!) }));
 }
 
 /**

@@ -96,7 +96,7 @@ export function layoutFetcher(base: ImageFetcher): ImageFetcher {
       if (!isLayoutRef(ref)) return base.pull(ref, platform, store, opts);
       const manifest = await readJson<ImageManifest>(store, parseDigest(ref.slice(SCHEME.length)), MAX_DOCUMENT);
       const config = await readJson<ImageConfig>(store, parseDigest(manifest.config.digest), MAX_DOCUMENT);
-      return { config, layers: layerRefs(manifest, config, ref) };
+      return { config, layers: layerRefs(ref, manifest.layers, config.rootfs.diff_ids) };
     },
   };
 }

@@ -2,7 +2,7 @@ import { readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { mountsUnder, unmountAt } from '../core/mounter.js';
 import { LocalContentStore } from '../cache/index.js';
-import { RuncExecutor, type SandboxLimits } from './executor/index.js';
+import { RuncExecutor, type StepLimits } from './executor/index.js';
 import { registerRootUse, type RootUse } from './root-users.js';
 import { OverlaySnapshotter } from './snapshot/index.js';
 
@@ -15,14 +15,18 @@ export interface RootParts {
   readonly tmpDir: string;
 }
 
-export function rootParts(root: string, exec: { readonly limits?: SandboxLimits; readonly allowHostNetwork?: boolean } = {}): RootParts {
+export function rootParts(
+  root: string,
+  exec: { readonly limits?: Partial<StepLimits>; readonly allowHostNetwork?: boolean; readonly noNewPrivileges?: boolean } = {},
+): RootParts {
   return {
     store: new LocalContentStore(path.join(root, 'content')),
     snapshotter: new OverlaySnapshotter(path.join(root, 'snapshots')),
     executor: new RuncExecutor({
       stateDir: path.join(root, 'exec'),
-      ...(exec.limits ? { defaults: exec.limits } : {}),
+      ...(exec.limits ? { limits: exec.limits } : {}),
       allowHostNetwork: exec.allowHostNetwork ?? false,
+      noNewPrivileges: exec.noNewPrivileges ?? false,
     }),
     tmpDir: path.join(root, 'tmp'),
   };

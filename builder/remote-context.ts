@@ -1,6 +1,7 @@
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CodedError } from '../core/errors.js';
+import type { BuildLimits } from '../core/limits.js';
 import { isGitUrl } from '../core/git-url.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import type { Lease } from '../cache/index.js';
@@ -19,6 +20,8 @@ export interface RemoteContextDeps {
   readonly solver: Solver;
   readonly http?: HttpFetcher;
   readonly tmpDir: string;
+  /** The builder's limits: fetching and unpacking a context is bounded like a build. */
+  readonly limits: BuildLimits;
   takeLease(): Promise<Lease>;
 }
 
@@ -60,8 +63,9 @@ async function openGitContext(deps: RemoteContextDeps, url: string, opts: Remote
       noCacheStages: new Set(),
       emit: () => undefined,
       ...(opts.signal ? { signal: opts.signal } : {}),
+      limits: deps.limits,
     });
-    const view = await deps.solver.view(results.get(d)!.layers, lease, opts.signal);
+    const view = await deps.solver.view(results.get(d)!.layers, lease, { limits: deps.limits, ...(opts.signal ? { signal: opts.signal } : {}) });
     const dispose = async () => {
       try {
         await view[Symbol.asyncDispose]();

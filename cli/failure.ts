@@ -1,4 +1,5 @@
 import type { WireError } from '../core/errors.js';
+import { formatLimit, LIMIT_SPECS, type LimitName } from '../core/limits.js';
 import { escapeControl, formatExcerpt } from '../core/source-excerpt.js';
 
 /** The failing step as a renderer saw it. */
@@ -38,6 +39,11 @@ export function formatFailure(dockerfile: string, error: WireError, step?: Faile
 export function reasonOf(error: WireError): string | undefined {
   const d = error.details;
   if (!d) return undefined;
+  const limit = d['limit'];
+  if (typeof limit === 'string' && Object.hasOwn(LIMIT_SPECS, limit) && typeof d['value'] === 'number') {
+    const name = limit as LimitName;
+    return `limit ${LIMIT_SPECS[name].key} = ${formatLimit(name, d['value'])} (${LIMIT_SPECS[name].what})`;
+  }
   if (d['timedOut'] === true) return 'timeout (the step ran past its time limit and was killed)';
   if (d['oomKilled'] === true) return 'out of memory (the step hit its memory limit and was killed)';
   if (typeof d['signal'] === 'string') return `killed by signal ${d['signal']}`;

@@ -28,7 +28,10 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     allowHostNetwork: p.allowHostNetwork,
     httpPolicy: { allowPrivate: p.allowPrivateUrls, deniedHint: 'to allow it, pass --allow-private-urls (or set BUILDLITE_ALLOW_PRIVATE_URLS=1)' },
     ...(p.timeouts ? { timeouts: p.timeouts } : {}),
+    limits: p.limits,
   });
+  // A limit this machine cannot enforce is said once, before anything runs: never ignored in silence.
+  for (const w of builder.limitWarnings) process.stderr.write(`warning: ${w}\n`);
   using interrupts = new Interrupts();
   let renderer: Renderer | undefined;
   let result: BuildResult | undefined;
@@ -36,7 +39,7 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
   try {
     // A URL context is fetched now, by this builder under its URL policy; its Dockerfile is read from it.
     await using remote = p.remoteContext ? await builder.openContext(p.remoteContext.url, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal }) : undefined;
-    const request = remote ? await remoteContextRequest(p.request, remote, p.remoteContext!.url, p.remoteContext!.file) : p.request;
+    const request = remote ? await remoteContextRequest(p.request, remote, p.remoteContext!.url, p.remoteContext!.file, builder.limits.maxDockerfileBytes) : p.request;
     renderer = createRenderer(p.progress, request.dockerfile);
     for await (const ev of builder.build(request, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
       renderer.event(ev);

@@ -24,8 +24,15 @@ export function metadataOf(p: ParsedBuild, outcome: { result?: BuildResult; erro
     pushed: result?.pushed ?? [],
     outputs: (p.request.outputs ?? []).map((o) => ({ type: o.type, ...('dest' in o ? { dest: o.dest } : {}), ...('refs' in o && o.refs ? { refs: o.refs } : {}) })),
     ...(result ? { cache: { hits: result.cache.hits, misses: result.cache.misses } } : {}),
-    ...(error || !result ? { error: { code: error?.code ?? 'CANCELLED', message: error?.message ?? 'the build did not finish' } } : {}),
+    ...(error || !result ? { error: errorOf(error) } : {}),
   };
+}
+
+/** The error's stable code and message, and the operator limit it hit (`limit`, `value`) when it names one. */
+function errorOf(error: WireError | undefined): Record<string, string | number> {
+  if (!error) return { code: 'CANCELLED', message: 'the build did not finish' };
+  const { limit, value } = error.details ?? {};
+  return { code: error.code, message: error.message, ...(typeof limit === 'string' && typeof value === 'number' ? { limit, value } : {}) };
 }
 
 export async function writeMetadata(file: string, p: ParsedBuild, outcome: { result?: BuildResult; error?: WireError }, remote?: RemoteBuildRef): Promise<void> {

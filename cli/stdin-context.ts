@@ -1,6 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { limitExceeded } from '../core/limit-error.js';
+import type { BuildLimits } from '../core/limits.js';
 import { extractTar } from '../builder/index.js';
 import { UsageError } from './usage.js';
 
@@ -20,8 +22,17 @@ export interface StdinContext {
  * no writes through symlinks) into a private temp dir; or, as with
  * `docker build - < Dockerfile`, a bare Dockerfile and an empty context.
  * The caller removes the dir with `remove()` when the build is over.
+ *
+ * Bounded by the context size limit (the tar as extracted: a small gzip may
+ * hold a huge tar) and a bare Dockerfile by the Dockerfile size limit; past
+ * either, nothing of it stays.
  */
-export async function readStdinContext(tmpRoot: string, input: NodeJS.ReadableStream = process.stdin, signal?: AbortSignal): Promise<StdinContext> {
+export async function readStdinContext(
+  tmpRoot: string,
+  limits: Pick<BuildLimits, 'maxContextBytes' | 'maxDockerfileBytes'>,
+  input: NodeJS.ReadableStream = process.stdin,
+  signal?: AbortSignal,
+): Promise<StdinContext> {
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(path.join(tmpRoot, 'stdin-context-'));
   const remove = () => rm(dir, { recursive: true, force: true });
@@ -46,11 +57,12 @@ export async function readStdinContext(tmpRoot: string, input: NodeJS.ReadableSt
       // The whole of stdin is a Dockerfile; read the rest (Dockerfiles are small, but bound it anyway).
       const rest: Buffer[] = [first];
       let n = first.length;
-      while (!done) {
+      for (;;) {
+        if (n > limits.maxDockerfileBytes) throw limitExceeded('maxDockerfileBytes', limits.maxDockerfileBytes, 'the Dockerfile on stdin');
+        if (done) break;
         const r = await it.next();
         if (r.done) break;
         n += r.value.length;
-        if (n > 4 << 20) throw new UsageError('stdin is neither a tar nor a Dockerfile under 4 MiB', 'build');
         rest.push(Buffer.from(r.value));
       }
       await writeFile(path.join(dir, 'Dockerfile'), Buffer.concat(rest), { mode: 0o644 });
@@ -63,7 +75,11 @@ export async function readStdinContext(tmpRoot: string, input: NodeJS.ReadableSt
         for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
       })(),
     );
-    await extractTar(replay, dir, { whiteouts: false, ...(signal ? { signal } : {}) });
+    await extractTar(replay, dir, {
+      whiteouts: false,
+      limits: { maxBytes: limits.maxContextBytes, tooLarge: (max) => limitExceeded('maxContextBytes', max, 'the context on stdin', ' (as extracted)') },
+      ...(signal ? { signal } : {}),
+    });
     return { dir, dockerfileOnly: false, remove };
   } catch (err) {
     await remove();

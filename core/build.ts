@@ -1,5 +1,6 @@
 import type { Digest } from './digest.js';
 import type { SourceRange, WireError } from './errors.js';
+import type { BuildLimits } from './limits.js';
 import type { Platform } from './oci.js';
 
 /** Where an image goes once built. */
@@ -66,6 +67,12 @@ export interface BuildRequest {
   readonly sourceDateEpoch?: number;
   /** Registries that may be spoken to over plain HTTP (host[:port]). */
   readonly insecureRegistries?: readonly string[];
+  /**
+   * What the service asks for this build (its defaults merged with the
+   * token's overrides): set by the API, never by a client. The builder cuts
+   * it to its own limits (`clampLimits`); unset fields take those limits.
+   */
+  readonly limits?: Partial<BuildLimits>;
   /** `--build-context`, by name. */
   readonly namedContexts?: Readonly<Record<string, NamedContext>>;
 }

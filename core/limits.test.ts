@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BUILD_LIMIT_DEFAULTS, clampLimits, formatLimit, limitsFromRecord, mergeLimits, parseLimit } from './limits.js';
+import { LimitError } from './limit-error.js';
+import { BUILD_LIMIT_DEFAULTS, clampLimits, CLIENT_QUOTA_DEFAULTS, formatLimit, isLimitedReason, limitsFromRecord, mergeLimits, mergeQuota, parseLimit, quotaFromRecord, setLimits } from './limits.js';
 
 describe('build limits', () => {
   it.each([
@@ -33,6 +34,7 @@ describe('build limits', () => {
     expect(limitsFromRecord({ memory: '2GiB', 'step-timeout': '10s', cpus: 2 }, 'tokens.yaml: client ci')).toEqual({ memoryBytes: 2 * 2 ** 30, stepTimeoutMs: 10_000, cpus: 2 });
     expect(() => limitsFromRecord({ memroy: '2GiB' }, 'config.yaml')).toThrow(/config.yaml: unknown limit "memroy"/);
     expect(() => limitsFromRecord(['x'], 'config.yaml')).toThrow(/must be a mapping/);
+    expect(() => limitsFromRecord({ memory: 'lots' }, 'config.yaml: limits')).toThrow(/^config\.yaml: limits: memory "lots": /);
   });
 
   it('merges later layers over earlier ones, on the defaults', () => {
@@ -48,5 +50,31 @@ describe('build limits', () => {
     expect(clampLimits(ceiling, { cpus: 1 }).cpus).toBe(1);
     expect(clampLimits({ ...ceiling, cpus: 0 }, { cpus: 3 }).cpus).toBe(3);
     expect(clampLimits(ceiling, undefined)).toEqual(ceiling);
+  });
+
+  it('setLimits keeps only what the layers set: nothing of the defaults reaches a job', () => {
+    expect(setLimits(undefined, { memoryBytes: 1, pids: 5 }, { memoryBytes: 2, stepTimeoutMs: undefined })).toEqual({ memoryBytes: 2, pids: 5 });
+    expect(setLimits()).toEqual({});
+  });
+
+  it('reads a quota mapping; unknown keys and bad values are errors naming where', () => {
+    expect(quotaFromRecord({ 'max-concurrent-builds': 4, 'max-submissions-per-minute': '30', 'over-quota': 'refuse' }, 'c.yaml: quota')).toEqual({ maxConcurrentBuilds: 4, maxSubmissionsPerMinute: 30, overQuota: 'refuse' });
+    expect(quotaFromRecord(undefined, 'x')).toEqual({});
+    expect(() => quotaFromRecord({ 'max-concurent-builds': 4 }, 'c.yaml: quota')).toThrow(/^c\.yaml: quota: unknown quota "max-concurent-builds" \(known: max-concurrent-builds, /);
+    expect(() => quotaFromRecord({ 'over-quota': 'drop' }, 'c.yaml')).toThrow('c.yaml: over-quota "drop": want queue or refuse');
+    for (const bad of [0, -1, 1.5, '2x', true]) expect(() => quotaFromRecord({ 'max-concurrent-builds': bad }, 'c.yaml')).toThrow(/want a positive integer/);
+    expect(() => quotaFromRecord('4', 'c.yaml')).toThrow(/must be a mapping/);
+  });
+
+  it('merges quotas over the defaults, later layers winning', () => {
+    expect(mergeQuota({ maxConcurrentBuilds: 2, overQuota: 'refuse' }, { maxConcurrentBuilds: 9 })).toEqual({ ...CLIENT_QUOTA_DEFAULTS, maxConcurrentBuilds: 9, overQuota: 'refuse' });
+  });
+
+  it('a LimitError names its limit and value in details (what metrics and clients read)', () => {
+    const e = new LimitError('rate', 60, 'too fast', { retryAfterMs: 1500 });
+    expect(e.toWire()).toEqual({ code: 'LIMIT_EXCEEDED', message: 'too fast', retryable: false, details: { limit: 'rate', value: 60, retryAfterMs: 1500 } });
+    expect(isLimitedReason('maxContextBytes')).toBe(true);
+    expect(isLimitedReason('concurrency')).toBe(true);
+    expect(isLimitedReason('toString')).toBe(false);
   });
 });

@@ -11,6 +11,9 @@
  *   3. the service defaults (config file `limits:`);
  *   4. BUILD_LIMIT_DEFAULTS.
  * An embedded `build` has only its own flags over the defaults.
+ *
+ * Client quotas (ClientQuota) are the API's alone: a token's `quota:` over
+ * the config file's `quota:` over CLIENT_QUOTA_DEFAULTS; no worker cuts them.
  */
 import { formatBytes, parseBytes } from './bytes.js';
 import { formatSeconds, parseDuration } from './duration.js';
@@ -105,9 +108,43 @@ export function parseLimit(name: LimitName, text: string): number {
   } catch (err) {
     throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": ${(err as Error).message}`);
   }
-  const ok = kind === 'cpus' ? Number.isFinite(v) && v >= 0 && v <= 1024 : Number.isSafeInteger(v) && v > 0;
-  if (!ok) throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": want ${kind === 'cpus' ? 'a number of CPUs, e.g. 1.5 (0: no quota)' : kind === 'count' ? 'a positive integer' : `a positive ${kind}`}`);
+  if (!isValidLimit(name, v)) throw new CodedError('INVALID_OPTION', `${key} "${text.slice(0, 40)}": want ${wanted(name)}`);
   return v;
+}
+
+/** The longest a timer can wait (2^31-1 ms, ~24.8 days): a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * A value a limit can take: a CPU count from 0.01 (the kernel's 1 ms quota per
+ * 100 ms period) to 1024, or 0 for none; a duration up to 24 days (what a
+ * timer can wait); anything else a positive integer.
+ */
+export function isValidLimit(name: LimitName, v: number): boolean {
+  const kind = LIMIT_SPECS[name].kind;
+  if (kind === 'cpus') return Number.isFinite(v) && (v === 0 || (v >= 0.01 && v <= 1024));
+  return Number.isSafeInteger(v) && v > 0 && (kind !== 'duration' || v <= MAX_DURATION_MS);
+}
+
+function wanted(name: LimitName): string {
+  const kind = LIMIT_SPECS[name].kind;
+  if (kind === 'cpus') return 'a number of CPUs from 0.01, e.g. 1.5 (0: no quota)';
+  if (kind === 'duration') return 'a positive duration up to 24d';
+  return kind === 'count' ? 'a positive integer' : `a positive ${kind}`;
+}
+
+/**
+ * Limits given as numbers (an options object, a job): each one checked, so a
+ * bad value fails where it was set, naming it, and never halfway through a build.
+ */
+export function checkLimits(limits: Partial<BuildLimits> | undefined, where: string): void {
+  for (const [name, v] of Object.entries(limits ?? {}) as Array<[string, unknown]>) {
+    if (v === undefined) continue;
+    if (!Object.hasOwn(LIMIT_SPECS, name)) throw new CodedError('INVALID_OPTION', `${where}: unknown limit ${JSON.stringify(name.slice(0, 40))}`);
+    if (typeof v !== 'number' || !isValidLimit(name as LimitName, v)) {
+      throw new CodedError('INVALID_OPTION', `${where}.${name} (${LIMIT_SPECS[name as LimitName].key}): want ${wanted(name as LimitName)}, got ${JSON.stringify(v)?.slice(0, 40)}`);
+    }
+  }
 }
 
 /** A limit's value as messages show it: `10s`, `256 MiB`, `1.5 CPUs`, `4096`. */
@@ -131,16 +168,30 @@ export function limitsFromRecord(record: unknown, where: string): Partial<BuildL
     const name = BY_KEY.get(key);
     if (!name) throw new CodedError('INVALID_OPTION', `${where}: unknown limit "${key.slice(0, 40)}" (known: ${[...BY_KEY.keys()].join(', ')})`);
     if (typeof raw !== 'string' && typeof raw !== 'number') throw new CodedError('INVALID_OPTION', `${where}: ${key} must be a value such as 30m, 4GiB or 1.5`);
-    out[name] = parseLimit(name, String(raw));
+    try {
+      out[name] = parseLimit(name, String(raw));
+    } catch (err) {
+      // parseLimit names the key and the value; the file and the section are only known here.
+      throw new CodedError('INVALID_OPTION', `${where}: ${(err as Error).message}`);
+    }
   }
+  return out;
+}
+
+/**
+ * Only the limits these layers set, later layers winning, nothing from the
+ * defaults: what the API sends with a build, so that a worker fills every
+ * limit the operator left unset from its own ceiling.
+ */
+export function setLimits(...layers: ReadonlyArray<Partial<BuildLimits> | undefined>): Partial<BuildLimits> {
+  const out: Partial<Record<LimitName, number>> = {};
+  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k as LimitName] = v;
   return out;
 }
 
 /** Later layers win: `mergeLimits(defaults, serviceConfig, token)`. */
 export function mergeLimits(...layers: ReadonlyArray<Partial<BuildLimits> | undefined>): BuildLimits {
-  const out: Record<string, number> = { ...BUILD_LIMIT_DEFAULTS };
-  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k] = v;
-  return out as unknown as BuildLimits;
+  return { ...BUILD_LIMIT_DEFAULTS, ...setLimits(...layers) };
 }
 
 /**
@@ -173,3 +224,58 @@ export const CLIENT_QUOTA_DEFAULTS: ClientQuota = {
   maxSubmissionsPerMinute: 60,
   overQuota: 'queue',
 };
+
+export type QuotaName = keyof ClientQuota;
+
+/** Each quota's name in the config and tokens files (`quota:`), for parsing, help and README. */
+export const QUOTA_SPECS: Readonly<Record<QuotaName, { readonly key: string; readonly what: string }>> = {
+  maxConcurrentBuilds: { key: 'max-concurrent-builds', what: 'builds of one client running at once, on all workers (with over-quota refuse, queued ones count too)' },
+  maxSubmissionsPerMinute: { key: 'max-submissions-per-minute', what: 'submits of one client in any 60 s' },
+  overQuota: { key: 'over-quota', what: 'over max-concurrent-builds: queue (wait for one of its builds to end) or refuse at submit' },
+};
+
+const QUOTA_BY_KEY = new Map(Object.entries(QUOTA_SPECS).map(([name, s]) => [s.key, name as QuotaName]));
+
+/**
+ * A `quota:` mapping of a config or tokens file → the quotas it sets.
+ * Unknown keys are errors, as for limits.
+ */
+export function quotaFromRecord(record: unknown, where: string): Partial<ClientQuota> {
+  if (record === undefined || record === null) return {};
+  if (typeof record !== 'object' || Array.isArray(record)) throw new CodedError('INVALID_OPTION', `${where}: quota must be a mapping of quota: value`);
+  const out: { -readonly [K in QuotaName]?: ClientQuota[K] } = {};
+  for (const [key, raw] of Object.entries(record)) {
+    const name = QUOTA_BY_KEY.get(key);
+    if (!name) throw new CodedError('INVALID_OPTION', `${where}: unknown quota "${key.slice(0, 40)}" (known: ${[...QUOTA_BY_KEY.keys()].join(', ')})`);
+    if (name === 'overQuota') {
+      if (raw !== 'queue' && raw !== 'refuse') throw new CodedError('INVALID_OPTION', `${where}: ${key} "${String(raw).slice(0, 40)}": want queue or refuse`);
+      out.overQuota = raw;
+      continue;
+    }
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) throw new CodedError('INVALID_OPTION', `${where}: ${key} "${String(raw).slice(0, 40)}": want a positive integer`);
+    out[name] = n;
+  }
+  return out;
+}
+
+/** Later layers win, on CLIENT_QUOTA_DEFAULTS. */
+export function mergeQuota(...layers: ReadonlyArray<Partial<ClientQuota> | undefined>): ClientQuota {
+  const out: Record<string, unknown> = { ...CLIENT_QUOTA_DEFAULTS };
+  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) out[k] = v;
+  return out as unknown as ClientQuota;
+}
+
+/**
+ * Why a build was stopped or refused, as the metric
+ * `buildlite_builds_limited_total{limit}` labels it: a limit's name, or a
+ * client quota refused at submit (`concurrency`, `rate`). A bounded set, so
+ * the label's cardinality is fixed.
+ */
+export const LIMITED_REASONS: readonly string[] = [...(Object.keys(LIMIT_SPECS) as LimitName[]), 'concurrency', 'rate'];
+export type LimitedReason = LimitName | 'concurrency' | 'rate';
+
+export function isLimitedReason(v: unknown): v is LimitedReason {
+  return typeof v === 'string' && LIMITED_REASONS.includes(v);
+}
+

@@ -57,12 +57,28 @@ export function verifyDigest(want: { digest: Digest; size?: number }, what = 'bl
 
 /** Fails once more than `max` bytes pass: bounds what an untrusted peer can make us hold or write. */
 export function limitBytes(max: number, what: string): Transform {
-  let size = 0;
+  return meterBytes((total) => {
+    if (total > max) throw new LimitExceededError(`${what} is larger than the limit of ${max} bytes`);
+  });
+}
+
+/**
+ * A pass-through that shows `check` the running total and the size of each
+ * chunk before passing it on; whatever `check` throws fails the stream, so the
+ * bytes past a bound never reach the writer downstream.
+ */
+export function meterBytes(check: (total: number, chunk: number) => void): Transform {
+  let total = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      size += chunk.length;
-      if (size > max) cb(new LimitExceededError(`${what} is larger than the limit of ${max} bytes`));
-      else cb(null, chunk);
+      total += chunk.length;
+      try {
+        check(total, chunk.length);
+      } catch (err) {
+        cb(err as Error);
+        return;
+      }
+      cb(null, chunk);
     },
   });
 }

@@ -57,6 +57,13 @@ export interface PullOptions {
   readonly platform?: Platform;
   readonly onProgress?: ProgressFn;
   readonly signal?: AbortSignal;
+  /**
+   * Called once the image's manifest and config are known and verified,
+   * before anything is stored or any layer fetched: a throw refuses the pull
+   * (a caller's size limits, checked on the declared sizes that every blob is
+   * then held to while it streams).
+   */
+  readonly admit?: (image: ResolvedImage) => void | Promise<void>;
 }
 
 const ACCEPT = [MediaType.OciIndex, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.DockerManifest].join(', ');
@@ -276,6 +283,7 @@ async function pullBlob(ctx: PullContext, ref: Reference, store: Ingester & Blob
 /** Resolve, then fetch config, manifest and every missing layer into the store (bounded concurrency). */
 export async function pullImage(ctx: PullContext, ref: Reference, store: Ingester & BlobProvider, opts: PullOptions & { platform: Platform }): Promise<ResolvedImage> {
   const resolved = await resolve(ctx, ref, opts.platform, opts.signal, store);
+  await opts.admit?.(resolved);
   await ingestBytes(store, resolved.configDigest, resolved.configBytes);
   await forEachLimit(resolved.manifest.layers, ctx.concurrency, opts.signal, async (layer, signal) => {
     await pullBlob(ctx, ref, store, layer, opts, signal);

@@ -32,6 +32,8 @@ export async function beginAttempt(redis: Redis, keys: Keys, workerId: string, r
     // The first start only: queue wait and duration count from it, across attempts.
     .hsetnx(key, 'startedAt', String(now))
     .hincrby(key, 'attempts', 1)
+    // It no longer waits for its client's quota (client-slots.ts).
+    .hdel(key, 'waiting')
     .exec();
   const counted = Number(res?.[2]?.[1]);
   const number = Number.isSafeInteger(counted) && counted > 0 ? counted : rec.attempts + 1;

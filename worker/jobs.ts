@@ -7,6 +7,7 @@
 import type { BuildRequest } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
+import { isLimitedReason } from '../core/limits.js';
 import { isBuildState, type BuildState } from './build-states.js';
 
 // The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
@@ -35,6 +36,11 @@ export interface BuildJobData {
   readonly request: QueuedRequest;
   /** Set when the request carries secrets: only the embedded worker of that API process holds their values. */
   readonly secretsHolder?: string;
+  /**
+   * The client's concurrency quota: a worker starts the build only while
+   * fewer of the client's builds run (see client-slots.ts); else the job waits.
+   */
+  readonly quota?: { readonly maxConcurrentBuilds: number };
 }
 
 // In their own module so store retention can use them without importing this file (which re-exports it).
@@ -57,6 +63,8 @@ export interface BuildRecord {
   readonly cancelRequested?: boolean;
   /** The build's context (recorded since store retention: older records only have it in the job data). */
   readonly context?: Digest;
+  /** Why a queued build has not started (its client is at its concurrency quota); cleared when it starts. */
+  readonly waiting?: string;
 }
 
 export interface WorkerRecord {
@@ -105,6 +113,24 @@ export class Keys {
   clientBuilds(client: string): string {
     return `${this.prefix}:client:${client}:builds`;
   }
+  // A client's quota state. FINISH_LUA builds the names of `active`, `slots` and `waiting`
+  // from the prefix and the build record's client: keep the three in step with it.
+  /** Sorted set: the client's builds queued or running (id → admitted at, ms); api/quota.ts. */
+  clientActive(client: string): string {
+    return `${this.prefix}:client:${client}:active`;
+  }
+  /** Hash: the client's builds running now (id → "QUEUE TOKEN" of the attempt); client-slots.ts. */
+  clientSlots(client: string): string {
+    return `${this.prefix}:client:${client}:slots`;
+  }
+  /** Sorted set: the client's builds waiting for a slot (id → submitted at, ms), oldest woken first. */
+  clientWaiting(client: string): string {
+    return `${this.prefix}:client:${client}:waiting`;
+  }
+  /** Sorted set: the client's submits in the last minute (the rate window); api/quota.ts. */
+  clientSubmits(client: string): string {
+    return `${this.prefix}:client:${client}:submits`;
+  }
   get allBuilds(): string {
     return `${this.prefix}:builds`;
   }
@@ -133,6 +159,14 @@ export class Keys {
   /** Hash state → builds of the whole service that ended in it; FINISH_LUA counts each build once. */
   get buildTotals(): string {
     return `${this.prefix}:stats:builds`;
+  }
+  /** Hash reason → builds ended (FINISH_LUA) or refused at submit by a limit or quota (LIMITED_REASONS). */
+  get limitedTotals(): string {
+    return `${this.prefix}:stats:limited`;
+  }
+  /** Counter: builds that waited for their client's concurrency quota, each counted once. */
+  get quotaWaitTotal(): string {
+    return `${this.prefix}:stats:quota-waits`;
   }
   adoptLock(id: string): string {
     return `${this.prefix}:worker:${id}:adopt`;
@@ -168,11 +202,14 @@ export const EVENT_FIELD = 'e';
  * seq at or above ARGV[3], and the state's count in the service-wide totals
  * goes up by one (the one place every build ends, so the API's
  * buildlite_builds_total counts each build exactly once, whichever process
- * ended it). KEYS: build hash, stream, lock (or ''), totals hash.
+ * ended it); so does the count of the limit that ended it, if one did. The
+ * build leaves its client's quota state (queued or running, slot, waiting).
+ * KEYS: build hash, stream, lock (or ''), totals hash, limited totals hash.
  * ARGV: state, event body JSON (no seq: the entry id is the seq), seq, token,
  * finishedAt, extra hash fields as a JSON object, events TTL and record TTL in
- * seconds. Returns the seq written, or 0 when the build was already finished or
- * the job belongs to someone else.
+ * seconds, the limit that ended it (or ''), the key prefix, the build id.
+ * Returns the seq written, or 0 when the build was already finished or the
+ * job belongs to someone else.
  */
 export const FINISH_LUA = `
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -191,6 +228,14 @@ local extra = cjson.decode(ARGV[6])
 for k, v in pairs(extra) do redis.call('HSET', KEYS[1], k, v) end
 if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7])) end
 if tonumber(ARGV[8]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8])) end
+if ARGV[9] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[9], 1) end
+local client = redis.call('HGET', KEYS[1], 'client')
+if client then
+  local base = ARGV[10] .. ':client:' .. client
+  redis.call('ZREM', base .. ':active', ARGV[11])
+  redis.call('HDEL', base .. ':slots', ARGV[11])
+  redis.call('ZREM', base .. ':waiting', ARGV[11])
+end
 return seq
 `;
 
@@ -227,6 +272,7 @@ export function parseBuildRecord(h: Record<string, string>): BuildRecord | undef
     ...(error ? { error } : {}),
     ...(h['cancelRequested'] === '1' ? { cancelRequested: true } : {}),
     ...(h['context'] && /^sha256:[a-f0-9]{64}$/.test(h['context']) ? { context: h['context'] as Digest } : {}),
+    ...(h['waiting'] ? { waiting: h['waiting'] } : {}),
   };
   return rec;
 }
@@ -254,11 +300,12 @@ export interface FinishArgs {
 export async function finishBuild(redis: EvalClient, keys: Keys, a: FinishArgs): Promise<number> {
   const r = await redis.eval(
     FINISH_LUA,
-    4,
+    5,
     keys.build(a.buildId),
     keys.events(a.buildId),
     a.owner ? keys.jobLock(a.owner.queue, a.buildId) : '',
     keys.buildTotals,
+    keys.limitedTotals,
     a.state,
     JSON.stringify(a.body),
     a.seq,
@@ -267,8 +314,18 @@ export async function finishBuild(redis: EvalClient, keys: Keys, a: FinishArgs):
     JSON.stringify(a.extra ?? {}),
     a.eventsTtlS ?? DEFAULT_EVENTS_TTL_S,
     a.recordTtlS ?? DEFAULT_RECORD_TTL_S,
+    limitedBy(a.body) ?? '',
+    keys.prefix,
+    a.buildId,
   );
   return Number(r);
+}
+
+/** The limit that ended a build, from its terminal event (`details.limit` of a LIMIT_EXCEEDED error), if any. */
+export function limitedBy(body: FinishArgs['body']): string | undefined {
+  const error = body.type === 'error' ? (body['error'] as Partial<WireError> | undefined) : undefined;
+  const limit = error?.code === 'LIMIT_EXCEEDED' ? error.details?.['limit'] : undefined;
+  return isLimitedReason(limit) ? limit : undefined;
 }
 
 /** Where the full log of one step is stored: a blob of the service store. */

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BuildEvent } from '../core/build.js';
+import { LIMITED_REASONS } from '../core/limits.js';
 import { BUILD_STATES, TERMINAL_STATES, type BuildState } from './build-states.js';
 
 /** When a build was submitted and when it first started (epoch ms), for the build histograms. */
@@ -14,6 +15,8 @@ export interface ServiceSources {
   readonly queueDepth: () => Promise<Record<string, number>>;
   readonly workersAlive: () => Promise<number>;
   readonly buildTotals: () => Promise<Record<string, number>>;
+  /** Builds refused or ended by each limit, and those that waited for their client's quota. */
+  readonly limitTotals: () => Promise<{ limited: Record<string, number>; quotaWaits: number }>;
   /** Every reason an auth failure can have: each series exists (at 0) before the first failure. */
   readonly authFailureReasons: readonly string[];
 }
@@ -72,6 +75,31 @@ export class ServiceMetrics {
     help: 'Builds this worker took over from a lost worker (its lock expired while the build ran)',
     registers: [this.registry],
   });
+  readonly limited = new Counter({
+    name: 'buildlite_builds_limited_total',
+    help: 'Builds refused at submit or ended by a limit (a limit name) or a client quota (concurrency, rate): of the whole service in an API process (from Redis), of this worker in a worker process',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+    collect: onScrape(
+      () => this.sources?.limitTotals(),
+      (t) => {
+        this.limited.reset();
+        for (const limit of LIMITED_REASONS) this.limited.inc({ limit }, t.limited[limit] ?? 0);
+      },
+    ),
+  });
+  readonly quotaWaits = new Counter({
+    name: 'buildlite_builds_quota_waits_total',
+    help: 'Builds that waited for their client to be under its concurrency quota (policy queue), each counted once: of the whole service in an API process (from Redis), of this worker in a worker process',
+    registers: [this.registry],
+    collect: onScrape(
+      () => this.sources?.limitTotals(),
+      (t) => {
+        this.quotaWaits.reset();
+        this.quotaWaits.inc(t.quotaWaits);
+      },
+    ),
+  });
   readonly authFailures = new Counter({
     name: 'buildlite_auth_failures_total',
     help: 'API calls refused for their token: missing, malformed, unknown, or denied (valid but not allowed)',
@@ -125,6 +153,7 @@ export class ServiceMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'buildlite_' });
     // Every outcome's series exists from the start: a rate over the first build is not lost.
+    for (const limit of LIMITED_REASONS) this.limited.inc({ limit }, 0);
     for (const outcome of OUTCOMES) {
       this.builds.inc({ state: outcome }, 0);
       this.buildSeconds.zero({ outcome });

@@ -1,15 +1,16 @@
 import path from 'node:path';
-import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import { CodedError, toWire, type WireError } from '../core/errors.js';
 import type { Builder } from '../builder/index.js';
 import { beginAttempt, requeue, timingOf, type Attempt } from './attempt.js';
+import type { ClientSlot, ClientSlots } from './client-slots.js';
 import type { ServiceStore } from './context-store.js';
 import { unpackContext } from './context.js';
 import { EventWriter, type EventWriterOptions } from './events.js';
-import { parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
+import { limitedBy, parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
 import { StepLogs } from './step-logs.js';
 import type { ServiceMetrics } from './metrics.js';
 
@@ -40,6 +41,8 @@ export interface ProcessorDeps {
   readonly vault?: SecretVault;
   /** Seconds a project → worker hint lives (cache locality). */
   readonly projectTtlS: number;
+  /** Holds builds to their client's concurrency quota; without it, quotas in jobs are not enforced. */
+  readonly slots?: ClientSlots;
 }
 
 /** A running build's stop switch, registered so cancel messages, lock loss and drain can reach it. */
@@ -88,6 +91,7 @@ export async function processBuild(
   running.set(buildId, handle);
   let blog = log.child({ buildId, client: job.data.client });
   let cancelPoll: NodeJS.Timeout | undefined;
+  let slot: ClientSlot | undefined;
 
   try {
     if (earlier) {
@@ -104,6 +108,8 @@ export async function processBuild(
       }
       return undefined;
     }
+    // Before the attempt begins: a build that waits for its client's quota stays queued.
+    if (deps.slots && token) slot = await deps.slots.acquire(job, token, writer);
     const attempt = await beginAttempt(redis, keys, deps.workerId, rec);
     blog = blog.child({ attempt: attempt.number });
     if (attempt.tookOverFrom !== undefined) {
@@ -165,6 +171,8 @@ export async function processBuild(
     throw err;
   } finally {
     clearInterval(cancelPoll);
+    // A lost lock leaves the slot to the attempt that took the build over (it re-takes the same one).
+    if (slot && handle.reason !== 'lock') await slot.release().catch((err: unknown) => blog.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not free the client slot (it frees when the job lock expires)'));
     bullSignal?.removeEventListener('abort', onBull);
     // Only our own entry: a later attempt may have registered itself already.
     if (running.get(buildId) === handle) running.delete(buildId);
@@ -228,8 +236,11 @@ async function conclude(
     blog.warn({ code: error.code }, 'build failed with a retryable error; retrying');
     throw new RetryError(error.message);
   }
-  const ok = await writer.finish({ state: 'failed', body: { type: 'error', error }, extra: { error: JSON.stringify(error) }, ...(owner ? { owner } : {}) });
+  const body = { type: 'error' as const, error };
+  const ok = await writer.finish({ state: 'failed', body, extra: { error: JSON.stringify(error) }, ...(owner ? { owner } : {}) });
   if (ok) done('failed');
+  const limit = ok ? limitedBy(body) : undefined;
+  if (limit) deps.metrics?.limited.inc({ limit });
   blog.info({ code: error.code }, 'build failed');
   throw new UnrecoverableError(error.message);
 }
@@ -238,7 +249,7 @@ async function conclude(
 async function keepLogs(deps: ProcessorDeps, buildId: string, logs: StepLogs, writer: EventWriter, blog: Logger): Promise<void> {
   if (logs.steps === 0) return;
   try {
-    const { stored, failed } = await logs.store(deps.store);
+    const { stored, failed } = await logs.store(deps.store, { maxBytes: deps.builder.limits.maxStepLogBytes + (1 << 20) });
     if (stored.size > 0) {
       const key = deps.keys.logs(buildId);
       const fields = Object.fromEntries([...stored].map(([v, ref]) => [v, JSON.stringify(ref)]));
@@ -270,7 +281,7 @@ class RetryError extends Error {}
  * back first, so the next attempt restarts it rather than taking it over.
  */
 async function handBackOnError(deps: ProcessorDeps, job: Job<BuildJobData>, err: unknown, blog: Logger): Promise<void> {
-  if (err instanceof UnrecoverableError || err instanceof WaitingError || err instanceof LockLostError || err instanceof RetryError || !isRetry(job)) return;
+  if (err instanceof UnrecoverableError || err instanceof WaitingError || err instanceof DelayedError || err instanceof LockLostError || err instanceof RetryError || !isRetry(job)) return;
   blog.warn({ err: err instanceof Error ? err.message : String(err) }, 'build attempt failed unexpectedly; retrying');
   deps.metrics?.retried.inc({ code: 'INTERNAL' });
   await requeue(deps.redis, deps.keys, job.data.buildId).catch(() => undefined);

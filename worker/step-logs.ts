@@ -10,7 +10,7 @@ import { logsCommand, type StepLogRef } from './jobs.js';
 export const LOG_SPOOL_PREFIX = 'logs-';
 
 export const STEP_LOG_DEFAULTS = {
-  // The builder's own log file stops at 256 MiB; a stored log never needs to be bigger.
+  // The floor of what a stored log may be; a worker with a larger --max-step-log-size raises it to fit.
   maxBytes: 256 << 20,
 } as const;
 
@@ -71,7 +71,10 @@ export class StepLogs {
   }
 
   /** Stores every step's full log; returns vertex → blob. A step whose log cannot be stored is skipped and named in `failed`. */
-  async store(store: ServiceStore, signal?: AbortSignal): Promise<{ stored: Map<string, StepLogRef>; failed: string[] }> {
+  async store(store: ServiceStore, opts: { signal?: AbortSignal; maxBytes?: number } = {}): Promise<{ stored: Map<string, StepLogRef>; failed: string[] }> {
+    const { signal } = opts;
+    // A log kept under the worker's --max-step-log-size (head and tail, plus the marker) must fit.
+    const maxBytes = Math.max(STEP_LOG_DEFAULTS.maxBytes, opts.maxBytes ?? 0);
     await Promise.all([...this.spools.values()].map((s) => (s.end(), finished(s).catch(() => undefined))));
     const stored = new Map<string, StepLogRef>();
     const failed: string[] = [];
@@ -80,7 +83,7 @@ export class StepLogs {
       signal?.throwIfAborted();
       const builderFile = this.builderFiles.get(vertex);
       const file = builderFile && (await stat(builderFile).catch(() => undefined)) ? builderFile : path.join(this.dir, `${vertex.replace(':', '-')}.log`);
-      const up = await store.ingest('log', STEP_LOG_DEFAULTS.maxBytes);
+      const up = await store.ingest('log', maxBytes);
       try {
         for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) await up.write(chunk);
         stored.set(vertex, await up.commit());

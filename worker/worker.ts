@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { CodedError } from '../core/errors.js';
 import { Builder, type BuilderOptions } from '../builder/index.js';
 import { diskUsage, startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
+import { ClientSlots } from './client-slots.js';
 import { openServiceStore, type ServiceStore } from './context-store.js';
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
@@ -114,7 +115,12 @@ export class BuildWorker {
     private readonly store: ServiceStore,
     /** Builds running here by id: cancel and lock loss reach them; the heartbeat lists them. */
     private readonly running: Map<string, RunningBuild>,
-  ) {}
+  ) {
+    this.slots = new ClientSlots(redis, keys, opts.metrics);
+  }
+
+  /** Client concurrency quotas, shared by this worker's queues. */
+  private readonly slots: ClientSlots;
 
   private gc: GcLoop | undefined;
   private readonly gcStop = new AbortController();
@@ -137,6 +143,8 @@ export class BuildWorker {
     const store = await openServiceStore(contexts, { tmpDir: path.join(root, 'tmp'), insecureRegistries: opts.builder?.insecureRegistries ?? [], useIndex: new RedisStoreIndex(redis, keys) });
     await store.init();
     const builder = await Builder.open({ ...(opts.builder ?? {}), root });
+    // A limit the host cannot enforce (no swap accounting, no cpu or pids controller) is said once, at start.
+    for (const w of builder.limitWarnings) log.warn({ limits: builder.limits }, `limit not enforced: ${w}`);
     // Before taking any job: an earlier incarnation's step still running here would run beside its retry.
     const reclaimed = builder.reclaimed;
     if (reclaimed.full) {
@@ -166,6 +174,7 @@ export class BuildWorker {
       events: { ...EVENT_WRITER_DEFAULTS, ...(this.opts.events ?? {}) },
       log: this.log,
       projectTtlS: this.opts.projectTtlS,
+      slots: this.slots,
       ...(this.opts.metrics ? { metrics: this.opts.metrics } : {}),
       ...(this.opts.vault ? { vault: this.opts.vault } : {}),
     };
@@ -365,6 +374,7 @@ export class BuildWorker {
       for (const b of this.running.values()) b.stop('drain');
       while (this.running.size > 0) await sleep(50);
       await Promise.all([...this.bull, ...this.adopting.values()].map((w) => w.close().catch(() => undefined)));
+      await this.slots.close();
       this.gcStop.abort();
       await this.gc?.stopped;
       await this.measuring;

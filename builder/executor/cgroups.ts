@@ -36,14 +36,26 @@ export function cgroupDirsOf(id: string): string[] {
   return dirs.filter((d) => existsSync(d));
 }
 
-/** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup. */
-export async function readOomKilled(id: string): Promise<boolean> {
-  const candidates = [`${CGROUP_FS}/memory/${CGROUP_PARENT}/${id}/memory.oom_control`, `${CGROUP_FS}/${CGROUP_PARENT}/${id}/memory.events`];
-  for (const file of candidates) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    if (text === undefined) continue;
-    const m = /^oom_kill (\d+)$/m.exec(text);
-    return m !== null && Number(m[1]) > 0;
+/** memory.oom_control (cgroup v1) or memory.events (v2) of the kept container's cgroup: the kernel OOM-killed a task. */
+export function readOomKilled(id: string): Promise<boolean> {
+  return counterAbove0(id, 'memory', ['memory.oom_control', 'memory.events'], /^oom_kill (\d+)$/m);
+}
+
+/** pids.events (v1 and v2) of the kept container's cgroup: the pids limit refused a fork at least once. */
+export function readPidsLimited(id: string): Promise<boolean> {
+  return counterAbove0(id, 'pids', ['pids.events'], /^max (\d+)$/m);
+}
+
+/** A counter in the first of `files` found in the container's v1 `controller` hierarchy or its v2 cgroup. */
+async function counterAbove0(id: string, controller: string, files: readonly string[], re: RegExp): Promise<boolean> {
+  const dirs = [`${CGROUP_FS}/${controller}/${CGROUP_PARENT}/${id}`, `${CGROUP_FS}/${CGROUP_PARENT}/${id}`];
+  for (const dir of dirs) {
+    for (const f of files) {
+      const text = await readFile(path.join(dir, f), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      const m = re.exec(text);
+      return m !== null && Number(m[1]) > 0;
+    }
   }
   return false;
 }

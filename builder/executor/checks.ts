@@ -1,21 +1,30 @@
+import { checkLimits } from '../../core/limits.js';
 import type { Mount } from '../../core/mount.js';
 import { ExecutorOptionError } from './errors.js';
-import type { ExecOptions, ProcessSpec, SandboxLimits } from './executor.js';
+import type { ExecOptions, ProcessSpec, StepLimits } from './executor.js';
 
-/** Operator limits overlaid with a step's; a bad field is an ExecutorOptionError naming it. */
-export function mergeLimits(base: Required<SandboxLimits>, over: SandboxLimits | undefined, name: string): Required<SandboxLimits> {
-  const out = { ...base };
-  for (const key of ['pids', 'memoryBytes', 'timeoutMs'] as const) {
-    const v = over?.[key];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v <= 0) throw new ExecutorOptionError(`${name}.${key}`, 'must be a positive integer');
-    out[key] = v;
+/** runc cannot start a container in a memory cgroup smaller than this. */
+const MIN_MEMORY_BYTES = 4 * 1024 * 1024;
+
+/** The step's share of a build's limits. */
+export function stepLimitsOf(l: StepLimits): StepLimits {
+  return { stepTimeoutMs: l.stepTimeoutMs, memoryBytes: l.memoryBytes, cpus: l.cpus, pids: l.pids };
+}
+
+/** `base` with each field of `over` that is set; a bad field is an ExecutorOptionError naming it. */
+export function overStepLimits(base: StepLimits, over: Partial<StepLimits> | undefined, name: string): StepLimits {
+  if (!over) return base;
+  try {
+    checkLimits(over, name);
+  } catch (err) {
+    throw new ExecutorOptionError(name, (err as Error).message);
   }
-  if (over?.memoryBytes !== undefined && over.memoryBytes < 4 * 1024 * 1024) {
+  if (over.memoryBytes !== undefined && over.memoryBytes < MIN_MEMORY_BYTES) {
     throw new ExecutorOptionError(`${name}.memoryBytes`, 'must be at least 4 MiB (runc cannot start below that)');
   }
-  if (over?.noNewPrivileges !== undefined) out.noNewPrivileges = over.noNewPrivileges === true;
-  return out;
+  const out: Record<string, number> = { ...base };
+  for (const [k, v] of Object.entries(over)) if (v !== undefined) out[k] = v;
+  return out as unknown as StepLimits;
 }
 
 /** What a step asks to run, checked before anything is set up. */

@@ -1,4 +1,5 @@
 import type { NetworkMode } from '../../core/build.js';
+import type { BuildLimits } from '../../core/limits.js';
 import type { Mount } from '../../core/mount.js';
 
 /** The process of one step, as the Dockerfile meant it. */
@@ -11,13 +12,8 @@ export interface ProcessSpec {
   readonly user: string;
 }
 
-/** Operator-set limits; the defaults live in spec.ts with their reasons. */
-export interface SandboxLimits {
-  readonly pids?: number;
-  readonly memoryBytes?: number;
-  readonly timeoutMs?: number;
-  readonly noNewPrivileges?: boolean;
-}
+/** The limits of one step, in the build's vocabulary; defaults and reasons: BUILD_LIMIT_DEFAULTS (core/limits.ts). */
+export type StepLimits = Pick<BuildLimits, 'stepTimeoutMs' | 'memoryBytes' | 'cpus' | 'pids'>;
 
 export interface ExecOptions {
   /** How to mount the root filesystem (an overlay from the snapshotter). */
@@ -26,7 +22,10 @@ export interface ExecOptions {
   readonly mounts?: readonly Mount[];
   readonly network: NetworkMode;
   readonly hostname?: string;
-  readonly limits?: SandboxLimits;
+  /** Over the executor's own limits, field by field. */
+  readonly limits?: Partial<StepLimits>;
+  /** no_new_privs for this step (default: the executor's). */
+  readonly noNewPrivileges?: boolean;
   /** Secret files are mounted through `mounts`; env secrets come here and are never logged. */
   readonly secretEnv?: Readonly<Record<string, string>>;
   readonly onStdout?: (chunk: Buffer) => void;
@@ -38,8 +37,14 @@ export interface ExecResult {
   readonly exitCode: number;
   /** Set when the process died of a signal. */
   readonly signal?: string;
+  /** Killed at the step timeout. */
   readonly timedOut: boolean;
+  /** Killed by the kernel at the memory limit. */
   readonly oomKilled: boolean;
+  /** The pids limit refused a fork or clone at least once during the step. */
+  readonly pidsLimited: boolean;
+  /** The limits the step ran under. */
+  readonly limits: StepLimits;
   readonly durationMs: number;
 }
 

@@ -146,7 +146,9 @@ describe('RuncExecutor: /etc files and mount stubs', () => {
 describe('RuncExecutor: options', () => {
   it('checks options at construction', () => {
     expect(() => new RuncExecutor({ stateDir: 'relative' })).toThrow(/stateDir/);
-    expect(() => new RuncExecutor({ stateDir: '/tmp/x', defaults: { pids: -1 } })).toThrow(/defaults\.pids/);
+    expect(() => new RuncExecutor({ stateDir: '/tmp/x', limits: { pids: -1 } })).toThrow(/limits\.pids/);
+    expect(() => new RuncExecutor({ stateDir: '/tmp/x', limits: { memoryBytes: 1024 } })).toThrow(/limits\.memoryBytes: must be at least 4 MiB/);
+    expect(() => new RuncExecutor({ stateDir: '/tmp/x', limits: { cpus: 0.001 } })).toThrow(/limits\.cpus/);
     expect(() => new RuncExecutor({ stateDir: '/tmp/x', runcRoot: 'rel' })).toThrow(/runcRoot/);
   });
 

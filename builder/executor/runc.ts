@@ -7,15 +7,16 @@ import { AsyncStack } from '../../core/dispose.js';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, unmountAt } from '../../core/mounter.js';
 import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
-import { cgroupsPathOf, readOomKilled } from './cgroups.js';
-import { checkProcess, mergeLimits } from './checks.js';
+import { detectCgroups, unenforced, type CgroupSupport } from './cgroup-support.js';
+import { cgroupsPathOf, readOomKilled, readPidsLimited } from './cgroups.js';
+import { checkProcess, overStepLimits } from './checks.js';
 import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
-import type { ExecOptions, ExecResult, Executor, ProcessSpec, SandboxLimits } from './executor.js';
+import type { ExecOptions, ExecResult, Executor, ProcessSpec, StepLimits } from './executor.js';
 import { findLoopbackTools, findSetpriv, findShell } from './host-tools.js';
 import { OrphanReaper } from './reaper.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
-import { buildSpec, etcFileContents, NOFILE, SANDBOX_DEFAULTS, type LoopbackHook } from './spec.js';
+import { buildSpec, etcFileContents, NOFILE, STEP_LIMIT_DEFAULTS, type LoopbackHook } from './spec.js';
 import { MountStubs } from './stubs.js';
 import { removeBundle, sweepDeadSteps, type StepSweepReport, type StepSweepScope } from './sweep.js';
 import { resolveUser } from './user.js';
@@ -27,8 +28,12 @@ export interface RuncExecutorOptions {
   readonly runcRoot?: string;
   /** Default `runc` on a standard PATH. */
   readonly runcPath?: string;
-  /** Operator limits; each missing field falls back to SANDBOX_DEFAULTS. */
-  readonly defaults?: SandboxLimits;
+  /** The operator's limits of a step; each missing field is STEP_LIMIT_DEFAULTS' (a run may set its own). */
+  readonly limits?: Partial<StepLimits>;
+  /** no_new_privs for every step (default off, as in Docker: setuid tools work); a run may turn it on. */
+  readonly noNewPrivileges?: boolean;
+  /** What the host's cgroups enforce; detected when omitted. */
+  readonly cgroups?: CgroupSupport;
   /** The operator's half of the network=host grant; the build's half is `opts.network`. */
   readonly allowHostNetwork?: boolean;
   /** Host tools that raise `lo` in a new netns; found on the host when omitted. */
@@ -46,7 +51,9 @@ export class RuncExecutor implements Executor {
   private readonly stateDir: string;
   private readonly bundlesDir: string;
   private readonly runc: RuncCli;
-  private readonly defaults: Required<SandboxLimits>;
+  private readonly limits: StepLimits;
+  private readonly noNewPrivileges: boolean;
+  readonly cgroups: CgroupSupport;
   private readonly allowHostNetwork: boolean;
   private readonly loopback: LoopbackHook;
   private readonly nofile: number;
@@ -70,7 +77,9 @@ export class RuncExecutor implements Executor {
     this.stateDir = path.resolve(options.stateDir);
     this.bundlesDir = path.join(this.stateDir, 'bundles');
     this.runc = new RuncCli(options.runcPath ?? 'runc', path.resolve(options.runcRoot ?? path.join(this.stateDir, 'runc')));
-    this.defaults = mergeLimits(SANDBOX_DEFAULTS, options.defaults, 'defaults');
+    this.limits = overStepLimits(STEP_LIMIT_DEFAULTS, options.limits, 'limits');
+    this.noNewPrivileges = options.noNewPrivileges ?? false;
+    this.cgroups = options.cgroups ?? detectCgroups();
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.loopback = options.loopback ?? findLoopbackTools();
     this.nofile = Math.min(NOFILE, ownNofileHardLimit());
@@ -83,7 +92,7 @@ export class RuncExecutor implements Executor {
     // Every way a process starts comes through here, so the two-sided grant for
     // host networking is checked once, before anything is set up (THREATS.md 2).
     const network = this.checkNetwork(opts.network);
-    const limits = mergeLimits(this.defaults, opts.limits, 'limits');
+    const limits = overStepLimits(this.limits, opts.limits, 'limits');
     checkProcess(proc, opts);
     if (opts.signal?.aborted) throw new ExecCancelledError('run cancelled before it started');
 
@@ -131,6 +140,8 @@ export class RuncExecutor implements Executor {
         hostname,
         network,
         limits,
+        cgroups: this.cgroups,
+        noNewPrivileges: opts.noNewPrivileges ?? this.noNewPrivileges,
         etcFiles,
         mounts: opts.mounts ?? [],
         cgroupsPath: cgroupsPathOf(id),
@@ -151,9 +162,10 @@ export class RuncExecutor implements Executor {
       stack.defer(() => (exitedAlone ? this.deleteInBackground(id) : this.runc.forceDelete(id)));
 
       this.reaper?.ensure();
-      const outcome = await this.spawnRun(id, bundle, limits.timeoutMs, opts);
+      const outcome = await this.spawnRun(id, bundle, limits.stepTimeoutMs, opts);
       exitedAlone = !outcome.killed && !outcome.aborted && !outcome.timedOut;
-      const oomKilled = await readOomKilled(id);
+      // Read from the kept container's cgroups before the delete removes them.
+      const [oomKilled, pidsLimited] = await Promise.all([readOomKilled(id), readPidsLimited(id)]);
       if (outcome.aborted) throw new ExecCancelledError('run cancelled');
       if (outcome.exitCode !== 0 && !outcome.killed) {
         // runc's own failures (spec, mounts, hooks) are setup errors, not a step's exit status.
@@ -167,11 +179,18 @@ export class RuncExecutor implements Executor {
         ...(signal ? { signal } : {}),
         timedOut: outcome.timedOut,
         oomKilled,
+        pidsLimited,
+        limits,
         durationMs: Date.now() - started,
       };
     } finally {
       await stack.dispose();
     }
+  }
+
+  /** Lines naming each limit of `limits` (default: this executor's) that the host cannot enforce; empty when all hold. */
+  unenforced(limits: Partial<StepLimits> = {}): string[] {
+    return unenforced(this.cgroups, overStepLimits(this.limits, limits, 'limits'));
   }
 
   /**

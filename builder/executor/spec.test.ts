@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { seccompProfile } from './seccomp.js';
-import { buildSpec, DEFAULT_CAPABILITIES, SANDBOX_DEFAULTS, type SpecInput } from './spec.js';
+import { buildSpec, DEFAULT_CAPABILITIES, STEP_LIMIT_DEFAULTS, type SpecInput } from './spec.js';
 
 const base: SpecInput = {
   args: ['/bin/sh', '-c', 'true'],
@@ -9,7 +9,8 @@ const base: SpecInput = {
   user: { uid: 1000, gid: 1000, additionalGids: [50] },
   hostname: 'h',
   network: 'none',
-  limits: SANDBOX_DEFAULTS,
+  limits: STEP_LIMIT_DEFAULTS,
+  cgroups: { version: 1, memory: true, swap: true, hostSwap: true, cpu: true, pids: true },
   etcFiles: { hosts: '/b/hosts', resolvConf: '/b/resolv.conf', hostname: '/b/hostname' },
   mounts: [{ type: 'bind', source: '/host/secret', target: '/run/secrets/s', options: ['ro'] }],
   cgroupsPath: '/buildlite/x',
@@ -47,7 +48,7 @@ describe('buildSpec', () => {
     expect(spec.process.noNewPrivileges).toBe(false);
     expect(spec.process.terminal).toBe(false);
     const res = spec.linux.resources as { pids: { limit: number }; devices: Array<{ allow: boolean }> };
-    expect(res.pids.limit).toBe(SANDBOX_DEFAULTS.pids);
+    expect(res.pids.limit).toBe(STEP_LIMIT_DEFAULTS.pids);
     expect(res.devices[0]).toEqual({ allow: false, access: 'rwm' });
   });
 
@@ -58,6 +59,23 @@ describe('buildSpec', () => {
     expect(mounts.find((m) => m.destination === '/etc/hosts')?.options).toContain('ro');
     expect(mounts.at(-1)?.options).toEqual(['rbind', 'ro']);
     expect(mounts.find((m) => m.destination === '/sys')?.options).toContain('ro');
+  });
+
+  it.each([
+    ['every controller', { memory: true, swap: true, cpu: true, pids: true }, { pids: { limit: 64 }, memory: { limit: 256 << 20, swap: 256 << 20 }, cpu: { quota: 150_000, period: 100_000 } }],
+    ['no swap accounting', { memory: true, swap: false, cpu: true, pids: true }, { pids: { limit: 64 }, memory: { limit: 256 << 20 }, cpu: { quota: 150_000, period: 100_000 } }],
+    ['no cpu or pids controller', { memory: true, swap: true, cpu: false, pids: false }, { memory: { limit: 256 << 20, swap: 256 << 20 } }],
+  ] as const)('writes each limit the host has a controller for (%s): swap counted with memory, a CFS quota of cpus periods', (_name, have, want) => {
+    const limits = { ...STEP_LIMIT_DEFAULTS, pids: 64, memoryBytes: 256 << 20, cpus: 1.5 };
+    const res = buildSpec({ ...base, limits, cgroups: { version: 1, hostSwap: true, ...have } }).linux.resources as Record<string, unknown>;
+    const { devices, ...rest } = res;
+    expect(devices).toBeDefined();
+    expect(rest).toEqual(want);
+  });
+
+  it('sets no CPU quota when none is asked (cpus 0)', () => {
+    const res = buildSpec({ ...base, limits: { ...STEP_LIMIT_DEFAULTS, cpus: 0 } }).linux.resources as Record<string, unknown>;
+    expect(res.cpu).toBeUndefined();
   });
 
   it('masks and write-protects the kernel paths', () => {

@@ -1,6 +1,7 @@
-import os from 'node:os';
+import { BUILD_LIMIT_DEFAULTS } from '../../core/limits.js';
 import type { Mount } from '../../core/mount.js';
-import type { SandboxLimits } from './executor.js';
+import type { CgroupSupport } from './cgroup-support.js';
+import type { StepLimits } from './executor.js';
 import { seccompProfile, type SeccompProfile } from './seccomp.js';
 import type { ResolvedUser } from './user.js';
 
@@ -16,23 +17,16 @@ export const DEFAULT_CAPABILITIES = [
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ] as const;
 
-const GiB = 1024 ** 3;
+/** A step's limits when the operator sets none: the build defaults, whose reasons are in core/limits.ts. */
+export const STEP_LIMIT_DEFAULTS: StepLimits = {
+  stepTimeoutMs: BUILD_LIMIT_DEFAULTS.stepTimeoutMs,
+  memoryBytes: BUILD_LIMIT_DEFAULTS.memoryBytes,
+  cpus: BUILD_LIMIT_DEFAULTS.cpus,
+  pids: BUILD_LIMIT_DEFAULTS.pids,
+};
 
-/**
- * Limits when the operator sets none. pids: enough for `make -j` or a package
- * manager's workers, low enough that a fork bomb stops in milliseconds.
- * Memory: 75% of the host, at most 8 GiB, so one step cannot take the worker
- * (and Redis beside it) down with it. Timeout: an hour, longer than any sane
- * step, short enough that a hung one frees its build slot the same day.
- * noNewPrivileges: off, as in Docker and BuildKit, so setuid tools (su, sudo,
- * ping) behave in RUN as they do in `docker run`.
- */
-export const SANDBOX_DEFAULTS = {
-  pids: 4096,
-  memoryBytes: Math.min(8 * GiB, Math.floor(os.totalmem() * 0.75)),
-  timeoutMs: 60 * 60 * 1000,
-  noNewPrivileges: false,
-} satisfies Required<SandboxLimits>;
+/** The kernel's default CFS period (100 ms); a quota of `cpus` periods' worth of CPU time per period. */
+export const CPU_PERIOD_US = 100_000;
 
 /** Docker's and BuildKit's value; a build tool that opens many files should not hit 1024. */
 export const NOFILE = 1048576;
@@ -123,7 +117,14 @@ export interface SpecInput {
   readonly hostname: string;
   /** `none`: own netns with only `lo`; `host`: the host's (already granted by the caller). */
   readonly network: 'none' | 'host';
-  readonly limits: Required<SandboxLimits>;
+  readonly limits: StepLimits;
+  /** What the host's cgroups enforce: a limit without its controller is left out (cgroup-support.ts reports it). */
+  readonly cgroups: CgroupSupport;
+  /**
+   * no_new_privs: off by default, as in Docker and BuildKit, so setuid tools
+   * (su, sudo, ping) behave in RUN as they do in `docker run`.
+   */
+  readonly noNewPrivileges?: boolean;
   /** Host paths of the files bind-mounted read-only over /etc/hosts, /etc/resolv.conf, /etc/hostname. */
   readonly etcFiles: { readonly hosts: string; readonly resolvConf: string; readonly hostname: string };
   readonly mounts: readonly Mount[];
@@ -159,7 +160,7 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }],
-      noNewPrivileges: input.limits.noNewPrivileges,
+      noNewPrivileges: input.noNewPrivileges ?? false,
     },
     root: { path: 'rootfs', readonly: false },
     hostname: input.hostname,
@@ -167,11 +168,7 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
     linux: {
       namespaces,
       cgroupsPath: input.cgroupsPath,
-      resources: {
-        devices: DEVICE_RULES,
-        pids: { limit: input.limits.pids },
-        memory: { limit: input.limits.memoryBytes },
-      },
+      resources: resourcesOf(input.limits, input.cgroups),
       devices: DEVICE_NODES,
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
@@ -196,6 +193,21 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
     };
   }
   return spec;
+}
+
+/**
+ * The step's cgroup: devices, and each limit the host has a controller for.
+ * Memory: swap included (memsw on v1, swap.max on v2: runc writes memory.swap
+ * as memory plus swap), so a step cannot swap its way past the limit. CPU: a
+ * CFS quota only when one is asked (0 means none).
+ */
+export function resourcesOf(limits: StepLimits, cgroups: CgroupSupport): Record<string, unknown> {
+  return {
+    devices: DEVICE_RULES,
+    ...(cgroups.pids ? { pids: { limit: limits.pids } } : {}),
+    ...(cgroups.memory ? { memory: { limit: limits.memoryBytes, ...(cgroups.swap ? { swap: limits.memoryBytes } : {}) } } : {}),
+    ...(cgroups.cpu && limits.cpus > 0 ? { cpu: { quota: Math.round(limits.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US } } : {}),
+  };
 }
 
 function standardMounts(): SpecMount[] {

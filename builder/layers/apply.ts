@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
-import { DigestMismatchError, HashingTap, limitBytes } from '../../core/streams.js';
+import { DigestMismatchError, HashingTap, LimitExceededError, meterBytes } from '../../core/streams.js';
 import { compressionOfMediaType, decompress, peek, sniffCompression } from './decompress.js';
 import { Extractor, type ExtractLimits, type ExtractOptions } from './extract.js';
 import { readTar } from './tar-reader.js';
@@ -9,6 +9,8 @@ import { readTar } from './tar-reader.js';
 export interface ApplyLimits extends ExtractLimits {
   /** Uncompressed bytes of one archive (default 64 GiB). */
   readonly maxBytes?: number;
+  /** The error past `maxBytes` (default a LimitExceededError naming the archive): a caller's limit names itself. */
+  readonly tooLarge?: (max: number) => Error;
 }
 
 export interface ApplyOptions {
@@ -17,6 +19,8 @@ export interface ApplyOptions {
   readonly limits?: ApplyLimits;
   readonly signal?: AbortSignal;
   readonly onWarning?: (message: string) => void;
+  /** Shown the uncompressed bytes as they are read, before they are written; a throw stops the extraction. */
+  readonly meter?: (total: number, chunk: number) => void;
 }
 
 const DEFAULT_MAX_BYTES = 64 * 1024 ** 3;
@@ -50,9 +54,10 @@ export async function applyLayer(
   return result;
 }
 
-/** The extractor's options, with the archive-wide byte limit on top. */
+/** The extractor's options, with the archive-wide byte limit and meter on top. */
 export interface ExtractTarOptions extends ExtractOptions {
   readonly limits?: ApplyLimits;
+  readonly meter?: (total: number, chunk: number) => void;
 }
 
 /**
@@ -75,7 +80,13 @@ async function extractStream(
   opts: ExtractTarOptions,
 ): Promise<{ diffId: Digest; size: number; entries: number }> {
   const tap = new HashingTap();
-  const bounded = pipeline(plain, tap, limitBytes(opts.limits?.maxBytes ?? DEFAULT_MAX_BYTES, 'uncompressed archive'), () => undefined);
+  const max = opts.limits?.maxBytes ?? DEFAULT_MAX_BYTES;
+  const tooLarge = opts.limits?.tooLarge ?? ((n: number) => new LimitExceededError(`uncompressed archive is larger than the limit of ${n} bytes`));
+  const bound = meterBytes((total, chunk) => {
+    if (total > max) throw tooLarge(max);
+    opts.meter?.(total, chunk);
+  });
+  const bounded = pipeline(plain, tap, bound, () => undefined);
   const onAbort = () => bounded.destroy(opts.signal?.reason as Error);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {

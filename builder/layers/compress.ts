@@ -6,7 +6,7 @@ import type { IngestWriter, Ingester } from '../../core/content.js';
 import type { Digest } from '../../core/digest.js';
 import type { Mount } from '../../core/mount.js';
 import { MediaType } from '../../core/oci.js';
-import { DigestMismatchError, HashingTap } from '../../core/streams.js';
+import { DigestMismatchError, HashingTap, meterBytes } from '../../core/streams.js';
 import { diffTar, upperDirOf } from './diff.js';
 import { ParallelGzip } from './gzip-parallel.js';
 import type { TreeXattrs } from './xattrs.js';
@@ -18,7 +18,12 @@ export interface LayerDescriptor {
   readonly size: number;
   /** Digest of the uncompressed tar (the image config's rootfs.diff_ids). */
   readonly diffId: Digest;
+  /** Bytes of the uncompressed tar: the layer's unpacked size. */
+  readonly unpackedSize: number;
 }
+
+/** Shown each chunk's running total; a throw fails the write, so the blob is never committed. */
+export type ByteCheck = (total: number, chunk: number) => void;
 
 export interface WriteLayerOptions {
   readonly sourceDateEpoch?: number;
@@ -28,6 +33,8 @@ export interface WriteLayerOptions {
   readonly signal?: AbortSignal;
   /** The upper dir's xattrs when the caller has read them already (one getfattr per step). */
   readonly xattrs?: TreeXattrs;
+  /** Checks on the bytes as they are made: the tar (unpacked) and the blob (as stored). */
+  readonly meter?: { readonly tar?: ByteCheck; readonly blob?: ByteCheck };
 }
 
 /**
@@ -51,7 +58,10 @@ export async function writeLayer(
     objectMode: false,
   });
   const diffTap = new HashingTap();
-  const stages: Transform[] = gzip ? [diffTap, new ParallelGzip(opts.level !== undefined ? { level: opts.level } : {})] : [diffTap];
+  const stages: Transform[] = [diffTap];
+  if (opts.meter?.tar) stages.push(meterBytes(opts.meter.tar));
+  if (gzip) stages.push(new ParallelGzip(opts.level !== undefined ? { level: opts.level } : {}));
+  if (opts.meter?.blob) stages.push(meterBytes(opts.meter.blob));
   const writer: IngestWriter = await ingester.ingest(`layer-${randomUUID()}`);
   try {
     await pipeline([tar, ...stages, writer], opts.signal ? { signal: opts.signal } : {});
@@ -65,6 +75,7 @@ export async function writeLayer(
       digest,
       size,
       diffId: diffTap.digest(),
+      unpackedSize: diffTap.size,
     };
   } catch (err) {
     await writer.abort();

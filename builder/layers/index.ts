@@ -1,4 +1,4 @@
-export { writeLayer, type LayerDescriptor, type WriteLayerOptions } from './compress.js';
+export { writeLayer, type ByteCheck, type LayerDescriptor, type WriteLayerOptions } from './compress.js';
 export { applyLayer, extractTar, type ApplyLimits, type ApplyOptions, type ExtractTarOptions } from './apply.js';
 export { chainId } from './chain-id.js';
 export { diffTar, upperDirOf, OPAQUE_MARKER, WHITEOUT_PREFIX, type DiffOptions } from './diff.js';

@@ -1,4 +1,4 @@
-export type { SnapshotInfo, Snapshotter } from './snapshotter.js';
+export type { CommitOptions, SnapshotInfo, Snapshotter } from './snapshotter.js';
 export { OverlaySnapshotter, MOUNT_OPTIONS_MAX, type SweepResult } from './overlay.js';
 export {
   SnapshotChainTooLongError,

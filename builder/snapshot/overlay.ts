@@ -10,7 +10,7 @@ import {
   SnapshotStateError,
 } from './errors.js';
 import { RecordStore, type SnapshotRecord } from './records.js';
-import type { SnapshotInfo, Snapshotter } from './snapshotter.js';
+import type { CommitOptions, SnapshotInfo, Snapshotter } from './snapshotter.js';
 import { diskUsage } from './usage.js';
 
 /**
@@ -83,12 +83,18 @@ export class OverlaySnapshotter implements Snapshotter {
     return [{ type: 'overlay', source: 'overlay', options }];
   }
 
-  async commit(name: string, key: string): Promise<void> {
+  async commit(name: string, key: string, opts: CommitOptions = {}): Promise<void> {
     await this.exclusive(async () => {
       const rec = await this.records.get(key);
       if (!rec) throw new SnapshotNotFoundError(key);
       if (rec.kind !== 'active') throw new SnapshotStateError(`snapshot ${JSON.stringify(key)} is already committed`);
-      const committed: SnapshotRecord = { ...rec, name, kind: 'committed', createdAt: Date.now() };
+      const committed: SnapshotRecord = {
+        ...rec,
+        name,
+        kind: 'committed',
+        createdAt: Date.now(),
+        ...(opts.unpackedBytes !== undefined ? { unpackedBytes: opts.unpackedBytes } : {}),
+      };
       if (!(await this.records.create(committed))) throw new SnapshotExistsError(name);
       // Between these two lines a crash leaves both records on one id; sweep() drops the active one.
       await this.records.delete(key);
@@ -249,5 +255,5 @@ function checkOptionLength(options: string[], what: string): void {
 }
 
 function toInfo(rec: SnapshotRecord): SnapshotInfo {
-  return { name: rec.name, parent: rec.parent, kind: rec.kind, createdAt: rec.createdAt };
+  return { name: rec.name, parent: rec.parent, kind: rec.kind, createdAt: rec.createdAt, ...(rec.unpackedBytes !== undefined ? { unpackedBytes: rec.unpackedBytes } : {}) };
 }

@@ -14,6 +14,7 @@ export interface SnapshotRecord {
   readonly parent: string | null;
   readonly kind: 'active' | 'committed';
   readonly createdAt: number;
+  readonly unpackedBytes?: number;
 }
 
 /**

@@ -20,6 +20,16 @@ export interface SnapshotInfo {
   readonly parent: string | null;
   readonly kind: 'active' | 'committed';
   readonly createdAt: number;
+  /**
+   * Bytes of the snapshot's own layer as a tar (its unpacked size), when its
+   * commit recorded it: the image limits add these up along a chain.
+   */
+  readonly unpackedBytes?: number;
+}
+
+export interface CommitOptions {
+  /** The layer's unpacked size, kept in the committed snapshot's record. */
+  readonly unpackedBytes?: number;
 }
 
 export interface Snapshotter {
@@ -28,7 +38,7 @@ export interface Snapshotter {
   view(name: string): Promise<Mount[]>;
   /** The mounts of an existing active snapshot. */
   mounts(key: string): Promise<Mount[]>;
-  commit(name: string, key: string): Promise<void>;
+  commit(name: string, key: string, opts?: CommitOptions): Promise<void>;
   remove(keyOrName: string): Promise<void>;
   stat(keyOrName: string): Promise<SnapshotInfo | undefined>;
   list(): AsyncIterable<SnapshotInfo>;

@@ -1,27 +1,49 @@
 import type { Digest } from '../../core/digest.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
+import { limitExceeded } from '../../core/limit-error.js';
+import type { ExecResult } from '../executor/index.js';
 
-/** A RUN step that did not succeed: exit code, signal, timeout or OOM, and its vertex. */
+type ExitInfo = Pick<ExecResult, 'exitCode' | 'signal' | 'timedOut' | 'oomKilled'>;
+
+/** A RUN step that did not succeed on its own terms: its exit code or signal, and its vertex. */
 export class ExecError extends BuildliteError {
   readonly code: ErrorCode = 'EXEC_FAILED';
   constructor(
     readonly vertex: Digest,
     readonly command: string,
-    readonly result: { exitCode: number; signal?: string; timedOut: boolean; oomKilled: boolean },
+    readonly result: ExitInfo,
   ) {
     super(`process "${command}" ${ExecError.reason(result)}`);
   }
 
-  static reason(r: { exitCode: number; signal?: string; timedOut: boolean; oomKilled: boolean }): string {
-    if (r.timedOut) return 'was killed: the step ran past its time limit';
-    if (r.oomKilled) return 'was killed: out of memory (the step hit its memory limit)';
+  static reason(r: ExitInfo): string {
     if (r.signal) return `was killed by signal ${r.signal}`;
     return `did not complete successfully: exit code: ${r.exitCode}`;
   }
 
   override details() {
-    return { exitCode: this.result.exitCode, timedOut: this.result.timedOut, oomKilled: this.result.oomKilled, ...(this.result.signal ? { signal: this.result.signal } : {}) };
+    return exitDetails(this.result);
   }
+}
+
+function exitDetails(r: ExitInfo): Record<string, string | number | boolean> {
+  return { exitCode: r.exitCode, timedOut: r.timedOut, oomKilled: r.oomKilled, ...(r.signal ? { signal: r.signal } : {}) };
+}
+
+/**
+ * How a RUN that did not succeed is reported. An operator limit that ended it
+ * is LIMIT_EXCEEDED naming the limit (the stable code scripts and metrics key
+ * on: the build hit a bound the operator set, not a bug in the Dockerfile),
+ * with the exit details kept; otherwise EXEC_FAILED. A fork refused by the
+ * pids limit counts only when the step then failed: a program that handled
+ * it and succeeded did not hit the limit in any way that matters.
+ */
+export function stepFailure(vertex: Digest, command: string, r: ExecResult): BuildliteError {
+  const details = exitDetails(r);
+  if (r.timedOut) return limitExceeded('stepTimeoutMs', r.limits.stepTimeoutMs, 'RUN', ' (killed with every process it started)', { details });
+  if (r.oomKilled) return limitExceeded('memoryBytes', r.limits.memoryBytes, 'RUN', ' (OOM-killed)', { details });
+  if (r.pidsLimited) return limitExceeded('pids', r.limits.pids, 'RUN', ` (a new process was refused, then it ${ExecError.reason(r).replace('did not complete successfully: ', 'failed with ')})`, { details });
+  return new ExecError(vertex, command, r);
 }
 
 /**
@@ -43,13 +65,18 @@ export class LayerError extends BuildliteError {
     this.code = cause instanceof BuildliteError ? cause.code : isFsError(cause) ? 'STORE' : 'INTERNAL';
   }
 
+  private image: string | undefined;
+
   /** Names the base image the layer belongs to (called once, by the run that knows its FROM line). */
   fromImage(image: string): void {
+    this.image = image;
     this.message = `base image ${image}: layer ${this.layer}: ${this.reason}`;
   }
 
+  /** The cause's details (a limit's name and value among them), with the layer and its image. */
   override details() {
-    return { layer: this.layer };
+    const inner = this.cause instanceof BuildliteError ? this.cause.details() : {};
+    return { ...inner, layer: this.layer, ...(this.image !== undefined ? { image: this.image } : {}) };
   }
 }
 

@@ -8,13 +8,14 @@ import type { Mount } from '../../core/mount.js';
 import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { ExecDef, ExecMount } from '../graph/index.js';
-import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
-import { ExecError, fsErrorContext } from './errors.js';
+import { stepLimitsOf } from '../executor/index.js';
+import { readTreeXattrs, upperDirOf } from '../layers/index.js';
+import { stepFailure } from './errors.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
 import { forwardAgent } from './ssh-forward.js';
 import { sshMissing } from './ssh-check.js';
-import { commitLayer, prepareOn } from './snapshot-step.js';
+import { prepareOn, writeAndCommit } from './snapshot-step.js';
 import { localDir, type OpContext, type VertexResult } from './types.js';
 
 /**
@@ -52,24 +53,29 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   const logs = new LogSink(vertex.digest, opts.emit, [...opts.secrets.values()], undefined, {
     dir: path.join(path.dirname(deps.tmpDir), 'logs'),
     build: opts.emit,
+    fileCap: opts.limits.maxStepLogBytes,
   });
   const user = def.user.group !== undefined ? `${def.user.user}:${def.user.group}` : def.user.user;
-  const result = await deps.executor.run(
-    { args: def.args, env: def.env, cwd: def.cwd, user },
-    {
-      rootfs: [{ type: 'bind', source: merged, options: ['rbind', 'rw'] }],
-      mounts: extra,
-      network: def.network === 'default' ? 'none' : def.network,
-      ...(deps.limits ? { limits: deps.limits } : {}),
-      secretEnv,
-      onStdout: (c) => logs.write('stdout', c),
-      onStderr: (c) => logs.write('stderr', c),
-      signal: opts.signal,
-    },
-  );
-  logs.end();
+  let result;
+  try {
+    result = await deps.executor.run(
+      { args: def.args, env: def.env, cwd: def.cwd, user },
+      {
+        rootfs: [{ type: 'bind', source: merged, options: ['rbind', 'rw'] }],
+        mounts: extra,
+        network: def.network === 'default' ? 'none' : def.network,
+        limits: stepLimitsOf(opts.limits),
+        secretEnv,
+        onStdout: (c) => logs.write('stdout', c),
+        onStderr: (c) => logs.write('stderr', c),
+        signal: opts.signal,
+      },
+    );
+  } finally {
+    logs.end();
+  }
   if (result.exitCode !== 0 || result.signal || result.timedOut) {
-    throw new ExecError(vertex.digest, def.args.join(' '), result);
+    throw stepFailure(vertex.digest, def.args.join(' '), result);
   }
   // One getfattr serves both the opaque marks below and the layer's xattrs. It reads
   // the upper dir while the unmount runs: nothing writes there once the step has ended.
@@ -77,13 +83,7 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
   await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque);
 
-  const layer = await writeLayer(step.mounts, deps.store, {
-    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    signal: opts.signal,
-    xattrs,
-  }).catch(fsErrorContext("writing this step's layer"));
-  // await before the stack unwinds: it removes the snapshot unless the commit is done.
-  return await commitLayer(ctx, step, rootLayers, layer);
+  return await writeAndCommit(ctx, step, rootLayers, xattrs);
 }
 
 function checkGrants(def: ExecDef, ctx: OpContext): void {
@@ -175,7 +175,7 @@ export async function inputDir(ctx: OpContext, index: number, inputs: readonly V
   }
   const result = inputs[index]!;
   if (result.file) return path.dirname(result.file.path);
-  const name = await ctx.materializer.ensure(result.layers, ctx.opts.signal);
+  const name = await ctx.materializer.ensure(result.layers, ctx.opts);
   const dir = await tmpMountDir(ctx, stack);
   if (name === null) return dir; // empty filesystem (scratch)
   const mounts = await ctx.deps.snapshotter.view(name);

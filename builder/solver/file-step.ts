@@ -3,16 +3,16 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { LayerRef } from '../../cache/index.js';
 import { resolveChown } from '../executor/index.js';
 import type { FileDef } from '../graph/index.js';
-import { readTreeXattrs, upperDirOf, writeLayer } from '../layers/index.js';
+import { readTreeXattrs, upperDirOf } from '../layers/index.js';
 import { inputDir, tmpMountDir } from './exec-op.js';
 import { fsErrorContext } from './errors.js';
 import { applyFileActions } from './file-op.js';
-import { commitLayer, prepareOn } from './snapshot-step.js';
+import { prepareOn, writeAndCommit } from './snapshot-step.js';
 import type { OpContext, VertexResult } from './types.js';
 
 /** COPY/ADD/WORKDIR: write through a mounted snapshot, then diff its upper dir into a layer. */
 export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
-  const { deps, opts } = ctx;
+  const { opts } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
   await using stack = new AsyncStack();
   const step = await prepareOn(ctx, rootLayers, stack, 'file');
@@ -51,11 +51,5 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
     readTreeXattrs(upperDirOf(step.mounts), opts.signal),
   ]);
 
-  const layer = await writeLayer(step.mounts, deps.store, {
-    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    signal: opts.signal,
-    xattrs,
-  }).catch(fsErrorContext("writing this step's layer"));
-  // await before the stack unwinds: it removes the snapshot unless the commit is done.
-  return await commitLayer(ctx, step, rootLayers, layer);
+  return await writeAndCommit(ctx, step, rootLayers, xattrs);
 }

@@ -3,10 +3,8 @@ import { CodedError } from '../../core/errors.js';
 import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { GitSourceDef } from '../graph/index.js';
-import { writeLayer } from '../layers/index.js';
-import { fsErrorContext } from './errors.js';
 import { tmpMountDir } from './exec-op.js';
-import { commitLayer, prepareOn } from './snapshot-step.js';
+import { prepareOn, writeAndCommit } from './snapshot-step.js';
 import type { GitAuth, OpContext, ResolvedGit, SolveOptions } from './types.js';
 
 /**
@@ -28,12 +26,8 @@ export async function runGitSource(def: GitSourceDef, at: ResolvedGit, ctx: OpCo
   await deps.git.checkout(def, at, dir, gitAuth(opts), opts.signal);
   await unmountAt(dir);
   mounted = false;
-  const layer = await writeLayer(step.mounts, deps.store, {
-    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    signal: opts.signal,
-  }).catch(fsErrorContext("writing the git source's layer"));
-  // await before the stack unwinds: it removes the snapshot unless the commit is done.
-  return await commitLayer(ctx, step, [], layer);
+  // A checkout carries no xattrs, and on an empty parent no directory is opaque. The step's layer limits apply.
+  return await writeAndCommit(ctx, step, [], { opaque: new Set(), attrs: new Map() });
 }
 
 export function gitAuth(opts: SolveOptions): GitAuth {

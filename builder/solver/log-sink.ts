@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, readdirSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { BuildEventBody } from '../../core/build.js';
 import type { Digest } from '../../core/digest.js';
+import { limitPhrase } from '../../core/limit-error.js';
+import { BUILD_LIMIT_DEFAULTS } from '../../core/limits.js';
+import { StepLogFile } from './log-file.js';
 
 export const LOG_DEFAULTS = {
   // 4 MiB in the event stream: BuildKit clips at 2 MiB by default; users asked for more, not less.
   eventCap: 4 * 1024 * 1024,
-  // The file keeps much more, but a step printing forever must not fill the disk.
-  fileCap: 256 * 1024 * 1024,
   // Logs of builds older than this are removed when a later build starts writing logs.
   maxAgeMs: 7 * 24 * 3600 * 1000,
 } as const;
@@ -19,6 +20,7 @@ export interface LogFileOptions {
   readonly dir: string;
   /** Same key for every step of one build (the build's emit function), so they share one build directory. */
   readonly build: object;
+  /** The step log limit: past it the file keeps its first and last parts (default BUILD_LIMIT_DEFAULTS.maxStepLogBytes). */
   readonly fileCap?: number;
 }
 
@@ -32,10 +34,8 @@ export class LogSink {
   private sent = 0;
   private clipped = false;
   private readonly secrets: string[];
-  private file: WriteStream | undefined;
+  private file: StepLogFile | undefined;
   private filePath: string | undefined;
-  private fileBytes = 0;
-  private fileClipped = false;
   private readonly longestSecret: number;
   private readonly streams: Partial<Record<'stdout' | 'stderr', { decoder: StringDecoder; pending: string }>> = {};
 
@@ -90,28 +90,12 @@ export class LogSink {
   }
 
   private toFile(data: string): void {
-    if (!this.fileOpts || this.fileClipped) return;
-    try {
-      if (!this.file) {
-        const p = this.logPath!;
-        mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
-        this.file = createWriteStream(p, { mode: 0o600 });
-        // A full disk must not fail the build: the events still carry the output.
-        this.file.on('error', () => {
-          this.fileClipped = true;
-        });
-      }
-      const cap = this.fileOpts.fileCap ?? LOG_DEFAULTS.fileCap;
-      const bytes = Buffer.byteLength(data);
-      if (this.fileBytes + bytes > cap) {
-        this.fileClipped = true;
-        this.file.write(`\n[log file clipped at ${mib(cap)}]\n`);
-        return;
-      }
-      this.fileBytes += bytes;
-      this.file.write(data);
-    } catch {
-      this.fileClipped = true;
+    if (!this.fileOpts) return;
+    const cap = this.fileOpts.fileCap ?? BUILD_LIMIT_DEFAULTS.maxStepLogBytes;
+    this.file ??= new StepLogFile(this.logPath!, cap);
+    if (this.file.write(Buffer.from(data))) {
+      // Once, past the event cap too: whoever reads the log later must know it is not whole.
+      this.emit({ type: 'log', vertex: this.vertex, stream: 'stderr', data: `\n[the full log of this step passed ${limitPhrase('maxStepLogBytes', cap)}: it keeps the first and last parts, and says where bytes were dropped]\n` });
     }
   }
 
@@ -121,7 +105,7 @@ export class LogSink {
       const rest = this.mask(stream, undefined, true);
       if (rest.length > 0) this.publish(stream, rest, Buffer.byteLength(rest));
     }
-    this.file?.end();
+    this.file?.close();
   }
 }
 

@@ -6,6 +6,8 @@ import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError, CodedError, isCancelled, withLocation } from '../../core/errors.js';
+import { BUILD_LIMIT_DEFAULTS } from '../../core/limits.js';
+import { DiskBudget } from './budget.js';
 import { asStepError, LayerError } from './errors.js';
 import type { Graph, Vertex } from '../graph/index.js';
 import { cacheKey } from './cache-key.js';
@@ -13,9 +15,9 @@ import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
 import { gitAuth, runGitSource } from './git-op.js';
 import { runHttpSource, runImageSource } from './source-op.js';
-import { Materializer, snapshotName } from './materialize.js';
+import { Materializer, snapshotName, type UnpackRun } from './materialize.js';
 import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
-import { localDir, type ResolvedGit, type SolveOptions, type SolverDeps, type VertexResult } from './types.js';
+import { localDir, type ResolvedGit, type RunOptions, type SolveOptions, type SolverDeps, type VertexResult } from './types.js';
 
 interface KeyInfo {
   readonly key: Digest;
@@ -33,7 +35,7 @@ interface KeyInfo {
  * Identical keys in flight (two stages, or two builds) share one run.
  */
 export class Solver {
-  private readonly inflight = new Map<Digest, Promise<VertexResult>>();
+  private readonly inflight = new Map<string, Promise<VertexResult>>();
   /** One queue for sandboxes and file steps: they compete for the same disks and cores. */
   private readonly queue: PQueue;
   private readonly materializer: Materializer;
@@ -46,7 +48,8 @@ export class Solver {
   async solve(graph: Graph, root: Digest | null, opts: SolveOptions): Promise<Map<Digest, VertexResult>> {
     const abort = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, abort.signal]) : abort.signal;
-    const run = new SolveRun(this, graph, { ...opts, signal });
+    const limits = opts.limits ?? BUILD_LIMIT_DEFAULTS;
+    const run = new SolveRun(this, graph, { ...opts, signal, limits, disk: opts.disk ?? new DiskBudget(limits.maxBuildDiskBytes) });
     try {
       await run.lookupAll();
       if (root !== null) await run.resolve(root);
@@ -68,9 +71,10 @@ export class Solver {
    * a fresh directory under tmpDir until disposed. The lease, which must
    * outlive the view, gets the snapshots first, so GC leaves them alone.
    */
-  async view(layers: readonly LayerRef[], lease: { add(resources: readonly string[]): Promise<void> }, signal?: AbortSignal): Promise<{ readonly dir: string } & AsyncDisposable> {
+  async view(layers: readonly LayerRef[], lease: { add(resources: readonly string[]): Promise<void> }, run: Partial<UnpackRun> = {}): Promise<{ readonly dir: string } & AsyncDisposable> {
     await lease.add(chainResources(layers));
-    const name = await this.materializer.ensure(layers, signal);
+    const limits = run.limits ?? BUILD_LIMIT_DEFAULTS;
+    const name = await this.materializer.ensure(layers, { signal: run.signal ?? new AbortController().signal, limits, disk: run.disk ?? new DiskBudget(limits.maxBuildDiskBytes) });
     const dir = await mkdtemp(path.join(this.deps.tmpDir, 'view-'));
     if (name !== null) {
       try {
@@ -88,8 +92,12 @@ export class Solver {
     return { dir, [Symbol.asyncDispose]: dispose };
   }
 
-  /** @internal shared by SolveRun */
-  shared(key: Digest, work: () => Promise<VertexResult>): Promise<VertexResult> {
+  /**
+   * @internal shared by SolveRun. `key` is a cache key and the limits the run
+   * would get: two builds share a step only under the same limits, or one
+   * team's tighter step timeout would kill another team's build.
+   */
+  shared(key: string, work: () => Promise<VertexResult>): Promise<VertexResult> {
     let p = this.inflight.get(key);
     if (!p) {
       p = work().finally(() => this.inflight.delete(key));
@@ -115,8 +123,14 @@ class SolveRun {
   constructor(
     private readonly solver: Solver,
     private readonly graph: Graph,
-    private readonly opts: SolveOptions & { signal: AbortSignal },
+    private readonly opts: RunOptions,
   ) {}
+
+  /** The limits a shared run would get, as part of what makes two runs the same (see Solver.shared). */
+  private get limitsKey(): string {
+    return (this.limitsKeyCache ??= JSON.stringify(Object.entries(this.opts.limits).sort(([a], [b]) => (a < b ? -1 : 1))));
+  }
+  private limitsKeyCache: string | undefined;
 
   private get deps() {
     return this.solver.internals.deps;
@@ -170,7 +184,7 @@ class SolveRun {
         content.push(action.op === 'copy' ? await this.contextSum(v, action.src, action.paths, action.excludes) : null);
       }
     } else if (v.def.kind === 'http') {
-      fetched = await runHttpSource(v.def, this.deps, this.opts.signal);
+      fetched = await runHttpSource(v.def, this.deps, this.opts);
       content.push(fetched.digest);
       if (fetched.name !== undefined) content.push(sha256(`filename\0${fetched.name}`));
     } else if (v.def.kind === 'git') {
@@ -221,7 +235,7 @@ class SolveRun {
     const hit = this.hits.get(v.digest);
     if (hit) return hit;
 
-    const result = await this.solver.shared(info.key, async () => {
+    const result = await this.solver.shared(`${info.key} ${this.limitsKey}`, async () => {
       const inputs = await Promise.all(v.inputs.map((i) => this.resolve(i)));
       this.opts.signal.throwIfAborted();
       // No `signal` for p-queue: on abort it rejects add() at once while the task

@@ -1,11 +1,13 @@
 import type { BuildEventBody } from '../../core/build.js';
 import type { ContentStore } from '../../core/content.js';
 import type { Digest } from '../../core/digest.js';
+import type { BuildLimits } from '../../core/limits.js';
 import type { ImageConfig, Platform } from '../../core/oci.js';
 import type { CacheKeyIndex, LayerRef, CacheMounts } from '../../cache/index.js';
-import type { Executor, SandboxLimits } from '../executor/index.js';
+import type { Executor } from '../executor/index.js';
 import type { GitSourceDef } from '../graph/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
+import type { DiskBudget } from './budget.js';
 import type { ContextHasher } from './context-sums.js';
 
 /** Pulls a pinned image's blobs into the store; wired to registry-client by builder/index.ts. */
@@ -14,7 +16,15 @@ export interface ImageFetcher {
     ref: string,
     platform: Platform,
     store: ContentStore,
-    opts: { signal?: AbortSignal; onProgress?: (id: string, current: number, total?: number) => void },
+    opts: {
+      signal?: AbortSignal;
+      onProgress?: (id: string, current: number, total?: number) => void;
+      /**
+       * Shown the image's layers once its manifest is known, before any is
+       * fetched, with those missing from the store; a throw refuses the pull.
+       */
+      admit?: (layers: readonly LayerRef[], missing: readonly LayerRef[]) => void;
+    },
   ): Promise<{ config: ImageConfig; layers: LayerRef[] }>;
 }
 
@@ -26,7 +36,8 @@ export interface FetchedFile {
 
 /** Fetches ADD <url> sources; wired by builder/index.ts with the operator's network policy. */
 export interface HttpFetcher {
-  fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest }): Promise<FetchedFile>;
+  /** `meter` is shown the body's bytes as they arrive, before they are written; a throw stops the fetch (and the file goes). */
+  fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest; meter?: (total: number, chunk: number) => void }): Promise<FetchedFile>;
 }
 
 /** What a git source names now: the commit, and the full ref it was found under (a kept `.git` checks it out as that branch or tag). */
@@ -62,7 +73,6 @@ export interface SolverDeps {
   readonly cacheMounts: CacheMounts;
   /** Scratch space for mount points and fetched files. */
   readonly tmpDir: string;
-  readonly limits?: SandboxLimits;
   /** The operator's half of the network.host grant (THREATS.md 2); the build's half is SolveOptions.allow. */
   readonly allowHostNetwork?: boolean;
 }
@@ -90,7 +100,14 @@ export interface SolveOptions {
   readonly imported?: ImportedRecords;
   readonly emit: (event: BuildEventBody) => void;
   readonly signal?: AbortSignal;
+  /** This build's limits (the builder's, cut by the request's); default BUILD_LIMIT_DEFAULTS. */
+  readonly limits?: BuildLimits;
+  /** What this build has written to the state directory; default a fresh one at `limits.maxBuildDiskBytes`. */
+  readonly disk?: DiskBudget;
 }
+
+/** The options of a running solve: every default filled in. */
+export type RunOptions = SolveOptions & { readonly signal: AbortSignal; readonly limits: BuildLimits; readonly disk: DiskBudget };
 
 /** Cache records from elsewhere (a registry or a local cache dir); their blobs may be fetched lazily. */
 export interface ImportedRecords {
@@ -116,7 +133,7 @@ export interface VertexResult {
 export interface OpContext {
   readonly deps: SolverDeps;
   readonly materializer: import('./materialize.js').Materializer;
-  readonly opts: SolveOptions & { readonly signal: AbortSignal };
+  readonly opts: RunOptions;
   readonly vertex: import('../graph/index.js').Vertex;
   readonly graph: import('../graph/index.js').Graph;
 }

@@ -2,14 +2,16 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, CacheSpec, NamedContext, NetworkMode, OutputSpec } from '../../core/build.js';
 import { isGitUrl } from '../../core/git-url.js';
+import { mergeLimits, type BuildLimits } from '../../core/limits.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
+import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
 import { parseSshFlag, type SshSpec } from '../ssh-agents.js';
 import { parseBuildContext } from '../build-contexts.js';
 import { UsageError } from '../usage.js';
 
-const FLAGS = {
+const FLAGS = withLimitFlags({
   file: { type: 'string', short: 'f' },
   tag: { type: 'string', short: 't', multiple: true },
   'build-arg': { type: 'string', multiple: true },
@@ -40,7 +42,7 @@ const FLAGS = {
   quiet: { type: 'boolean', short: 'q' },
   'debug-cache': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
-} as const;
+} as const);
 
 export interface ParsedBuild {
   readonly request: BuildRequest;
@@ -66,6 +68,8 @@ export interface ParsedBuild {
   readonly allowPrivateUrls: boolean;
   /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
   readonly timeouts?: Partial<NetTimeouts>;
+  /** Embedded mode: this build's limits (`--memory 2GiB`...), over the defaults; a build service has its operator's. */
+  readonly limits: Partial<BuildLimits>;
 }
 
 /** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
@@ -130,6 +134,11 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   if (server && v['http-timeouts'] !== undefined) throw new UsageError('--http-timeouts is for an embedded build: on a build service the operator sets it (buildlite worker --http-timeouts)', 'build');
   const allowPrivateUrls = (v['allow-private-urls'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_PRIVATE_URLS']);
   const timeouts = server ? undefined : httpTimeoutsFlag('build', v['http-timeouts']);
+  const given = limitFlagsGiven(v);
+  if (server && given.length > 0) {
+    throw new UsageError(`${given.join(', ')}: a build service's limits are its operator's (buildlite worker ${given[0]} ...); an embedded build sets its own`, 'build');
+  }
+  const limits = limitsFromFlags('build', v);
   const progress = v.quiet ? 'quiet' : (v.progress ?? 'auto');
   if (!['auto', 'tty', 'plain', 'json'].includes(progress) && !v.quiet) throw new UsageError(`--progress "${progress}": want auto, tty, plain or json`, 'build');
   if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
@@ -211,6 +220,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     allowHostNetwork,
     allowPrivateUrls,
     ...(timeouts ? { timeouts } : {}),
+    limits,
   };
 }
 
@@ -279,7 +289,7 @@ async function maybeStdinContext(argv: string[]) {
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
   if (positionals.length !== 1 || positionals[0] !== '-' || serverOf(v)) return undefined;
   const { readStdinContext } = await import('../stdin-context.js');
-  return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'));
+  return readStdinContext(path.join(v.root ?? defaultRoot(), 'tmp'), mergeLimits(limitsFromFlags('build', v)));
 }
 
 async function runParsed(parsed: ParsedBuild): Promise<number> {

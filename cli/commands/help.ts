@@ -1,3 +1,24 @@
+import { BUILD_LIMIT_DEFAULTS, formatLimit, LIMIT_SPECS, type LimitName } from '../../core/limits.js';
+
+const ARG = { duration: 'D', bytes: 'SIZE', count: 'N', cpus: 'N' } as const;
+
+/** Limit flags made from core/limits.ts's table (all of them, or all but `except`). */
+const limitFlagLines = (except: readonly LimitName[] = []) => (Object.keys(LIMIT_SPECS) as LimitName[])
+  .filter((n) => !except.includes(n))
+  .map((n) => {
+    const { key, kind, what } = LIMIT_SPECS[n];
+    const flag = `      --${key} ${ARG[kind]}`;
+    const text = `${what[0]!.toUpperCase()}${what.slice(1)} (default ${formatLimit(n, BUILD_LIMIT_DEFAULTS[n])})`;
+    return flag.length < 29 ? `${flag.padEnd(29)}${text}` : `${flag}\n${' '.repeat(29)}${text}`;
+  })
+  .join('\n');
+
+/** What the limits mean where they are set; the per-command sentence comes first. */
+const limitOptions = (except: readonly LimitName[] = []) => `${limitFlagLines(except)}
+  Durations as 90s, 30m, 2h; sizes as 512MiB, 4GiB. A limit a build passes fails it with
+  LIMIT_EXCEEDED naming the limit; one this machine's cgroups cannot enforce is warned of at start.`;
+const LIMIT_OPTIONS = limitOptions();
+
 /** A worker's own options: `worker`'s, and `serve --embedded-worker`'s. */
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
       --concurrency N        Builds at once (default 2)
@@ -114,6 +135,10 @@ over http(s).
       --debug-cache          Keep cache-key pre-images to explain misses
   -q, --quiet                Print only the image digest
 
+Limits of an embedded build (on a build service its operator sets them: a usage error with
+--server); the context size limit bounds a context on stdin:
+${LIMIT_OPTIONS}
+
 On a build service (the same image as an embedded build; outputs push, caches
 are type=registry, and the progress output names the build id):
       --server HOST:PORT     Run the build on this build service (or BUILDLITE_SERVER;
@@ -141,13 +166,15 @@ Lists builds of a build service, newest first: yours, or with an admin token
 everyone's (--client NAME: one client's).
 
       --state STATE          queued, running, succeeded, failed or cancelled
+                             ("queued (quota)": waiting for its client's concurrency quota)
       --limit N              At most N builds (default 50)
   -q, --quiet                Only the build ids
 ${REMOTE_OPTIONS}`,
   inspect: `Usage: buildlite inspect [--format text|json] BUILD
 
 Shows one build of a build service: state, client, project, worker, attempts,
-when it was queued, started and ended, its image digest or its error.
+when it was queued, started and ended, its image digest or its error, and for
+a queued build held back by its client's quota, why it waits.
 ${REMOTE_OPTIONS}`,
   watch: `Usage: buildlite watch [--from-seq N] [--progress MODE] BUILD   (also: attach)
 
@@ -185,8 +212,20 @@ Runs the gRPC build API (Submit, Watch, GetLog, Cancel, Get, List, DiskUsage,
 Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
 
       --listen HOST:PORT     Address to listen on (default 127.0.0.1:7070; port 0 picks one)
-      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?}]
+      --tokens FILE          Bearer tokens, YAML or JSON: [{token, client, admin?, entitlements?,
+                             limits?, quota?}]; limits and quota override --config's for that token
       --token CLIENT=TOKEN   A token on the command line (repeatable; prefer --tokens)
+      --config FILE          Service limits and quotas, YAML or JSON (unknown keys stop serve):
+                               limits: {step-timeout: 30m, memory: 2GiB, max-context-size: 1GiB, ...}
+                               quota: {max-concurrent-builds: 8, max-submissions-per-minute: 60,
+                                       over-quota: queue|refuse}
+                             Precedence: a worker's own limit (its ceiling) > the token's > the
+                             service's (flags > this file) > built-in defaults
+      --max-context-size SIZE
+                             Largest build context an upload may be (default 2GiB); over it,
+                             the upload is refused before anything is stored
+      --max-dockerfile-size SIZE
+                             Largest Dockerfile a build may send (default 1MiB)
       --embedded-worker      Also run a worker in this process (needed for builds with secrets:
                              their values stay in this process's memory)
       --store-keep-duration D
@@ -202,6 +241,10 @@ ${SERVICE_OPTIONS}
 With --embedded-worker, the worker options apply to it:
 ${WORKER_OPTIONS}
 
+Limits of the embedded worker: the ceiling of every build it runs (the context and Dockerfile
+sizes above are the API's own, per token):
+${limitOptions(['maxContextBytes', 'maxDockerfileBytes'])}
+
 SIGTERM drains: no new calls, open streams end, then the process exits.`,
   worker: `Usage: buildlite worker --redis URL [OPTIONS]
 
@@ -210,6 +253,9 @@ Runs a build worker: takes builds from the shared queue and its own queue
 Prints "worker ID ready".
 
 ${WORKER_OPTIONS}
+
+Limits of this worker: the ceiling of every build it runs (what a build asks is cut to them):
+${LIMIT_OPTIONS}
 
 ${SERVICE_OPTIONS}
 

@@ -36,6 +36,7 @@ export function renderInfo(b: BuildInfo, now = Date.now()): string {
     ['Ran for', b.startedAt ? duration((b.finishedAt || now) - b.startedAt) : '-'],
     ['Image', b.imageDigest || '-'],
   ];
+  if (b.waiting) lines.push(['Waiting', b.waiting]);
   if (b.error) lines.push(['Error', `${b.error.code}: ${b.error.message}`]);
   const width = Math.max(...lines.map(([k]) => k.length)) + 1;
   return lines.map(([k, val]) => `${`${k}:`.padEnd(width)} ${val}\n`).join('');

@@ -42,7 +42,8 @@ export function renderBuilds(builds: readonly BuildInfo[], now = Date.now()): st
     rows.push([
       b.buildId,
       b.client,
-      b.state,
+      // Held back by its client's concurrency quota: `inspect` says which limit.
+      b.waiting ? `${b.state} (quota)` : b.state,
       b.project.length > 40 ? `${b.project.slice(0, 39)}…` : b.project,
       b.worker || '-',
       b.createdAt ? ago(now - b.createdAt) : '-',

@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ApiServer, AUTH_FAILURE_REASONS, loadTokensFile, type TokenGrant } from '../../api/index.js';
+import { ApiServer, AUTH_FAILURE_REASONS, EMPTY_SERVICE_CONFIG, loadServiceConfig, loadTokensFile, withFlagLimits, type ServiceConfig, type TokenGrant } from '../../api/index.js';
+import { LIMIT_SPECS, parseLimit, type LimitName } from '../../core/limits.js';
 import { BuildWorker, isRegistryStoreSpec, parseBytes, parseDuration, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
 import { checkHttpPolicy } from '../../builder/index.js';
 import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
+import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { UsageError } from '../usage.js';
 
 export const COMMON = {
@@ -37,6 +39,10 @@ export const SERVE_FLAGS = {
   listen: { type: 'string' },
   tokens: { type: 'string' },
   token: { type: 'string', multiple: true },
+  // Limits and quotas of every build and client (api/service-config.ts); the two flags win over the file.
+  config: { type: 'string' },
+  'max-context-size': { type: 'string' },
+  'max-dockerfile-size': { type: 'string' },
   'embedded-worker': { type: 'boolean' },
   // Retention of the store runs in the API: it owns the uploads and knows which builds wait.
   'store-keep-duration': { type: 'string' },
@@ -93,6 +99,8 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   if ((keepDuration !== undefined || gcInterval !== undefined) && keepStorage === undefined) throw new UsageError('--gc-keep-duration and --gc-interval need --gc-keep-storage SIZE (the hard cap)', cmd);
   if (gcInterval !== undefined && gcInterval < 100) throw new UsageError(`--gc-interval "${v['gc-interval']}": at least 100ms`, cmd);
   const timeouts = httpTimeoutsFlag(cmd, v['http-timeouts']);
+  // The worker's own limits: the ceiling of every build it takes, whatever the build asks.
+  const limits = limitsFromFlags(cmd, v);
   // ADD <url> stays off loopback, private and link-local addresses (the worker's own Redis, API,
   // registry and the cloud metadata service among them) unless the operator allows them.
   const httpPolicy = {
@@ -123,6 +131,7 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
       allowHostNetwork: v['allow-host-network'] ?? false,
       httpPolicy,
       ...(timeouts ? { timeouts } : {}),
+      limits,
     },
   };
 }
@@ -134,6 +143,17 @@ function retentionPolicy(keep: string | undefined, interval: string | undefined)
   if (keepMs < RETENTION_DEFAULTS.minKeepDurationMs) throw new UsageError(`--store-keep-duration "${keep}": at least 10m (an upload must outlive the moment its build is recorded)`, 'serve');
   if (intervalMs < 1000) throw new UsageError(`--store-gc-interval "${interval}": at least 1s`, 'serve');
   return { keepDurationMs: keepMs, intervalMs };
+}
+
+/** `--config FILE`, then the limit flags over it (flag > file > built-in default). */
+async function serviceConfig(file: string | undefined, flags: Partial<Record<LimitName, string | undefined>>): Promise<ServiceConfig> {
+  const fromFile = file !== undefined ? await loadServiceConfig(path.resolve(file)) : EMPTY_SERVICE_CONFIG;
+  const limits: Partial<Record<LimitName, number>> = {};
+  for (const [name, text] of Object.entries(flags) as Array<[LimitName, string | undefined]>) {
+    const v = parsed('serve', LIMIT_SPECS[name].key, text, (t) => parseLimit(name, t));
+    if (v !== undefined) limits[name] = v;
+  }
+  return withFlagLimits(fromFile, limits);
 }
 
 /** SIGTERM/SIGINT → `drain` once; a second signal exits at once. */
@@ -158,7 +178,7 @@ function onShutdown(log: Logger, drain: () => Promise<void>): Promise<void> {
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags('serve', argv, SERVE_FLAGS);
+  const { values: v, positionals } = parseFlags('serve', argv, withLimitFlags(SERVE_FLAGS));
   if (v.help) {
     process.stdout.write(`${(await import('./help.js')).usageOf('serve')}\n`);
     return 0;
@@ -173,6 +193,7 @@ export async function runServe(argv: string[]): Promise<number> {
     grants.push({ client: t.slice(0, eq), token: t.slice(eq + 1) });
   }
   if (grants.length === 0) throw new UsageError('no tokens: give --tokens FILE (or --token CLIENT=TOKEN); the service refuses anonymous callers', 'serve');
+  const config = await serviceConfig(v.config, { maxContextBytes: v['max-context-size'], maxDockerfileBytes: v['max-dockerfile-size'] });
   const drainMs = (intFlag('serve', 'drain-seconds', v['drain-seconds'], 0) ?? DEFAULT_DRAIN_S) * 1000;
   const retention = retentionPolicy(v['store-keep-duration'], v['store-gc-interval']);
   const log = logger('buildlite-api');
@@ -196,6 +217,7 @@ export async function runServe(argv: string[]): Promise<number> {
     redisUrl: url,
     listen: v.listen ?? '127.0.0.1:7070',
     tokens: grants,
+    config,
     contexts: contextsSpec(v.contexts, root),
     tmpDir: path.join(root, 'tmp'),
     insecureRegistries: v['insecure-registry'] ?? [],
@@ -209,6 +231,7 @@ export async function runServe(argv: string[]): Promise<number> {
     queueDepth: () => api.queueDepth(),
     workersAlive: () => api.workersAlive(),
     buildTotals: () => api.buildTotals(),
+    limitTotals: () => api.limitTotals(),
     authFailureReasons: AUTH_FAILURE_REASONS,
   });
   const metricsServer = v.metrics ? await metrics.serve(v.metrics) : undefined;
@@ -223,7 +246,7 @@ export async function runServe(argv: string[]): Promise<number> {
 }
 
 export async function runWorker(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags('worker', argv, COMMON);
+  const { values: v, positionals } = parseFlags('worker', argv, withLimitFlags(COMMON));
   if (v.help) {
     process.stdout.write(`${(await import('./help.js')).usageOf('worker')}\n`);
     return 0;

@@ -17,8 +17,8 @@ export interface CliFixture {
   readonly root: string;
   readonly base: string;
   /** `buildlite build --root ROOT ...` (other commands: pass the full argv to `cli`). */
-  build(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliResult>;
-  cli(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliResult>;
+  build(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; input?: string | Buffer }): Promise<CliResult>;
+  cli(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; input?: string | Buffer }): Promise<CliResult>;
   /** A context dir with these files (name → content). */
   context(name: string, files: Record<string, string>): Promise<string>;
   close(): Promise<void>;

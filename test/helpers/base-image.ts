@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,34 +19,55 @@ const run = promisify(execFile);
  * `library/busybox:latest` to the given loopback registry. Returns the manifest digest.
  */
 export async function pushBusyboxBase(registryHost: string, repo = 'library/busybox:latest', opts: { compression?: 'gzip' | 'zstd' } = {}): Promise<Digest> {
+  return pushImageOf(registryHost, repo, [makeBusyboxRootfs], opts);
+}
+
+/**
+ * An image whose layers are made by `fill` (one function per layer, each
+ * given an empty directory to fill), pushed to `REGISTRY/repo`. Returns the
+ * manifest digest; `layers` receives each layer's descriptor when given.
+ */
+export async function pushImageOf(
+  registryHost: string,
+  repo: string,
+  fill: ReadonlyArray<(dir: string) => Promise<void>>,
+  opts: { compression?: 'gzip' | 'zstd'; layers?: Array<{ digest: Digest; size: number }> } = {},
+): Promise<Digest> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-base-'));
   try {
-    const rootfs = path.join(dir, 'rootfs');
-    await makeBusyboxRootfs(rootfs);
     const store = new LocalContentStore(path.join(dir, 'store'));
-    const gz = await writeLayer([{ type: 'bind', source: rootfs, options: ['rbind', 'ro'] }], store, { sourceDateEpoch: 1704067200 });
-    if (!gz) throw new Error('busybox rootfs produced an empty layer');
-    let layer = gz;
-    if (opts.compression === 'zstd') {
-      const zst = await run('sh', ['-c', 'gzip -dc "$1" | zstd -q -c', 'sh', store.blobPath(gz.digest)], { encoding: 'buffer', maxBuffer: 64 << 20 });
-      const blob = await writeBlob(store, zst.stdout);
-      layer = { mediaType: MediaType.OciLayerZstd, digest: blob.digest, size: blob.size, diffId: gz.diffId };
+    const layers: Array<{ mediaType: string; digest: Digest; size: number; diffId: Digest }> = [];
+    for (const [i, f] of fill.entries()) {
+      const rootfs = path.join(dir, `layer-${i}`);
+      await mkdir(rootfs);
+      await f(rootfs);
+      const gz = await writeLayer([{ type: 'bind', source: rootfs, options: ['rbind', 'ro'] }], store, { sourceDateEpoch: 1704067200 });
+      if (!gz) throw new Error(`layer ${i} is empty`);
+      let layer = gz;
+      if (opts.compression === 'zstd') {
+        const zst = await run('sh', ['-c', 'gzip -dc "$1" | zstd -q -c', 'sh', store.blobPath(gz.digest)], { encoding: 'buffer', maxBuffer: 64 << 20 });
+        const blob = await writeBlob(store, zst.stdout);
+        layer = { mediaType: MediaType.OciLayerZstd, digest: blob.digest, size: blob.size, diffId: gz.diffId, unpackedSize: gz.unpackedSize };
+      }
+      layers.push(layer);
+      opts.layers?.push({ digest: layer.digest, size: layer.size });
     }
     const config: ImageConfig = {
       created: '2024-01-01T00:00:00Z',
       architecture: DEFAULT_PLATFORM.architecture,
       os: DEFAULT_PLATFORM.os,
       config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], Cmd: ['sh'], Labels: { 'test.base': 'busybox' } },
-      rootfs: { type: 'layers', diff_ids: [layer.diffId] },
-      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'test fixture: busybox-static' }],
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+      history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'test fixture: busybox-static' })),
     };
     const cfg = await writeBlob(store, Buffer.from(JSON.stringify(config)));
+    const descriptors = layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
         mediaType: MediaType.OciManifest,
         config: { mediaType: MediaType.OciConfig, digest: cfg.digest, size: cfg.size },
-        layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+        layers: descriptors,
       }),
     );
     const client = new RegistryClient({});
@@ -55,10 +76,7 @@ export async function pushBusyboxBase(registryHost: string, repo = 'library/busy
       {
         manifest,
         mediaType: MediaType.OciManifest,
-        blobs: [
-          { mediaType: MediaType.OciConfig, digest: cfg.digest, size: cfg.size },
-          { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
-        ],
+        blobs: [{ mediaType: MediaType.OciConfig, digest: cfg.digest, size: cfg.size }, ...descriptors],
       },
       store,
     );

@@ -87,7 +87,7 @@ describe('sandbox isolation (real runc)', () => {
   });
 
   it('sets no_new_privs when the operator asks', async () => {
-    const { stdout } = await sb.run('grep NoNewPrivs /proc/self/status', {}, { limits: { noNewPrivileges: true } });
+    const { stdout } = await sb.run('grep NoNewPrivs /proc/self/status', {}, { noNewPrivileges: true });
     expect(stdout).toMatch(/NoNewPrivs:\s+1/);
   });
 

@@ -30,7 +30,7 @@ async function expectClean(s: Sandbox): Promise<void> {
 describe('sandbox lifecycle (real runc)', () => {
   it('kills a step that runs past its timeout, and leaves nothing behind', async () => {
     const t0 = Date.now();
-    const { result } = await sb.run('sleep 60 & sleep 60', {}, { limits: { timeoutMs: 1000 } });
+    const { result } = await sb.run('sleep 60 & sleep 60', {}, { limits: { stepTimeoutMs: 1000 } });
     expect(result.timedOut).toBe(true);
     expect(result.signal).toBe('SIGKILL');
     expect(result.exitCode).toBe(137);
@@ -85,7 +85,7 @@ describe('sandbox lifecycle (real runc)', () => {
 
   it('contains a real fork bomb: it ends by the timeout (or its shell gives up), and nothing is left', async () => {
     const t0 = Date.now();
-    const { result, stdout } = await sb.run('b() { b | b & }; b; sleep 60; echo survived', {}, { limits: { pids: 64, timeoutMs: 2000 } });
+    const { result, stdout } = await sb.run('b() { b | b & }; b; sleep 60; echo survived', {}, { limits: { pids: 64, stepTimeoutMs: 2000 } });
     // Which comes first depends on scheduling: the 2 s timeout, or pid 1 failing to fork `sleep`.
     expect(result.timedOut || result.exitCode !== 0).toBe(true);
     expect(stdout).not.toContain('survived');
@@ -97,7 +97,7 @@ describe('sandbox lifecycle (real runc)', () => {
     const { result } = await sb.run(
       `awk 'BEGIN { s = "xxxxxxxxxxxxxxxx"; while (1) s = s s }'`,
       {},
-      { limits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 30_000 } },
+      { limits: { memoryBytes: 32 * 1024 * 1024, stepTimeoutMs: 30_000 } },
     );
     expect(result.oomKilled).toBe(true);
     expect(result.exitCode).toBe(137);

@@ -77,13 +77,14 @@ describe('RUN sandbox, seen from inside a build', () => {
     expect(out.logs).not.toMatch(/=ok/);
   });
 
-  it('a fork bomb hits the pids limit and the build fails cleanly', async () => {
-    const { builder, root } = await env.builder({ limits: { pids: 32, timeoutMs: 60_000 } });
+  it('a fork bomb hits the pids limit and the build fails cleanly, naming the limit', async () => {
+    const { builder, root } = await env.builder({ limits: { pids: 32, stepTimeoutMs: 60_000 } });
     const out = await env.build(builder, `FROM ${env.base}\nRUN echo start; b() { b | b & }; b; sleep 3; exit 7\n`);
-    expect(out.error?.code).toBe('EXEC_FAILED');
+    expect(out.error?.code).toBe('LIMIT_EXCEEDED');
+    expect(out.error?.details).toMatchObject({ limit: 'pids', value: 32, timedOut: false });
+    expect(out.error?.message).toMatch(/^RUN exceeded the pids limit of 32 \(a new process was refused/);
     expect(out.error?.range?.startLine).toBe(2);
     expect(out.logs).toMatch(/can't fork|Resource temporarily unavailable/);
-    expect(out.error?.details?.timedOut).toBe(false);
     expect(await mountsUnder(root)).toEqual([]);
     expect(await env.runcContainers(root)).toBe('');
     // The pids cgroup held: the host still forks fine and the builder runs the next build.
@@ -93,11 +94,11 @@ describe('RUN sandbox, seen from inside a build', () => {
   });
 
   it('a step that sleeps past its timeout is killed; the build fails with the reason; nothing stays mounted or running', async () => {
-    const { builder, root } = await env.builder({ limits: { timeoutMs: 1500 } });
+    const { builder, root } = await env.builder({ limits: { stepTimeoutMs: 1500 } });
     const out = await env.build(builder, `FROM ${env.base}\nRUN echo before\nRUN sleep 600 & sleep 600\nRUN echo never\n`);
-    expect(out.error?.code).toBe('EXEC_FAILED');
-    expect(out.error?.message).toMatch(/time limit/);
-    expect(out.error?.details?.timedOut).toBe(true);
+    expect(out.error?.code).toBe('LIMIT_EXCEEDED');
+    expect(out.error?.message).toBe('RUN exceeded the step timeout of 1.5s (killed with every process it started)');
+    expect(out.error?.details).toMatchObject({ limit: 'stepTimeoutMs', value: 1500, timedOut: true });
     expect(out.error?.range?.startLine).toBe(3);
     expect(out.logs).not.toContain('never');
     expect(await mountsUnder(root)).toEqual([]);

@@ -10,7 +10,10 @@ import path from 'node:path';
 import type { BuildEvent } from '../../core/build.js';
 import type { BuildliteError } from '../../core/errors.js';
 import type { BuildliteClient } from '../../api/index.js';
+import { pushBusyboxBase } from '../helpers/base-image.js';
 import { spawnCli, type Proc } from '../helpers/cli.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { freePort } from '../helpers/ports.js';
 import { cleanupRoots } from '../helpers/steps.js';
 
@@ -53,6 +56,12 @@ export interface ServiceOptions {
   readonly contexts?: string;
   /** Extra flags for every worker process. */
   readonly workerArgs?: readonly string[];
+  /** Extra flags for the serve process. */
+  readonly apiArgs?: readonly string[];
+  /** Extra entries of the tokens file (YAML flow mappings, e.g. `{ token: T, client: c, quota: { ... } }`). */
+  readonly tokens?: readonly string[];
+  /** A service config file's text, passed as `serve --config`. */
+  readonly config?: string;
 }
 
 export async function startService(opts: ServiceOptions): Promise<Service> {
@@ -69,15 +78,21 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       `  - { token: ${TOKENS.carol}, client: carol }`,
       `  - { token: ${TOKENS.admin}, client: ops, admin: true }`,
       `  - { token: ${TOKENS.hostnet}, client: net, entitlements: [network.host] }`,
+      ...(opts.tokens ?? []).map((t) => `  - ${t}`),
       '',
     ].join('\n'),
   );
+  const configArgs: string[] = [];
+  if (opts.config !== undefined) {
+    await writeFile(path.join(dir, 'config.yaml'), opts.config);
+    configArgs.push('--config', path.join(dir, 'config.yaml'));
+  }
   const prefix = opts.prefix ?? `t${process.pid}${Math.floor(Math.random() * 1e6)}`;
   const common = ['--redis', opts.redisUrl, '--contexts', contexts, '--prefix', prefix, '--drain-seconds', '5', ...FAST_LOCKS];
   const concurrency = String(opts.concurrency ?? 1);
   const apiRoot = path.join(dir, 'api');
   const metricsAddr = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
-  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...common], apiRoot, metricsAddr);
+  const api = spawnCli(['serve', ...(metricsAddr ? ['--metrics', metricsAddr] : []), '--listen', '127.0.0.1:0', '--tokens', tokensFile, '--root', apiRoot, '--concurrency', concurrency, ...(opts.embedded ? ['--embedded-worker', '--id', 'embedded'] : []), ...configArgs, ...(opts.apiArgs ?? []), ...common], apiRoot, metricsAddr);
   const workers: Proc[] = [];
   const svc: Service = {
     dir,
@@ -110,6 +125,29 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     throw err;
   }
   return svc;
+}
+
+/** What most service tests start from: Redis, a registry holding the busybox base, and a service on them. */
+export interface ServiceWithBase {
+  readonly redis: TestRedis;
+  readonly registry: TestRegistry;
+  readonly svc: Service;
+  /** The base image's reference. */
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+export async function startServiceWithBase(opts: Omit<ServiceOptions, 'redisUrl'>): Promise<ServiceWithBase> {
+  const [redis, registry] = await Promise.all([startRedis(), startRegistry()]);
+  const stopAll = () => Promise.all([redis.stop(), registry.stop()]).then(() => undefined);
+  try {
+    await pushBusyboxBase(registry.host);
+    const svc = await startService({ ...opts, redisUrl: redis.url });
+    return { redis, registry, svc, base: `${registry.host}/library/busybox:latest`, stop: () => svc.stop().finally(stopAll) };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
 
 /** All events after `from`; a dropped stream (a retryable error) is resumed from the last seq, as the CLI does. */
