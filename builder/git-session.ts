@@ -18,6 +18,8 @@ export interface GitSession extends GitRun, AsyncDisposable {
   readonly shown: string;
   /** A fresh private directory for repositories of this session. */
   readonly dir: string;
+  /** The address the remote's host was checked at (submodules on the same host use it too). */
+  readonly address: { readonly address: string; readonly family: 4 | 6 };
 }
 
 /**
@@ -43,8 +45,7 @@ export async function openGitSession(remote: string, address: { address: string;
     let pinned = remote;
     const host = address.family === 6 ? `[${address.address}]` : address.address;
     if (url.scheme === 'http' || url.scheme === 'https') {
-      const port = url.port ?? (url.scheme === 'https' ? 443 : 80);
-      if (url.host !== address.address) config.push(['http.curloptResolve', `${url.host}:${port}:${host}`]);
+      config.push(...curlResolve(url, address));
       const header = authHeader(auth.secrets, url.host);
       if (header !== undefined) config.push([`http.${origin(url)}/.extraheader`, `Authorization: ${header}`]);
     } else if (url.scheme === 'git') {
@@ -57,18 +58,31 @@ export async function openGitSession(remote: string, address: { address: string;
       const agent = auth.ssh.get(GIT_SSH_ID);
       if (agent !== undefined) env['SSH_AUTH_SOCK'] = agent;
     }
-    if (config.length > 0) {
-      env['GIT_CONFIG_COUNT'] = String(config.length);
-      config.forEach(([k, v], i) => {
-        env[`GIT_CONFIG_KEY_${i}`] = k;
-        env[`GIT_CONFIG_VALUE_${i}`] = v;
-      });
-    }
-    return { remote: pinned, shown: remote, dir, cwd: dir, env, signal, [Symbol.asyncDispose]: dispose };
+    return { remote: pinned, shown: remote, dir, cwd: dir, env: withConfig(env, config), signal, address, [Symbol.asyncDispose]: dispose };
   } catch (err) {
     await dispose();
     throw err;
   }
+}
+
+/** `env` with more git config entries (GIT_CONFIG_COUNT/KEY_n/VALUE_n: the environment, never argv). */
+export function withConfig(env: Readonly<Record<string, string>>, entries: ReadonlyArray<readonly [string, string]>): Record<string, string> {
+  const out = { ...env };
+  let n = Number(out['GIT_CONFIG_COUNT'] ?? 0);
+  for (const [k, v] of entries) {
+    out[`GIT_CONFIG_KEY_${n}`] = k;
+    out[`GIT_CONFIG_VALUE_${n}`] = v;
+    n++;
+  }
+  if (n > 0) out['GIT_CONFIG_COUNT'] = String(n);
+  return out;
+}
+
+/** curl's `--resolve` entry that pins an http(s) host to the checked address (none when the URL names the address). */
+export function curlResolve(url: Pick<GitUrl, 'scheme' | 'host' | 'port'>, address: { address: string; family: 4 | 6 }): Array<[string, string]> {
+  if (url.host === address.address) return [];
+  const port = url.port ?? (url.scheme === 'https' ? 443 : 80);
+  return [['http.curloptResolve', `${url.host}:${port}:${address.family === 6 ? `[${address.address}]` : address.address}`]];
 }
 
 /** `Authorization` value from GIT_AUTH_HEADER[.host] or GIT_AUTH_TOKEN[.host] (a token goes as BuildKit sends it). */

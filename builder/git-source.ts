@@ -7,7 +7,8 @@ import { AddressPolicy } from './address-policy.js';
 import { GitError, runGit, type GitRun } from './git-cli.js';
 import { pickHead, pickRef } from './git-refs.js';
 import { openGitSession, type GitSession } from './git-session.js';
-import { HTTP_DEFAULTS, resolveAllowed, systemResolve, type HttpPolicy, type Resolve } from './http-fetch.js';
+import { updateSubmodules, type SubmoduleDeps } from './git-submodules.js';
+import { HTTP_DEFAULTS, resolveAllowed, systemResolve, type HostCheck, type HttpPolicy, type Resolve } from './http-fetch.js';
 import type { GitSourceDef } from './graph/index.js';
 import type { GitAuth, GitFetcher, ResolvedGit } from './solver/index.js';
 
@@ -73,9 +74,14 @@ export class GitSource implements GitFetcher {
       const format = at.commit.length === 64 ? ['--object-format=sha256'] : [];
       await runGit(['init', '-q', '--bare', '--template=', ...format, repo], s);
       await fetchCommit(s, repo, at);
-      if (def.keepGitDir) await checkoutWithGitDir(s, repo, at, dir, format);
-      else await checkoutTree(s, repo, at, dir, def.subdir, describe(def));
+      const subs: SubmoduleDeps = { session: s, check: (host) => resolveAllowed(host, this.hostCheck(def)) };
+      if (def.keepGitDir) await checkoutWithGitDir(s, repo, at, dir, format, subs);
+      else await checkoutTree(s, repo, at, dir, def.subdir, describe(def), subs);
     });
+  }
+
+  private hostCheck(def: GitSourceDef): HostCheck {
+    return { addresses: this.addresses, resolveName: this.resolveName, what: describe(def), hint: this.hint };
   }
 
   /** Runs `fn` against the remote's checked address, within the deadline; messages say which source failed. */
@@ -83,7 +89,7 @@ export class GitSource implements GitFetcher {
     const what = describe(def);
     const url = parseGitUrl(def.remote);
     const deadline = anySignal([signal], this.timeoutMs);
-    const address = await resolveAllowed(url.host, { addresses: this.addresses, resolveName: this.resolveName, what, hint: this.hint });
+    const address = await resolveAllowed(url.host, this.hostCheck(def));
     try {
       await using s = await openGitSession(def.remote, address, auth, this.opts.tmpDir, deadline);
       return await fn(s);
@@ -140,10 +146,11 @@ async function fetchCommit(s: GitSession, repo: string, at: ResolvedGit): Promis
 }
 
 /** The commit's tree (or its subdir's) into `dir`, without `.git`. */
-async function checkoutTree(s: GitSession, repo: string, at: ResolvedGit, dir: string, subdir: string | undefined, what: string): Promise<void> {
+async function checkoutTree(s: GitSession, repo: string, at: ResolvedGit, dir: string, subdir: string | undefined, what: string, subs: SubmoduleDeps): Promise<void> {
   // A subdir is checked out whole next to the result, then its entries moved up: renames stay on one filesystem.
   const work = subdir === undefined ? dir : await mkdtemp(path.join(dir, '.checkout-'));
   await runGit(['--git-dir', repo, '--work-tree', work, 'checkout', '-q', '--no-overlay', at.commit, '--', '.'], s);
+  await updateSubmodules(subs, repo, work, false);
   if (subdir === undefined) return;
   const from = await subdirIn(work, subdir, what);
   for (const name of await readdir(from)) await rename(path.join(from, name), path.join(dir, name));
@@ -172,7 +179,7 @@ async function subdirIn(work: string, subdir: string, what: string): Promise<str
  * HEAD, no reflog, no FETCH_HEAD). It is filled from our bare repository over
  * file://, never by a local clone (which can be made to copy host files).
  */
-async function checkoutWithGitDir(s: GitSession, repo: string, at: ResolvedGit, dir: string, format: string[]): Promise<void> {
+async function checkoutWithGitDir(s: GitSession, repo: string, at: ResolvedGit, dir: string, format: string[], subs: SubmoduleDeps): Promise<void> {
   const gitDir = path.join(dir, '.git');
   const local: GitRun = { ...s, env: { ...s.env, GIT_ALLOW_PROTOCOL: 'file' } };
   const g = (...args: string[]) => runGit(['--git-dir', gitDir, '--work-tree', dir, ...args], local);
@@ -183,6 +190,7 @@ async function checkoutWithGitDir(s: GitSession, repo: string, at: ResolvedGit, 
   await g('fetch', '-q', '-u', '--depth=1', '--no-tags', '--', 'origin', pull);
   await g('checkout', '-q', 'FETCH_HEAD');
   await g('remote', 'set-url', 'origin', s.shown);
+  await updateSubmodules(subs, gitDir, dir, true);
   await g('reflog', 'expire', '--all', '--expire=now');
   await rm(path.join(gitDir, 'FETCH_HEAD'), { force: true });
 }

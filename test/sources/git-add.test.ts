@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildEvent } from '../../core/build.js';
 import { git, startGitServer, type GitServer, type TestRepo } from '../helpers/git-server.js';
@@ -132,6 +134,61 @@ describe('ADD <git url>: a git repository on loopback, served by git http-backen
     } finally {
       await builder.close();
     }
+  });
+
+  describe('submodules (BuildKit fetches them), each remote checked like the superproject', () => {
+    /** A superproject whose one submodule (a gitlink at libs/lib) points at `url`. */
+    async function withSubmodule(name: string, url: string): Promise<void> {
+      const lib = await server.repo(`${name}-lib`, { 'lib.txt': 'from the submodule\n' });
+      const sup = await server.repo(name, { 'main.txt': 'main\n', '.gitmodules': `[submodule "lib"]\n\tpath = libs/lib\n\turl = ${url}\n` });
+      // The gitlink alone (no clone in the work tree), committed without `add -A`, which would drop it.
+      await git(sup.dir, 'update-index', '--add', '--cacheinfo', `160000,${await lib.head()},libs/lib`);
+      await git(sup.dir, 'commit', '-q', '-m', 'add the submodule');
+    }
+
+    it('a relative submodule URL is fetched, and its gitfile does not land in the image', async () => {
+      await withSubmodule('sup', '../sup-lib.git');
+      const { builder } = await env.builder(OPT_IN);
+      try {
+        const out = await env.build(builder, `FROM ${env.base}\nADD ${server.url('sup')} /src\nRUN cat /src/libs/lib/lib.txt && ls -A /src/libs/lib | tr '\\n' ' '\n`);
+        expect(out.error).toBeUndefined();
+        expect(out.logs).toContain('from the submodule\n');
+        expect(out.logs).toMatch(/^lib\.txt $/m);
+        // With .git kept, the submodule's gitfile stays, pointing inside the image (never at a host path).
+        const kept = await env.build(builder, `FROM ${env.base}\nADD --keep-git-dir=true ${server.url('sup')} /k\nRUN cat /k/libs/lib/lib.txt /k/libs/lib/.git\n`);
+        expect(kept.error).toBeUndefined();
+        expect(kept.logs).toContain('gitdir: ../../.git/modules/lib\n');
+      } finally {
+        await builder.close();
+      }
+    });
+
+    it('an ext:: submodule is refused before git could run it', async () => {
+      const marker = path.join(env.tmp, `pwned-${process.pid}`);
+      await withSubmodule('evil', `ext::sh -c touch% ${marker}`);
+      const { builder } = await env.builder(OPT_IN);
+      try {
+        const out = await env.build(builder, `FROM ${env.base}\nADD ${server.url('evil')} /src\n`);
+        expect(out.error?.code).toBe('INVALID_ARGUMENT');
+        expect(out.error?.message).toMatch(/submodule "lib": ext URLs are not fetched/);
+        expect(existsSync(marker)).toBe(false);
+      } finally {
+        await builder.close();
+      }
+    });
+
+    it("a submodule's host passes the URL policy too", async () => {
+      await withSubmodule('far', `http://127.0.0.2:${server.port}/far-lib.git`);
+      // The operator allows the superproject's address only.
+      const { builder } = await env.builder({ httpPolicy: { allowNetworks: ['127.0.0.1/32'] } });
+      try {
+        const out = await env.build(builder, `FROM ${env.base}\nADD ${server.url('far')} /src\n`);
+        expect(out.error?.code).toBe('PERMISSION_DENIED');
+        expect(out.error?.message).toMatch(/127\.0\.0\.2 is a loopback address/);
+      } finally {
+        await builder.close();
+      }
+    });
   });
 
   it('a GIT_AUTH_TOKEN secret authenticates over http as BuildKit does, and lands nowhere', async () => {
