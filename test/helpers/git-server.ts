@@ -16,6 +16,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './ports.js';
 import { gunzipSync } from 'node:zlib';
 
 const exec = promisify(execFile);
@@ -52,6 +53,8 @@ export interface TestRepo {
 
 export interface GitServer extends AsyncDisposable {
   readonly port: number;
+  /** Where the repositories are (each NAME a work tree with its .git). */
+  readonly root: string;
   /** `http://127.0.0.1:PORT/NAME.git` */
   url(name: string): string;
   repo(name: string, files: Record<string, string>): Promise<TestRepo>;
@@ -103,6 +106,7 @@ export async function startGitServer(): Promise<GitServer> {
     })());
   return Object.assign(self, {
     port,
+    root,
     counts,
     authorizations,
     url: (name: string) => `http://127.0.0.1:${port}/${name}.git`,
@@ -182,4 +186,30 @@ function cgi(root: string, req: http.IncomingMessage, url: URL, body: Buffer, re
   });
   child.on('close', () => res.end());
   child.on('error', () => res.destroy());
+}
+
+export interface GitDaemon extends AsyncDisposable {
+  /** `git://127.0.0.1:PORT/NAME` */
+  url(name: string): string;
+}
+
+/** `git daemon` (the git:// protocol) serving the same repositories, on a free loopback port. */
+export async function startGitDaemon(root: string): Promise<GitDaemon> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', '--listen=127.0.0.1', `--port=${port}`, `--base-path=${root}`, root], { env: GIT_ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+    const ready = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(true), 800);
+      child.once('exit', () => (clearTimeout(t), resolve(false)));
+    });
+    if (!ready) {
+      if (attempt < 5) continue;
+      throw new Error('git daemon did not start');
+    }
+    const stop = async () => {
+      child.kill('SIGKILL');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    };
+    return { url: (name) => `git://127.0.0.1:${port}/${name}`, [Symbol.asyncDispose]: stop };
+  }
 }

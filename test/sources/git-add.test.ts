@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildEvent } from '../../core/build.js';
-import { git, startGitServer, type GitServer, type TestRepo } from '../helpers/git-server.js';
+import { git, startGitDaemon, startGitServer, type GitServer, type TestRepo } from '../helpers/git-server.js';
 import { SecurityEnv, type BuildOutcome } from '../security/harness.js';
 
 /** Loopback is refused by default (docs/security.md T7): every build here carries the developer's opt-in. */
@@ -118,6 +118,21 @@ describe('ADD <git url>: a git repository on loopback, served by git http-backen
       const nodir = await env.build(builder, `FROM ${env.base}\nADD ${server.url('app')}#v1:nope /r\n`);
       expect(nodir.error?.code).toBe('NOT_FOUND');
       expect(nodir.error?.message).toMatch(/nope is not a directory/);
+    } finally {
+      await builder.close();
+    }
+  });
+
+  it('git:// (git daemon): fetched from the checked address, cached by commit', async () => {
+    await using daemon = await startGitDaemon(server.root);
+    const { builder } = await env.builder(OPT_IN);
+    try {
+      const df = `FROM ${env.base}\nADD ${daemon.url('app')}#v1:sub /src\nRUN cat /src/b.txt\n`;
+      const out = await env.build(builder, df, { request: { noCache: false } });
+      expect(out.error).toBeUndefined();
+      expect(out.logs).toContain('bee');
+      const again = await env.build(builder, df, { request: { noCache: false } });
+      expect(new Set(states(again, /ADD|RUN/))).toEqual(new Set(['cached']));
     } finally {
       await builder.close();
     }

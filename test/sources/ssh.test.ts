@@ -134,6 +134,12 @@ describe('RUN --mount=type=ssh with a real ssh-agent', () => {
       expect(out.error?.message).toContain('--ssh deploy=');
       expect(out.error?.range?.startLine).toBe(3);
       expect(out.logs).not.toContain('first-step-ran');
+      // A git source over ssh uses the default agent, as BuildKit's does: without one it fails the same way, before fetching.
+      const git = await env.build(builder, `FROM ${env.base}\nRUN echo first-step-ran\nADD git@git.example.invalid:o/r.git /r\n`);
+      expect(git.error?.code).toBe('NOT_FOUND');
+      expect(git.error?.message).toContain('"default"');
+      expect(git.error?.range?.startLine).toBe(3);
+      expect(git.logs).not.toContain('first-step-ran');
       const optional = await env.build(builder, `FROM ${env.base}\nRUN --mount=type=ssh test ! -e "$SSH_AUTH_SOCK" && echo no-agent\n`);
       expect(optional.error).toBeUndefined();
       expect(optional.logs).toContain('no-agent');
