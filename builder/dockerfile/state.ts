@@ -4,6 +4,7 @@ import { DEFAULT_PATH, type ContainerConfig, type Platform } from '../../core/oc
 import type { Graph, HistoryStep, ImageResolver, ResolvedImage, Warning } from '../graph/index.js';
 import type { SourceRange } from '../../core/errors.js';
 import type { Lookup } from './lexer.js';
+import type { NamedInput } from './named-contexts.js';
 
 /** What a stage is while its instructions are dispatched; FROM <stage> starts from a copy. */
 export interface StageState {
@@ -42,6 +43,8 @@ export interface ConvertContext {
   stageRoot(ref: string, from: StageState): Promise<{ root: Digest | null } | undefined>;
   /** A vertex standing for an empty filesystem (COPY --from a scratch stage). */
   emptyRoot(): Digest;
+  /** The named context (`--build-context`) a stage or image name resolves to first, if any. */
+  namedContext(name: string, platform: Platform): Promise<NamedInput | undefined> | undefined;
   /** Build args that some ARG declared (the others get a warning). */
   readonly consumedArgs: Set<string>;
   /** Network of a RUN without --network; in the exec definition, so it is part of the cache key. */

@@ -4,6 +4,7 @@ export type {
   ImageSourceDef,
   LocalSourceDef,
   HttpSourceDef,
+  GitSourceDef,
   UserSpec,
   ExecMount,
   ExecDef,
@@ -14,6 +15,6 @@ export type {
   FileDef,
   Vertex,
 } from './vertex.js';
-export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver } from './definition.js';
+export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver, NamedSource } from './definition.js';
 export { renderGraph, type GraphFormat } from './render.js';
 export { dependents, independentBranches, reachable } from './walk.js';

@@ -13,8 +13,10 @@ import { readTreeXattrs, upperDirOf } from '../layers/index.js';
 import { stepFailure } from './errors.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
+import { forwardAgent } from './ssh-forward.js';
+import { sshMissing } from './ssh-check.js';
 import { prepareOn, writeAndCommit } from './snapshot-step.js';
-import type { OpContext, VertexResult } from './types.js';
+import { localDir, type OpContext, type VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -122,6 +124,16 @@ async function this_mount(
       stack.defer(() => lease.release());
       return { type: 'bind', source: lease.dir, target: m.target, options: ['rbind', m.readonly ? 'ro' : 'rw'] };
     }
+    case 'ssh': {
+      const agent = ctx.opts.ssh?.get(m.id);
+      if (agent === undefined) {
+        if (m.required) throw sshMissing(m.id);
+        return undefined;
+      }
+      const forwarded = await forwardAgent(agent, ctx.deps.tmpDir, m);
+      stack.defer(() => forwarded[Symbol.asyncDispose]());
+      return { type: 'bind', source: forwarded.socket, target: m.target, options: ['rbind', 'nosuid', 'nodev', 'noexec'] };
+    }
     case 'secret': {
       const value = ctx.opts.secrets.get(m.id);
       if (value === undefined) {
@@ -147,7 +159,7 @@ async function this_mount(
 function inputName(ctx: OpContext, index: number): string {
   const d = ctx.vertex.inputs[index]!;
   const v = ctx.graph.get(d);
-  if (v.def.kind === 'local') return 'the build context';
+  if (v.def.kind === 'local') return v.def.name === 'context' ? 'the build context' : `the context ${v.def.name.replace(/^named:/, '')}`;
   if (v.def.kind === 'image') return `image ${v.def.ref}`;
   const stage = ctx.graph.meta.get(d)?.stage;
   return stage ? `stage ${stage}` : 'the stage it names';
@@ -157,8 +169,9 @@ function inputName(ctx: OpContext, index: number): string {
 export async function inputDir(ctx: OpContext, index: number, inputs: readonly VertexResult[], stack: AsyncStack): Promise<string> {
   const inputVertex = ctx.graph.get(ctx.vertex.inputs[index]!);
   if (inputVertex.def.kind === 'local') {
-    if (!ctx.opts.contextDir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
-    return ctx.opts.contextDir;
+    const dir = localDir(ctx.opts, inputVertex.def.name);
+    if (!dir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
+    return dir;
   }
   const result = inputs[index]!;
   if (result.file) return path.dirname(result.file.path);
