@@ -11,6 +11,7 @@ import type { ExecDef, ExecMount } from '../graph/index.js';
 import { stepLimitsOf } from '../executor/index.js';
 import { readTreeXattrs, upperDirOf } from '../layers/index.js';
 import { stepFailure } from './errors.js';
+import { contextView } from './context-view.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
 import { forwardAgent } from './ssh-forward.js';
@@ -103,7 +104,10 @@ async function this_mount(
     case 'tmpfs':
       return { type: 'tmpfs', source: 'tmpfs', target: m.target, options: ['nosuid', 'nodev', ...(m.size ? [`size=${m.size}`] : [])] };
     case 'bind': {
-      const src = await inputDir(ctx, m.input, inputs, stack);
+      const input = ctx.graph.get(ctx.vertex.inputs[m.input]!);
+      const dir = await inputDir(ctx, m.input, inputs, stack);
+      // A context is mounted as it was sent: what the .dockerignore excludes is not there.
+      const src = input.def.kind === 'local' ? await contextView(dir, input.def.excludes, ctx.deps.tmpDir, stack, ctx.opts.signal) : dir;
       const host = await resolveInRoot(src, m.source);
       // Checked here, before the sandbox: runc's own error would name this host path.
       if (!(await lstat(host).catch(() => undefined))) {
