@@ -24,9 +24,10 @@ RUN node_modules/.bin/tsc -p tsconfig.json \
 FROM node:20-bookworm-slim
 # runc runs RUN steps; iproute2 brings up loopback in network=none sandboxes;
 # attr (getfattr) reads overlay opaque markers and capabilities when diffing;
-# xz-utils and bzip2 unpack ADD archives; ca-certificates for HTTPS registries.
+# xz-utils and bzip2 unpack ADD archives; ca-certificates for HTTPS registries;
+# git (and openssh-client for ssh remotes) fetches git sources.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends runc iproute2 attr xz-utils bzip2 ca-certificates \
+ && apt-get install -y --no-install-recommends runc iproute2 attr xz-utils bzip2 ca-certificates git openssh-client \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/buildlite
 COPY --from=build /src/package.json ./

@@ -149,25 +149,28 @@ export class BuildliteClient {
         call.end();
         return;
       }
-      (async () => {
-        let buf: Buffer[] = [];
-        let n = 0;
-        const flush = async () => {
-          if (n === 0) return;
-          const chunk = Buffer.concat(buf, n);
-          buf = [];
-          n = 0;
-          if (!call.write({ chunk })) await new Promise((r) => call.once('drain', r));
-        };
-        for await (const c of context as AsyncIterable<Buffer>) {
-          if (settled) return;
-          buf.push(c);
-          n += c.length;
-          if (n >= CHUNK_BYTES) await flush();
-        }
-        await flush();
-        call.end();
-      })().catch((err: unknown) => {
+      sendChunks(call, context, () => settled).catch((err: unknown) => {
+        call.cancel();
+        if (!settled) reject(err);
+      });
+    });
+  }
+
+  /** Stores a context tar without starting a build (a named context's directory); its digest. */
+  async putContext(context: Readable, signal?: AbortSignal): Promise<string> {
+    await this.connected();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => call.cancel();
+      const call = this.client['PutContext']!(this.md, (err: grpc.ServiceError | null, res: { context_digest: string }) => {
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(this.fail(err));
+        else resolve(res.context_digest);
+      }) as grpc.ClientWritableStream<unknown>;
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+      sendChunks(call, context, () => settled).catch((err: unknown) => {
         call.cancel();
         if (!settled) reject(err);
       });
@@ -276,6 +279,27 @@ export class BuildliteClient {
  * The request message is the one that carries the Dockerfile: when the server
  * refused it for its size and the Dockerfile alone is over the limit, say so.
  */
+/** A tar stream as `chunk` messages of CHUNK_BYTES, respecting the call's flow control, then the end of the call. */
+async function sendChunks(call: grpc.ClientWritableStream<unknown>, context: Readable, settled: () => boolean): Promise<void> {
+  let buf: Buffer[] = [];
+  let n = 0;
+  const flush = async () => {
+    if (n === 0) return;
+    const chunk = Buffer.concat(buf, n);
+    buf = [];
+    n = 0;
+    if (!call.write({ chunk })) await new Promise((r) => call.once('drain', r));
+  };
+  for await (const c of context as AsyncIterable<Buffer>) {
+    if (settled()) return;
+    buf.push(c);
+    n += c.length;
+    if (n >= CHUNK_BYTES) await flush();
+  }
+  await flush();
+  call.end();
+}
+
 function explainRequestSize(err: BuildliteError, request: SubmitRequest): BuildliteError {
   if (!(err instanceof MessageSizeError) || err.side !== 'server') return err;
   const dockerfileBytes = Buffer.byteLength(request.dockerfile ?? '');

@@ -10,6 +10,7 @@ import {
   EVENT_FIELD,
   finishBuild,
   Keys,
+  namedContextDigests,
   parseBuildRecord,
   seqOfStreamId,
   SHARED_QUEUE,
@@ -138,7 +139,7 @@ export class Producer {
       await this.redis
         .multi()
         // `context`: store retention keeps the context of every queued or running build.
-        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0', context })
+        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0', context, ...namedContextsField(req) })
         .zadd(this.keys.clientBuilds(client), now, buildId)
         .zadd(this.keys.allBuilds, now, buildId)
         .exec();
@@ -347,6 +348,12 @@ export class Producer {
     this.reader.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** `namedContexts`: the stored contexts the request's named contexts use, for store retention (absent when none). */
+function namedContextsField(req: Omit<QueuedRequest, 'context'>): { namedContexts?: string } {
+  const digests = namedContextDigests(req);
+  return digests.length ? { namedContexts: digests.join(' ') } : {};
 }
 
 /** Cache locality key: the first pushed repository, else the context digest. */

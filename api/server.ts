@@ -7,6 +7,7 @@ import { LimitError } from '../core/limit-error.js';
 import { formatLimit } from '../core/limits.js';
 import {
   isBuildState,
+  namedContextDigests,
   openServiceStore,
   RedisStoreIndex,
   RETENTION_DEFAULTS,
@@ -155,6 +156,12 @@ export class ApiServer {
         this.submit(call).then(
           (res) => cb(null, res),
           (err: unknown) => cb(this.fail('Submit', err, call)),
+        );
+      },
+      PutContext: (call: grpc.ServerReadableStream<{ chunk?: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        this.putContext(call).then(
+          (res) => cb(null, res),
+          (err: unknown) => cb(this.fail('PutContext', err, call)),
         );
       },
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
@@ -318,24 +325,17 @@ export class ApiServer {
         if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_digest or context chunks, not both');
       }
     } else {
-      const max = who.policy.limits.maxContextBytes;
-      // The store bounds the upload too; this check comes first so the refusal names the client.
-      const upload = await this.contexts.ingest('context', max);
-      try {
+      const chunks = (async function* () {
         for (let r = await it.next(); !r.done; r = await it.next()) {
           if (r.value.part !== 'chunk' || !Buffer.isBuffer(r.value.chunk)) throw new CodedError('INVALID_ARGUMENT', 'after the request, Submit takes only context chunks');
-          if (received.contextBytes + r.value.chunk.length > max) {
-            throw new LimitError('maxContextBytes', max, `the build context is larger than the limit of ${formatLimit('maxContextBytes', max)} for client ${who.client}`);
-          }
-          received.contextBytes += r.value.chunk.length;
-          await upload.write(r.value.chunk);
+          yield r.value.chunk;
         }
-        if (upload.bytes === 0) throw new CodedError('INVALID_ARGUMENT', 'the build context is empty: send a tar (an empty tar is 1024 zero bytes)');
-        digest = (await upload.commit()).digest;
-      } catch (err) {
-        await upload.abort();
-        throw err;
-      }
+      })();
+      digest = await this.ingestContext(chunks, who, received);
+    }
+    // Named contexts were stored before (PutContext); touched, like a re-used context, so retention keeps them.
+    for (const d of namedContextDigests(v.request)) {
+      if ((await this.contexts.touch('context', d)) === undefined) throw new CodedError('NOT_FOUND', `named context ${d} is not stored: upload it with PutContext first`);
     }
     const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project, who.policy.quota);
     this.log.info({ buildId, client: who.client, context: digest }, 'build queued');
@@ -346,6 +346,42 @@ export class ApiServer {
       this.log.info({ buildId, client: who.client }, 'build cancelled: the client left during submit');
     }
     return { build_id: buildId, context_digest: digest };
+  }
+
+  /** A context tar into the store, within the client's context size limit; its digest. */
+  private async ingestContext(chunks: AsyncIterable<Buffer>, who: Principal, received: { contextBytes: number }): Promise<Digest> {
+    const max = who.policy.limits.maxContextBytes;
+    // The store bounds the upload too; this check comes first so the refusal names the client.
+    const upload = await this.contexts.ingest('context', max);
+    try {
+      for await (const chunk of chunks) {
+        if (received.contextBytes + chunk.length > max) {
+          throw new LimitError('maxContextBytes', max, `the build context is larger than the limit of ${formatLimit('maxContextBytes', max)} for client ${who.client}`);
+        }
+        received.contextBytes += chunk.length;
+        await upload.write(chunk);
+      }
+      if (upload.bytes === 0) throw new CodedError('INVALID_ARGUMENT', 'the build context is empty: send a tar (an empty tar is 1024 zero bytes)');
+      return (await upload.commit()).digest;
+    } catch (err) {
+      await upload.abort();
+      throw err;
+    }
+  }
+
+  /** PutContext: a named context's directory, stored by digest (deduplicated like any context) for a Submit to name. */
+  private async putContext(call: grpc.ServerReadableStream<{ chunk?: Buffer }, unknown>): Promise<{ context_digest: string }> {
+    if (this.draining) throw new CodedError('INTERNAL', 'the server is shutting down', { retryable: true });
+    const who = this.auth.authenticate(call.metadata);
+    const chunks = (async function* () {
+      for await (const m of call as AsyncIterable<{ chunk?: Buffer }>) {
+        if (!Buffer.isBuffer(m.chunk)) throw new CodedError('INVALID_ARGUMENT', 'PutContext takes context chunks');
+        yield m.chunk;
+      }
+    })();
+    const digest = await this.ingestContext(chunks, who, { contextBytes: 0 });
+    this.log.info({ client: who.client, context: digest }, 'context stored');
+    return { context_digest: digest };
   }
 
   private async watch(call: grpc.ServerWritableStream<{ build_id: string; from_seq: number }, unknown>): Promise<void> {

@@ -1,7 +1,8 @@
-import type { CacheSpec, NetworkMode, OutputSpec } from '../core/build.js';
+import type { CacheSpec, NamedContext, NetworkMode, OutputSpec } from '../core/build.js';
 import { formatBytes } from '../core/bytes.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
+import { parseGitUrl } from '../core/git-url.js';
 import { LimitError } from '../core/limit-error.js';
 import { formatLimit } from '../core/limits.js';
 import { parseReference } from '../core/reference.js';
@@ -31,6 +32,9 @@ const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 const SECRET_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const NAME = /^[A-Za-z0-9._-]{1,255}$/;
 const PROJECT = /^[A-Za-z0-9._:/@-]{1,255}$/;
+/** A named context's name: a stage name or an image reference, as FROM and --from write them. */
+const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
+const MAX_NAMED_CONTEXTS = 32;
 
 /** The submit message as proto-loader gives it (keepCase, defaults on). */
 export interface PbBuildRequest {
@@ -53,6 +57,17 @@ export interface PbBuildRequest {
   has_source_date_epoch: boolean;
   cache_from: PbCacheSpec[];
   cache_to: PbCacheSpec[];
+  named_contexts?: PbNamedContext[];
+}
+
+export interface PbNamedContext {
+  name: string;
+  type: string;
+  context_digest: string;
+  ref: string;
+  tag: string;
+  digest: string;
+  url: string;
 }
 
 export interface PbCacheSpec {
@@ -176,6 +191,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   const project = str(pb.project, 'project', 255, PROJECT);
   if (pb.has_source_date_epoch && !(Number.isSafeInteger(pb.source_date_epoch) && pb.source_date_epoch >= 0)) throw bad('source_date_epoch must be a non-negative integer');
 
+  const namedContexts = namedContextsOf(pb.named_contexts);
   const request: Omit<QueuedRequest, 'context'> = {
     dockerfile,
     dockerfileName,
@@ -194,8 +210,62 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     ...(platform ? { platform } : {}),
     ...(pb.has_source_date_epoch ? { sourceDateEpoch: pb.source_date_epoch } : {}),
     ...(Object.keys(who.policy.jobLimits).length ? { limits: who.policy.jobLimits } : {}),
+    ...(namedContexts ? { namedContexts } : {}),
   };
   return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(project ? { project } : {}) };
+}
+
+/**
+ * `--build-context` of a remote build. Directories (and OCI layouts, which
+ * are directories) come as digests of contexts stored with PutContext:
+ * remote clients never name paths on the worker. Image references and git
+ * URLs are parsed now, so a bad one (or one carrying a password) never
+ * reaches the queue.
+ */
+function namedContextsOf(v: unknown): Record<string, NamedContext> | undefined {
+  const out: Record<string, NamedContext> = {};
+  for (const [i, c] of list<Partial<PbNamedContext> | null>(v, 'named_contexts', MAX_NAMED_CONTEXTS).entries()) {
+    const field = `named_contexts[${i}]`;
+    const name = str(c?.name, `${field}.name`, 255, CONTEXT_NAME);
+    if (name === '') throw bad(`${field} has no name`);
+    if (Object.hasOwn(out, name)) throw bad(`named context "${name}" given twice`);
+    const type = str(c?.type, `${field}.type`, 16);
+    const digestOf = (f: 'context_digest' | 'digest'): Digest | undefined => {
+      const d = str(c?.[f] ?? '', `${field}.${f}`, 80);
+      if (d !== '' && !isDigest(d)) throw bad(`${field}.${f} "${d}": want sha256:<64 hex>`);
+      return d === '' ? undefined : d;
+    };
+    switch (type) {
+      case 'local':
+      case 'oci-layout': {
+        const stored = digestOf('context_digest');
+        if (!stored) throw bad(`${field}: a ${type} context is uploaded with PutContext and named by context_digest`);
+        if (type === 'local') out[name] = { type, source: { digest: stored } };
+        else {
+          const tag = str(c?.tag ?? '', `${field}.tag`, 128, NAME);
+          const digest = digestOf('digest');
+          out[name] = { type, source: { digest: stored }, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+        }
+        break;
+      }
+      case 'image':
+        out[name] = { type, ref: ref(c?.ref, `${field}.ref`) };
+        break;
+      case 'git': {
+        const url = str(c?.url, `${field}.url`, 4096);
+        try {
+          parseGitUrl(url);
+        } catch (err) {
+          throw bad(`${field}.url: ${(err as Error).message}`);
+        }
+        out[name] = { type, url };
+        break;
+      }
+      default:
+        throw bad(`${field}.type "${type.slice(0, 16)}": want local, oci-layout, image or git`);
+    }
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 /** `--cache-from`/`--cache-to` of a remote build: registry caches only (a local dir would be the worker's). */

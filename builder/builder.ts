@@ -28,16 +28,20 @@ import { stepLimitsOf, type RuncExecutor } from './executor/index.js';
 import { buildsOnInput0, type BuildDefinition } from './graph/index.js';
 import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
 import { RegistryImages } from './image-source.js';
+import { prepareNamedContexts } from './named-contexts.js';
+import { layoutFetcher } from './oci-layout.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
 import type { RootUse } from './root-users.js';
 import { exportCaches, importCaches, mountFromCaches, type CacheIoDeps } from './cache-io.js';
 import { explainMissAt, partsAt, pruneParts, type PruneSpec } from './maintenance.js';
 import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
+import { GitSource } from './git-source.js';
+import { openRemoteContext, type RemoteContext, type RemoteContextOptions } from './remote-context.js';
 import { checkRequestReferences } from './request-refs.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
-import { checkGraphGrants, ContextHasher, Solver, type VertexResult } from './solver/index.js';
+import { checkGraphGrants, checkSshAgents, ContextHasher, Solver, type VertexResult } from './solver/index.js';
 import { checkDockerfileSize, checkImageSize, limitsOfBuild, withBuildClock } from './build-limits.js';
 
 export interface BuilderOptions {
@@ -77,6 +81,8 @@ export interface BuilderOptions {
 export interface BuildOptions {
   /** Secret values by id; they never enter events, keys or layers. */
   readonly secrets?: ReadonlyMap<string, Buffer>;
+  /** ssh agent sockets on this machine by id (`--ssh`): forwarded into RUN --mount=type=ssh and used by git over ssh. */
+  readonly ssh?: ReadonlyMap<string, string>;
   readonly signal?: AbortSignal;
   readonly debugCache?: boolean;
 }
@@ -164,8 +170,10 @@ export class Builder {
         index,
         snapshotter,
         executor,
-        images: new RegistryImages(registry, store),
+        images: layoutFetcher(new RegistryImages(registry, store)),
         http: new PolicedHttpFetcher({ ...opts.httpPolicy, timeouts: opts.httpPolicy?.timeouts ?? opts.timeouts ?? {} }),
+        // Git remotes pass the same address policy as ADD <url>.
+        git: new GitSource({ ...(opts.httpPolicy ? { policy: opts.httpPolicy } : {}), tmpDir }),
         allowHostNetwork: opts.allowHostNetwork ?? false,
         allowSecurityInsecure: opts.allowSecurityInsecure ?? false,
         hasher: new ContextHasher(path.join(root, 'statcache')),
@@ -206,13 +214,15 @@ export class Builder {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
     }
     const images = new RegistryImages(this.registry, this.store);
+    const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
     const def = await convertDockerfile({
       dockerfile: req.dockerfile,
       fileName: req.dockerfileName ?? 'Dockerfile',
       buildArgs: { ...(req.buildArgs ?? {}) },
       ...(req.target ? { target: req.target } : {}),
       platform,
-      resolver: images,
+      resolver: named.resolver,
+      ...(named.specs.size ? { namedContexts: named.specs } : {}),
       dockerignore: req.dockerignore ?? (await readOptional(path.join(contextDir, '.dockerignore'))),
       ...(req.labels ? { labels: { ...req.labels } } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
@@ -223,6 +233,7 @@ export class Builder {
       operatorAllowsInsecure: this.opts.allowSecurityInsecure ?? false,
       allow: req.allow ?? [],
     });
+    checkSshAgents(def.graph, opts.ssh ?? new Map());
     for (const w of def.warnings) {
       emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}), ...(w.rule ? { rule: w.rule } : {}), ...(w.url ? { url: w.url } : {}) });
     }
@@ -238,7 +249,9 @@ export class Builder {
       lease,
       ...(imported.records.size ? { imported: { get: (k: Digest) => imported.records.get(k) } } : {}),
       contextDir,
+      ...(named.localDirs.size ? { localDirs: named.localDirs } : {}),
       secrets: opts.secrets ?? new Map(),
+      ...(opts.ssh ? { ssh: opts.ssh } : {}),
       noCache: req.noCache ?? false,
       noCacheStages: new Set(req.noCacheFilter ?? []),
       ...(req.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.sourceDateEpoch } : {}),
@@ -336,6 +349,16 @@ export class Builder {
       release,
       [Symbol.asyncDispose]: release,
     };
+  }
+
+  /**
+   * A build context named by a URL (a git repository, or a tarball or a
+   * Dockerfile over http), fetched by this builder under its URL policy, as a
+   * directory to build from; dispose it once the build is over.
+   */
+  openContext(url: string, opts: RemoteContextOptions = {}): Promise<RemoteContext> {
+    const deps = this.solver.internals.deps;
+    return openRemoteContext({ solver: this.solver, ...(deps.http ? { http: deps.http } : {}), tmpDir: deps.tmpDir, limits: this.limits, takeLease: () => this.takeLease() }, url, opts);
   }
 
   /** Usage of this builder's state, by kind. */

@@ -1,12 +1,15 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { BuildRequest } from '../core/build.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import { DEFAULT_PLATFORM } from '../core/oci.js';
+import { LocalContentStore } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
 import { checkFailure, convertDockerfile, type DockerfileError } from './dockerfile/index.js';
 import type { Warning } from './graph/index.js';
 import { RegistryImages } from './image-source.js';
+import { prepareNamedContexts } from './named-contexts.js';
 
 export interface CheckOptions {
   readonly insecureRegistries?: readonly string[];
@@ -34,7 +37,11 @@ export async function checkDockerfile(req: BuildRequest, opts: CheckOptions = {}
     ...(opts.caFile ? { caFile: opts.caFile } : {}),
     ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
   });
+  // Named contexts from an OCI layout are imported to be resolved: into a scratch store, gone with the check.
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'buildlite-check-'));
   try {
+    const platform = req.platform ?? DEFAULT_PLATFORM;
+    const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: new LocalContentStore(scratch), base: new RegistryImages(registry), platform });
     const contextIgnore = 'dir' in req.context ? await readFile(path.join(req.context.dir, '.dockerignore'), 'utf8').catch(() => undefined) : undefined;
     const dockerignore = req.dockerignore ?? contextIgnore;
     const def = await convertDockerfile({
@@ -42,8 +49,9 @@ export async function checkDockerfile(req: BuildRequest, opts: CheckOptions = {}
       fileName: req.dockerfileName ?? 'Dockerfile',
       buildArgs: { ...(req.buildArgs ?? {}) },
       ...(req.target ? { target: req.target } : { allStages: true }),
-      platform: req.platform ?? DEFAULT_PLATFORM,
-      resolver: new RegistryImages(registry),
+      platform,
+      resolver: named.resolver,
+      ...(named.specs.size ? { namedContexts: named.specs } : {}),
       ...(dockerignore !== undefined ? { dockerignore } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
@@ -51,5 +59,6 @@ export async function checkDockerfile(req: BuildRequest, opts: CheckOptions = {}
     return { warnings: def.warnings, ...(failure ? { failure } : {}) };
   } finally {
     await registry.close();
+    await rm(scratch, { recursive: true, force: true });
   }
 }

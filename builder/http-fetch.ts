@@ -88,7 +88,7 @@ export function checkHttpPolicy(policy: HttpPolicy): void {
 /** Name resolution, replaceable so tests can make any name resolve anywhere. */
 export type Resolve = (host: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
 
-const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
+export const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
 
 /**
  * Fetches one URL into a file, streaming and hashing, under the policy.
@@ -212,29 +212,14 @@ export class PolicedHttpFetcher implements HttpFetcher {
   }
 
   /** The one address we will connect to; every answer must pass, so a mixed answer cannot be steered. */
-  private async resolve(url: URL, start: string): Promise<{ address: string; family: 4 | 6 }> {
+  private resolve(url: URL, start: string): Promise<{ address: string; family: 4 | 6 }> {
     // WHATWG URL has already normalised the host (0x7f.1, 2130706433, 0177.0.0.1 → 127.0.0.1; IPv6 in brackets).
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    let answers: ReadonlyArray<{ address: string; family: number }>;
-    if (isIP(host) !== 0) answers = [{ address: host, family: isIP(host) }];
-    else {
-      try {
-        answers = await this.resolveName(host);
-      } catch (cause) {
-        throw new HttpFetchError(`ADD ${redact(start)}: cannot resolve ${host}`, undefined, { cause, retryable: isTransientNetError(cause) });
-      }
-    }
-    if (answers.length === 0) throw new HttpFetchError(`ADD ${redact(start)}: ${host} has no address`, undefined, { retryable: false });
-    for (const a of answers) this.check(a.address, host, start);
-    const first = answers[0]!;
-    return { address: first.address, family: first.family === 6 ? 6 : 4 };
+    return resolveAllowed(host, { addresses: this.addresses, resolveName: this.resolveName, what: `ADD ${redact(start)}`, hint: this.policy.deniedHint });
   }
 
   private check(address: string, host: string, start: string): void {
-    const kind = this.addresses.denial(address);
-    if (kind === undefined) return;
-    const what = host === address ? address : `${host} (${address})`;
-    throw new HttpPolicyError(`ADD ${redact(start)}: ${what} is a ${kind} address, which URL fetches may not reach; ${this.policy.deniedHint}`);
+    checkAllowed(address, host, { addresses: this.addresses, what: `ADD ${redact(start)}`, hint: this.policy.deniedHint });
   }
 
   /** One GET to a checked address; the Host header and TLS name stay the URL's host. */
@@ -272,6 +257,45 @@ export class PolicedHttpFetcher implements HttpFetcher {
       req.end();
     });
   }
+}
+
+/** How a host is checked for a fetch: the policy, name resolution, and words for the refusal. */
+export interface HostCheck {
+  readonly addresses: AddressPolicy;
+  readonly resolveName: Resolve;
+  /** What is fetching, for messages (`ADD https://…`, `git source https://…`). */
+  readonly what: string;
+  /** How the caller's user allows a refused address. */
+  readonly hint: string;
+}
+
+/**
+ * Resolves a host under the address policy (docs/security.md T7): every
+ * answer must pass, so a mixed answer cannot be steered; the first is the one
+ * to connect to, and the caller connects to exactly that address. Shared by
+ * `ADD <url>` and git sources.
+ */
+export async function resolveAllowed(host: string, check: HostCheck): Promise<{ address: string; family: 4 | 6 }> {
+  let answers: ReadonlyArray<{ address: string; family: number }>;
+  if (isIP(host) !== 0) answers = [{ address: host, family: isIP(host) }];
+  else {
+    try {
+      answers = await check.resolveName(host);
+    } catch (cause) {
+      throw new HttpFetchError(`${check.what}: cannot resolve ${host}`, undefined, { cause, retryable: isTransientNetError(cause) });
+    }
+  }
+  if (answers.length === 0) throw new HttpFetchError(`${check.what}: ${host} has no address`, undefined, { retryable: false });
+  for (const a of answers) checkAllowed(a.address, host, check);
+  const first = answers[0]!;
+  return { address: first.address, family: first.family === 6 ? 6 : 4 };
+}
+
+function checkAllowed(address: string, host: string, check: Pick<HostCheck, 'addresses' | 'what' | 'hint'>): void {
+  const kind = check.addresses.denial(address);
+  if (kind === undefined) return;
+  const what = host === address ? address : `${host} (${address})`;
+  throw new HttpPolicyError(`${check.what}: ${what} is a ${kind} address, which URL fetches may not reach; ${check.hint}`);
 }
 
 /** The error a caller sees once attempts are over: what, where and why, the URL redacted. */

@@ -72,7 +72,7 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
 }
 
 /** A manifest's layers with their diff ids from the config, which must name one per layer. */
-function layerRefs(ref: string, layers: readonly Descriptor[], diffIds: readonly string[]): LayerRef[] {
+export function layerRefs(ref: string, layers: readonly Descriptor[], diffIds: readonly string[]): LayerRef[] {
   if (diffIds.length !== layers.length) throw new Error(`image ${ref}: ${layers.length} layers but ${diffIds.length} diff_ids in its config`);
   return layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: parseDigest(diffIds[i]!) }));
 }

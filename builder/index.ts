@@ -6,3 +6,4 @@ export { renderGraph } from './graph/index.js';
 export { offlineResolver } from './image-source.js';
 export { login, logout } from '../registry-client/index.js';
 export { extractTar } from './layers/index.js';
+export type { RemoteContext } from './remote-context.js';

@@ -5,7 +5,9 @@ import { Builder } from '../builder/index.js';
 import type { ParsedBuild } from './commands/build.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
-import { createRenderer } from './progress.js';
+import { createRenderer, type Renderer } from './progress.js';
+import { openSshAgents } from './ssh-agents.js';
+import { remoteContextRequest } from './remote-context.js';
 
 /** Embedded mode: the builder runs in this process against a local state directory. */
 export async function runLocalBuild(p: ParsedBuild): Promise<number> {
@@ -16,6 +18,8 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     );
     return 1;
   }
+  // Agents for --ssh key files live exactly as long as the build (and are stopped if opening the builder fails).
+  await using agents = await openSshAgents(p.ssh);
   // ADD <url> reaches no loopback, private or link-local address unless the developer says so:
   // a Dockerfile from someone else's repository must not read this machine's local services.
   const builder = await Builder.open({
@@ -30,17 +34,21 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
   // A limit this machine cannot enforce is said once, before anything runs: never ignored in silence.
   for (const w of builder.limitWarnings) process.stderr.write(`warning: ${w}\n`);
   using interrupts = new Interrupts();
-  const renderer = createRenderer(p.progress, p.request.dockerfile);
+  let renderer: Renderer | undefined;
   let result: BuildResult | undefined;
   let error: WireError | undefined;
   try {
-    for await (const ev of builder.build(p.request, { secrets: p.secrets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
+    // A URL context is fetched now, by this builder under its URL policy; its Dockerfile is read from it.
+    await using remote = p.remoteContext ? await builder.openContext(p.remoteContext.url, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal }) : undefined;
+    const request = remote ? await remoteContextRequest(p.request, remote, p.remoteContext!.url, p.remoteContext!.file, builder.limits.maxDockerfileBytes) : p.request;
+    renderer = createRenderer(p.progress, request.dockerfile);
+    for await (const ev of builder.build(request, { secrets: p.secrets, ssh: agents.sockets, signal: interrupts.signal, debugCache: p.debugCache }) as AsyncIterable<BuildEvent>) {
       renderer.event(ev);
       if (ev.type === 'result') result = ev.result;
       if (ev.type === 'error') error = ev.error;
     }
   } finally {
-    renderer.close();
+    renderer?.close();
     await builder.close();
   }
   if (p.metadataFile) await writeMetadata(p.metadataFile, p, { ...(result ? { result } : {}), ...(error ? { error } : {}) });

@@ -6,6 +6,7 @@ import type { BuildliteError } from '../core/errors.js';
 import type { BuildliteClient, SubmitRequest } from '../api/index.js';
 import type { ParsedBuild } from './commands/build.js';
 import { packContext } from './context-pack.js';
+import { namedContextsForServer } from './named-uploads.js';
 import { followBuild, type Followed } from './follow.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
@@ -45,7 +46,8 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
     let buildId: string;
     try {
       const packed = await packContext(p.request.context.dir, path.join(tmp, 'context.tar'), p.request.dockerignore);
-      const req = toSubmit(p);
+      const named = p.request.namedContexts ? await namedContextsForServer(client, p.request.namedContexts, tmp, interrupts.signal) : [];
+      const req = { ...toSubmit(p), ...(named.length ? { named_contexts: named } : {}) };
       const present = await client.hasContext(packed.digest);
       const submitted = present
         ? await client.submit({ ...req, context_digest: packed.digest }, undefined, interrupts.signal)

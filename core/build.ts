@@ -30,6 +30,24 @@ export interface SecretRef {
   readonly id: string;
 }
 
+/** A directory of files a build reads: a local directory (embedded mode) or the digest of an uploaded tar (service mode). */
+export type ContextSource = { readonly dir: string } | { readonly digest: Digest };
+
+/**
+ * `--build-context NAME=VALUE` (BuildKit's named contexts): what `FROM NAME`,
+ * `COPY --from=NAME` and `RUN --mount=from=NAME` resolve to, before stages and
+ * images of that name (a stage of that name is replaced by it).
+ */
+export type NamedContext =
+  /** A directory, like the build context (its own .dockerignore applies). */
+  | { readonly type: 'local'; readonly source: ContextSource }
+  /** `docker-image://REF`: an image from a registry. */
+  | { readonly type: 'image'; readonly ref: string }
+  /** `oci-layout://PATH[:TAG|@DIGEST]`: an image in an OCI layout directory; without either, its only image. */
+  | { readonly type: 'oci-layout'; readonly source: ContextSource; readonly tag?: string; readonly digest?: Digest }
+  /** A git URL (`https://host/repo.git#ref:subdir`, `git@host:repo`): a git source, like ADD's. */
+  | { readonly type: 'git'; readonly url: string };
+
 /** The request every edge agrees on: CLI, API, queue and builder. JSON-safe. */
 export interface BuildRequest {
   /** Dockerfile text. */
@@ -63,6 +81,8 @@ export interface BuildRequest {
    * it to its own limits (`clampLimits`); unset fields take those limits.
    */
   readonly limits?: Partial<BuildLimits>;
+  /** `--build-context`, by name. */
+  readonly namedContexts?: Readonly<Record<string, NamedContext>>;
 }
 
 /** `cancelled`: stopped before it ended (the build was cancelled, or another step failed). */

@@ -43,6 +43,8 @@ runtime_pkgs=(
   curl:curl
   ca-certificates:/etc/ssl/certs/ca-certificates.crt
   python3:python3                    # the conformance harness
+  git:git                            # git sources: ADD <git url>, git build contexts
+  openssh-client:ssh-agent           # git over ssh; ssh-agent for build --ssh ID=KEYFILE
 )
 test_pkgs=(
   skopeo:skopeo                      # independent registry client to cross-check pushes

@@ -1,8 +1,10 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { BuildRequest, NamedContext } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { extractTar } from '../builder/index.js';
 import type { ServiceStore } from './context-store.js';
+import type { QueuedRequest } from './jobs.js';
 
 /** Prefix of per-build context dirs under `<root>/tmp`, so the startup sweep can find what a crash left. */
 export const CONTEXT_DIR_PREFIX = 'ctx-';
@@ -26,6 +28,45 @@ export async function unpackContext(store: ServiceStore, digest: Digest, tmpRoot
     // rootMeta: the client's context root mode and mtime, which `COPY . dest` gives dest, exactly as a local build would.
     await extractTar(verified, dir, { whiteouts: false, rootMeta: true, ...(signal ? { signal } : {}) });
     return { dir, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}
+
+export interface UnpackedBuild {
+  /** The request with every stored context (the build context and named ones) as a directory. */
+  readonly request: BuildRequest;
+  remove(): Promise<void>;
+}
+
+/**
+ * A queued request's contexts unpacked for the builder: the build context,
+ * and the directories of named contexts (local ones and OCI layouts, each
+ * unpacked once however many names use it). On failure nothing stays behind.
+ */
+export async function unpackBuildContexts(store: ServiceStore, req: QueuedRequest, tmpRoot: string, signal?: AbortSignal): Promise<UnpackedBuild> {
+  const unpacked: UnpackedContext[] = [];
+  const remove = async () => {
+    for (const u of unpacked.reverse()) await u.remove();
+  };
+  const unpack = async (digest: Digest) => {
+    const u = await unpackContext(store, digest, tmpRoot, signal);
+    unpacked.push(u);
+    return u.dir;
+  };
+  try {
+    const dir = await unpack(req.context.digest);
+    const dirs = new Map<Digest, Promise<string>>();
+    const named: Record<string, NamedContext> = {};
+    for (const [name, c] of Object.entries(req.namedContexts ?? {})) {
+      if ((c.type === 'local' || c.type === 'oci-layout') && 'digest' in c.source) {
+        const d = c.source.digest;
+        if (!dirs.has(d)) dirs.set(d, unpack(d));
+        named[name] = { ...c, source: { dir: await dirs.get(d)! } };
+      } else named[name] = c;
+    }
+    return { request: { ...req, context: { dir }, ...(req.namedContexts ? { namedContexts: named } : {}) }, remove };
   } catch (err) {
     await remove();
     throw err;

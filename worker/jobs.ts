@@ -26,6 +26,15 @@ export function workerQueueName(workerId: string): string {
   return `builds.w.${workerId}`;
 }
 
+/** The stored contexts a request's named contexts use (directories and OCI layouts uploaded with PutContext). */
+export function namedContextDigests(req: Pick<BuildRequest, 'namedContexts'>): Digest[] {
+  const out: Digest[] = [];
+  for (const c of Object.values(req.namedContexts ?? {})) {
+    if ((c.type === 'local' || c.type === 'oci-layout') && 'digest' in c.source) out.push(c.source.digest);
+  }
+  return out;
+}
+
 /** The request as queued: the context is a digest, secrets are ids only (values never leave the API process). */
 export type QueuedRequest = Omit<BuildRequest, 'context'> & { readonly context: { readonly digest: Digest } };
 

@@ -8,7 +8,7 @@ import type { Builder } from '../builder/index.js';
 import { beginAttempt, requeue, timingOf, type Attempt } from './attempt.js';
 import type { ClientSlot, ClientSlots } from './client-slots.js';
 import type { ServiceStore } from './context-store.js';
-import { unpackContext } from './context.js';
+import { unpackBuildContexts } from './context.js';
 import { EventWriter, type EventWriterOptions } from './events.js';
 import { limitedBy, parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
 import { StepLogs } from './step-logs.js';
@@ -140,14 +140,14 @@ export async function processBuild(
     const observe = deps.metrics?.observer();
     let terminal: BuildEvent | undefined;
     const tmp = path.join(deps.root, 'tmp');
-    const ctx = await unpackContext(deps.store, job.data.request.context.digest, tmp, controller.signal).catch((err: unknown) => {
+    const ctx = await unpackBuildContexts(deps.store, job.data.request, tmp, controller.signal).catch((err: unknown) => {
       terminal = { seq: 0, type: 'error', error: toWire(err) };
       return undefined;
     });
     const logs = await StepLogs.create(tmp, buildId, path.join(deps.root, 'logs'));
     try {
       if (ctx) {
-        const events = deps.builder.build({ ...job.data.request, context: { dir: ctx.dir } }, { secrets, signal: controller.signal });
+        const events = deps.builder.build(ctx.request, { secrets, signal: controller.signal });
         for await (const ev of events) {
           observe?.(ev);
           if (ev.type === 'result' || ev.type === 'error') terminal = ev;

@@ -3,7 +3,7 @@
  * longer than `keepDurationMs` are deleted, except what a live build may still
  * read. Referenced means:
  *
- * - a context of a build that is queued or running (a waiting build's
+ * - a context (or a named context's) of a build that is queued or running (a waiting build's
  *   context must never disappear); the build record names it, older records
  *   only in their BullMQ job data;
  * - a step log listed in `<prefix>:logs:<build>`, which lives as long as the
@@ -61,7 +61,7 @@ export async function referencedBlobs(redis: Redis, keys: Keys): Promise<Record<
   for (let i = 0; i < ids.length; i += BATCH) {
     const batch = ids.slice(i, i + BATCH);
     const p = redis.pipeline();
-    for (const id of batch) p.hmget(keys.build(id), 'state', 'context', 'queue').hvals(keys.logs(id));
+    for (const id of batch) p.hmget(keys.build(id), 'state', 'context', 'queue', 'namedContexts').hvals(keys.logs(id));
     const res = await p.exec();
     if (!res) throw new Error('redis pipeline aborted');
     const legacy: Array<{ id: string; queue: string }> = [];
@@ -69,7 +69,7 @@ export async function referencedBlobs(redis: Redis, keys: Keys): Promise<Record<
       const [e1, rec] = res[2 * j]!;
       const [e2, vals] = res[2 * j + 1]!;
       if (e1 || e2) throw e1 ?? e2;
-      const [state, context, queue] = rec as Array<string | null>;
+      const [state, context, queue, named] = rec as Array<string | null>;
       for (const v of vals as string[]) {
         const d = parseLogRef(v);
         if (d) logs.add(d);
@@ -77,6 +77,8 @@ export async function referencedBlobs(redis: Redis, keys: Keys): Promise<Record<
       if (!state || !isBuildState(state) || TERMINAL_STATES.has(state)) return;
       if (context && DIGEST.test(context)) contexts.add(context as Digest);
       else if (queue) legacy.push({ id, queue });
+      // Named contexts' directories (PutContext), by the same rule as the build context.
+      for (const d of named?.split(' ') ?? []) if (DIGEST.test(d)) contexts.add(d as Digest);
     });
     if (legacy.length > 0) {
       // Records written before the context field: the digest is in the job data. No job, no run, nothing to keep.

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { CodedError } from '../core/errors.js';
@@ -185,6 +185,12 @@ export class BuildWorker {
     const worker = new Worker<BuildJobData>(
       queue,
       async (job, token, signal) => {
+        // The shared queue is paused once own-queue builds fill the budget, but a fetch already
+        // blocked on Redis can still deliver a job: hand it back rather than run past the budget.
+        if (kind === 'shared' && token && this.activeOwn + this.activeShared >= this.opts.concurrency) {
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
         // Called first: it registers the build in `running` before its first await, so the beat
         // that count() sends lists the build (a worker lost from here on has it in its record).
         const build = processBuild(deps, job, token, signal, this.running);

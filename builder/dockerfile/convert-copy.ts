@@ -3,10 +3,12 @@ import { BuildliteError } from '../../core/errors.js';
 import { parseDigest, type Digest } from '../../core/digest.js';
 import type { FileModeSpec } from '../../core/file-mode.js';
 import { cleanPath, PathMatcher } from '../../core/ignore.js';
+import { isGitUrl } from '../../core/git-url.js';
 import { redactUrlCredentials } from '../../core/redact.js';
 import type { CopyAction, FileDef, UserSpec } from '../graph/index.js';
 import { RULES } from './check-rules.js';
 import { DockerfileError } from './errors.js';
+import { addGitSource, gitSourceDef } from './git-source.js';
 import type { CopyInstruction, Heredoc } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
 import { addVertex, checkedLookup, pushHistory, stepName, type ConvertContext, type StageState } from './state.js';
@@ -25,9 +27,6 @@ function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
 }
 
-function isGit(s: string): boolean {
-  return /^git@|^git:\/\/|^(https?:\/\/|ssh:\/\/).*\.git(#.*)?$/i.test(s);
-}
 
 /** Destination relative to WORKDIR; a trailing `/` (or `.`) means "into this directory". */
 export function resolveDest(workdir: string | undefined, dest: string): string {
@@ -77,8 +76,8 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   if (paths.length > 1 && !dest.endsWith('/') && !ins.parents) {
     throw new DockerfileError(`when using ${ins.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
-  if (checksumText !== undefined && !paths.every((p) => 'path' in p && isUrl(p.path))) {
-    throw new DockerfileError('--checksum can only be used with HTTP(S) sources');
+  if (checksumText !== undefined && !paths.every((p) => 'path' in p && (isUrl(p.path) || isGitUrl(p.path)))) {
+    throw new DockerfileError('--checksum can only be used with HTTP(S) and git sources');
   }
   if (from !== undefined && paths.some((p) => 'path' in p && isUrl(p.path))) {
     throw new DockerfileError(`${ins.kind} --from cannot be used with URLs`);
@@ -122,10 +121,12 @@ export async function dispatchCopy(st: StageState, ins: CopyInstruction, ctx: Co
   for (const p of paths) {
     if ('heredoc' in p) {
       push(heredocSource(p.heredoc, ctx, st, lookup, name, ins), p.heredoc.name, true);
+    } else if (add && isGitUrl(p.path)) {
+      // BuildKit: the commit's tree (its root) copied into dest; archives in it are files, not unpacked.
+      const def = gitSourceDef(p.path, { ...(checksumText !== undefined ? { checksum: checksumText } : {}), keepGitDir: ins.keepGitDir });
+      actions.push({ ...common, add: false, src: indexOf(addGitSource(ctx, def, { name: `${name} (git)`, stage: st.label, range: ins.range })), paths: ['/'], literal: true });
     } else if (add && isUrl(p.path)) {
       push(httpSource(p.path, checksumText, chmod, ctx, st, name, ins), urlFileName(p.path), true, ins.unpack === true);
-    } else if (add && isGit(p.path)) {
-      throw new DockerfileError(`ADD of a git repository (${p.path}) is not supported`);
     } else {
       if (p.path === '') throw new DockerfileError(`${ins.kind}: a source can not be empty`);
       if (fromDigest === undefined && ignoredByContext(p.path, ctx.dockerignore)) ctx.checks.report(RULES.CopyIgnoredFile, ins.range, ins.kind, p.path);

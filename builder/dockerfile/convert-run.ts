@@ -12,6 +12,8 @@ import { parseUserSpec } from './values.js';
 /** RUN → an exec vertex (plus the inputs its mounts read). */
 
 const NETWORKS: readonly NetworkMode[] = ['default', 'none', 'host'];
+/** Where BuildKit puts agent sockets that name no target: this prefix and their index. */
+const SSH_AGENT_DIR = '/run/buildkit/ssh_agent.';
 /** Where BuildKit mounts a heredoc script that has a shebang. */
 const PIPES_DIR = '/dev/pipes/';
 
@@ -48,16 +50,18 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
   }
 
   const lookup = checkedLookup(st, ctx, ins.range);
+  let sshCount = 0;
   for (const text of ins.mounts) {
     const m = parseMount(processWord(text, lookup, { escape: ctx.escape }), st.config.WorkingDir || '/');
-    mounts.push(await toExecMount(m, st, ctx, inputs));
+    // BuildKit numbers default agent sockets by their order among the RUN's ssh mounts.
+    mounts.push(await toExecMount(m.type === 'ssh' ? { ...m, target: m.target ?? `${SSH_AGENT_DIR}${sshCount++}` } : m, st, ctx, inputs));
   }
 
   const user = st.config.User ? parseUserSpec(st.config.User, 'USER') : { user: '0' };
   const def: ExecDef = {
     kind: 'exec',
     args,
-    env: runEnv(st, ctx.buildArgs),
+    env: withSshAuthSock(runEnv(st, ctx.buildArgs), mounts),
     cwd: st.config.WorkingDir || '/',
     user,
     network: network as NetworkMode,
@@ -67,6 +71,13 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
   };
   st.root = addVertex(ctx, st, def, inputs.list, name, ins.range);
   pushHistory(st, `RUN ${historyPrefix(st)}${args.join(' ')} # buildkit`, st.root);
+}
+
+/** SSH_AUTH_SOCK names the first agent socket unless the environment already sets it (BuildKit's rule). */
+function withSshAuthSock(env: string[], mounts: readonly ExecMount[]): string[] {
+  const first = mounts.find((m) => m.type === 'ssh');
+  if (!first || env.some((kv) => kv.startsWith('SSH_AUTH_SOCK='))) return env;
+  return [...env, `SSH_AUTH_SOCK=${first.target}`];
 }
 
 /** BuildKit's `|N K=V ...` prefix: the build args a RUN saw, proxies left out. */
@@ -117,6 +128,8 @@ async function toExecMount(m: ReturnType<typeof parseMount>, st: StageState, ctx
       if (m.from === undefined) return m.source === undefined ? base : { ...base, source: m.source };
       return { ...base, input: await fromInput(m.from), source: m.source ?? '/' };
     }
+    case 'ssh':
+      return { ...m, target: m.target! };
     case 'secret':
       return m;
     default:

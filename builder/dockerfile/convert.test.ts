@@ -389,7 +389,7 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox\nENV --x=1 A=1', 'unknown flag', 2],
   ['FROM busybox\nRUN --network=bridge x', 'invalid --network', 2],
   ['FROM busybox\nRUN --security=privileged x', 'invalid --security=privileged', 2],
-  ['FROM busybox\nRUN --mount=type=ssh x', 'unsupported mount type', 2],
+  ['FROM busybox\nRUN --mount=type=ssh,source=/x x', 'unexpected key "source" for type=ssh', 2],
   ['FROM busybox\nRUN --mount=type=bogus,target=/x x', 'unsupported mount type', 2],
   ['FROM busybox\nRUN --mount=type=cache x', 'cannot cover the root', 2],
   ['FROM busybox\nRUN --mount=from=busybox echo', 'cannot cover the root', 2],
@@ -456,7 +456,8 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox\nRUN', 'at least one', 2],
   ['FROM busybox\nUSER', 'at least one', 2],
   ['FROM busybox\nRUN <<EOF\nnever closed', 'heredoc', 2],
-  ['FROM busybox\nADD git@github.com:x/y.git /y', 'git', 2],
+  ['FROM busybox\nADD https://u:p@example.com/y.git /y', 'credentials in a git URL are refused', 2],
+  ['FROM busybox\nADD --checksum=sha256:00 https://example.com/y.git /y', 'commit id', 2],
 ];
 
 describe('errors name the line', () => {

@@ -2,7 +2,7 @@ import type { Digest } from '../../core/digest.js';
 import { withLocation } from '../../core/errors.js';
 import { parseIgnoreFile } from '../../core/ignore.js';
 import { DEFAULT_PATH, DEFAULT_PLATFORM, platformString, type Platform } from '../../core/oci.js';
-import { Graph, type BuildDefinition, type ImageResolver, type ResolvedImage } from '../graph/index.js';
+import { Graph, type BuildDefinition, type ImageResolver, type NamedSource, type ResolvedImage } from '../graph/index.js';
 import { dispatchCopy } from './convert-copy.js';
 import {
   dispatchArg,
@@ -17,6 +17,7 @@ import {
   type ArgSources,
 } from './convert-meta.js';
 import { dispatchRun } from './convert-run.js';
+import { namedContextKey, namedInput, stageFromNamed, type NamedInput } from './named-contexts.js';
 import { DockerfileError } from './errors.js';
 import type { Instruction } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
@@ -44,6 +45,8 @@ export interface ConvertOptions {
   readonly defaultNetwork?: 'default' | 'none' | 'host';
   /** Convert every stage, not only those the target needs, so every instruction is checked (`build --check`). */
   readonly allStages?: boolean;
+  /** `--build-context`, by name as given: resolved before stages and images of that name. */
+  readonly namedContexts?: ReadonlyMap<string, NamedSource>;
 }
 
 /** The platform this process builds on, in OCI words. */
@@ -95,6 +98,8 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
   let contextDigest: Digest | undefined;
   let emptyDigest: Digest | undefined;
   const argSources: ArgSources = { buildArgs, globals, predefined };
+  const named = new Map([...(opts.namedContexts ?? [])].map(([name, src]) => [namedContextKey(name), { name, src }]));
+  const namedInputs = new Map<string, Promise<NamedInput>>();
 
   const ctx: ConvertContext = {
     graph,
@@ -129,9 +134,20 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
       }
       return p;
     },
+    namedContext(name, platform) {
+      const key = namedContextKey(name);
+      const hit = named.get(key);
+      if (!hit) return undefined;
+      let p = namedInputs.get(key);
+      if (!p) namedInputs.set(key, (p = namedInput(ctx, hit.src, hit.name, platform)));
+      return p;
+    },
     async stageRoot(ref, from) {
       const s = findStage(plan.stages, ref, true);
-      if (!s) return undefined;
+      if (!s) {
+        const n = await ctx.namedContext(ref, from.platform);
+        return n ? { root: n.input } : undefined;
+      }
       if (s.index === from.index) throw new DockerfileError(`stage ${JSON.stringify(from.label)} refers to itself`);
       const st = await runStage(s);
       return { root: st.root };
@@ -234,8 +250,9 @@ function prefetchBases(plan: StagePlan, target: Stage, deps: Map<number, Set<num
     try {
       const image = fromImage(s, lookup, escape);
       if (image.toLowerCase() !== 'scratch' && !baseStage(plan.stages, s, image)) {
-        // Errors surface when the stage itself awaits the same promise.
-        ctx.resolveImage(image, stagePlatform(s, lookup, escape, platform)).catch(() => undefined);
+        // Errors surface when the stage itself awaits the same promise; a named context is resolved instead of the image.
+        const p = stagePlatform(s, lookup, escape, platform);
+        (ctx.namedContext(image, p) ?? ctx.resolveImage(image, p)).catch(() => undefined);
       }
     } catch {
       // Reported with its line when the stage is converted.
@@ -258,6 +275,10 @@ async function convertStage(
   const label = stageLabel(s);
   let st: StageState;
   try {
+    // A stage a named context replaces is that context; its instructions are not converted (BuildKit).
+    const platform = stagePlatform(s, globalLookup, ctx.escape, targetPlatform);
+    const replaced = s.name !== undefined ? await ctx.namedContext(s.name, platform) : undefined;
+    if (replaced) return stageFromNamed(ctx, replaced, { label, index: s.index, steps: 1, platform });
     st = await startStage(ctx, plan, s, label, globalLookup, targetPlatform, runStage);
   } catch (err) {
     throw withLocation(asDockerfileError(err), s.from.range);
@@ -285,8 +306,11 @@ async function startStage(
   const platform = stagePlatform(s, globalLookup, ctx.escape, targetPlatform);
   const steps = s.instructions.length + 1;
   const base = baseStage(plan.stages, s, image);
+  const fromNamed = image.toLowerCase() !== 'scratch' ? await ctx.namedContext(image, platform) : undefined;
   let st: StageState;
-  if (base) {
+  if (fromNamed) {
+    st = stageFromNamed(ctx, fromNamed, { label, index: s.index, steps, platform });
+  } else if (base) {
     const parent = await runStage(base);
     st = {
       label, index: s.index, root: parent.root, config: cloneConfig(parent.config), history: [...parent.history],

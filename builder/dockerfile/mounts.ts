@@ -26,9 +26,11 @@ export type MountSpec =
       readonly: boolean;
     }
   | { type: 'secret'; target?: string; env?: string; id: string; required: boolean; mode: number; uid: number; gid: number }
-  | { type: 'tmpfs'; target: string; size?: number };
+  | { type: 'tmpfs'; target: string; size?: number }
+  /** `target` absent: the RUN converter numbers it (`/run/buildkit/ssh_agent.N`). */
+  | { type: 'ssh'; target?: string; id: string; required: boolean; mode: number; uid: number; gid: number };
 
-const MOUNT_TYPES = ['bind', 'cache', 'secret', 'tmpfs'];
+const MOUNT_TYPES = ['bind', 'cache', 'secret', 'tmpfs', 'ssh'];
 
 /** Fields each mount type accepts (aliases folded first). */
 const ALLOWED: Record<string, ReadonlySet<string>> = {
@@ -36,6 +38,7 @@ const ALLOWED: Record<string, ReadonlySet<string>> = {
   cache: new Set(['type', 'target', 'source', 'from', 'readonly', 'id', 'sharing', 'mode', 'uid', 'gid']),
   secret: new Set(['type', 'target', 'id', 'source', 'env', 'required', 'mode', 'uid', 'gid']),
   tmpfs: new Set(['type', 'target', 'size']),
+  ssh: new Set(['type', 'target', 'id', 'required', 'mode', 'uid', 'gid']),
 };
 
 const ALIASES: Record<string, string> = {
@@ -156,6 +159,19 @@ export function parseMount(text: string, cwd = '/'): MountSpec {
         id,
         required,
         mode: mode === undefined ? 0o400 : parseOctal(mode, '--mount mode'),
+        uid: num('uid', 0),
+        gid: num('gid', 0),
+      };
+    }
+    case 'ssh': {
+      const mode = fields.get('mode');
+      return {
+        type,
+        ...(target ? { target: abs(target) } : {}),
+        id: fields.get('id') || 'default',
+        required: fields.has('required') ? parseBool(fields.get('required') as string, '--mount required') : false,
+        // BuildKit's defaults: a socket only its owner (root unless uid= says otherwise) may use.
+        mode: mode === undefined ? 0o600 : parseOctal(mode, '--mount mode'),
         uid: num('uid', 0),
         gid: num('gid', 0),
       };

@@ -6,6 +6,7 @@ import type { SourceRange } from '../../core/errors.js';
 import { RULES } from './check-rules.js';
 import { Checks } from './checks.js';
 import type { Lookup } from './lexer.js';
+import type { NamedInput } from './named-contexts.js';
 
 /** What a stage is while its instructions are dispatched; FROM <stage> starts from a copy. */
 export interface StageState {
@@ -48,6 +49,8 @@ export interface ConvertContext {
   stageRoot(ref: string, from: StageState): Promise<{ root: Digest | null } | undefined>;
   /** A vertex standing for an empty filesystem (COPY --from a scratch stage). */
   emptyRoot(): Digest;
+  /** The named context (`--build-context`) a stage or image name resolves to first, if any. */
+  namedContext(name: string, platform: Platform): Promise<NamedInput | undefined> | undefined;
   /** Build args that some ARG declared (the others get a warning). */
   readonly consumedArgs: Set<string>;
   /** Network of a RUN without --network; in the exec definition, so it is part of the cache key. */

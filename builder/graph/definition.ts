@@ -52,3 +52,13 @@ export interface ResolvedImage {
 export interface ImageResolver {
   resolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage>;
 }
+
+/**
+ * What a named context (`--build-context`) gives the frontend, as the builder
+ * prepared it: a local source (by the name the solver maps to a directory,
+ * with its .dockerignore), an image reference the resolver knows, or a git URL.
+ */
+export type NamedSource =
+  | { readonly kind: 'local'; readonly name: string; readonly excludes: readonly string[] }
+  | { readonly kind: 'image'; readonly ref: string }
+  | { readonly kind: 'git'; readonly url: string };

@@ -4,6 +4,7 @@ export type {
   ImageSourceDef,
   LocalSourceDef,
   HttpSourceDef,
+  GitSourceDef,
   UserSpec,
   ExecMount,
   ExecDef,
@@ -16,6 +17,6 @@ export type {
   Vertex,
 } from './vertex.js';
 export { buildsOnInput0 } from './vertex.js';
-export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver } from './definition.js';
+export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver, NamedSource } from './definition.js';
 export { renderGraph, type GraphFormat } from './render.js';
 export { dependents, independentBranches, reachable } from './walk.js';

@@ -51,6 +51,8 @@ function summary(def: VertexDef): string {
       return `local ${def.name}`;
     case 'http':
       return `http ${def.url}`;
+    case 'git':
+      return `git ${def.remote}${def.ref !== undefined ? `#${def.ref}` : ''}${def.subdir !== undefined ? `:${def.subdir}` : ''}`;
     case 'exec':
       return `exec ${def.args.join(' ')}`;
     case 'file':

@@ -9,7 +9,7 @@ import type { Platform } from '../../core/oci.js';
  * so they can never change a digest. Inputs are referred to by position in the
  * vertex's `inputs` array.
  */
-export type VertexDef = ImageSourceDef | LocalSourceDef | HttpSourceDef | ExecDef | FileDef | MergeDef;
+export type VertexDef = ImageSourceDef | LocalSourceDef | HttpSourceDef | GitSourceDef | ExecDef | FileDef | MergeDef;
 
 /** A base image. `ref` is fully qualified and, once resolved, pinned: `docker.io/library/busybox@sha256:…`. */
 export interface ImageSourceDef {
@@ -42,6 +42,27 @@ export interface HttpSourceDef {
   readonly nameFromResponse?: true;
   /** Octal permission bits of the fetched file (ADD gives 0600). */
   readonly mode: number;
+}
+
+/**
+ * ADD <git url>, a git build context or named context: the tree of one commit,
+ * as a filesystem. Which commit is learnt when the build runs (`git
+ * ls-remote`), and the commit, not the remote, keys the cache (as BuildKit):
+ * the same commit is a hit without fetching. Credentials never appear here;
+ * they come from the build's secrets and ssh agents when it runs.
+ */
+export interface GitSourceDef {
+  readonly kind: 'git';
+  /** What git fetches: no fragment, no query, no password (core/git-url.ts). */
+  readonly remote: string;
+  /** Branch, tag, full ref or commit; absent: the remote's HEAD. */
+  readonly ref?: string;
+  /** Directory of the repository that becomes the root of the source. */
+  readonly subdir?: string;
+  /** Keep `.git` (only without a subdir, as BuildKit). */
+  readonly keepGitDir: boolean;
+  /** Expected commit (a hex prefix): the build fails before fetching when the ref names another. */
+  readonly checksum?: string;
 }
 
 /** A user spec as written in USER or --chown: name or id, optionally `:group`. Resolved at run time against the rootfs. */
@@ -77,6 +98,16 @@ export type ExecMount =
       /** File target; absent when the secret goes into env only. */
       readonly target?: string;
       readonly env?: string;
+      readonly id: string;
+      readonly required: boolean;
+      readonly mode: number;
+      readonly uid: number;
+      readonly gid: number;
+    }
+  | {
+      /** A forwarded ssh agent socket (BuildKit's type=ssh); the agent's host path is never in the graph. */
+      readonly type: 'ssh';
+      readonly target: string;
       readonly id: string;
       readonly required: boolean;
       readonly mode: number;

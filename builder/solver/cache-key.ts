@@ -1,5 +1,5 @@
 import { digestJson, type Digest } from '../../core/digest.js';
-import type { ExecDef, ExecMount, VertexDef } from '../graph/index.js';
+import type { ExecDef, ExecMount, GitSourceDef, VertexDef } from '../graph/index.js';
 
 /**
  * Proxy variables change where bytes come from, not what they are; BuildKit
@@ -15,11 +15,25 @@ const PROXY_ENV = new Set([
  * The part of a definition that decides the output. Each dropped field and why:
  * - exec env proxy variables: see PROXY_ENV;
  * - cache mount `id`/`sharing`: they name storage, whose content is by definition not part of the output;
- * - secret mount values are never in a def; only the id and target stay (changing the target may change the output).
+ * - secret mount values are never in a def; only the id and target stay (changing the target may change the output);
+ *   ssh mounts likewise hold the agent's id, never its socket;
+ * - git `remote`, `ref` and `checksum`: see scrubGit.
  */
 export function scrub(def: VertexDef): unknown {
+  if (def.kind === 'git') return scrubGit(def);
   if (def.kind !== 'exec') return def;
   return scrubExec(def);
+}
+
+/**
+ * The resolved commit (in the key's content) stands for where it came from:
+ * the same commit by another ref name or from a mirror is a hit, as in
+ * BuildKit; the checksum only guards the resolution. A kept `.git` records
+ * the remote and the ref, so then they stay.
+ */
+function scrubGit(def: GitSourceDef): unknown {
+  const { remote, ref, checksum: _checksum, ...rest } = def;
+  return def.keepGitDir ? { ...rest, remote, ...(ref !== undefined ? { ref } : {}) } : rest;
 }
 
 function scrubExec(def: ExecDef): unknown {

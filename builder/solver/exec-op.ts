@@ -11,10 +11,13 @@ import type { ExecDef, ExecMount } from '../graph/index.js';
 import { stepLimitsOf } from '../executor/index.js';
 import { readTreeXattrs, upperDirOf } from '../layers/index.js';
 import { stepFailure } from './errors.js';
+import { contextView } from './context-view.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
+import { forwardAgent } from './ssh-forward.js';
+import { sshMissing } from './ssh-check.js';
 import { prepareOn, writeAndCommit } from './snapshot-step.js';
-import type { OpContext, VertexResult } from './types.js';
+import { localDir, type OpContext, type VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -106,7 +109,10 @@ async function this_mount(
     case 'tmpfs':
       return { type: 'tmpfs', source: 'tmpfs', target: m.target, options: ['nosuid', 'nodev', ...(m.size ? [`size=${m.size}`] : [])] };
     case 'bind': {
-      const src = await inputDir(ctx, m.input, inputs, stack);
+      const input = ctx.graph.get(ctx.vertex.inputs[m.input]!);
+      const dir = await inputDir(ctx, m.input, inputs, stack);
+      // A context is mounted as it was sent: what the .dockerignore excludes is not there.
+      const src = input.def.kind === 'local' ? await contextView(dir, input.def.excludes, ctx.deps.tmpDir, stack, ctx.opts.signal) : dir;
       const host = await resolveInRoot(src, m.source);
       // Checked here, before the sandbox: runc's own error would name this host path.
       if (!(await lstat(host).catch(() => undefined))) {
@@ -126,6 +132,16 @@ async function this_mount(
       const lease = await ctx.deps.cacheMounts.acquire(m.id, m.sharing, { mode: m.mode, uid: m.uid, gid: m.gid, signal: ctx.opts.signal });
       stack.defer(() => lease.release());
       return { type: 'bind', source: lease.dir, target: m.target, options: ['rbind', m.readonly ? 'ro' : 'rw'] };
+    }
+    case 'ssh': {
+      const agent = ctx.opts.ssh?.get(m.id);
+      if (agent === undefined) {
+        if (m.required) throw sshMissing(m.id);
+        return undefined;
+      }
+      const forwarded = await forwardAgent(agent, ctx.deps.tmpDir, m);
+      stack.defer(() => forwarded[Symbol.asyncDispose]());
+      return { type: 'bind', source: forwarded.socket, target: m.target, options: ['rbind', 'nosuid', 'nodev', 'noexec'] };
     }
     case 'secret': {
       const value = ctx.opts.secrets.get(m.id);
@@ -152,7 +168,7 @@ async function this_mount(
 function inputName(ctx: OpContext, index: number): string {
   const d = ctx.vertex.inputs[index]!;
   const v = ctx.graph.get(d);
-  if (v.def.kind === 'local') return 'the build context';
+  if (v.def.kind === 'local') return v.def.name === 'context' ? 'the build context' : `the context ${v.def.name.replace(/^named:/, '')}`;
   if (v.def.kind === 'image') return `image ${v.def.ref}`;
   const stage = ctx.graph.meta.get(d)?.stage;
   return stage ? `stage ${stage}` : 'the stage it names';
@@ -162,8 +178,9 @@ function inputName(ctx: OpContext, index: number): string {
 export async function inputDir(ctx: OpContext, index: number, inputs: readonly VertexResult[], stack: AsyncStack): Promise<string> {
   const inputVertex = ctx.graph.get(ctx.vertex.inputs[index]!);
   if (inputVertex.def.kind === 'local') {
-    if (!ctx.opts.contextDir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
-    return ctx.opts.contextDir;
+    const dir = localDir(ctx.opts, inputVertex.def.name);
+    if (!dir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
+    return dir;
   }
   const result = inputs[index]!;
   if (result.file) return path.dirname(result.file.path);

@@ -1,10 +1,11 @@
 import PQueue from 'p-queue';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir } from 'node:fs/promises';
+import { mountAt, unmountAt } from '../../core/mounter.js';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { VertexState } from '../../core/build.js';
 import { sha256, type Digest } from '../../core/digest.js';
-import { BuildliteError, isCancelled, withLocation } from '../../core/errors.js';
+import { BuildliteError, CodedError, isCancelled, withLocation } from '../../core/errors.js';
 import { BUILD_LIMIT_DEFAULTS } from '../../core/limits.js';
 import { DiskBudget } from './budget.js';
 import { asStepError, LayerError } from './errors.js';
@@ -12,16 +13,19 @@ import { buildsOnInput0, type CopyAction, type Graph, type Vertex } from '../gra
 import { cacheKey } from './cache-key.js';
 import { runExec } from './exec-op.js';
 import { runFile } from './file-step.js';
+import { gitAuth, runGitSource } from './git-op.js';
 import { runHttpSource, runImageSource } from './source-op.js';
-import { Materializer, snapshotName } from './materialize.js';
+import { Materializer, snapshotName, type UnpackRun } from './materialize.js';
 import { cacheMountResource, snapshotResource, type LayerRef } from '../../cache/index.js';
-import type { RunOptions, SolveOptions, SolverDeps, VertexResult } from './types.js';
+import { localDir, type ResolvedGit, type RunOptions, type SolveOptions, type SolverDeps, type VertexResult } from './types.js';
 
 interface KeyInfo {
   readonly key: Digest;
   readonly preimage: unknown;
   /** Set for http sources, whose key depends on the fetched bytes (and the name the server gave them). */
   readonly fetched?: { path: string; digest: Digest; name?: string };
+  /** Set for git sources: the commit their key stands for, fetched only on a miss. */
+  readonly git?: ResolvedGit;
 }
 
 /**
@@ -60,6 +64,32 @@ export class Solver {
       await run.removeFetched();
       if (opts.debugCache) await this.deps.index.putLastBuild(run.ranSteps()).catch(() => undefined);
     }
+  }
+
+  /**
+   * A read-only view of a solved filesystem (a git build context), mounted on
+   * a fresh directory under tmpDir until disposed. The lease, which must
+   * outlive the view, gets the snapshots first, so GC leaves them alone.
+   */
+  async view(layers: readonly LayerRef[], lease: { add(resources: readonly string[]): Promise<void> }, run: Partial<UnpackRun> = {}): Promise<{ readonly dir: string } & AsyncDisposable> {
+    await lease.add(chainResources(layers));
+    const limits = run.limits ?? BUILD_LIMIT_DEFAULTS;
+    const name = await this.materializer.ensure(layers, { signal: run.signal ?? new AbortController().signal, limits, disk: run.disk ?? new DiskBudget(limits.maxBuildDiskBytes) });
+    const dir = await mkdtemp(path.join(this.deps.tmpDir, 'view-'));
+    if (name !== null) {
+      try {
+        await mountAt((await this.deps.snapshotter.view(name))[0]!, dir);
+      } catch (err) {
+        await rmdir(dir);
+        throw err;
+      }
+    }
+    // rmdir, never rm -r: a failed unmount must not empty the snapshot.
+    const dispose = async () => {
+      if (name !== null) await unmountAt(dir);
+      await rmdir(dir);
+    };
+    return { dir, [Symbol.asyncDispose]: dispose };
   }
 
   /**
@@ -148,6 +178,7 @@ class SolveRun {
     const inputKeys = await Promise.all(v.inputs.map(async (i) => (await this.keyOf(i)).key));
     const content: (Digest | null)[] = [];
     let fetched: KeyInfo['fetched'];
+    let git: ResolvedGit | undefined;
     if (v.def.kind === 'file') {
       for (const action of v.def.actions) {
         content.push(action.op === 'copy' ? await this.contextSum(v, action) : null);
@@ -156,17 +187,24 @@ class SolveRun {
       fetched = await runHttpSource(v.def, this.deps, this.opts);
       content.push(fetched.digest);
       if (fetched.name !== undefined) content.push(sha256(`filename\0${fetched.name}`));
+    } else if (v.def.kind === 'git') {
+      if (!this.deps.git) throw new CodedError('PERMISSION_DENIED', `git source ${v.def.remote}: fetching git repositories is not enabled on this builder`);
+      git = await this.deps.git.resolve(v.def, gitAuth(this.opts), this.opts.signal);
+      content.push(sha256(`commit\0${git.commit}`));
+      // A kept .git checks the commit out under the ref it was found as (HEAD's branch, say).
+      if (v.def.keepGitDir && git.ref !== undefined) content.push(sha256(`ref\0${git.ref}`));
     }
     const { key, preimage } = cacheKey(v.def, inputKeys, content);
-    return { key, preimage, ...(fetched ? { fetched } : {}) };
+    return { key, preimage, ...(fetched ? { fetched } : {}), ...(git ? { git } : {}) };
   }
 
   /** Content of the context files a COPY selects; other inputs are covered by their keys. */
   private async contextSum(v: Vertex, action: CopyAction): Promise<Digest | null> {
     const input = this.graph.get(v.inputs[action.src]!);
     if (input.def.kind !== 'local') return null;
-    if (!this.opts.contextDir) throw new BuildliteErrorNoContext();
-    return this.deps.hasher.checksumForCopy(this.opts.contextDir, action.paths, {
+    const dir = localDir(this.opts, input.def.name);
+    if (!dir) throw new BuildliteErrorNoContext();
+    return this.deps.hasher.checksumForCopy(dir, action.paths, {
       excludes: action.excludes,
       ignore: input.def.excludes,
       ...(action.parents ? { parents: true } : {}),
@@ -246,6 +284,9 @@ class SolveRun {
         break;
       case 'file':
         layers = await runFile(v.def, inputs, ctx);
+        break;
+      case 'git':
+        layers = await runGitSource(v.def, info.git!, ctx);
         break;
       case 'merge':
         // Stacking is bookkeeping: the next step that needs the files applies the upper layers' blobs (Materializer).

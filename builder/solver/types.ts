@@ -5,6 +5,7 @@ import type { BuildLimits } from '../../core/limits.js';
 import type { ImageConfig, Platform } from '../../core/oci.js';
 import type { CacheKeyIndex, LayerRef, CacheMounts } from '../../cache/index.js';
 import type { Executor } from '../executor/index.js';
+import type { GitSourceDef } from '../graph/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { DiskBudget } from './budget.js';
 import type { ContextHasher } from './context-sums.js';
@@ -39,6 +40,26 @@ export interface HttpFetcher {
   fetchToFile(url: string, dest: string, opts: { signal?: AbortSignal; checksum?: Digest; meter?: (total: number, chunk: number) => void }): Promise<FetchedFile>;
 }
 
+/** What a git source names now: the commit, and the full ref it was found under (a kept `.git` checks it out as that branch or tag). */
+export interface ResolvedGit {
+  readonly commit: string;
+  readonly ref?: string;
+}
+
+/** What a git fetch may authenticate with: the build's secrets (GIT_AUTH_TOKEN, GIT_AUTH_HEADER) and ssh agents. */
+export interface GitAuth {
+  readonly secrets: ReadonlyMap<string, Buffer>;
+  readonly ssh: ReadonlyMap<string, string>;
+}
+
+/** Fetches git sources (`git` CLI) under the operator's network policy; wired by builder/index.ts. */
+export interface GitFetcher {
+  /** The commit the source names now: `git ls-remote`, unless the ref is a commit id. */
+  resolve(def: GitSourceDef, auth: GitAuth, signal?: AbortSignal): Promise<ResolvedGit>;
+  /** Fetch that commit and write its tree (the subdir's, `.git` when kept) into `dir`, which is empty. */
+  checkout(def: GitSourceDef, at: ResolvedGit, dir: string, auth: GitAuth, signal?: AbortSignal): Promise<void>;
+}
+
 /** Everything the solver needs from the machine; built once per builder, shared by builds. */
 export interface SolverDeps {
   readonly store: ContentStore;
@@ -47,6 +68,7 @@ export interface SolverDeps {
   readonly executor: Executor;
   readonly images: ImageFetcher;
   readonly http?: HttpFetcher;
+  readonly git?: GitFetcher;
   readonly hasher: ContextHasher;
   readonly cacheMounts: CacheMounts;
   /** Scratch space for mount points and fetched files. */
@@ -60,7 +82,11 @@ export interface SolverDeps {
 /** Per-build inputs to the solver. Secret values live here only, never in events or keys. */
 export interface SolveOptions {
   readonly contextDir?: string;
+  /** Directories of the other local sources (named contexts), by source name. */
+  readonly localDirs?: ReadonlyMap<string, string>;
   readonly secrets: ReadonlyMap<string, Buffer>;
+  /** ssh agent sockets on this machine by id (`--ssh`); their paths never enter events, keys or layers. */
+  readonly ssh?: ReadonlyMap<string, string>;
   readonly noCache: boolean;
   readonly noCacheStages: ReadonlySet<string>;
   readonly sourceDateEpoch?: number;
@@ -112,4 +138,9 @@ export interface OpContext {
   readonly opts: RunOptions;
   readonly vertex: import('../graph/index.js').Vertex;
   readonly graph: import('../graph/index.js').Graph;
+}
+
+/** Where a local source's files are: the build context, or a named context's directory. */
+export function localDir(opts: Pick<SolveOptions, 'contextDir' | 'localDirs'>, name: string): string | undefined {
+  return name === 'context' ? opts.contextDir : opts.localDirs?.get(name);
 }

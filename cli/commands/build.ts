@@ -1,11 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NetworkMode, type OutputSpec } from '../../core/build.js';
+import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NamedContext, type NetworkMode, type OutputSpec } from '../../core/build.js';
+import { isGitUrl } from '../../core/git-url.js';
 import { mergeLimits, type BuildLimits } from '../../core/limits.js';
 import type { NetTimeouts } from '../../core/net-faults.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
+import { parseSshFlag, type SshSpec } from '../ssh-agents.js';
+import { parseBuildContext } from '../build-contexts.js';
 import { UsageError } from '../usage.js';
 
 const FLAGS = withLimitFlags({
@@ -20,6 +23,8 @@ const FLAGS = withLimitFlags({
   'no-cache': { type: 'boolean' },
   'no-cache-filter': { type: 'string', multiple: true },
   secret: { type: 'string', multiple: true },
+  ssh: { type: 'string', multiple: true },
+  'build-context': { type: 'string', multiple: true },
   network: { type: 'string' },
   allow: { type: 'string', multiple: true },
   'allow-host-network': { type: 'boolean' },
@@ -44,6 +49,10 @@ const FLAGS = withLimitFlags({
 export interface ParsedBuild {
   readonly request: BuildRequest;
   readonly secrets: Map<string, Buffer>;
+  /** `--ssh`: agents (or key files) of this machine to forward, by id. Embedded builds only. */
+  readonly ssh: readonly SshSpec[];
+  /** CONTEXT is a URL (git, or a tarball or Dockerfile over http): fetched by the builder, the Dockerfile (`file`) read from inside it. */
+  readonly remoteContext?: { readonly url: string; readonly file: string };
   readonly root: string;
   readonly progress: 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
   readonly iidfile?: string;
@@ -83,14 +92,17 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
   if (v.check && server) throw new UsageError('--check runs the checks here, without building: drop --server', 'build');
   if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
-  const contextDir = over.contextDir ?? path.resolve(contextArg);
+  // A URL context is fetched by the builder, and its Dockerfile read from inside it (cli/remote-context.ts).
+  const remote = !over.contextDir && (isGitUrl(contextArg) || /^https?:\/\//i.test(contextArg)) ? { url: contextArg, file: v.file ?? 'Dockerfile' } : undefined;
+  if (remote && server) throw new UsageError('a git or URL context is fetched by the builder that runs the build, and a build service does not take one yet: clone or download it and pass the directory', 'build');
+  const contextDir = remote ? '' : (over.contextDir ?? path.resolve(contextArg));
   // With a context on stdin, a relative -f names a file inside it (as docker build does).
   const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');
-  const dockerfile = await readFile(dockerfilePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
+  const dockerfile = remote ? '' : await readFile(dockerfilePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot read Dockerfile ${dockerfilePath}: ${err.code ?? err.message}`, 'build');
   });
   // <Dockerfile>.dockerignore wins over the context's .dockerignore, as in BuildKit.
-  const specificIgnore = await readFile(`${dockerfilePath}.dockerignore`, 'utf8').catch(() => undefined);
+  const specificIgnore = remote ? undefined : await readFile(`${dockerfilePath}.dockerignore`, 'utf8').catch(() => undefined);
 
   const buildArgs: Record<string, string> = {};
   for (const a of v['build-arg'] ?? []) {
@@ -162,6 +174,16 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
       secrets.set(id, Buffer.from(val));
     }
   }
+  // A build service cannot reach an agent socket on this machine, and buildlite does not tunnel one (docs/security.md T5).
+  if (server && v.ssh?.length) throw new UsageError('--ssh forwards an ssh agent of this machine, which a build service cannot reach: build without --server, or fetch private git repositories over https with a GIT_AUTH_TOKEN secret', 'build');
+  const ssh = (v.ssh ?? []).map(parseSshFlag);
+  if (new Set(ssh.map((x) => x.id)).size !== ssh.length) throw new UsageError('--ssh: an id is given twice', 'build');
+  const namedContexts: Record<string, NamedContext> = {};
+  for (const flag of v['build-context'] ?? []) {
+    const [name, context] = parseBuildContext(flag);
+    if (Object.hasOwn(namedContexts, name)) throw new UsageError(`--build-context: ${name} is given twice`, 'build');
+    namedContexts[name] = context;
+  }
   const cacheFrom = (v['cache-from'] ?? []).map((c) => parseCache(c, '--cache-from'));
   const cacheTo = (v['cache-to'] ?? []).map((c) => parseCache(c, '--cache-to'));
   const epoch = process.env['SOURCE_DATE_EPOCH'];
@@ -187,10 +209,13 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(platform ? { platform } : {}),
     ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),
     insecureRegistries: insecure,
+    ...(Object.keys(namedContexts).length ? { namedContexts } : {}),
   };
   return {
     request,
     secrets,
+    ssh,
+    ...(remote ? { remoteContext: remote } : {}),
     root: v.root ?? defaultRoot(),
     progress: progress as ParsedBuild['progress'],
     ...(v.iidfile ? { iidfile: v.iidfile } : {}),

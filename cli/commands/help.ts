@@ -90,9 +90,12 @@ Run 'buildlite help COMMAND' for a command's options.`,
   build: `Usage: buildlite build [OPTIONS] CONTEXT
 
 CONTEXT is a directory, or - to read a tar of the context (plain, gzip, bzip2,
-xz) or a bare Dockerfile from stdin.
+xz) or a bare Dockerfile from stdin, or a URL the builder fetches (embedded
+builds, under the ADD <url> policy): a git repository (https://host/repo.git
+#REF:SUBDIR, git@host:repo.git, ssh://, git://) or a tarball or Dockerfile
+over http(s).
 
-  -f, --file FILE            Dockerfile (default: CONTEXT/Dockerfile; inside the context for -)
+  -f, --file FILE            Dockerfile (default: CONTEXT/Dockerfile; inside the context for - and URLs)
   -t, --tag REF              Name the image (repeatable)
       --push                 Push the image to every -t ref
   -o, --output SPEC          Where the image goes (repeatable):
@@ -104,6 +107,13 @@ xz) or a bare Dockerfile from stdin.
       --target STAGE         Build up to this stage (default: the last one)
       --label K=V            Add a label to the image (repeatable)
       --secret id=ID,src=FILE|env=VAR  Expose a secret to RUN --mount=type=secret
+      --ssh default|ID[=SOCKET|KEYFILE[,KEYFILE]]  Forward an ssh agent (default: $SSH_AUTH_SOCK;
+                             key files go into an agent started for the build) to
+                             RUN --mount=type=ssh and git sources over ssh; embedded builds only
+      --build-context NAME=VALUE  What FROM NAME, COPY --from=NAME and RUN --mount=from=NAME
+                             use, before a stage or image of that name (repeatable): a
+                             directory, docker-image://REF, oci-layout://PATH[:TAG|@DIGEST]
+                             or a git URL
       --network MODE         RUN network: default (none), none, host
       --allow ENTITLEMENT    Ask for network.host (RUN --network=host) or security.insecure
                              (RUN --security=insecure); the operator must also allow it

@@ -53,6 +53,13 @@ describe('build checks from the CLI', () => {
     expect(ok.stdout).toBe('Check complete, no warnings found.\n');
   });
 
+  it('--check resolves --build-context names as the build would', async () => {
+    const ctx = await f.context('named', { Dockerfile: 'FROM base\nCMD echo hi\n' });
+    const r = await f.build(['--check', '--progress', 'json', '--insecure-registry', f.registry.host, '--build-context', `base=docker-image://${f.base}`, ctx]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { rule?: string }).rule)).toEqual(['JSONArgsRecommended']);
+  });
+
   it('--check --progress json prints one warning event per line', async () => {
     const ctx = await f.context('json', { Dockerfile: dockerfile(f.base) });
     const r = await f.build(['--check', '--progress', 'json', '--insecure-registry', f.registry.host, ctx]);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { symlink, writeFile } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -68,6 +68,24 @@ describe('context symlinks and ADD <url> in whole builds', () => {
       expect(x?.type).toBe('symlink');
       expect(x?.linkname).toBe(marker);
     }
+  });
+
+  it('RUN --mount=type=bind of the context sees it as sent: no file the .dockerignore excludes, links as links, the context untouched', async () => {
+    const ctx = await env.context({ '.dockerignore': 'secret.txt\nbuild\n!build/keep.txt\n', 'secret.txt': 'do-not-mount\n', 'keep.txt': 'kept\n', 'build/drop.o': 'o\n', 'build/keep.txt': 'k\n' });
+    await symlink(marker, path.join(ctx, 'leak'));
+    const { builder } = await env.builder();
+    const out = await env.build(
+      builder,
+      `FROM ${env.base}\nRUN --mount=type=bind,target=/ctx ls -a /ctx /ctx/build; test ! -e /ctx/secret.txt && test ! -e /ctx/build/drop.o && cat /ctx/keep.txt /ctx/build/keep.txt && readlink /ctx/leak && echo view-ok\n`,
+      { context: ctx },
+    );
+    expect(out.error, out.logs).toBeUndefined();
+    expect(out.logs).toContain('view-ok');
+    expect(out.logs).toContain(marker);
+    expect(out.logs).not.toContain('do-not-mount');
+    expect(out.logs).not.toContain(hostText);
+    // The context itself is as it was (the view is links beside it, never the context rewritten).
+    expect(await readFile(path.join(ctx, 'secret.txt'), 'utf8')).toBe('do-not-mount\n');
   });
 
   it('COPY of a directory holding links to host files copies the links as links', async () => {

@@ -73,12 +73,13 @@ export class SecurityEnv {
   async build(
     builder: Builder,
     dockerfile: string,
-    opts: { context?: string; request?: Partial<BuildRequest>; secrets?: Map<string, Buffer>; signal?: AbortSignal; debugCache?: boolean } = {},
+    opts: { context?: string; request?: Partial<BuildRequest>; secrets?: Map<string, Buffer>; ssh?: Map<string, string>; signal?: AbortSignal; debugCache?: boolean } = {},
   ): Promise<BuildOutcome> {
     const req: BuildRequest = { dockerfile, context: { dir: opts.context ?? (await this.context()) }, noCache: true, ...opts.request };
     const events: BuildEvent[] = [];
     for await (const e of builder.build(req, {
       ...(opts.secrets ? { secrets: opts.secrets } : {}),
+      ...(opts.ssh ? { ssh: opts.ssh } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.debugCache ? { debugCache: true } : {}),
     })) {

@@ -117,6 +117,12 @@ const CASES: Case[] = [
     },
   },
   {
+    // A bind mount of the context sees what was sent: the .dockerignore applies in both modes.
+    name: 'bind-mount-of-the-context',
+    dockerfile: (b) => `FROM ${b}\nRUN --mount=type=bind,target=/ctx ls -lR /ctx > /listing\n`,
+    context: files({ '.dockerignore': 'secret.txt\n', 'secret.txt': 's\n', 'app/main.c': 'int main;\n' }),
+  },
+  {
     name: 'multistage-args-labels-target',
     dockerfile: (b) =>
       `ARG BASE=${b}\nFROM $BASE AS build\nARG FLAVOR=plain\nCOPY src/ /src/\nRUN mkdir -p /out && echo "$FLAVOR" > /out/flavor && cat /src/* > /out/all\nFROM ${b} AS final\nLABEL org.example.x=1\nCOPY --from=build /out /opt/out\nENV A=1 B="two words"\nCMD ["cat","/opt/out/flavor"]\nFROM final AS extra\nRUN echo extra > /extra\n`,

@@ -133,6 +133,22 @@ describe.each(['dir', 'registry'] as const)('store retention (%s store)', (kind)
     expect(await stored('context', legacy.contextDigest)).toBe(false);
   });
 
+  it('keeps the named contexts (stored with PutContext) of a queued build', async () => {
+    const named = await c.putContext(tarOf({ 'lib.txt': `${nonce()}\n` }));
+    const orphan = await c.putContext(tarOf({ 'x.txt': `${nonce()}\n` }));
+    const none = { ref: '', tag: '', digest: '', url: '' };
+    const b = await c.submit({ dockerfile: DF, named_contexts: [{ name: 'lib', type: 'local', context_digest: named, ...none }] }, tarOf({ 'f.txt': `${nonce()}\n` }));
+    for (const d of [named, orphan, b.contextDigest]) await age('context', d);
+    await api.sweepStore();
+    expect(await stored('context', named)).toBe(true);
+    expect(await stored('context', b.contextDigest)).toBe(true);
+    expect(await stored('context', orphan)).toBe(false);
+    // Once the build has ended they go like any context: the next tests count from a clean store.
+    await c.cancel(b.buildId);
+    expect((await api.sweepStore()).removed.context).toBe(2);
+    expect(await stored('context', named)).toBe(false);
+  });
+
   it('counts a re-submitted context that was not re-uploaded as fresh', async () => {
     const first = await submitNew();
     await c.cancel(first.buildId);

@@ -1,0 +1,106 @@
+import { mkdtemp, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { CodedError } from '../core/errors.js';
+import type { BuildLimits } from '../core/limits.js';
+import { isGitUrl } from '../core/git-url.js';
+import { redactUrlCredentials } from '../core/redact.js';
+import type { Lease } from '../cache/index.js';
+import { gitSourceDef } from './dockerfile/index.js';
+import { Graph } from './graph/index.js';
+import { detectArchive, extractArchive, type HttpFetcher, type Solver } from './solver/index.js';
+
+/** A build context fetched from a URL, as a local directory for the build. */
+export interface RemoteContext extends AsyncDisposable {
+  readonly dir: string;
+  /** The URL was a Dockerfile, not an archive: the context holds only it, as `Dockerfile` (BuildKit's rule). */
+  readonly dockerfileOnly: boolean;
+}
+
+export interface RemoteContextDeps {
+  readonly solver: Solver;
+  readonly http?: HttpFetcher;
+  readonly tmpDir: string;
+  /** The builder's limits: fetching and unpacking a context is bounded like a build. */
+  readonly limits: BuildLimits;
+  takeLease(): Promise<Lease>;
+}
+
+export interface RemoteContextOptions {
+  readonly secrets?: ReadonlyMap<string, Buffer>;
+  readonly ssh?: ReadonlyMap<string, string>;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * `buildlite build URL`: a git repository (`#ref:subdir`) or a tarball (or a
+ * bare Dockerfile) over http(s), fetched by this builder under its URL policy
+ * (docs/security.md T7), never by the client. A git context is a git source
+ * like ADD's: resolved with ls-remote, cached by commit (the same commit is
+ * not fetched again), and shown as a read-only view of its snapshot. A tarball
+ * is unpacked with the same path checks as layers into a private directory.
+ */
+export async function openRemoteContext(deps: RemoteContextDeps, url: string, opts: RemoteContextOptions = {}): Promise<RemoteContext> {
+  return isGitUrl(url) ? openGitContext(deps, url, opts) : openHttpContext(deps, url, opts.signal);
+}
+
+async function openGitContext(deps: RemoteContextDeps, url: string, opts: RemoteContextOptions): Promise<RemoteContext> {
+  let def;
+  try {
+    def = gitSourceDef(url);
+  } catch (err) {
+    throw new CodedError('INVALID_ARGUMENT', `build context: ${(err as Error).message}`, { cause: err });
+  }
+  const graph = new Graph();
+  const d = graph.add(def, [], { name: `[internal] load git source ${redactUrlCredentials(url)}` });
+  // The lease holds the commit's snapshot for as long as the build reads it.
+  const lease = await deps.takeLease();
+  try {
+    const results = await deps.solver.solve(graph, d, {
+      lease,
+      secrets: opts.secrets ?? new Map(),
+      ...(opts.ssh ? { ssh: opts.ssh } : {}),
+      noCache: false,
+      noCacheStages: new Set(),
+      emit: () => undefined,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      limits: deps.limits,
+    });
+    const view = await deps.solver.view(results.get(d)!.layers, lease, { limits: deps.limits, ...(opts.signal ? { signal: opts.signal } : {}) });
+    const dispose = async () => {
+      try {
+        await view[Symbol.asyncDispose]();
+      } finally {
+        await lease.release();
+      }
+    };
+    return { dir: view.dir, dockerfileOnly: false, [Symbol.asyncDispose]: dispose };
+  } catch (err) {
+    await lease.release();
+    throw err;
+  }
+}
+
+async function openHttpContext(deps: RemoteContextDeps, url: string, signal?: AbortSignal): Promise<RemoteContext> {
+  if (!deps.http) throw new CodedError('PERMISSION_DENIED', 'fetching URLs is not enabled on this builder');
+  const dir = await mkdtemp(path.join(deps.tmpDir, 'context-'));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  try {
+    // Fetched beside the context, not in it: the download is gone once unpacked.
+    const fetched = await mkdtemp(path.join(deps.tmpDir, 'context-fetch-'));
+    try {
+      const file = path.join(fetched, 'context');
+      await deps.http.fetchToFile(url, file, signal ? { signal } : {});
+      if (await detectArchive(file, signal)) {
+        await extractArchive(file, dir, undefined, signal);
+        return { dir, dockerfileOnly: false, [Symbol.asyncDispose]: remove };
+      }
+      await rename(file, path.join(dir, 'Dockerfile'));
+      return { dir, dockerfileOnly: true, [Symbol.asyncDispose]: remove };
+    } finally {
+      await rm(fetched, { recursive: true, force: true });
+    }
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}

@@ -1,0 +1,35 @@
+import { AsyncStack } from '../../core/dispose.js';
+import { CodedError } from '../../core/errors.js';
+import { mountAt, unmountAt } from '../../core/mounter.js';
+import type { LayerRef } from '../../cache/index.js';
+import type { GitSourceDef } from '../graph/index.js';
+import { tmpMountDir } from './exec-op.js';
+import { prepareOn, writeAndCommit } from './snapshot-step.js';
+import type { GitAuth, OpContext, ResolvedGit, SolveOptions } from './types.js';
+
+/**
+ * A git source that missed the cache: the commit's tree is checked out into a
+ * fresh snapshot, which becomes the source's one layer. The next build that
+ * resolves the same commit hits the key and never fetches.
+ */
+export async function runGitSource(def: GitSourceDef, at: ResolvedGit, ctx: OpContext): Promise<LayerRef[]> {
+  const { deps, opts } = ctx;
+  if (!deps.git) throw new CodedError('PERMISSION_DENIED', `git source ${def.remote}: fetching git repositories is not enabled on this builder`);
+  await using stack = new AsyncStack();
+  const step = await prepareOn(ctx, [], stack, 'git');
+  const dir = await tmpMountDir(ctx, stack);
+  await mountAt(step.mounts[0]!, dir);
+  let mounted = true;
+  stack.defer(async () => {
+    if (mounted) await unmountAt(dir);
+  });
+  await deps.git.checkout(def, at, dir, gitAuth(opts), opts.signal);
+  await unmountAt(dir);
+  mounted = false;
+  // A checkout carries no xattrs, and on an empty parent no directory is opaque. The step's layer limits apply.
+  return await writeAndCommit(ctx, step, [], { opaque: new Set(), attrs: new Map() });
+}
+
+export function gitAuth(opts: SolveOptions): GitAuth {
+  return { secrets: opts.secrets, ssh: opts.ssh ?? new Map() };
+}
