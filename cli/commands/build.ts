@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, CacheSpec, NetworkMode, OutputSpec } from '../../core/build.js';
-import { mergeLimits, type BuildLimits } from '../../core/limits.js';
-import type { NetTimeouts } from '../../core/net-faults.js';
+import { mergeLimits } from '../../core/limits.js';
+import type { ParsedBuild } from '../parsed-build.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
@@ -38,30 +38,6 @@ const FLAGS = withLimitFlags({
   'debug-cache': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const);
-
-export interface ParsedBuild {
-  readonly request: BuildRequest;
-  readonly secrets: Map<string, Buffer>;
-  readonly root: string;
-  readonly progress: 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
-  readonly iidfile?: string;
-  readonly metadataFile?: string;
-  readonly insecure: string[];
-  /** A build service (`--server`, else BUILDLITE_SERVER): the build runs there. */
-  readonly server?: string;
-  readonly token?: string;
-  /** Remote only: submit, print the build id, leave the build running. */
-  readonly detach: boolean;
-  readonly debugCache: boolean;
-  /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
-  readonly allowHostNetwork: boolean;
-  /** Embedded mode: ADD <url> may reach loopback, private and link-local addresses (the developer's explicit opt-in). */
-  readonly allowPrivateUrls: boolean;
-  /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
-  readonly timeouts?: Partial<NetTimeouts>;
-  /** Embedded mode: this build's limits (`--memory 2GiB`...), over the defaults; a build service has its operator's. */
-  readonly limits: Partial<BuildLimits>;
-}
 
 /** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
 export interface ParseOverrides {
