@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../core/digest.js';
 import { extractTar } from '../builder/index.js';
-import type { ServiceStore } from './context-store.js';
+import type { ServiceStore } from './service-store.js';
 
 /** Prefix of per-build context dirs under `<root>/tmp`, so the startup sweep can find what a crash left. */
 export const CONTEXT_DIR_PREFIX = 'ctx-';

@@ -11,7 +11,8 @@ import { isLimitedReason } from '../core/limits.js';
 import { isBuildState, type BuildState } from './build-states.js';
 
 // The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
-export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload, type StoreUseIndex } from './context-store.js';
+export type { ServiceStore, StoredBlob, StoredKind, BlobUpload, StoreUseIndex } from './service-store.js';
+export { openServiceStore, isRegistryStoreSpec, storedFile } from './context-store.js';
 export { RedisStoreIndex } from './store-index.js';
 export { sweepServiceStore, startStoreRetention, referencedBlobs, pruneBuildIndex, RETENTION_DEFAULTS, type RetentionPolicy, type RetentionReport, type StoreRetention } from './store-retention.js';
 

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Digest } from '../core/digest.js';
-import type { StoredKind, StoreUseIndex } from './context-store.js';
+import type { StoredKind, StoreUseIndex } from './service-store.js';
 import type { Keys } from './jobs.js';
 
 /** Page size of index scans: one round trip per this many candidates. */
