@@ -4,7 +4,7 @@
  * holds references only: the request without secret values, the context
  * digest, the client id. This is the one worker file api/ may import.
  */
-import type { BuildRequest } from '../core/build.js';
+import { SERVER_PLACEHOLDER, type BuildRequest } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 import { isLimitedReason } from '../core/limits.js';
@@ -231,9 +231,6 @@ export interface StepLogRef {
   readonly digest: Digest;
   readonly size: number;
 }
-
-/** The placeholder the worker writes into log hints; the CLI puts in the address it used. */
-export const SERVER_PLACEHOLDER = 'ADDR';
 
 /** The command that fetches a step's full log, as log markers and warnings print it. */
 export function logsCommand(buildId: string, vertex?: string): string {
