@@ -1,7 +1,7 @@
 /**
  * Import rules of docs/architecture.md (the table, "enter another folder only
- * through its index.ts", no cycles), enforced by dependency-cruiser inside
- * `npm test` (scripts/depcheck.sh).
+ * through its index.ts", no re-export of another folder's code, no cycles),
+ * enforced by dependency-cruiser inside `npm test` (scripts/depcheck.sh).
  *
  * The check reads the .ts sources, so every edge counts: `import type`,
  * `import { type X }`, `export type … from`, `import('./x.js').T` in a type
