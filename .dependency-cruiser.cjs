@@ -1,22 +1,37 @@
 /**
- * Import rules of STYLE.md §4.2, plus no-circular and "enter another folder
- * only through its index.ts", enforced by dependency-cruiser inside `npm test`.
+ * Import rules of docs/architecture.md (the table, "enter another folder only
+ * through its index.ts", no re-export of another folder's code, no cycles),
+ * enforced by dependency-cruiser inside `npm test` (scripts/depcheck.sh).
  *
- * Why the check reads the compiled `dist/` tree and not the .ts sources:
+ * The check reads the .ts sources, so every edge counts: `import type`,
+ * `import { type X }`, `export type … from`, `import('./x.js').T` in a type
+ * and `await import()` are all dependencies here, as they are dependencies of
+ * the design even where tsc erases them or Node loads them late. A cycle that
+ * holds only through types still ties two modules' meanings together.
+ *
+ * How the sources are parsed, and why dependency-cruiser has its own install:
  * dependency-cruiser 17 parses TypeScript only through the `typescript`
- * package's JS API (versions 2 to 6); typescript 7 (the native compiler we
- * use) has no such API, so .ts files would be silently skipped and the check
- * would pass on nothing. tsc maps every source file 1:1 to dist/, so a module
- * path like `dist/builder/solver/solver.js` names `builder/solver/solver.ts`.
- * The cost: `import type` lines are erased by tsc and are not checked here;
- * every import that exists at run time is. scripts/depcheck.sh builds first.
- *
- * Every pattern accepts both `dist/core/x.js` and `core/x.ts`, so the same rules
- * hold if a TypeScript-capable parser is added later.
+ * package's JS API (2.x to 6.x), which it loads by Node's resolution from
+ * where it is installed; typescript 7, the native compiler this project
+ * builds with, has no such API (dependency-cruiser 18.9 reads 7.1's new one,
+ * but needs Node 22). npm cannot give one package a typescript of its own
+ * beside the project's: an alias (`typescript6`) is never what
+ * `import('typescript')` finds, and a workspace gets dependency-cruiser
+ * hoisted next to typescript 7. So tools/depcheck is a small package with its
+ * own lock holding dependency-cruiser and typescript 6 (the last release with
+ * the JS API; the same syntax as 7), installed by scripts/depcheck.sh with
+ * `npm ci`: dependency-cruiser's main TypeScript path, with
+ * `tsPreCompilationDeps: true` keeping type-only imports. Rejected: the swc
+ * parser (its visitor stops at `await using`, which the solver uses), a
+ * compile to a scratch tree with `import type` rewritten (edits source text,
+ * still loses `import()` types), and a scanner of our own (a parser to keep).
+ * When the project moves to Node 22 and typescript 7.1, tools/depcheck goes
+ * and dependency-cruiser 18 reads the sources with the project's compiler.
  */
 
-const P = '^(?:dist/)?';
-const EXT = '\\.(?:js|ts)$';
+/** Module paths are relative to the tree checked: `core/digest.ts`. */
+const P = '^';
+const EXT = '\\.ts$';
 
 /** Folder names, as regex fragments (anchored by P). */
 const F = {
@@ -40,6 +55,7 @@ const F = {
   workerEmbeddedQueue: `worker/embedded-queue${EXT}`,
   api: 'api/',
   apiIndex: `api/index${EXT}`,
+  registryClientIndex: `registry-client/index${EXT}`,
   cli: 'cli/',
 };
 
@@ -49,7 +65,7 @@ const OURS = `${P}(?:${ours.join('|')})/`;
 const re = (...frags) => `${P}(?:${frags.join('|')})`;
 
 /**
- * The table of §4.2: for each importing folder, what it may import of ours.
+ * The table of docs/architecture.md: for each importing folder, what it may import of ours.
  * Anything of ours not listed is forbidden. npm packages and node: builtins are
  * not restricted here (see `no-service-libs-below-worker` for the exception).
  */
@@ -73,12 +89,14 @@ const TABLE = [
   { from: F.api, allow: [F.core, F.api, F.workerJobs], why: 'api knows the queue only through worker/jobs.ts' },
   {
     from: F.cli,
-    // Deviation from §4.2, on purpose: the cli is the composition root of the
-    // `buildlite serve` and `buildlite worker` processes (issue 7), so it may
-    // enter api/ and worker/ through their index.ts (which also carries the
-    // API client); it still never reaches their internals.
-    allow: [F.core, F.cli, F.builderIndex, F.workerEmbeddedQueue, F.workerIndex, F.apiIndex],
-    why: 'cli uses builder/index.ts, worker/embedded-queue.ts and the index.ts of api/ and worker/',
+    // The cli is the composition root of the `buildlite serve` and
+    // `buildlite worker` processes (issue 7), so it may enter api/ and worker/
+    // through their index.ts (which also carries the API client); it still
+    // never reaches their internals. `buildlite login`/`logout` check a
+    // password against a registry and write the docker config: that is
+    // registry-client's job, not the builder's, so the cli uses it directly.
+    allow: [F.core, F.cli, F.builderIndex, F.workerEmbeddedQueue, F.workerIndex, F.apiIndex, F.registryClientIndex],
+    why: 'cli uses builder/index.ts, worker/embedded-queue.ts and the index.ts of api/, worker/ and registry-client/',
   },
 ];
 
@@ -93,7 +111,7 @@ const tableRules = TABLE.map(({ from, allow, why }) => ({
 /**
  * Enter another top-level folder (or another builder subfolder) only through
  * its index.ts. core is exempt (its files are imported by path: it has no
- * internals to hide), and so are the two files §4.2 names on purpose.
+ * internals to hide), and so are the two files the table names on purpose.
  */
 const indexRules = [
   {
@@ -132,10 +150,23 @@ const indexRules = [
 const otherRules = [
   {
     name: 'no-circular',
+    // Every edge counts, type-only and dynamic ones too (see the top): a cycle
+    // through `import type` or `await import()` is still two modules that
+    // cannot be understood, moved or tested one without the other.
     comment: 'cycles make load order matter and layers meaningless',
     severity: 'error',
     from: {},
     to: { circular: true },
+  },
+  {
+    name: 'no-foreign-reexport',
+    // An index.ts that passes on another folder's exports makes that folder's
+    // code look like its own, and lets a caller reach what the table forbids
+    // it (the cli got registry-client's login through builder/index.ts).
+    comment: "re-export only your own folder's code: import another folder's from its index.ts",
+    severity: 'error',
+    from: { path: `${P}([^/]+)/` },
+    to: { path: OURS, pathNot: `${P}$1/`, dependencyTypes: ['export'] },
   },
   {
     name: 'cache-registry-client-remote-only',
@@ -146,7 +177,7 @@ const otherRules = [
   },
   {
     name: 'no-service-libs-below-worker',
-    comment: 'no part below worker/ imports BullMQ, ioredis or gRPC (DESIGN.md: the builder knows nothing of them)',
+    comment: 'no part below worker/ imports BullMQ, ioredis or gRPC (docs/architecture.md: the builder knows nothing of them)',
     severity: 'error',
     from: { path: `${P}(?:core|registry-client|cache|builder)/` },
     to: { path: 'node_modules/(?:bullmq|ioredis|@grpc/)' },
@@ -164,7 +195,10 @@ module.exports = {
   forbidden: [...tableRules, ...indexRules, ...otherRules],
   options: {
     // Tests may reach anywhere to set things up; they are checked by tsc, not here.
-    exclude: { path: '(?:\\.test\\.(?:js|ts)$|(?:^|/)test/|\\.map$)' },
+    exclude: { path: '(?:\\.test\\.ts$|(?:^|/)test/)' },
+    // Parse with the TypeScript API and keep imports that tsc would erase
+    // (type-only ones): the point of checking the sources (see the top).
+    tsPreCompilationDeps: true,
     doNotFollow: { path: 'node_modules' },
     moduleSystems: ['es6', 'cjs'],
     // We are an ESM package: resolve npm packages as Node's `import` does.

@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', 'dist/**'],
+    // tools/depcheck has a node_modules of its own, with .test.ts files in it.
+    exclude: ['**/node_modules/**', 'dist/**'],
     // Integration tests start real runc containers, registries and Redis.
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -5,4 +5,3 @@ export { loadServiceConfig, parseServiceConfig, withFlagLimits, EMPTY_SERVICE_CO
 export { TokenAuth, loadTokensFile, AUTH_FAILURE_REASONS, AuthError, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
 export { toStatus, fromStatus, ERROR_METADATA_KEY } from './wire-errors.js';
 export { REQUEST_LIMIT_DEFAULTS, type RequestLimits } from './validate.js';
-export { SERVER_PLACEHOLDER } from '../worker/jobs.js';

@@ -4,6 +4,5 @@ export { checkHttpPolicy, type HttpPolicy } from './http-fetch.js';
 export { formatDockerfileError, DockerfileError, convertDockerfile } from './dockerfile/index.js';
 export { renderGraph } from './graph/index.js';
 export { offlineResolver } from './image-source.js';
-export { login, logout } from '../registry-client/index.js';
 export { extractTar } from './layers/index.js';
 export type { RemoteContext } from './remote-context.js';

@@ -1,5 +1,7 @@
 import path from 'node:path';
+import { parseBytes } from '../core/bytes.js';
 import { parseDigest, type Digest } from '../core/digest.js';
+import { parseDuration } from '../core/duration.js';
 import type { Descriptor } from '../core/oci.js';
 import {
   CacheKeyIndex,
@@ -8,8 +10,6 @@ import {
   formatExplanation,
   LeaseManager,
   LocalContentStore,
-  parseBytes,
-  parseDuration,
   parsePruneFilters,
   prune,
   readJson,

@@ -22,7 +22,7 @@ export {
   type DiskUsage,
 } from './usage.js';
 export { prune, startGcLoop, type PruneOptions, type PruneResult, type GcPolicy, type GcLoop } from './gc.js';
-export { parseBytes, parseDuration, parsePruneFilters } from './units.js';
+export { parsePruneFilters } from './units.js';
 export { LazyBlobStore, type RemoteBlob } from './lazy-store.js';
 export { atomicWriteFile } from './fs-util.js';
 export {

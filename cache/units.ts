@@ -3,10 +3,6 @@ import { parseDuration } from '../core/duration.js';
 import type { UsageItem, UsageKind } from './usage.js';
 import { USAGE_KINDS } from './usage.js';
 
-export { parseBytes } from '../core/bytes.js';
-
-export { parseDuration } from '../core/duration.js';
-
 /**
  * `--filter` values for prune, ANDed: `type=<kind>` (blob, cache-record, snapshot,
  * cache-mount; BuildKit's `exec.cachemount` too), `until=<duration>` (last used

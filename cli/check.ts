@@ -1,6 +1,6 @@
 import type { BuildEventBody } from '../core/build.js';
 import { checkDockerfile, DockerfileError, formatDockerfileError } from '../builder/index.js';
-import type { ParsedBuild } from './commands/build.js';
+import type { ParsedBuild } from './parsed-build.js';
 import { checkReport } from './warnings.js';
 
 /**

@@ -1,7 +1,6 @@
-import type { BuildEvent, BuildResult } from '../core/build.js';
+import { SERVER_PLACEHOLDER, type BuildEvent, type BuildResult } from '../core/build.js';
 import type { BuildliteError, WireError } from '../core/errors.js';
 import type { BuildliteClient } from '../api/index.js';
-import { SERVER_PLACEHOLDER } from '../api/index.js';
 
 /** How often a dropped Watch stream is resumed before the client gives up. */
 const WATCH_RETRIES = 20;

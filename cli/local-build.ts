@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import type { WireError } from '../core/errors.js';
 import { Builder } from '../builder/index.js';
-import type { ParsedBuild } from './commands/build.js';
+import type { ParsedBuild } from './parsed-build.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
 import { createRenderer, type Renderer } from './progress.js';

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import type { BuildResult } from '../core/build.js';
 import type { WireError } from '../core/errors.js';
 import type { RemoteBuildRef } from './build-ref.js';
-import type { ParsedBuild } from './commands/build.js';
+import type { ParsedBuild } from './parsed-build.js';
 
 /**
  * `--metadata-file`: buildx's keys where they exist, so scripts written for

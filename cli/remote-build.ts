@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BuildliteError } from '../core/errors.js';
 import type { BuildliteClient, SubmitRequest } from '../api/index.js';
-import type { ParsedBuild } from './commands/build.js';
+import type { ParsedBuild } from './parsed-build.js';
 import { packContext } from './context-pack.js';
 import { namedContextsForServer } from './named-uploads.js';
 import { followBuild, type Followed } from './follow.js';

@@ -1,5 +1,3 @@
-export { formatBytes } from '../core/bytes.js';
-
 /** Text output of listing commands: aligned columns, sizes and ages as people read them. */
 
 /** Rows (the first is the header) as left-aligned columns two spaces apart. */

@@ -116,6 +116,14 @@ export type BuildEventBody =
 
 export type BuildEvent = BuildEventBody & { readonly seq: number };
 
+/**
+ * Stands for the build service's address in the text of events (the hint
+ * `buildlite logs ... --server ADDR` of a service build): a worker does not
+ * know the address a client reached the service by, so the client puts in
+ * the one it used.
+ */
+export const SERVER_PLACEHOLDER = 'ADDR';
+
 export interface BuildResult {
   readonly imageDigest: Digest;
   readonly configDigest: Digest;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes } from './bytes.js';
+import { formatBytes, parseBytes } from './bytes.js';
 
 describe('formatBytes', () => {
   it.each([
@@ -13,5 +13,14 @@ describe('formatBytes', () => {
     [2 * 1024 ** 3, '2 GiB'],
   ])('%d → %s', (n, want) => {
     expect(formatBytes(n)).toBe(want);
+  });
+});
+
+describe('parseBytes', () => {
+  it('parses sizes in binary units, and refuses junk', () => {
+    expect(parseBytes('4096')).toBe(4096);
+    expect(parseBytes('512MB')).toBe(512 * 1024 ** 2);
+    expect(parseBytes('1.5g')).toBe(1.5 * 1024 ** 3);
+    expect(() => parseBytes('10 parsecs')).toThrow(/not a size/);
   });
 });

@@ -1,7 +1,11 @@
 // Exit 0 when node_modules holds exactly what package-lock.json asks for, 1 when
 // `npm ci` is needed. npm writes what it installed to node_modules/.package-lock.json;
 // packages the lock marks optional may be absent (other platforms' binaries).
+//   node scripts/lock-in-sync.mjs [DIR]   DIR: the package to check (default: .)
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+const dir = process.argv[2] ?? '.';
 
 function load(file) {
   try {
@@ -11,8 +15,8 @@ function load(file) {
   }
 }
 
-const lock = load('package-lock.json');
-const installed = load('node_modules/.package-lock.json');
+const lock = load(path.join(dir, 'package-lock.json'));
+const installed = load(path.join(dir, 'node_modules/.package-lock.json'));
 if (!lock || !installed) process.exit(1);
 
 const want = lock.packages ?? {};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command (`npm test`): provision, install, type-check, build, check
-# the import rules, run the whole suite. Exits non-zero on the first failure.
+# The test command (`npm test`): provision, install, type-check, check the
+# import rules, build, run the whole suite. Exits non-zero on the first failure.
 #
 #   scripts/test.sh [vitest args...]    e.g. scripts/test.sh core test/infra
 #
@@ -30,14 +30,15 @@ fi
 step "type-check (tsc, tests included)"
 node_modules/.bin/tsc -p tsconfig.test.json --noEmit
 
+step "import rules (dependency-cruiser, on the sources)"
+# Installs its own dependency-cruiser and typescript 6 into tools/depcheck when needed.
+bash scripts/depcheck.sh
+
 step "build (tsc -> dist/)"
-# A clean dist/: the import check below must not see files of deleted sources.
+# A clean dist/: no file of a deleted source lingers for the CLI tests to load.
 rm -rf dist
 node_modules/.bin/tsc -p tsconfig.json
 node scripts/bundle.mjs   # the CLI as users run it: dist/bundle/main.js
-
-step "import rules (dependency-cruiser)"
-bash scripts/depcheck.sh --no-build
 
 step "tests (vitest)"
 # vitest prints its own summary ("Test Files ... Tests ..."); its exit code is ours.

@@ -11,21 +11,18 @@
  */
 import type { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
-import { EVENT_FIELD, finishBuild, logsCommand, seqOfStreamId, type FinishArgs, type Keys } from './jobs.js';
+import { EVENT_FIELD, NEXT_SEQ_LUA, seqOfStreamId } from './event-stream.js';
+import { finishBuild, logsCommand, type FinishArgs } from './jobs.js';
+import type { Keys } from './keys.js';
 
 /**
  * KEYS: stream, lock key ('' = unfenced). ARGV: wanted seq, body JSON, max
  * length, token. Appends at the wanted seq or right after the stream's last
  * entry; returns the seq written, or 0 when the lock is not ours.
  */
-const APPEND_LUA = `
+const APPEND_LUA = `${NEXT_SEQ_LUA}
 if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local seq = tonumber(ARGV[1])
-if last[1] then
-  local lastSeq = tonumber(string.match(last[1][1], '^(%d+)-'))
-  if lastSeq >= seq then seq = lastSeq + 1 end
-end
+local seq = nextSeq(KEYS[1], ARGV[1])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], tostring(seq) .. '-0', '${EVENT_FIELD}', ARGV[2])
 return seq
 `;

@@ -5,5 +5,4 @@ export { sweepWorkerState, type SweepReport } from './sweep.js';
 export { listWorkers } from './registry.js';
 export * from './jobs.js';
 export { waitForRedis, redactUrl } from './redis-wait.js';
-export { parseBytes, parseDuration } from '../cache/index.js';
 export { STEP_LOG_DEFAULTS } from './step-logs.js';

@@ -4,14 +4,20 @@
  * holds references only: the request without secret values, the context
  * digest, the client id. This is the one worker file api/ may import.
  */
-import type { BuildRequest } from '../core/build.js';
+import { SERVER_PLACEHOLDER, type BuildRequest } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import type { WireError } from '../core/errors.js';
 import { isLimitedReason } from '../core/limits.js';
 import { isBuildState, type BuildState } from './build-states.js';
+import { EVENT_FIELD, NEXT_SEQ_LUA } from './event-stream.js';
+import type { Keys } from './keys.js';
 
+// The Redis key layout and the stream entry format are part of this contract.
+export { Keys } from './keys.js';
+export { EVENT_FIELD, streamId, seqOfStreamId } from './event-stream.js';
 // The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
-export { openServiceStore, isRegistryStoreSpec, storedFile, type ServiceStore, type StoredBlob, type StoredKind, type BlobUpload, type StoreUseIndex } from './context-store.js';
+export type { ServiceStore, StoredBlob, StoredKind, BlobUpload, StoreUseIndex } from './service-store.js';
+export { openServiceStore, isRegistryStoreSpec, storedFile } from './context-store.js';
 export { RedisStoreIndex } from './store-index.js';
 export { sweepServiceStore, startStoreRetention, referencedBlobs, pruneBuildIndex, RETENTION_DEFAULTS, type RetentionPolicy, type RetentionReport, type StoreRetention } from './store-retention.js';
 
@@ -102,109 +108,6 @@ export type ControlReply =
   | { readonly worker: string; readonly op: 'prune'; readonly freedBytes: number; readonly removed: number; readonly error?: string };
 
 /**
- * Redis key layout under one prefix (default `bl`). BullMQ's own keys live
- * under `<prefix>:bull`. Build streams use entry ids `<seq>-0`, so Redis itself
- * refuses an event whose seq is not above the last one: a stale writer cannot
- * add a duplicate or reorder the stream.
- */
-export class Keys {
-  constructor(readonly prefix = 'bl') {}
-  get bullPrefix(): string {
-    return `${this.prefix}:bull`;
-  }
-  build(id: string): string {
-    return `${this.prefix}:build:${id}`;
-  }
-  events(id: string): string {
-    return `${this.prefix}:events:${id}`;
-  }
-  /** Sorted set of build ids by creation time, per client and for all. */
-  clientBuilds(client: string): string {
-    return `${this.prefix}:client:${client}:builds`;
-  }
-  // A client's quota state. FINISH_LUA builds the names of `active`, `slots` and `waiting`
-  // from the prefix and the build record's client: keep the three in step with it.
-  /** Sorted set: the client's builds queued or running (id → admitted at, ms); api/quota.ts. */
-  clientActive(client: string): string {
-    return `${this.prefix}:client:${client}:active`;
-  }
-  /** Hash: the client's builds running now (id → "QUEUE TOKEN" of the attempt); client-slots.ts. */
-  clientSlots(client: string): string {
-    return `${this.prefix}:client:${client}:slots`;
-  }
-  /** Sorted set: the client's builds waiting for a slot (id → submitted at, ms), oldest woken first. */
-  clientWaiting(client: string): string {
-    return `${this.prefix}:client:${client}:waiting`;
-  }
-  /** Sorted set: the client's submits in the last minute (the rate window); api/quota.ts. */
-  clientSubmits(client: string): string {
-    return `${this.prefix}:client:${client}:submits`;
-  }
-  get allBuilds(): string {
-    return `${this.prefix}:builds`;
-  }
-  /** Full step logs of a build: hash vertex → JSON StepLogRef (see worker/step-logs.ts). */
-  logs(id: string): string {
-    return `${this.prefix}:logs:${id}`;
-  }
-  /** Sorted set digest → last use (epoch ms) of a registry store's blobs of one kind (see worker/store-index.ts). */
-  storeUse(kind: 'context' | 'log'): string {
-    return `${this.prefix}:store:${kind}:used`;
-  }
-  /** Last worker that built a project (cache locality). */
-  project(name: string): string {
-    return `${this.prefix}:project:${name}`;
-  }
-  get workers(): string {
-    return `${this.prefix}:workers`;
-  }
-  workerAlive(id: string): string {
-    return `${this.prefix}:worker:${id}:alive`;
-  }
-  /** Set (NX) by the live worker that noticed this worker's heartbeat expire: its loss is logged once. */
-  workerLost(id: string): string {
-    return `${this.prefix}:worker:${id}:lost`;
-  }
-  /** Hash state → builds of the whole service that ended in it; FINISH_LUA counts each build once. */
-  get buildTotals(): string {
-    return `${this.prefix}:stats:builds`;
-  }
-  /** Hash reason → builds ended (FINISH_LUA) or refused at submit by a limit or quota (LIMITED_REASONS). */
-  get limitedTotals(): string {
-    return `${this.prefix}:stats:limited`;
-  }
-  /** Counter: builds that waited for their client's concurrency quota, each counted once. */
-  get quotaWaitTotal(): string {
-    return `${this.prefix}:stats:quota-waits`;
-  }
-  adoptLock(id: string): string {
-    return `${this.prefix}:worker:${id}:adopt`;
-  }
-  get cancelChannel(): string {
-    return `${this.prefix}:cancel`;
-  }
-  get controlChannel(): string {
-    return `${this.prefix}:control`;
-  }
-  /** BullMQ's lock key of a job (its value is the owner's token). */
-  jobLock(queue: string, jobId: string): string {
-    return `${this.bullPrefix}:${queue}:${jobId}:lock`;
-  }
-}
-
-/** Stream entry id of an event: the seq is the id, so XREAD after `<n>-0` resumes after event n. */
-export function streamId(seq: number): string {
-  return `${seq}-0`;
-}
-
-export function seqOfStreamId(id: string): number {
-  return Number(id.slice(0, id.indexOf('-')));
-}
-
-/** The one field of a stream entry: the event body as JSON, without `seq` (the entry id carries it). */
-export const EVENT_FIELD = 'e';
-
-/**
  * Ends a build exactly once: sets the terminal state and appends the terminal
  * event, only if the build is not already terminal and, when a lock key is
  * given, only while `token` still owns the job. The event gets the next free
@@ -220,16 +123,11 @@ export const EVENT_FIELD = 'e';
  * Returns the seq written, or 0 when the build was already finished or the
  * job belongs to someone else.
  */
-export const FINISH_LUA = `
+export const FINISH_LUA = `${NEXT_SEQ_LUA}
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return 0 end
 if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 0 end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local seq = tonumber(ARGV[3])
-if last[1] then
-  local lastSeq = tonumber(string.match(last[1][1], '^(%d+)-'))
-  if lastSeq >= seq then seq = lastSeq + 1 end
-end
+local seq = nextSeq(KEYS[2], ARGV[3])
 redis.call('XADD', KEYS[2], tostring(seq) .. '-0', '${EVENT_FIELD}', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finishedAt', ARGV[5])
 redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
@@ -342,9 +240,6 @@ export interface StepLogRef {
   readonly digest: Digest;
   readonly size: number;
 }
-
-/** The placeholder the worker writes into log hints; the CLI puts in the address it used. */
-export const SERVER_PLACEHOLDER = 'ADDR';
 
 /** The command that fetches a step's full log, as log markers and warnings print it. */
 export function logsCommand(buildId: string, vertex?: string): string {

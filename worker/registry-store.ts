@@ -6,7 +6,7 @@ import { sha256, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { MediaType, type Descriptor } from '../core/oci.js';
 import { parseReference, RegistryClient, RegistryError, type Reference } from '../registry-client/index.js';
-import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredBlob, StoredKind, StoreUseIndex } from './context-store.js';
+import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredBlob, StoredKind, StoreUseIndex } from './service-store.js';
 import { SpooledUpload, sweepStaleUploads } from './store-upload.js';
 
 /** OCI 1.1's empty config: the artifact manifest needs one, and every registry already knows these two bytes. */

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Digest } from '../core/digest.js';
-import type { StoredKind, StoreUseIndex } from './context-store.js';
-import type { Keys } from './jobs.js';
+import type { StoredKind, StoreUseIndex } from './service-store.js';
+import type { Keys } from './keys.js';
 
 /** Page size of index scans: one round trip per this many candidates. */
 const PAGE = 500;

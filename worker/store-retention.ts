@@ -19,9 +19,9 @@
  */
 import type { Redis } from 'ioredis';
 import type { Digest } from '../core/digest.js';
-import type { ServiceStore, StoredKind } from './context-store.js';
+import type { ServiceStore, StoredKind } from './service-store.js';
 import { TERMINAL_STATES, isBuildState } from './build-states.js';
-import type { Keys } from './jobs.js';
+import type { Keys } from './keys.js';
 
 export interface RetentionPolicy {
   /** Blobs unused for longer than this are deleted (unless referenced). */

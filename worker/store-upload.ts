@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promise
 import path from 'node:path';
 import { digestFromHash } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
-import type { BlobUpload, StoredBlob } from './context-store.js';
+import type { BlobUpload, StoredBlob } from './service-store.js';
 
 export const STORE_DEFAULTS = {
   // An upload older than this was left by a crashed process: no live upload takes an hour to stall.

@@ -17,7 +17,7 @@ import {
   type ArgSources,
 } from './convert-meta.js';
 import { dispatchRun } from './convert-run.js';
-import { namedContextKey, namedInput, stageFromNamed, type NamedInput } from './named-contexts.js';
+import { namedContextKey, namedInput, stageFromNamed } from './named-contexts.js';
 import { DockerfileError } from './errors.js';
 import type { Instruction } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
@@ -26,7 +26,7 @@ import { Checks } from './checks.js';
 import { asDockerfileError, parseDockerfile } from './parse.js';
 import { parseInstruction } from './parse-instruction.js';
 import { baseStage, findStage, splitStages, stageDeps, stageLabel, targetStage, type Stage, type StagePlan } from './stages.js';
-import { cloneConfig, type ConvertContext, type StageState } from './state.js';
+import { cloneConfig, type ConvertContext, type NamedInput, type StageState } from './state.js';
 import { parsePlatform } from './values.js';
 
 export interface ConvertOptions {

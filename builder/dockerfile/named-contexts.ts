@@ -1,9 +1,9 @@
 import type { Digest } from '../../core/digest.js';
 import { DEFAULT_PATH, type Platform } from '../../core/oci.js';
 import { familiarReference, parseReference } from '../../core/reference.js';
-import type { NamedSource, ResolvedImage } from '../graph/index.js';
+import type { NamedSource } from '../graph/index.js';
 import { addGitSource, gitSourceDef } from './git-source.js';
-import { cloneConfig, type ConvertContext, type StageState } from './state.js';
+import { cloneConfig, type ConvertContext, type NamedInput, type StageState } from './state.js';
 
 /**
  * Named contexts (`--build-context NAME=…`) in the frontend, BuildKit's rules:
@@ -13,15 +13,6 @@ import { cloneConfig, type ConvertContext, type StageState } from './state.js';
  */
 
 /** What a named context is in the graph. */
-export interface NamedInput {
-  /** The vertex to copy or mount from. */
-  readonly input: Digest;
-  /** Its image config, when it is an image. */
-  readonly image?: ResolvedImage;
-  /** A local directory has no layers: FROM copies it into a filesystem first. */
-  readonly layered: boolean;
-}
-
 /**
  * The name a context is found under: image references in Docker's short form
  * without `:latest` (so `FROM alpine`, `FROM docker.io/library/alpine:latest`

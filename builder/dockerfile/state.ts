@@ -6,7 +6,6 @@ import type { SourceRange } from '../../core/errors.js';
 import { RULES } from './check-rules.js';
 import { Checks } from './checks.js';
 import type { Lookup } from './lexer.js';
-import type { NamedInput } from './named-contexts.js';
 
 /** What a stage is while its instructions are dispatched; FROM <stage> starts from a copy. */
 export interface StageState {
@@ -29,6 +28,16 @@ export interface StageState {
   workdirSet?: boolean;
   /** Where this stage last set CMD, ENTRYPOINT or HEALTHCHECK (MultipleInstructionsDisallowed). */
   lastSet?: Map<string, SourceRange>;
+}
+
+/** A named context (`--build-context`) as the stage or COPY that names it sees it. */
+export interface NamedInput {
+  /** The vertex to copy or mount from. */
+  readonly input: Digest;
+  /** Its image config, when it is an image. */
+  readonly image?: ResolvedImage;
+  /** A local directory has no layers: FROM copies it into a filesystem first. */
+  readonly layered: boolean;
 }
 
 /** What every dispatcher may use, shared by all stages of one conversion. */

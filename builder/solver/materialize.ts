@@ -2,6 +2,8 @@ import { mkdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { mountAt, unmountAt } from '../../core/mounter.js';
+import type { ContentStore } from '../../core/content.js';
+import type { BuildLimits } from '../../core/limits.js';
 import type { Mount } from '../../core/mount.js';
 import type { LayerRef } from '../../cache/index.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -9,11 +11,27 @@ import { isCancelled } from '../../core/errors.js';
 import { limitExceeded } from '../../core/limit-error.js';
 import { applyLayer, chainId, type ApplyOptions } from '../layers/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
+import type { DiskBudget } from './budget.js';
 import { LayerError } from './errors.js';
-import type { RunOptions, SolverDeps } from './types.js';
+
+/**
+ * What an unpack needs of the machine: a part of the solver's deps, named
+ * here so that the solver's types (which hand a Materializer to every op)
+ * are not also this module's input.
+ */
+export interface MaterializerDeps {
+  readonly store: ContentStore;
+  readonly snapshotter: Snapshotter;
+  /** Scratch space for mount points. */
+  readonly tmpDir: string;
+}
 
 /** What an unpack needs of the build that asks for it: its signal, limits and disk count. */
-export type UnpackRun = Pick<RunOptions, 'signal' | 'limits' | 'disk'>;
+export interface UnpackRun {
+  readonly signal: AbortSignal;
+  readonly limits: BuildLimits;
+  readonly disk: DiskBudget;
+}
 
 /** The committed snapshot name that holds a layer chain's filesystem, or null for the empty chain. */
 export function snapshotName(layers: readonly LayerRef[]): string | null {
@@ -43,7 +61,7 @@ export async function chainUnpacked(snapshotter: Snapshotter, layers: readonly L
  */
 export class Materializer {
   private readonly inflight = new Map<string, Promise<void>>();
-  constructor(private readonly deps: SolverDeps) {}
+  constructor(private readonly deps: MaterializerDeps) {}
 
   async ensure(layers: readonly LayerRef[], run: UnpackRun): Promise<string | null> {
     const name = snapshotName(layers);

@@ -5,10 +5,11 @@ import type { BuildLimits } from '../../core/limits.js';
 import type { ImageConfig, Platform } from '../../core/oci.js';
 import type { CacheKeyIndex, LayerRef, CacheMounts } from '../../cache/index.js';
 import type { Executor } from '../executor/index.js';
-import type { GitSourceDef } from '../graph/index.js';
+import type { GitSourceDef, Graph, Vertex } from '../graph/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { DiskBudget } from './budget.js';
 import type { ContextHasher } from './context-sums.js';
+import type { Materializer } from './materialize.js';
 
 /** Pulls a pinned image's blobs into the store; wired to registry-client by builder/index.ts. */
 export interface ImageFetcher {
@@ -134,10 +135,10 @@ export interface VertexResult {
 /** What an op needs while it runs one vertex. */
 export interface OpContext {
   readonly deps: SolverDeps;
-  readonly materializer: import('./materialize.js').Materializer;
+  readonly materializer: Materializer;
   readonly opts: RunOptions;
-  readonly vertex: import('../graph/index.js').Vertex;
-  readonly graph: import('../graph/index.js').Graph;
+  readonly vertex: Vertex;
+  readonly graph: Graph;
 }
 
 /** Where a local source's files are: the build context, or a named context's directory. */

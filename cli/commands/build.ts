@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NamedContext, type NetworkMode, type OutputSpec } from '../../core/build.js';
 import { isGitUrl } from '../../core/git-url.js';
-import { mergeLimits, type BuildLimits } from '../../core/limits.js';
-import type { NetTimeouts } from '../../core/net-faults.js';
+import { mergeLimits } from '../../core/limits.js';
+import type { ParsedBuild } from '../parsed-build.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { REMOTE_FLAGS, serverOf } from '../remote.js';
-import { parseSshFlag, type SshSpec } from '../ssh-agents.js';
+import { parseSshFlag } from '../ssh-agents.js';
 import { parseBuildContext } from '../build-contexts.js';
 import { UsageError } from '../usage.js';
 
@@ -45,38 +45,6 @@ const FLAGS = withLimitFlags({
   check: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const);
-
-export interface ParsedBuild {
-  readonly request: BuildRequest;
-  readonly secrets: Map<string, Buffer>;
-  /** `--ssh`: agents (or key files) of this machine to forward, by id. Embedded builds only. */
-  readonly ssh: readonly SshSpec[];
-  /** CONTEXT is a URL (git, or a tarball or Dockerfile over http): fetched by the builder, the Dockerfile (`file`) read from inside it. */
-  readonly remoteContext?: { readonly url: string; readonly file: string };
-  readonly root: string;
-  readonly progress: 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
-  readonly iidfile?: string;
-  readonly metadataFile?: string;
-  readonly insecure: string[];
-  /** A build service (`--server`, else BUILDLITE_SERVER): the build runs there. */
-  readonly server?: string;
-  readonly token?: string;
-  /** Remote only: submit, print the build id, leave the build running. */
-  readonly detach: boolean;
-  readonly debugCache: boolean;
-  /** `--check`: run the build checks only (cli/check.ts). */
-  readonly check: boolean;
-  /** The operator's half of the network.host grant (embedded mode: whoever runs the CLI). */
-  readonly allowHostNetwork: boolean;
-  /** The operator's half of the security.insecure grant (embedded mode: whoever runs the CLI). */
-  readonly allowSecurityInsecure: boolean;
-  /** Embedded mode: ADD <url> may reach loopback, private and link-local addresses (the developer's explicit opt-in). */
-  readonly allowPrivateUrls: boolean;
-  /** Embedded mode: stall limits of registry requests and URL fetches (unset: the builder's defaults). */
-  readonly timeouts?: Partial<NetTimeouts>;
-  /** Embedded mode: this build's limits (`--memory 2GiB`...), over the defaults; a build service has its operator's. */
-  readonly limits: Partial<BuildLimits>;
-}
 
 /** Set by `run` when CONTEXT is `-`: stdin was extracted there. */
 export interface ParseOverrides {

@@ -1,7 +1,8 @@
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { connect, REMOTE_FLAGS, serverOf, type Remote } from '../remote.js';
-import { ago, formatBytes, table } from '../table.js';
+import { formatBytes } from '../../core/bytes.js';
+import { ago, table } from '../table.js';
 import { UsageError } from '../usage.js';
 
 type Usage = Awaited<ReturnType<typeof Builder.diskUsageAt>>;

@@ -1,4 +1,4 @@
-import { login, logout } from '../../builder/index.js';
+import { login, logout } from '../../registry-client/index.js';
 import { parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 

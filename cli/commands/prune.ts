@@ -1,9 +1,9 @@
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
-import { parseBytes, parseDuration } from '../../worker/index.js';
+import { formatBytes, parseBytes } from '../../core/bytes.js';
+import { parseDuration } from '../../core/duration.js';
 import { connect, REMOTE_FLAGS, serverOf, type Remote } from '../remote.js';
-import { formatBytes } from '../table.js';
 
 /**
  * `buildlite prune`: removes cache records, snapshots and cache mounts by age,

@@ -1,7 +1,8 @@
 import type { WorkerInfo } from '../../api/index.js';
 import { parseFlags } from '../flags.js';
 import { connect, REMOTE_FLAGS } from '../remote.js';
-import { ago, formatBytes, table } from '../table.js';
+import { formatBytes } from '../../core/bytes.js';
+import { ago, table } from '../table.js';
 import { UsageError } from '../usage.js';
 
 /** `buildlite workers`: the workers of a build service, their load, cache and last heartbeat. */

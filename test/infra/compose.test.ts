@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { COMMON, SERVE_FLAGS } from '../../cli/commands/service.js';
-import { parseDuration, RETENTION_DEFAULTS } from '../../worker/index.js';
+import { parseDuration } from '../../core/duration.js';
+import { RETENTION_DEFAULTS } from '../../worker/index.js';
 
 interface Service {
   secrets?: string[];

@@ -1,20 +1,23 @@
 /**
- * The import-rule checker must fail on a forbidden import and pass on the real
- * tree. It runs dependency-cruiser with the project's own config, against a
- * fixture tree laid out like dist/, and against a fresh compile of the sources.
+ * The import-rule checker must fail on a forbidden import, whatever its form
+ * (a value import, `import type`, an `import()` type, `await import()`, a
+ * re-export), and pass on the real tree. It runs dependency-cruiser from
+ * tools/depcheck with the project's own config against fixture trees laid out
+ * like the repository, and scripts/depcheck.sh itself against the tree and a
+ * scratch copy of it with a cycle planted.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const depcruise = path.join(repo, 'node_modules/.bin/depcruise');
-const tsc = path.join(repo, 'node_modules/.bin/tsc');
+const script = path.join(repo, 'scripts/depcheck.sh');
+const depcruise = path.join(repo, 'tools/depcheck/node_modules/.bin/depcruise');
 const config = path.join(repo, '.dependency-cruiser.cjs');
+const FOLDERS = ['core', 'builder', 'registry-client', 'cache', 'worker', 'api', 'cli'];
 
 interface Violation {
   rule: { name: string };
@@ -31,100 +34,112 @@ function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; 
   });
 }
 
-/** Runs depcruise on those of `dirs` that exist, as scripts/depcheck.sh does. */
-async function cruise(cwd: string, dirs: string[]): Promise<{ violations: Violation[] }> {
-  const present = dirs.filter((d) => existsSync(path.join(cwd, d)));
-  const r = await run(depcruise, ['--config', config, '--output-type', 'json', ...present], cwd);
-  let violations: Violation[];
+/** Runs depcruise on a fixture tree as scripts/depcheck.sh does, with the JSON reporter. */
+async function cruise(cwd: string, dirs: string[]): Promise<Violation[]> {
+  const r = await run(depcruise, ['--config', config, '--output-type', 'json', ...dirs], cwd);
   try {
-    violations = JSON.parse(r.stdout).summary.violations;
+    return JSON.parse(r.stdout).summary.violations;
   } catch {
     // The json reporter exits 0 even with violations; a non-JSON answer is a crash.
     throw new Error(`depcruise gave no JSON (exit ${r.code}): ${r.stderr.slice(0, 2000)}`);
   }
-  return { violations };
 }
 
 let tmp: string;
+/** The script's run on the real tree: first, since it installs tools/depcheck when it is missing. */
+let onTree: Awaited<ReturnType<typeof run>>;
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'buildlite-depcheck-'));
-});
+  onTree = await run('bash', [script], repo);
+}, 300_000);
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** Writes `files` (path → imports) as ES modules under `<dir>/dist/`. */
-async function fixture(name: string, files: Record<string, string[]>): Promise<string> {
+/** Writes `files` (path → TypeScript source) under a fresh `<tmp>/<name>/`. */
+async function fixture(name: string, files: Record<string, string>): Promise<string> {
   const dir = path.join(tmp, name);
-  for (const [file, imports] of Object.entries(files)) {
-    const full = path.join(dir, 'dist', file);
+  for (const [file, body] of Object.entries(files)) {
+    const full = path.join(dir, file);
     await mkdir(path.dirname(full), { recursive: true });
-    const body = imports.map((spec, i) => `import * as m${i} from '${spec}';\nexport const u${i} = m${i};`).join('\n');
     await writeFile(full, `${body}\nexport const x = 1;\n`);
   }
   return dir;
 }
 
-const DIRS = ['dist/core', 'dist/builder', 'dist/registry-client', 'dist/cache', 'dist/worker', 'dist/api', 'dist/cli'];
+// One line of each kind of import; each names the module as the sources do (NodeNext: `.js`).
+const value = (spec: string) => `import { x as y } from '${spec}';\nexport const v = y;`;
+const typeOnly = (spec: string) => `import type { T } from '${spec}';\nexport type U = T;`;
+const inlineType = (spec: string) => `export type U = Promise<import('${spec}').T>;`;
+const dynamic = (spec: string) => `export async function load() { return import('${spec}'); }`;
+const reexport = (spec: string) => `export { x as z } from '${spec}';`;
+const decl = 'export type T = number;';
 
-describe('import rules (dependency-cruiser)', () => {
+describe('import rules (dependency-cruiser on the sources)', () => {
   it('passes an allowed layout', async () => {
     const dir = await fixture('ok', {
-      'core/digest.js': [],
-      'core/errors.js': ['./digest.js'],
-      'cache/index.js': ['../core/errors.js'],
-      'registry-client/index.js': ['../core/digest.js'],
-      'builder/graph/index.js': ['../../core/digest.js'],
-      'builder/solver/index.js': ['../graph/index.js', '../../cache/index.js'],
-      'builder/index.js': ['./solver/index.js', '../registry-client/index.js'],
-      'worker/jobs.js': ['../core/digest.js'],
-      'worker/index.js': ['./jobs.js', '../builder/index.js'],
-      'api/index.js': ['../worker/jobs.js'],
-      'cli/main.js': ['../builder/index.js', '../api/index.js'],
+      'core/digest.ts': decl,
+      'core/errors.ts': typeOnly('./digest.js'),
+      'cache/index.ts': value('../core/errors.js'),
+      'registry-client/index.ts': typeOnly('../core/digest.js'),
+      'builder/graph/index.ts': value('../../core/digest.js'),
+      'builder/solver/index.ts': `${value('../graph/index.js')}\n${typeOnly('../../cache/index.js')}`,
+      'builder/index.ts': `${reexport('./solver/index.js')}\n${dynamic('../registry-client/index.js')}`,
+      'worker/jobs.ts': typeOnly('../core/digest.js'),
+      'worker/index.ts': `${reexport('./jobs.js')}\n${inlineType('../builder/index.js')}`,
+      'api/index.ts': value('../worker/jobs.js'),
+      'cli/main.ts': `${dynamic('../builder/index.js')}\n${value('../api/index.js')}\n${value('../registry-client/index.js')}`,
     });
-    const { violations } = await cruise(dir, DIRS);
-    expect(violations).toEqual([]);
-    // The reporter scripts/depcheck.sh uses: its exit code is what fails `npm test`.
-    expect((await run(depcruise, ['--config', config, '--output-type', 'err', 'dist'], dir)).code).toBe(0);
+    expect(await cruise(dir, FOLDERS)).toEqual([]);
+    // The script's own run (its reporter's exit code is what fails `npm test`).
+    expect((await run('bash', [script, dir], repo)).code).toBe(0);
   });
 
   it.each([
-    ['core importing cache', { 'core/a.js': ['../cache/index.js'], 'cache/index.js': [] }, 'layer:core', 'dist/core/a.js'],
-    ['registry-client importing cache', { 'registry-client/index.js': ['../cache/index.js'], 'cache/index.js': [] }, 'layer:registry-client', 'dist/registry-client/index.js'],
-    ['graph importing executor', { 'builder/graph/g.js': ['../executor/index.js'], 'builder/executor/index.js': [] }, 'layer:builder/graph', 'dist/builder/graph/g.js'],
-    ['executor importing snapshot', { 'builder/executor/r.js': ['../snapshot/index.js'], 'builder/snapshot/index.js': [] }, 'layer:builder/executor', 'dist/builder/executor/r.js'],
-    ['worker importing the solver', { 'worker/w.js': ['../builder/solver/index.js'], 'builder/solver/index.js': [] }, 'layer:worker', 'dist/worker/w.js'],
-    ['api importing the builder', { 'api/s.js': ['../builder/index.js'], 'builder/index.js': [] }, 'layer:api', 'dist/api/s.js'],
-    ['api importing worker internals', { 'api/s.js': ['../worker/worker.js'], 'worker/worker.js': [] }, 'layer:api', 'dist/api/s.js'],
-    ['worker reaching into cache internals', { 'worker/w.js': ['../cache/local-store.js'], 'cache/local-store.js': [] }, 'through-index:top-level', 'dist/worker/w.js'],
-    ['solver reaching into graph internals', { 'builder/solver/s.js': ['../graph/walk.js'], 'builder/graph/walk.js': [] }, 'through-index:builder-subfolders', 'dist/builder/solver/s.js'],
-    ['cache using registry-client outside the remote cache', { 'cache/gc.js': ['../registry-client/index.js'], 'registry-client/index.js': [] }, 'cache-registry-client-remote-only', 'dist/cache/gc.js'],
-    ['a cycle', { 'cache/a.js': ['./b.js'], 'cache/b.js': ['./a.js'] }, 'no-circular', 'dist/cache/a.js'],
-    ['an import that does not resolve', { 'core/a.js': ['./nope.js'] }, 'not-to-unresolvable', 'dist/core/a.js'],
+    ['core importing cache', { 'core/a.ts': value('../cache/index.js'), 'cache/index.ts': decl }, 'layer:core', 'core/a.ts'],
+    ['core importing a cache type', { 'core/a.ts': typeOnly('../cache/index.js'), 'cache/index.ts': decl }, 'layer:core', 'core/a.ts'],
+    ['core loading cache with await import()', { 'core/a.ts': dynamic('../cache/index.js'), 'cache/index.ts': decl }, 'layer:core', 'core/a.ts'],
+    ['registry-client naming a cache type in an import() type', { 'registry-client/index.ts': inlineType('../cache/index.js'), 'cache/index.ts': decl }, 'layer:registry-client', 'registry-client/index.ts'],
+    ['graph importing an executor type', { 'builder/graph/g.ts': typeOnly('../executor/index.js'), 'builder/executor/index.ts': decl }, 'layer:builder/graph', 'builder/graph/g.ts'],
+    ['executor importing snapshot', { 'builder/executor/r.ts': value('../snapshot/index.js'), 'builder/snapshot/index.ts': decl }, 'layer:builder/executor', 'builder/executor/r.ts'],
+    ['worker importing the solver', { 'worker/w.ts': value('../builder/solver/index.js'), 'builder/solver/index.ts': decl }, 'layer:worker', 'worker/w.ts'],
+    ['api importing the builder', { 'api/s.ts': dynamic('../builder/index.js'), 'builder/index.ts': decl }, 'layer:api', 'api/s.ts'],
+    ['api importing worker internals', { 'api/s.ts': typeOnly('../worker/worker.js'), 'worker/worker.ts': decl }, 'layer:api', 'api/s.ts'],
+    ['worker reaching into cache internals', { 'worker/w.ts': value('../cache/local-store.js'), 'cache/local-store.ts': decl }, 'through-index:top-level', 'worker/w.ts'],
+    ['solver reaching into graph internals', { 'builder/solver/s.ts': typeOnly('../graph/walk.js'), 'builder/graph/walk.ts': decl }, 'through-index:builder-subfolders', 'builder/solver/s.ts'],
+    ['cache using registry-client outside the remote cache', { 'cache/gc.ts': value('../registry-client/index.js'), 'registry-client/index.ts': decl }, 'cache-registry-client-remote-only', 'cache/gc.ts'],
+    ['an index re-exporting another folder', { 'worker/index.ts': reexport('../cache/index.js'), 'cache/index.ts': decl }, 'no-foreign-reexport', 'worker/index.ts'],
+    ['an index re-exporting core', { 'cli/table.ts': reexport('../core/bytes.js'), 'core/bytes.ts': decl }, 'no-foreign-reexport', 'cli/table.ts'],
+    ['a cycle of values', { 'cache/a.ts': value('./b.js'), 'cache/b.ts': value('./a.js') }, 'no-circular', 'cache/a.ts'],
+    ['a cycle of type-only imports', { 'cache/a.ts': typeOnly('./b.js'), 'cache/b.ts': typeOnly('./a.js') }, 'no-circular', 'cache/a.ts'],
+    ['a cycle through an import() type', { 'builder/solver/types.ts': inlineType('./materialize.js'), 'builder/solver/materialize.ts': typeOnly('./types.js') }, 'no-circular', 'builder/solver/types.ts'],
+    ['a cycle through await import()', { 'cli/build.ts': dynamic('./local.js'), 'cli/local.ts': typeOnly('./build.js') }, 'no-circular', 'cli/build.ts'],
+    ['an import that does not resolve', { 'core/a.ts': value('./nope.js') }, 'not-to-unresolvable', 'core/a.ts'],
   ])('fails on %s', async (name, files, rule, from) => {
     const dir = await fixture(name.replace(/\W+/g, '-'), files);
-    const { violations } = await cruise(dir, DIRS);
-    expect(violations.map((v) => `${v.rule.name} ${v.from}`)).toContain(`${rule} ${from}`);
+    const violations = await cruise(dir, FOLDERS.filter((f) => Object.keys(files).some((k) => k.startsWith(`${f}/`))));
+    // A cycle is reported once, from either of its modules.
+    const froms = rule === 'no-circular' ? Object.keys(files) : [from];
+    const found = violations.map((v) => `${v.rule.name} ${v.from}`);
+    expect(found.some((f) => froms.some((m) => f === `${rule} ${m}`)), found.join('; ')).toBe(true);
   });
 
-  it('exits non-zero with the reporter scripts/depcheck.sh uses', async () => {
-    const dir = await fixture('err-exit', { 'core/a.js': ['../cache/index.js'], 'cache/index.js': [] });
-    const r = await run(depcruise, ['--config', config, '--output-type', 'err', 'dist'], dir);
-    expect(r.code).not.toBe(0);
-    expect(r.stdout).toContain('layer:core: dist/core/a.js → dist/cache/index.js');
-  });
+  it('passes on the tree, and fails once two of its files import each other\'s types', async () => {
+    expect(onTree.stdout).toContain('no dependency violations found');
+    expect(onTree.code).toBe(0);
 
-  it('finds no violation in the real tree', async () => {
-    // A private compile: ./dist may be in use by other tests, and must not be stale here.
-    const dir = path.join(tmp, 'real');
-    await mkdir(dir, { recursive: true });
-    await symlink(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
-    // dist/ sits beside package.json in a real tree; a module may import it.
-    await copyFile(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
-    // Type errors do not stop emit; the type-check is a separate step of `npm test`.
-    await run(tsc, ['-p', path.join(repo, 'tsconfig.json'), '--outDir', path.join(dir, 'dist')], repo);
-    const { violations } = await cruise(dir, DIRS);
-    const report = violations.map((v) => `${v.rule.name}: ${v.from} -> ${v.to}`);
-    expect(report).toEqual([]);
+    // A scratch copy of the sources (npm imports resolve through a link to node_modules).
+    const copy = path.join(tmp, 'tree');
+    for (const f of FOLDERS) await cp(path.join(repo, f), path.join(copy, f), { recursive: true });
+    await symlink(path.join(repo, 'node_modules'), path.join(copy, 'node_modules'));
+    await cp(path.join(repo, 'package.json'), path.join(copy, 'package.json'));
+    const copyClean = await run('bash', [script, copy], repo);
+    expect(copyClean.code).toBe(0);
+
+    await writeFile(path.join(copy, 'builder/solver/planted-a.ts'), `import type { B } from './planted-b.js';\nexport type A = { b?: B };\n`);
+    await writeFile(path.join(copy, 'builder/solver/planted-b.ts'), `import type { A } from './planted-a.js';\nexport type B = { a?: A };\n`);
+    const planted = await run('bash', [script, copy], repo);
+    expect(planted.code).not.toBe(0);
+    expect(planted.stdout).toMatch(/no-circular: builder\/solver\/planted-[ab]\.ts/);
   }, 120_000);
 });

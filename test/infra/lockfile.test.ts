@@ -38,4 +38,13 @@ describe('package-lock.json', () => {
     expect(root.devDependencies).toEqual(pkg.devDependencies);
     expect(lock.lockfileVersion).toBe(3);
   });
+
+  it("tools/depcheck's own lock matches its package.json and pins typescript 6 (what dependency-cruiser can parse with)", () => {
+    const dir = path.join(REPO_ROOT, 'tools/depcheck');
+    const toolLock = JSON.parse(readFileSync(path.join(dir, 'package-lock.json'), 'utf8')) as { lockfileVersion: number; packages: Record<string, LockEntry & { devDependencies?: Record<string, string> }> };
+    const toolPkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    expect(toolLock.packages['']?.devDependencies).toEqual(toolPkg.devDependencies);
+    expect(toolLock.packages['node_modules/typescript']?.version).toMatch(/^6\./);
+    expect(toolLock.lockfileVersion).toBe(3);
+  });
 });
