@@ -10,7 +10,7 @@ import type { QueuedRequest } from '../worker/jobs.js';
 import { KNOWN_ENTITLEMENTS, type Principal } from './auth.js';
 
 /**
- * Limits on what one request may carry (THREATS.md 10), beside the build
+ * Limits on what one request may carry (docs/security.md T10), beside the build
  * limits: the Dockerfile's size is a build limit (maxDockerfileBytes in
  * core/limits.ts), set per service and per token.
  */

@@ -2,7 +2,7 @@ import { BlockList, isIP } from 'node:net';
 import { CodedError } from '../core/errors.js';
 
 /**
- * Which addresses `ADD <url>` may connect to (THREATS.md 7). Everything that
+ * Which addresses `ADD <url>` may connect to (docs/security.md T7). Everything that
  * is not public unicast space is denied unless allowed: a Dockerfile from a
  * stranger's repository must not read a developer's local services, a
  * worker's Redis or API, or the cloud metadata service.

@@ -63,7 +63,7 @@ export interface BuilderOptions {
   readonly allowSecurityInsecure?: boolean;
   readonly parallelism?: number;
   /**
-   * Network policy for `ADD <url>` (THREATS.md 7). Default strict in every
+   * Network policy for `ADD <url>` (docs/security.md T7). Default strict in every
    * mode: loopback, link-local, private and other non-public addresses are
    * refused unless `allowPrivate` (the user's explicit opt-in) or listed in
    * `allowNetworks` (an operator's allow-list).

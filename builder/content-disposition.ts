@@ -6,7 +6,7 @@
  * in `/` is ignored; the rest is cut to its last path segment. What is left
  * must be a usable base name, or there is none: never empty, `.`, `..`, a
  * control character, or longer than a file name may be. The server never
- * picks a path (THREATS.md 7).
+ * picks a path (docs/security.md T7).
  */
 export function contentDispositionFilename(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;

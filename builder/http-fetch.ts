@@ -16,7 +16,7 @@ import { contentDispositionFilename } from './content-disposition.js';
 import type { FetchedFile, HttpFetcher } from './solver/index.js';
 
 /**
- * The network policy for `ADD <url>` (THREATS.md 7), in every mode: loopback,
+ * The network policy for `ADD <url>` (docs/security.md T7), in every mode: loopback,
  * link-local, private and other non-public addresses are refused unless the
  * developer (`build --allow-private-urls`) or the operator (`worker
  * --allow-private-urls`, `--allow-url-network CIDR`) allows them. The check

@@ -61,7 +61,7 @@ export interface RootClaim {
 const MOUNT_DIR = /^(?:m|mnt)-/;
 
 /**
- * Register as a user of the root, then reclaim what dead processes left (THREATS.md 12):
+ * Register as a user of the root, then reclaim what dead processes left (docs/security.md T12):
  * always their steps (the containers with every process in them, cgroups,
  * bundles), and as the sole live user also the step mounts under tmp/
  * (unmounted before anything is removed, mount points removed with rmdir

@@ -97,7 +97,7 @@ export class RuncExecutor implements Executor {
 
   async run(proc: ProcessSpec, opts: ExecOptions): Promise<ExecResult> {
     // Every way a process starts comes through here, so the two-sided grant for
-    // host networking is checked once, before anything is set up (THREATS.md 2).
+    // host networking is checked once, before anything is set up (docs/security.md T2).
     const network = this.checkNetwork(opts.network);
     const insecure = this.checkSecurity(opts.security);
     const limits = overStepLimits(this.limits, opts.limits, 'limits');
@@ -227,7 +227,7 @@ export class RuncExecutor implements Executor {
 
   /**
    * Kill and delete the containers, cgroups and bundles that dead processes
-   * left (THREATS.md 12), never those of a live one; with `ownerless`, also
+   * left (docs/security.md T12), never those of a live one; with `ownerless`, also
    * those whose id names no owner. Call at start, before this executor runs anything.
    */
   async sweep(scope: StepSweepScope = { ownerless: true }): Promise<StepSweepReport> {
@@ -255,7 +255,7 @@ export class RuncExecutor implements Executor {
   }
 
   private ensureDirs(): void {
-    // Not traversable by other users: bundles hold rootfs mounts with the images' setuid files (THREATS.md 11).
+    // Not traversable by other users: bundles hold rootfs mounts with the images' setuid files (docs/security.md T11).
     // Once per executor, unless they went missing (someone emptied the state dir).
     if (this.dirsReady && existsSync(this.bundlesDir) && existsSync(this.runc.root)) return;
     for (const dir of [this.stateDir, this.bundlesDir, this.runc.root]) {

@@ -3,7 +3,7 @@
  * (profiles/seccomp/default.json): deny by default with EPERM, allow a fixed
  * list, and open the capability-guarded groups only for capabilities the
  * sandbox actually holds. Unlike some moby releases we never allow io_uring
- * (THREATS.md 1: it bypasses seccomp for the calls it performs), and keyctl,
+ * (docs/security.md T1: it bypasses seccomp for the calls it performs), and keyctl,
  * add_key, request_key, userfaultfd and the new mount API stay denied.
  */
 

@@ -58,7 +58,7 @@ export interface ExtractOptions {
 }
 
 /**
- * Applies tar entries under `root` (THREATS 3). Every name is cleaned and
+ * Applies tar entries under `root` (docs/security.md T3). Every name is cleaned and
  * refused when absolute or holding `..`; its parent is resolved inside root at
  * the moment of use (symlinks, also ones written by earlier entries or
  * layers, are followed only as if root were `/`); the final component is never

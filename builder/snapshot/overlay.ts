@@ -30,7 +30,7 @@ export interface SweepResult {
 }
 
 /**
- * Overlayfs snapshots. Layout under `root` (mode 0700, THREATS 11: images
+ * Overlayfs snapshots. Layout under `root` (mode 0700, docs/security.md T11: images
  * carry setuid binaries):
  *
  *   records/<sha256(name)>.json   one record per active or committed snapshot
@@ -138,7 +138,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   /**
-   * Recovery after a crash (THREATS 12): unmounts everything under the root,
+   * Recovery after a crash (docs/security.md T12): unmounts everything under the root,
    * removes every active snapshot (no process owns them any more) and any
    * directory or temp file no record points to. Call before taking work.
    */

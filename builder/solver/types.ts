@@ -74,7 +74,7 @@ export interface SolverDeps {
   readonly cacheMounts: CacheMounts;
   /** Scratch space for mount points and fetched files. */
   readonly tmpDir: string;
-  /** The operator's half of the network.host grant (THREATS.md 2); the build's half is SolveOptions.allow. */
+  /** The operator's half of the network.host grant (docs/security.md T2); the build's half is SolveOptions.allow. */
   readonly allowHostNetwork?: boolean;
   /** The operator's half of the security.insecure grant; the build's half is SolveOptions.allow. */
   readonly allowSecurityInsecure?: boolean;

@@ -1,20 +1,20 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIgnoreFile } from '../../core/ignore.js';
 import type { CopyAction, FileAction } from '../../builder/graph/index.js';
 import { applyFileActions } from '../../builder/solver/file-op.js';
+import { CONFORMANCE_DIR } from '../helpers/conformance.js';
 import { fileCtx, snapshot, tempDir, under, type FsEntry } from './helpers.js';
 
 /**
  * Applies, by hand, the file actions that the COPY/ADD lines of some
  * conformance cases mean, and compares the result with the case's expected
  * flattened filesystem (only the paths those lines write). The suite lives
- * beside the project (`../shared/conformance`), or where the env var says.
+ * beside the project, or where BUILDLITE_CONFORMANCE_DIR says (test/helpers/conformance.ts).
  */
-const CONFORMANCE = process.env.BUILDLITE_CONFORMANCE_DIR ?? fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
+const CONFORMANCE = CONFORMANCE_DIR;
 const present = existsSync(path.join(CONFORMANCE, 'cases')) && existsSync(path.join(CONFORMANCE, 'lib/stage.py'));
 
 let tmp: { dir: string; cleanup: () => Promise<void> };

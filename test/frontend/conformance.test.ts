@@ -1,16 +1,15 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { convertDockerfile, DockerfileError } from '../../builder/dockerfile/index.js';
 import { DEFAULT_PATH, type ContainerConfig } from '../../core/oci.js';
+import { CONFORMANCE_DIR, conformanceCases } from '../helpers/conformance.js';
 import { FakeResolver } from './fake-resolver.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const casesDir = path.resolve(repo, '../shared/conformance/cases');
-const present = existsSync(casesDir);
+const casesDir = path.join(CONFORMANCE_DIR, 'cases');
+const cases = conformanceCases();
+const present = cases.length > 0;
 if (!present) console.warn(`conformance cases not found at ${casesDir}: skipping (CI keeps them beside the repo)`);
-const cases = present ? readdirSync(casesDir).filter((c) => existsSync(path.join(casesDir, c, 'Dockerfile'))).sort() : [];
 
 interface CaseArgs {
   buildArgs: Record<string, string>;

@@ -160,6 +160,9 @@ function cgi(root: string, req: http.IncomingMessage, url: URL, body: Buffer, re
     },
     stdio: ['pipe', 'pipe', 'ignore'],
   });
+  // http-backend may answer and exit before it reads the whole body (a refusal, or a request it needs no body for):
+  // the response it wrote is what the client sees, so a closed stdin is not this server's error.
+  child.stdin.on('error', () => {});
   child.stdin.end(body);
   let head = Buffer.alloc(0);
   let started = false;

@@ -68,7 +68,7 @@ async function applyEvil(items: Item[]): Promise<unknown> {
   return error;
 }
 
-describe('layer application refuses or contains hostile tars (THREATS 3)', () => {
+describe('layer application refuses or contains hostile tars (docs/security.md T3)', () => {
   it('refuses ../ names', async () => {
     const err = await applyEvil([{ header: { name: '../x' }, body: 'x' }]);
     expect(err).toMatchObject({ code: 'UNSAFE_PATH' });

@@ -8,7 +8,7 @@ import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPushedImage, SecurityEnv } from './harness.js';
 
-/** THREATS.md 4 and 7, through whole builds: context symlinks stay links; ADD <url> is policed and never unpacked. */
+/** docs/security.md T4 and T7, through whole builds: context symlinks stay links; ADD <url> is policed and never unpacked. */
 describe('context symlinks and ADD <url> in whole builds', () => {
   let env: SecurityEnv;
   let server: Server;

@@ -73,7 +73,7 @@ async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
 }
 
-/** THREATS.md 3 and 8: layer tars of a base image are untrusted; applying them must stay inside the snapshot. */
+/** docs/security.md T3 and T8: layer tars of a base image are untrusted; applying them must stay inside the snapshot. */
 describe('a hostile base image cannot reach the host', () => {
   let env: SecurityEnv;
   const token = randomBytes(6).toString('hex');

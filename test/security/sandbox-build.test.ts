@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountsUnder } from '../../core/mounter.js';
 import { SecurityEnv, sh } from './harness.js';
 
-/** Whole builds through Builder with real runc: what a RUN step can and cannot reach (THREATS.md 1, 11). */
+/** Whole builds through Builder with real runc: what a RUN step can and cannot reach (docs/security.md T1, T11). */
 describe('RUN sandbox, seen from inside a build', () => {
   let env: SecurityEnv;
 

@@ -27,7 +27,7 @@ async function* stateFiles(dir: string): AsyncGenerator<[string, Buffer]> {
   }
 }
 
-/** THREATS.md 5: secret mounts (file and env) leave no trace anywhere a build writes. */
+/** docs/security.md T5: secret mounts (file and env) leave no trace anywhere a build writes. */
 describe('secrets never land', () => {
   let env: SecurityEnv;
   const value = `s3cr3t-${randomBytes(12).toString('hex')}`;

@@ -10,7 +10,7 @@ import { collectOnce, startService, TOKENS, type Service } from '../service/harn
 import { tarOf } from '../service/tar.js';
 
 /**
- * THREATS.md 6, 7 and 14 through the build service: a worker process whose
+ * docs/security.md T6, T7 and T14 through the build service: a worker process whose
  * operator allowed exactly one loopback address, with short stall limits; a
  * client that sends a reference carrying a password.
  */

@@ -11,7 +11,7 @@ import { HttpFetchError, HttpPolicyError, PolicedHttpFetcher, type Resolve } fro
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
 
 /**
- * THREATS.md 7 at the fetcher: which addresses `ADD <url>` may reach (every
+ * docs/security.md T7 at the fetcher: which addresses `ADD <url>` may reach (every
  * numeric spelling, IPv6 forms, names that resolve to loopback, redirects),
  * the server's file name, and stalls. Real node:http servers on loopback.
  */

@@ -5,29 +5,25 @@
  * SOURCE_DATE_EPOCH), or fail both ways with the same error code. The cases
  * are contexts made to catch what an upload can lose (the root's mode, old
  * mtimes, hardlinks, FIFOs, setuid bits, ignored dirs with `!` rules), plus
- * every conformance case when ../shared/conformance is present.
+ * every conformance case when the suite is present (test/helpers/conformance.ts).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusyboxBase } from '../helpers/base-image.js';
+import { CONFORMANCE_DIR, conformanceCases as allConformanceCases } from '../helpers/conformance.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { cleanupRoots, startService, TOKENS, type Service } from './harness.js';
 
 const sh = promisify(execFile);
-const CONFORMANCE = process.env.BUILDLITE_CONFORMANCE_DIR ?? fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
-const conformanceCases = existsSync(path.join(CONFORMANCE, 'lib/stage.py'))
-  ? readdirSync(path.join(CONFORMANCE, 'cases'))
-      .filter((c) => existsSync(path.join(CONFORMANCE, 'cases', c, 'Dockerfile')))
-      .sort()
-  : [];
+const CONFORMANCE = CONFORMANCE_DIR;
+const conformanceCases = existsSync(path.join(CONFORMANCE, 'lib/stage.py')) ? allConformanceCases() : [];
 /** 2024-01-01: files of the hand-made contexts are older, so their mtimes reach the image unclamped. */
 const EPOCH = '1704067200';
 const OLD = new Date('2021-06-01T12:00:00Z');
