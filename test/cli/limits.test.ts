@@ -64,7 +64,7 @@ describe('buildlite build limit flags', () => {
     expect(await mountsUnder(f.root)).toEqual([]);
     const { stdout } = await sh('ps', ['-eo', 'args']);
     expect(stdout.split('\n').filter((l) => l.trim() === 'sleep 1001')).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it('with --server a limit flag is a usage error (the operator sets them); a bad value is one too', async () => {
     const ctx = await f.context('usage', { Dockerfile: `FROM ${f.base}\n` });

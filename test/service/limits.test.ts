@@ -6,14 +6,15 @@ import { tarOf } from './tar.js';
 
 const MiB = 1024 * 1024;
 
-/** A worker started with its own limits (`buildlite worker --memory 256MiB --step-timeout 5s`), real Redis and runc. */
+/** A worker started with its own limits (`buildlite worker --memory 256MiB --step-timeout 15s`), real Redis and runc.
+ * The step timeout leaves a memory bomb time to reach its limit on a loaded machine. */
 describe('build service: the worker enforces its own limits', () => {
   let env: ServiceWithBase;
   let svc: Service;
   let base: string;
 
   beforeAll(async () => {
-    env = await startServiceWithBase({ workers: 1, workerArgs: ['--memory', '256MiB', '--step-timeout', '5s'] });
+    env = await startServiceWithBase({ workers: 1, workerArgs: ['--memory', '256MiB', '--step-timeout', '15s'] });
     ({ svc, base } = env);
   });
   afterAll(async () => {
@@ -58,7 +59,7 @@ describe('build service: the worker enforces its own limits', () => {
       const last = (await collectResuming(c, buildId)).at(-1);
       expect(last).toMatchObject({
         type: 'error',
-        error: { code: 'LIMIT_EXCEEDED', message: 'RUN exceeded the step timeout of 5s (killed with every process it started)', range: { startLine: 3 }, details: { limit: 'stepTimeoutMs', value: 5_000 } },
+        error: { code: 'LIMIT_EXCEEDED', message: 'RUN exceeded the step timeout of 15s (killed with every process it started)', range: { startLine: 3 }, details: { limit: 'stepTimeoutMs', value: 15_000 } },
       });
     } finally {
       c.close();
