@@ -15,11 +15,6 @@ import type { Keys } from './keys.js';
 // The Redis key layout and the stream entry format are part of this contract.
 export { Keys } from './keys.js';
 export { EVENT_FIELD, streamId, seqOfStreamId } from './event-stream.js';
-// The shared blob store (contexts, step logs) is part of this contract: the API reaches it only through here.
-export type { ServiceStore, StoredBlob, StoredKind, BlobUpload, StoreUseIndex } from './service-store.js';
-export { openServiceStore, isRegistryStoreSpec, storedFile } from './context-store.js';
-export { RedisStoreIndex } from './store-index.js';
-export { sweepServiceStore, startStoreRetention, referencedBlobs, pruneBuildIndex, RETENTION_DEFAULTS, type RetentionPolicy, type RetentionReport, type StoreRetention } from './store-retention.js';
 
 /** BullMQ job name of a build. */
 export const BUILD_JOB = 'build';

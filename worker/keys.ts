@@ -44,7 +44,7 @@ export class Keys {
   logs(id: string): string {
     return `${this.prefix}:logs:${id}`;
   }
-  /** Sorted set digest → last use (epoch ms) of a registry store's blobs of one kind (see worker/store-index.ts). */
+  /** Sorted set digest → last use (epoch ms) of a registry store's blobs of one kind (see store/use-index.ts). */
   storeUse(kind: 'context' | 'log'): string {
     return `${this.prefix}:store:${kind}:used`;
   }

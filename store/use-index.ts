@@ -1,7 +1,11 @@
 import type { Redis } from 'ioredis';
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import type { StoredKind, StoreUseIndex } from './service-store.js';
-import type { Keys } from './keys.js';
+
+/** Where the index lives: one sorted set per kind (the service's key layout, worker/keys.ts, names them). */
+export interface UseIndexKeys {
+  storeUse(kind: StoredKind): string;
+}
 
 /** Page size of index scans: one round trip per this many candidates. */
 const PAGE = 500;
@@ -14,7 +18,7 @@ const PAGE = 500;
 export class RedisStoreIndex implements StoreUseIndex {
   constructor(
     private readonly redis: Redis,
-    private readonly keys: Keys,
+    private readonly keys: UseIndexKeys,
   ) {}
 
   async mark(kind: StoredKind, digest: Digest, atMs: number): Promise<void> {
@@ -31,7 +35,7 @@ export class RedisStoreIndex implements StoreUseIndex {
     const all: Digest[] = [];
     for (let offset = 0; ; offset += PAGE) {
       const page = await this.redis.zrangebyscore(this.keys.storeUse(kind), '-inf', Math.floor(cutoffMs), 'LIMIT', offset, PAGE);
-      for (const d of page) if (/^sha256:[a-f0-9]{64}$/.test(d)) all.push(d as Digest);
+      for (const d of page) if (isDigest(d)) all.push(d);
       if (page.length < PAGE) break;
     }
     yield* all;

@@ -7,7 +7,7 @@ import { CodedError } from '../core/errors.js';
 import { MediaType, type Descriptor } from '../core/oci.js';
 import { parseReference, RegistryClient, RegistryError, type Reference } from '../registry-client/index.js';
 import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredBlob, StoredKind, StoreUseIndex } from './service-store.js';
-import { SpooledUpload, sweepStaleUploads } from './store-upload.js';
+import { SpooledUpload, sweepStaleUploads } from './upload.js';
 
 /** OCI 1.1's empty config: the artifact manifest needs one, and every registry already knows these two bytes. */
 const EMPTY_CONFIG = Buffer.from('{}');

@@ -1,37 +1,21 @@
 /**
- * The service store's directory backing (`--contexts DIR`), and the choice
- * between it and the registry backing (registry-store.ts) from `--contexts`.
- * The interface and its vocabulary: service-store.ts.
+ * The service store's directory backing (`--contexts DIR`), for an API and
+ * workers that share a machine or a volume. The interface and its
+ * vocabulary: service-store.ts; the choice of backing: open.ts.
  *
  * A directory keeps each blob under its digest and dates its last use as the
- * file's mtime. This file is re-exported by jobs.ts: it is part of the API ↔
- * worker contract.
+ * file's mtime.
  */
 import { createReadStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
-import type { Digest } from '../core/digest.js';
+import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { verifyDigest } from '../core/streams.js';
-import type { BlobUpload, ServiceStore, ServiceStoreOptions, StoredKind } from './service-store.js';
-import { SpooledUpload, sweepStaleUploads } from './store-upload.js';
-
-const REGISTRY_SCHEME = 'registry://';
-
-/** `registry://HOST/REPO` or a directory path → the store. */
-export async function openServiceStore(spec: string, opts: ServiceStoreOptions): Promise<ServiceStore> {
-  if (spec.startsWith(REGISTRY_SCHEME)) {
-    const { RegistryStore } = await import('./registry-store.js');
-    return RegistryStore.fromSpec(spec.slice(REGISTRY_SCHEME.length), opts);
-  }
-  return new DirStore(path.resolve(spec), opts.now);
-}
-
-export function isRegistryStoreSpec(spec: string): boolean {
-  return spec.startsWith(REGISTRY_SCHEME);
-}
+import type { BlobUpload, ServiceStore, StoredKind } from './service-store.js';
+import { SpooledUpload, sweepStaleUploads } from './upload.js';
 
 /** Where a stored blob lives in a directory store (contexts keep the layout of the first version). */
 export function storedFile(dir: string, kind: StoredKind, digest: Digest): string {
@@ -39,7 +23,7 @@ export function storedFile(dir: string, kind: StoredKind, digest: Digest): strin
   return kind === 'context' ? path.join(dir, 'sha256', `${hex}.tar`) : path.join(dir, 'logs', 'sha256', `${hex}.log`);
 }
 
-/** A directory every process of the service mounts (DESIGN invariant 1: ingest, verify, rename). */
+/** A directory every process of the service mounts (docs/architecture.md, invariant 1: ingest, verify, rename). */
 export class DirStore implements ServiceStore {
   constructor(
     readonly dir: string,
@@ -89,14 +73,14 @@ export class DirStore implements ServiceStore {
   }
 
   async *unusedSince(kind: StoredKind, cutoffMs: number, signal?: AbortSignal): AsyncIterable<Digest> {
-    const dir = path.dirname(storedFile(this.dir, kind, `sha256:${'0'.repeat(64)}` as Digest));
+    const dir = path.dirname(storedFile(this.dir, kind, parseDigest(`sha256:${'0'.repeat(64)}`)));
     const ext = kind === 'context' ? '.tar' : '.log';
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       signal?.throwIfAborted();
       const m = /^([a-f0-9]{64})(\.\w+)$/.exec(name);
       if (!m || m[2] !== ext) continue;
       const st = await stat(path.join(dir, name)).catch(() => undefined);
-      if (st?.isFile() && st.mtimeMs <= cutoffMs) yield `sha256:${m[1]!}` as Digest;
+      if (st?.isFile() && st.mtimeMs <= cutoffMs) yield parseDigest(`sha256:${m[1]!}`);
     }
   }
 

@@ -21,16 +21,16 @@
  *   const { digest, size } = await up.commit();
  *   const verified = await store.open('context', digest, signal);
  *
- * Retention (worker/store-retention.ts) needs each blob's last use: `touch`
+ * Retention (retention.ts) needs each blob's last use: `touch`
  * marks a re-use (a Submit naming a stored context), `unusedSince` lists
  * candidates, `removeIfUnused` deletes one only if it is still unused. A
  * directory keeps the last use as the file's mtime; a registry cannot list
  * or date its tags through our client, so its store keeps a use index in Redis.
  *
- * The interfaces live here, apart from both backings (context-store.ts,
- * registry-store.ts) and the upload they share (store-upload.ts), so that
- * each depends on the vocabulary and none on another. Re-exported by jobs.ts:
- * it is part of the API ↔ worker contract.
+ * The interfaces live here, apart from both backings (dir-store.ts,
+ * registry-store.ts) and the upload they share (upload.ts), so that each
+ * depends on the vocabulary and none on another. The API and the workers
+ * reach all of it through store/index.ts.
  */
 import type { Readable } from 'node:stream';
 import type { Digest } from '../core/digest.js';
@@ -73,7 +73,7 @@ export interface ServiceStore {
 
 /**
  * When each blob of a registry store was last used (stored or touched):
- * worker/store-index.ts keeps it in Redis. Without one a registry store
+ * use-index.ts keeps it in Redis. Without one a registry store
  * cannot age its blobs, and retention leaves them alone.
  */
 export interface StoreUseIndex {
