@@ -5,28 +5,15 @@ import type { BuildEvent, BuildEventBody } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import type { ClientQuota } from '../core/limits.js';
-import {
-  BUILD_JOB,
-  EVENT_FIELD,
-  finishBuild,
-  Keys,
-  namedContextDigests,
-  parseBuildRecord,
-  seqOfStreamId,
-  SHARED_QUEUE,
-  streamId,
-  TERMINAL_STATES,
-  workerQueueName,
-  type BuildJobData,
-  type BuildRecord,
-  type BuildState,
-  type ControlReply,
-  type ControlRequest,
-  type QueuedRequest,
-  type SecretVault,
-  type StepLogRef,
-  type WorkerRecord,
-} from '../worker/jobs.js';
+import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedRequest } from '../worker/jobs.js';
+import { EVENT_FIELD, seqOfStreamId, streamId } from '../worker/event-stream.js';
+import { finishBuild } from '../worker/finish-build.js';
+import { Keys } from '../worker/redis-keys.js';
+import { parseBuildRecord, type BuildRecord, type WorkerRecord } from '../worker/records.js';
+import { TERMINAL_STATES, type BuildState } from '../worker/build-states.js';
+import type { ControlReply, ControlRequest } from '../worker/control-messages.js';
+import type { SecretVault } from '../worker/secret-vault.js';
+import type { StepLogRef } from '../worker/step-log-ref.js';
 import { admitBuild, checkSubmitRate, unadmitBuild } from './quota.js';
 
 export interface ProducerOptions {

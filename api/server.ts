@@ -15,7 +15,10 @@ import {
   type ServiceStore,
   type StoreRetention,
 } from '../store/index.js';
-import { isBuildState, namedContextDigests, type BuildRecord, type SecretVault } from '../worker/jobs.js';
+import { isBuildState } from '../worker/build-states.js';
+import { namedContextDigests } from '../worker/jobs.js';
+import type { BuildRecord } from '../worker/records.js';
+import type { SecretVault } from '../worker/secret-vault.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
 import { ceilingWarnings } from './client-policy.js';
 import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';

@@ -14,7 +14,8 @@
 import type { Redis } from 'ioredis';
 import { isDigest, type Digest } from '../core/digest.js';
 import type { BlobReferences, StoredKind } from '../store/index.js';
-import { TERMINAL_STATES, isBuildState, type Keys } from '../worker/jobs.js';
+import { TERMINAL_STATES, isBuildState } from '../worker/build-states.js';
+import type { Keys } from '../worker/redis-keys.js';
 
 /** The build records of one key prefix, as retention's references. */
 export function buildReferences(redis: Redis, keys: Keys): BlobReferences {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { isDigest, type Digest } from '../core/digest.js';
 import type { StoredKind, StoreUseIndex } from './service-store.js';
 
-/** Where the index lives: one sorted set per kind (the service's key layout, worker/keys.ts, names them). */
+/** Where the index lives: one sorted set per kind (the service's key layout, worker/redis-keys.ts, names them). */
 export interface UseIndexKeys {
   storeUse(kind: StoredKind): string;
 }

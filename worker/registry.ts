@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Redis } from 'ioredis';
-import type { Keys, WorkerRecord } from './jobs.js';
+import type { Keys } from './redis-keys.js';
+import type { WorkerRecord } from './records.js';
 
 /**
  * A worker's presence in Redis: a record in the workers hash (what ListWorkers

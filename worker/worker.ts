@@ -12,7 +12,12 @@ import { openServiceStore, RedisStoreIndex, type ServiceStore } from '../store/i
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
 import { timingOf } from './attempt.js';
-import { finishBuild, Keys, parseBuildRecord, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault, type WorkerRecord } from './jobs.js';
+import { finishBuild } from './finish-build.js';
+import { Keys } from './redis-keys.js';
+import { parseBuildRecord, type WorkerRecord } from './records.js';
+import { SHARED_QUEUE, workerQueueName, type BuildJobData } from './jobs.js';
+import type { ControlRequest } from './control-messages.js';
+import type { SecretVault } from './secret-vault.js';
 import type { ServiceMetrics } from './metrics.js';
 import { processBuild, type ProcessorDeps, type RunningBuild } from './processor.js';
 import { listWorkers, WorkerPresence } from './registry.js';

@@ -87,8 +87,9 @@ describe('import rules (dependency-cruiser on the sources)', () => {
       'builder/index.ts': `${reexport('./solver/index.js')}\n${dynamic('../registry-client/index.js')}`,
       'store/index.ts': `${typeOnly('../core/digest.js')}\n${value('../registry-client/index.js')}`,
       'worker/jobs.ts': typeOnly('../core/digest.js'),
+      'worker/redis-keys.ts': decl,
       'worker/index.ts': `${reexport('./jobs.js')}\n${inlineType('../builder/index.js')}\n${typeOnly('../store/index.js')}`,
-      'api/index.ts': `${value('../worker/jobs.js')}\n${value('../store/index.js')}`,
+      'api/index.ts': `${value('../worker/jobs.js')}\n${typeOnly('../worker/redis-keys.js')}\n${value('../store/index.js')}`,
       'cli/main.ts': `${dynamic('../builder/index.js')}\n${value('../api/index.js')}\n${value('../registry-client/index.js')}`,
     });
     expect(await cruise(dir, FOLDERS)).toEqual([]);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiServer, BuildliteClient } from '../../api/index.js';
 import type { Digest } from '../../core/digest.js';
 import { openServiceStore, RedisStoreIndex, storedFile, type ServiceStore, type StoredKind } from '../../store/index.js';
-import { Keys } from '../../worker/jobs.js';
+import { Keys } from '../../worker/redis-keys.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';

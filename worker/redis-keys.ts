@@ -19,7 +19,7 @@ export class Keys {
   clientBuilds(client: string): string {
     return `${this.prefix}:client:${client}:builds`;
   }
-  // A client's quota state. FINISH_LUA (jobs.ts) builds the names of `active`, `slots` and `waiting`
+  // A client's quota state. FINISH_LUA (finish-build.ts) builds the names of `active`, `slots` and `waiting`
   // from the prefix and the build record's client: keep the three in step with it.
   /** Sorted set: the client's builds queued or running (id → admitted at, ms); api/quota.ts. */
   clientActive(client: string): string {
@@ -62,7 +62,7 @@ export class Keys {
   workerLost(id: string): string {
     return `${this.prefix}:worker:${id}:lost`;
   }
-  /** Hash state → builds of the whole service that ended in it; FINISH_LUA (jobs.ts) counts each build once. */
+  /** Hash state → builds of the whole service that ended in it; FINISH_LUA (finish-build.ts) counts each build once. */
   get buildTotals(): string {
     return `${this.prefix}:stats:builds`;
   }
