@@ -20,7 +20,7 @@ import type { ControlRequest } from './control-messages.js';
 import type { SecretVault } from './secret-vault.js';
 import type { ServiceMetrics } from './metrics.js';
 import { processBuild, type ProcessorDeps, type RunningBuild } from './processor.js';
-import { listWorkers, WorkerPresence } from './registry.js';
+import { listWorkers, WorkerPresence } from './presence.js';
 import { sweepWorkerState } from './sweep.js';
 
 export interface BuildWorkerOptions {
