@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import type { ClientQuota } from '../core/limits.js';
 import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedRequest } from '../worker/jobs.js';
@@ -272,8 +272,8 @@ export class Producer {
     const out: Record<string, StepLogRef> = {};
     for (const [vertex, json] of Object.entries(h)) {
       try {
-        const ref = JSON.parse(json) as StepLogRef;
-        if (/^sha256:[a-f0-9]{64}$/.test(ref.digest) && Number.isSafeInteger(ref.size)) out[vertex] = ref;
+        const ref = JSON.parse(json) as { digest?: unknown; size?: unknown };
+        if (isDigest(ref.digest) && typeof ref.size === 'number' && Number.isSafeInteger(ref.size)) out[vertex] = { digest: ref.digest, size: ref.size };
       } catch {
         // A corrupt entry is a missing log, not a failed call.
       }

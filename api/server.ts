@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import { LimitError } from '../core/limit-error.js';
@@ -166,10 +166,10 @@ export class ApiServer {
         );
       },
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
-        const d = String(req.digest ?? '');
-        if (!/^sha256:[a-f0-9]{64}$/.test(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
+        const d = req.digest;
+        if (!isDigest(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
         // A yes promises the context to a Submit by digest: re-dating it keeps retention away.
-        return { present: (await this.contexts.touch('context', d as Digest)) !== undefined };
+        return { present: (await this.contexts.touch('context', d)) !== undefined };
       }),
       Watch: (call: grpc.ServerWritableStream<{ build_id: string; from_seq: number }, unknown>) => void this.watch(call),
       GetLog: (call: grpc.ServerWritableStream<{ build_id: string; vertex: string }, unknown>) => void this.getLog(call),

@@ -170,7 +170,7 @@ function inputName(ctx: OpContext, index: number): string {
   const v = ctx.graph.get(d);
   if (v.def.kind === 'local') return v.def.name === 'context' ? 'the build context' : `the context ${v.def.name.replace(/^named:/, '')}`;
   if (v.def.kind === 'image') return `image ${v.def.ref}`;
-  const stage = ctx.graph.meta.get(d)?.stage;
+  const stage = ctx.graph.stageOf(d);
   return stage ? `stage ${stage}` : 'the stage it names';
 }
 

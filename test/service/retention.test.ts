@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiServer, BuildliteClient } from '../../api/index.js';
-import type { Digest } from '../../core/digest.js';
+import { parseDigest } from '../../core/digest.js';
 import { openServiceStore, RedisStoreIndex, storedFile, type ServiceStore, type StoredKind } from '../../store/index.js';
 import { Keys } from '../../worker/redis-keys.js';
 import { runCli } from '../helpers/cli.js';
@@ -80,13 +80,13 @@ describe.each(['dir', 'registry'] as const)('store retention (%s store)', (kind)
   /** Makes a blob look last used `ms` ago. */
   async function age(k: StoredKind, d: string, ms = 30 * DAY): Promise<void> {
     const at = Date.now() - ms;
-    if (kind === 'dir') await utimes(storedFile(spec, k, d as Digest), new Date(at), new Date(at));
+    if (kind === 'dir') await utimes(storedFile(spec, k, parseDigest(d)), new Date(at), new Date(at));
     else await conn.zadd(keys.storeUse(k), at, d);
   }
 
   /** Is the blob stored? Asked of the backing itself, not through our store code. */
   async function stored(k: StoredKind, d: string): Promise<boolean> {
-    if (kind === 'dir') return (await stat(storedFile(spec, k, d as Digest)).catch(() => undefined)) !== undefined;
+    if (kind === 'dir') return (await stat(storedFile(spec, k, parseDigest(d))).catch(() => undefined)) !== undefined;
     const repo = spec.slice('registry://'.length + registry.host.length + 1);
     const res = await fetch(`${registry.url}/v2/${repo}/manifests/${k}-${d.slice('sha256:'.length)}`, {
       method: 'HEAD',
