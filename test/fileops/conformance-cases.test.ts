@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIgnoreFile } from '../../core/ignore.js';
 import type { CopyAction, FileAction } from '../../builder/graph/index.js';
-import { applyFileActions } from '../../builder/solver/file-op.js';
+import { applyFileActions } from '../../builder/solver/file-ops/index.js';
 import { CONFORMANCE_DIR } from '../helpers/conformance.js';
 import { fileCtx, snapshot, tempDir, under, type FsEntry } from './helpers.js';
 

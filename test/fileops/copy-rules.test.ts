@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CopyAction, FileAction } from '../../builder/graph/index.js';
 import { InvalidFileModeError } from '../../core/file-mode.js';
-import { FileOpError, SourceNotFoundError, applyFileActions } from '../../builder/solver/file-op.js';
+import { FileOpError, SourceNotFoundError, applyFileActions } from '../../builder/solver/file-ops/index.js';
 import { fileCtx, snapshot, tempDir, type FsEntry } from './helpers.js';
 
 let base: { dir: string; cleanup: () => Promise<void> };

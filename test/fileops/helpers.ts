@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { UserSpec } from '../../builder/graph/index.js';
-import type { FileOpContext } from '../../builder/solver/file-op.js';
+import type { FileOpContext } from '../../builder/solver/file-ops/index.js';
 
 /** One entry of a flattened filesystem, shaped like the conformance suite's `expect.json` `fs` rows. */
 export interface FsEntry {

@@ -1,7 +1,7 @@
 import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { decompress, extractTar, headerChecksumOk, sniffCompression, type Compression } from '../layers/index.js';
+import { decompress, extractTar, headerChecksumOk, sniffCompression, type Compression } from '../../layers/index.js';
 
 const TAR_BLOCK = 512;
 

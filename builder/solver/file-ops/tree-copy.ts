@@ -19,10 +19,10 @@ import {
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { applyFileMode, type FileModeSpec } from '../../core/file-mode.js';
-import type { PathMatcher } from '../../core/ignore.js';
-import { resolveInRoot } from '../../core/safe-path.js';
-import { FileOpError, type Owner } from './file-op-base.js';
+import { applyFileMode, type FileModeSpec } from '../../../core/file-mode.js';
+import type { PathMatcher } from '../../../core/ignore.js';
+import { resolveInRoot } from '../../../core/safe-path.js';
+import { FileOpError, type Owner } from './base.js';
 
 const execFileAsync = promisify(execFile);
 

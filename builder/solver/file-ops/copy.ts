@@ -1,14 +1,14 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseFileMode } from '../../core/file-mode.js';
-import { PathMatcher } from '../../core/ignore.js';
-import { resolveInRoot } from '../../core/safe-path.js';
-import type { CopyAction } from '../graph/index.js';
-import { detectArchive, extractArchive } from './copy-archive.js';
-import { resolveParentsSources } from './copy-parents.js';
-import { resolveSources } from './copy-sources.js';
-import { TreeCopier } from './copy-tree.js';
-import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './file-op-base.js';
+import { parseFileMode } from '../../../core/file-mode.js';
+import { PathMatcher } from '../../../core/ignore.js';
+import { resolveInRoot } from '../../../core/safe-path.js';
+import type { CopyAction } from '../../graph/index.js';
+import { detectArchive, extractArchive } from './archive.js';
+import { resolveParentsSources } from './parents.js';
+import { resolveSources } from './sources.js';
+import { TreeCopier } from './tree-copy.js';
+import { FileOpError, createdTime, mkdirAllInRoot, type FileOpContext, type Owner } from './base.js';
 
 const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
 

@@ -1,8 +1,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { hasWildcards, segmentRegex, type PathMatcher } from '../../core/ignore.js';
-import { resolveInRoot } from '../../core/safe-path.js';
-import { FileOpError, SourceNotFoundError } from './file-op-base.js';
+import { hasWildcards, segmentRegex, type PathMatcher } from '../../../core/ignore.js';
+import { resolveInRoot } from '../../../core/safe-path.js';
+import { FileOpError, SourceNotFoundError } from './base.js';
 
 /** One COPY/ADD source after wildcard expansion, with top-level links followed inside the source root. */
 export interface ResolvedSource {

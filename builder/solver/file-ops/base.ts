@@ -1,10 +1,10 @@
 import { lstat, mkdir, unlink, rm, chown, chmod, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { BuildliteError, type ErrorCode } from '../../core/errors.js';
-import type { UserSpec } from '../graph/index.js';
+import { BuildliteError, type ErrorCode } from '../../../core/errors.js';
+import type { UserSpec } from '../../graph/index.js';
 
 // The shared vocabulary of file ops (context, errors, owners, directory helpers), kept apart
-// from file-op.ts so the copy modules can use it without an import cycle.
+// from apply.ts so the copy modules can use it without an import cycle.
 
 /**
  * What a file op needs from the solver. `rootDir` (given separately) is the

@@ -1,13 +1,10 @@
 import { lstat, mkdir, open, chown, chmod, utimes } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
-import { resolveInRoot } from '../../core/safe-path.js';
-import type { FileAction, MkdirAction, MkfileAction } from '../graph/index.js';
+import { resolveInRoot } from '../../../core/safe-path.js';
+import type { FileAction, MkdirAction, MkfileAction } from '../../graph/index.js';
 import { copyAction } from './copy.js';
-
-import { createdTime, FileOpError, mkdirAllInRoot, removeExisting, ROOT_OWNER, type FileOpContext } from './file-op-base.js';
-
-export { FileOpError, SourceNotFoundError, type FileOpContext, type Owner } from './file-op-base.js';
+import { createdTime, FileOpError, mkdirAllInRoot, removeExisting, ROOT_OWNER, type FileOpContext } from './base.js';
 
 /** Apply a file vertex's actions, in order, to `rootDir`. */
 export async function applyFileActions(

@@ -1,8 +1,8 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanPath, hasWildcards, PathMatcher } from '../../core/ignore.js';
-import { expandSource, resolveSources, type SourceFilters } from './copy-sources.js';
-import { FileOpError } from './file-op-base.js';
+import { cleanPath, hasWildcards, PathMatcher } from '../../../core/ignore.js';
+import { expandSource, resolveSources, type SourceFilters } from './sources.js';
+import { FileOpError } from './base.js';
 
 /**
  * `COPY --parents`: each source keeps its path below a base directory, as
