@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ExecDef, FileDef, VertexDef, BuildDefinition } from '../graph/index.js';
 import { BuildliteError } from '../../core/errors.js';
-import { FakeResolver } from '../../test/frontend/fake-resolver.js';
+import { FakeResolver } from '../../test/dockerfile/fake-resolver.js';
 import { convertDockerfile, type ConvertOptions } from './convert.js';
 import { DockerfileError, formatDockerfileError } from './errors.js';
 

@@ -6,7 +6,7 @@ import { convertDockerfile } from '../../builder/dockerfile/index.js';
 import { independentBranches, renderGraph } from '../../builder/graph/index.js';
 import { FakeResolver } from './fake-resolver.js';
 
-/** Golden graph dumps: `UPDATE_GOLDEN=1 npx vitest run test/frontend/golden.test.ts` rewrites them. */
+/** Golden graph dumps: `UPDATE_GOLDEN=1 npx vitest run test/dockerfile/golden.test.ts` rewrites them. */
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../golden');
 const inputs = readdirSync(dir).filter((f) => f.endsWith('.Dockerfile')).sort();
 const update = process.env.UPDATE_GOLDEN === '1';

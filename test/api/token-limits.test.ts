@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
-import { collectResuming, startServiceWithBase, TOKENS, type ServiceWithBase } from './harness.js';
-import { tarOf } from './tar.js';
+import { collectResuming, startServiceWithBase, TOKENS, type ServiceWithBase } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 const FAST = 'fast-token-0123456789abcdef';
 

@@ -13,8 +13,8 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { Freezer } from '../helpers/freezer.js';
 import { until } from '../helpers/procs.js';
 import { childrenOf, watchContainers, type ContainerWatch } from '../helpers/steps.js';
-import { runcContainers, startService, TOKENS, type Proc, type Service, collectResuming, untilLog, watchUntil, workerOf } from './harness.js';
-import { tarOf } from './tar.js';
+import { runcContainers, startService, TOKENS, type Proc, type Service, collectResuming, untilLog, watchUntil, workerOf } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 
 function nonce(): string {

@@ -9,8 +9,8 @@ import { loadServices } from '../../api/proto.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { eventually, logLines, startService, TOKENS, type Service } from './harness.js';
-import { sample, scrape } from './prom.js';
+import { eventually, logLines, startService, TOKENS, type Service } from '../helpers/service.js';
+import { sample, scrape } from '../helpers/prom.js';
 
 /** Calls ListWorkers with a raw authorization header (or none) and returns the status code. */
 function rawCall(addr: string, authorization: string | undefined): Promise<number> {

@@ -4,9 +4,9 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { collectResuming, eventually, logLines, startService, TOKENS, watchUntil, workerOf, type Service } from './harness.js';
-import { sample, sampleSum, scrape } from './prom.js';
-import { tarOf } from './tar.js';
+import { collectResuming, eventually, logLines, startService, TOKENS, watchUntil, workerOf, type Service } from '../helpers/service.js';
+import { sample, sampleSum, scrape } from '../helpers/prom.js';
+import { tarOf } from '../helpers/tar.js';
 
 function nonce(): string {
   return Math.random().toString(36).slice(2);

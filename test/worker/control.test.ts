@@ -17,7 +17,7 @@ import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { spawnCli } from '../helpers/cli.js';
-import { runcContainers, startService, TOKENS, type Service } from './harness.js';
+import { runcContainers, startService, TOKENS, type Service } from '../helpers/service.js';
 
 function nonce(): string {
   return Math.random().toString(36).slice(2);

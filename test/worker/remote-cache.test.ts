@@ -13,7 +13,7 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service } from './harness.js';
+import { startService, TOKENS, type Service } from '../helpers/service.js';
 
 describe('remote cache through the service', () => {
   let redis: TestRedis;

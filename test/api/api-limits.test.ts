@@ -9,9 +9,9 @@ import { BuildliteClient } from '../../api/index.js';
 import type { RemoteError } from '../../core/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { eventually, logLines, startService, TOKENS, type Service } from './harness.js';
-import { sample, scrape } from './prom.js';
-import { tarOf } from './tar.js';
+import { eventually, logLines, startService, TOKENS, type Service } from '../helpers/service.js';
+import { sample, scrape } from '../helpers/prom.js';
+import { tarOf } from '../helpers/tar.js';
 
 const KiB = 1024;
 const BIG = 'big-token-0123456789abcdef00';

@@ -5,8 +5,8 @@ import type { BuildEvent } from '../../core/build.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service, collectResuming, untilLog } from './harness.js';
-import { tarOf } from './tar.js';
+import { startService, TOKENS, type Service, collectResuming, untilLog } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {

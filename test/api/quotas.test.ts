@@ -9,9 +9,9 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { collectResuming, eventually, startService, TOKENS, watchUntil, workerOf, type Service } from './harness.js';
-import { sample, scrape } from './prom.js';
-import { tarOf } from './tar.js';
+import { collectResuming, eventually, startService, TOKENS, watchUntil, workerOf, type Service } from '../helpers/service.js';
+import { sample, scrape } from '../helpers/prom.js';
+import { tarOf } from '../helpers/tar.js';
 
 const QUEUED = 'qa-token-0123456789abcdef000';
 const REFUSED = 'qr-token-0123456789abcdef000';

@@ -4,8 +4,8 @@ import { BuildliteClient } from '../../api/index.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runcContainers, startService, TOKENS, type Service, collectOnce } from './harness.js';
-import { tarOf } from './tar.js';
+import { runcContainers, startService, TOKENS, type Service, collectOnce } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 
 /** Every string Redis holds under any key (hashes, strings, lists, sets, streams). */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ping } from '../helpers/redis.js';
 import { freePort } from '../helpers/ports.js';
-import { cleanupRoots } from './harness.js';
+import { cleanupRoots } from '../helpers/service.js';
 import { CLI } from '../helpers/cli.js';
 
 describe('buildlite worker with Redis absent at start', () => {

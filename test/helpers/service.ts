@@ -10,15 +10,15 @@ import path from 'node:path';
 import type { BuildEvent } from '../../core/build.js';
 import type { BuildliteError } from '../../core/errors.js';
 import type { BuildliteClient } from '../../api/index.js';
-import { pushBusyboxBase } from '../helpers/base-image.js';
-import { spawnCli, type Proc } from '../helpers/cli.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { freePort } from '../helpers/ports.js';
-import { cleanupRoots } from '../helpers/steps.js';
+import { pushBusyboxBase } from './base-image.js';
+import { spawnCli, type Proc } from './cli.js';
+import { startRedis, type TestRedis } from './redis.js';
+import { startRegistry, type TestRegistry } from './registry.js';
+import { freePort } from './ports.js';
+import { cleanupRoots } from './steps.js';
 
-export { cleanupRoots, runcContainers } from '../helpers/steps.js';
-export type { Proc } from '../helpers/cli.js';
+export { cleanupRoots, runcContainers } from './steps.js';
+export type { Proc } from './cli.js';
 
 export const TOKENS = {
   alice: 'alice-token-0123456789abcdef',

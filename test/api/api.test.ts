@@ -5,8 +5,8 @@ import { BuildliteClient } from '../../api/index.js';
 import { loadServices } from '../../api/proto.js';
 import type { BuildliteError } from '../../core/errors.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startService, TOKENS, type Service } from './harness.js';
-import { emptyTar } from './tar.js';
+import { startService, TOKENS, type Service } from '../helpers/service.js';
+import { emptyTar } from '../helpers/tar.js';
 
 /** Calls Submit with a raw request and returns the gRPC status code it fails with. */
 function rawSubmitStatus(addr: string, token: string | undefined, request: Record<string, unknown>): Promise<number> {

@@ -7,9 +7,9 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startService, TOKENS, type Service, collectOnce } from './harness.js';
-import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { tarOf } from './tar.js';
+import { startService, TOKENS, type Service, collectOnce } from '../helpers/service.js';
+import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
+import { tarOf } from '../helpers/tar.js';
 
 
 async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {

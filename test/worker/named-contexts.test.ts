@@ -3,8 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
 import { runCli } from '../helpers/cli.js';
-import { logLines, startServiceWithBase, TOKENS, type ServiceWithBase } from './harness.js';
-import { tarOf } from './tar.js';
+import { logLines, startServiceWithBase, TOKENS, type ServiceWithBase } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 /** Files of the shared contexts store (each stored context is one blob). */
 async function storedBlobs(dir: string): Promise<string[]> {

@@ -19,7 +19,7 @@ import { CONFORMANCE_DIR, conformanceCases as allConformanceCases } from '../hel
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { cleanupRoots, startService, TOKENS, type Service } from './harness.js';
+import { cleanupRoots, startService, TOKENS, type Service } from '../helpers/service.js';
 
 const sh = promisify(execFile);
 const CONFORMANCE = CONFORMANCE_DIR;

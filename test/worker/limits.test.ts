@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildliteClient } from '../../api/index.js';
 import { mountsUnder } from '../../core/mounter.js';
-import { collectResuming, runcContainers, startServiceWithBase, TOKENS, type Service, type ServiceWithBase } from './harness.js';
-import { tarOf } from './tar.js';
+import { collectResuming, runcContainers, startServiceWithBase, TOKENS, type Service, type ServiceWithBase } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 const MiB = 1024 * 1024;
 

@@ -11,7 +11,7 @@ import { Keys } from '../../worker/redis-keys.js';
 import { runCli } from '../helpers/cli.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { tarOf } from './tar.js';
+import { tarOf } from '../helpers/tar.js';
 
 const DAY = 24 * 3600_000;
 const KEEP = 7 * DAY;
