@@ -49,9 +49,13 @@ const F = {
   builderRoot: `builder/[^/]+${EXT}`,
   builderIndex: `builder/index${EXT}`,
   builderAny: 'builder/',
+  store: 'store/',
+  storeIndex: `store/index${EXT}`,
   worker: 'worker/',
   workerIndex: `worker/index${EXT}`,
-  workerJobs: `worker/jobs${EXT}`,
+  // The API ↔ worker contract: the queue (jobs.ts) and the files holding what
+  // both sides read and write in Redis. api/ may import these and no other worker file.
+  workerContract: `worker/(?:jobs|redis-keys|records|build-states|event-stream|finish-build|control-messages|step-log-ref|secret-vault)${EXT}`,
   workerEmbeddedQueue: `worker/embedded-queue${EXT}`,
   api: 'api/',
   apiIndex: `api/index${EXT}`,
@@ -59,7 +63,7 @@ const F = {
   cli: 'cli/',
 };
 
-const ours = ['core', 'registry-client', 'cache', 'builder', 'worker', 'api', 'cli'];
+const ours = ['core', 'registry-client', 'cache', 'builder', 'store', 'worker', 'api', 'cli'];
 const OURS = `${P}(?:${ours.join('|')})/`;
 
 const re = (...frags) => `${P}(?:${frags.join('|')})`;
@@ -85,8 +89,15 @@ const TABLE = [
     why: 'the solver is the only part that knows graph, executor, snapshot, layers and image together',
   },
   { from: F.builderRoot, allow: [F.core, F.registryClient, F.cache, F.builderAny], why: 'builder/index.ts wires the builder together' },
-  { from: F.worker, allow: [F.core, F.worker, F.registryClient, F.cache, F.builderIndex], why: 'worker uses the builder only through builder/index.ts' },
-  { from: F.api, allow: [F.core, F.api, F.workerJobs], why: 'api knows the queue only through worker/jobs.ts' },
+  {
+    from: F.store,
+    // The registry backing keeps blobs as artifacts in a registry repository:
+    // that is registry-client's job (push, HEAD, manifest GET and DELETE).
+    allow: [F.core, F.store, F.registryClientIndex],
+    why: 'the service store imports core, and registry-client for its registry backing',
+  },
+  { from: F.worker, allow: [F.core, F.worker, F.registryClient, F.cache, F.builderIndex, F.storeIndex], why: 'worker uses the builder through builder/index.ts and the store through store/index.ts' },
+  { from: F.api, allow: [F.core, F.api, F.workerContract, F.storeIndex], why: 'api knows the worker only through the files of the API ↔ worker contract, and the store through store/index.ts' },
   {
     from: F.cli,
     // The cli is the composition root of the `buildlite serve` and
@@ -95,8 +106,8 @@ const TABLE = [
     // never reaches their internals. `buildlite login`/`logout` check a
     // password against a registry and write the docker config: that is
     // registry-client's job, not the builder's, so the cli uses it directly.
-    allow: [F.core, F.cli, F.builderIndex, F.workerEmbeddedQueue, F.workerIndex, F.apiIndex, F.registryClientIndex],
-    why: 'cli uses builder/index.ts, worker/embedded-queue.ts and the index.ts of api/, worker/ and registry-client/',
+    allow: [F.core, F.cli, F.builderIndex, F.workerEmbeddedQueue, F.workerIndex, F.apiIndex, F.registryClientIndex, F.storeIndex],
+    why: 'cli uses builder/index.ts, worker/embedded-queue.ts and the index.ts of api/, worker/, store/ and registry-client/',
   },
 ];
 
@@ -111,24 +122,25 @@ const tableRules = TABLE.map(({ from, allow, why }) => ({
 /**
  * Enter another top-level folder (or another builder subfolder) only through
  * its index.ts. core is exempt (its files are imported by path: it has no
- * internals to hide), and so are the two files the table names on purpose.
+ * internals to hide), and so are the worker files the table names on purpose
+ * (the API ↔ worker contract, embedded-queue.ts).
  */
 const indexRules = [
   {
     name: 'through-index:top-level',
     comment: 'import another top-level folder only through its index.ts',
     severity: 'error',
-    from: { path: `${P}(registry-client|cache|worker|api|cli)/` },
+    from: { path: `${P}(registry-client|cache|store|worker|api|cli)/` },
     to: {
-      path: `${P}(?:registry-client|cache|worker|api|cli)/`,
-      pathNot: [`${P}$1/`, `${P}[^/]+/index${EXT}`, re(F.workerJobs, F.workerEmbeddedQueue)],
+      path: `${P}(?:registry-client|cache|store|worker|api|cli)/`,
+      pathNot: [`${P}$1/`, `${P}[^/]+/index${EXT}`, re(F.workerContract, F.workerEmbeddedQueue)],
     },
   },
   {
     name: 'through-index:into-builder',
     comment: 'import builder/ from outside only through builder/index.ts',
     severity: 'error',
-    from: { path: `${P}(?:registry-client|cache|worker|api|cli)/` },
+    from: { path: `${P}(?:registry-client|cache|store|worker|api|cli)/` },
     to: { path: `${P}builder/`, pathNot: re(F.builderIndex) },
   },
   {

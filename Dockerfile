@@ -10,6 +10,7 @@ COPY core core
 COPY builder builder
 COPY registry-client registry-client
 COPY cache cache
+COPY store store
 COPY worker worker
 COPY api api
 COPY cli cli

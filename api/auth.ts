@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import { ENTITLEMENTS } from '../core/build.js';
+import { isEntitlement } from '../core/request-rules.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
 import { limitsFromRecord, quotaFromRecord, type BuildLimits, type ClientQuota } from '../core/limits.js';
 import { resolvePolicy, type ClientPolicy } from './client-policy.js';
@@ -50,7 +51,6 @@ export interface TokenGrant {
 /** The keys of a tokens-file entry: any other is a typo that would silently grant or bound nothing. */
 const GRANT_KEYS = ['token', 'client', 'admin', 'entitlements', 'limits', 'quota'];
 
-export const KNOWN_ENTITLEMENTS: ReadonlySet<string> = new Set(ENTITLEMENTS);
 /** Shorter tokens are guessable; refuse them when the file is loaded, not at the first call. */
 const MIN_TOKEN_LENGTH = 16;
 
@@ -67,7 +67,7 @@ export class TokenAuth {
       if (typeof g.token !== 'string' || g.token.length < MIN_TOKEN_LENGTH) throw new CodedError('INVALID_OPTION', `token of client "${g.client}": at least ${MIN_TOKEN_LENGTH} characters`);
       if (typeof g.client !== 'string' || !/^[A-Za-z0-9._@-]{1,100}$/.test(g.client)) throw new CodedError('INVALID_OPTION', `client name "${String(g.client)}": letters, digits, '.', '_', '@', '-'`);
       for (const e of g.entitlements ?? []) {
-        if (!KNOWN_ENTITLEMENTS.has(e)) throw new CodedError('INVALID_OPTION', `client "${g.client}": unknown entitlement "${e}" (known: ${[...KNOWN_ENTITLEMENTS].join(', ')})`);
+        if (!isEntitlement(e)) throw new CodedError('INVALID_OPTION', `client "${g.client}": unknown entitlement "${e}" (known: ${ENTITLEMENTS.join(', ')})`);
       }
       const h = hash(g.token);
       if (this.byHash.has(h)) throw new CodedError('INVALID_OPTION', `client "${g.client}": the same token is configured twice`);

@@ -2,31 +2,18 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import type { ClientQuota } from '../core/limits.js';
-import {
-  BUILD_JOB,
-  EVENT_FIELD,
-  finishBuild,
-  Keys,
-  namedContextDigests,
-  parseBuildRecord,
-  seqOfStreamId,
-  SHARED_QUEUE,
-  streamId,
-  TERMINAL_STATES,
-  workerQueueName,
-  type BuildJobData,
-  type BuildRecord,
-  type BuildState,
-  type ControlReply,
-  type ControlRequest,
-  type QueuedRequest,
-  type SecretVault,
-  type StepLogRef,
-  type WorkerRecord,
-} from '../worker/jobs.js';
+import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedRequest } from '../worker/jobs.js';
+import { EVENT_FIELD, seqOfStreamId, streamId } from '../worker/event-stream.js';
+import { finishBuild } from '../worker/finish-build.js';
+import { Keys } from '../worker/redis-keys.js';
+import { parseBuildRecord, type BuildRecord, type WorkerRecord } from '../worker/records.js';
+import { TERMINAL_STATES, type BuildState } from '../worker/build-states.js';
+import type { ControlReply, ControlRequest } from '../worker/control-messages.js';
+import type { SecretVault } from '../worker/secret-vault.js';
+import type { StepLogRef } from '../worker/step-log-ref.js';
 import { admitBuild, checkSubmitRate, unadmitBuild } from './quota.js';
 
 export interface ProducerOptions {
@@ -285,8 +272,8 @@ export class Producer {
     const out: Record<string, StepLogRef> = {};
     for (const [vertex, json] of Object.entries(h)) {
       try {
-        const ref = JSON.parse(json) as StepLogRef;
-        if (/^sha256:[a-f0-9]{64}$/.test(ref.digest) && Number.isSafeInteger(ref.size)) out[vertex] = ref;
+        const ref = JSON.parse(json) as { digest?: unknown; size?: unknown };
+        if (isDigest(ref.digest) && typeof ref.size === 'number' && Number.isSafeInteger(ref.size)) out[vertex] = { digest: ref.digest, size: ref.size };
       } catch {
         // A corrupt entry is a missing log, not a failed call.
       }

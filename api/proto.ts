@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { BuildEvent, BuildEventBody, BuildResult } from '../core/build.js';
-import type { Digest } from '../core/digest.js';
+import { parseDigest } from '../core/digest.js';
 import type { SourceRange, WireError } from '../core/errors.js';
 
 /**
@@ -116,7 +116,7 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
     const range = rangeFromPb(v.range);
     body = {
       type: 'vertex',
-      vertex: v.vertex as Digest,
+      vertex: parseDigest(v.vertex),
       name: v.name,
       state: v.state as 'started',
       at: Number(v.at),
@@ -124,7 +124,7 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
       ...(v.stage ? { stage: v.stage } : {}),
       ...(v.error ? { error: v.error } : {}),
     };
-  } else if (pb.log) body = { type: 'log', vertex: pb.log.vertex as Digest, stream: pb.log.stream === 'stderr' ? 'stderr' : 'stdout', data: Buffer.from(pb.log.data).toString() };
+  } else if (pb.log) body = { type: 'log', vertex: parseDigest(pb.log.vertex), stream: pb.log.stream === 'stderr' ? 'stderr' : 'stdout', data: Buffer.from(pb.log.data).toString() };
   else if (pb.progress) {
     const p = pb.progress;
     body = { type: 'progress', id: p.id, action: p.action, current: Number(p.current), ...(p.has_total ? { total: Number(p.total) } : {}) };
@@ -134,7 +134,7 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
     body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}), ...(rule ? { rule } : {}), ...(url ? { url } : {}) };
   } else if (pb.result) {
     const r = pb.result;
-    const result: BuildResult = { imageDigest: r.image_digest as Digest, configDigest: r.config_digest as Digest, pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
+    const result: BuildResult = { imageDigest: parseDigest(r.image_digest), configDigest: parseDigest(r.config_digest), pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
     body = { type: 'result', result };
   } else if (pb.error) body = { type: 'error', error: wireErrorFromPb(pb.error) };
   else body = { type: 'warning', message: 'an event of a kind this client does not know was skipped' };

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LimitError } from '../core/limit-error.js';
 import { CLIENT_QUOTA_DEFAULTS, type ClientQuota } from '../core/limits.js';
 import { startRedis, type TestRedis } from '../test/helpers/redis.js';
-import { finishBuild, Keys } from '../worker/jobs.js';
+import { finishBuild } from '../worker/finish-build.js';
+import { Keys } from '../worker/redis-keys.js';
 import { admitBuild, checkSubmitRate } from './quota.js';
 
 /** Client quotas at submit, against a real Redis (the scripts are the contract every API process shares). */

@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { formatSeconds } from '../core/duration.js';
 import { LimitError } from '../core/limit-error.js';
 import type { ClientQuota } from '../core/limits.js';
-import type { EvalClient, Keys } from '../worker/jobs.js';
+import type { EvalClient } from '../worker/finish-build.js';
+import type { Keys } from '../worker/redis-keys.js';
 
 const WINDOW_MS = 60_000;
 

@@ -1,28 +1,29 @@
 import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import { formatBytes } from '../core/bytes.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import { LimitError } from '../core/limit-error.js';
 import { formatLimit } from '../core/limits.js';
 import {
-  isBuildState,
-  namedContextDigests,
   openServiceStore,
   RedisStoreIndex,
   RETENTION_DEFAULTS,
   startStoreRetention,
-  type BuildRecord,
   type RetentionPolicy,
   type RetentionReport,
-  type SecretVault,
   type ServiceStore,
   type StoreRetention,
-} from '../worker/jobs.js';
+} from '../store/index.js';
+import { isBuildState } from '../worker/build-states.js';
+import { namedContextDigests } from '../worker/jobs.js';
+import type { BuildRecord } from '../worker/records.js';
+import type { SecretVault } from '../worker/secret-vault.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
 import { ceilingWarnings } from './client-policy.js';
 import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';
 import { Producer } from './producer.js';
+import { buildReferences } from './store-references.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
 import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
 import { toStatus } from './wire-errors.js';
@@ -33,7 +34,7 @@ export interface ApiServerOptions {
   /** HOST:PORT to listen on; port 0 picks a free one. */
   readonly listen: string;
   readonly tokens: readonly TokenGrant[];
-  /** The service store (see worker/context-store.ts): a directory shared with the workers, or `registry://HOST/REPO`. */
+  /** The service store (see store/service-store.ts): a directory shared with the workers, or `registry://HOST/REPO`. */
   readonly contexts: string;
   /** Private scratch dir (uploads bound for a registry store are spooled here). */
   readonly tmpDir: string;
@@ -49,7 +50,7 @@ export interface ApiServerOptions {
   readonly vault?: SecretVault;
   readonly logger?: Logger;
   /**
-   * Retention of the store (see worker/store-retention.ts); the API runs it
+   * Retention of the store (see store/retention.ts); the API runs it
    * because it owns the uploads. Default: RETENTION_DEFAULTS (7 days, hourly).
    */
   readonly retention?: Partial<RetentionPolicy>;
@@ -130,7 +131,7 @@ export class ApiServer {
       throw err;
     }
     const policy = { ...RETENTION_DEFAULTS, ...stripUndefined(opts.retention ?? {}) };
-    api.retention = startStoreRetention(store, producer.connection, producer.keys, policy, (r, err) => {
+    api.retention = startStoreRetention(store, buildReferences(producer.connection, producer.keys), policy, (r, err) => {
       if (err) api.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store retention pass failed (nothing deleted)');
       else if (r && (r.removed.context > 0 || r.removed.log > 0 || r.expiredBuildIds > 0 || r.errors > 0)) api.log.info({ ...r, store: store?.location }, 'store retention pass');
     });
@@ -165,10 +166,10 @@ export class ApiServer {
         );
       },
       HasContext: h<{ digest: string }, { present: boolean }>('HasContext', async (req) => {
-        const d = String(req.digest ?? '');
-        if (!/^sha256:[a-f0-9]{64}$/.test(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
+        const d = req.digest;
+        if (!isDigest(d)) throw new CodedError('INVALID_ARGUMENT', 'digest: want sha256:<64 hex>');
         // A yes promises the context to a Submit by digest: re-dating it keeps retention away.
-        return { present: (await this.contexts.touch('context', d as Digest)) !== undefined };
+        return { present: (await this.contexts.touch('context', d)) !== undefined };
       }),
       Watch: (call: grpc.ServerWritableStream<{ build_id: string; from_seq: number }, unknown>) => void this.watch(call),
       GetLog: (call: grpc.ServerWritableStream<{ build_id: string; vertex: string }, unknown>) => void this.getLog(call),

@@ -1,4 +1,4 @@
-import type { CacheSpec, NamedContext, NetworkMode, OutputSpec } from '../core/build.js';
+import type { CacheSpec, NamedContext, OutputSpec } from '../core/build.js';
 import { formatBytes } from '../core/bytes.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
@@ -6,8 +6,9 @@ import { parseGitUrl } from '../core/git-url.js';
 import { LimitError } from '../core/limit-error.js';
 import { formatLimit } from '../core/limits.js';
 import { parseReference } from '../core/reference.js';
+import { checkNetworkRequest } from '../core/request-rules.js';
 import type { QueuedRequest } from '../worker/jobs.js';
-import { KNOWN_ENTITLEMENTS, type Principal } from './auth.js';
+import type { Principal } from './auth.js';
 
 /**
  * Limits on what one request may carry (docs/security.md T10), beside the build
@@ -160,14 +161,11 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   const cacheTo = cacheSpecs(pb.cache_to, 'cache_to');
   const noCacheFilter = list<unknown>(pb.no_cache_filter, 'no_cache_filter', 128).map((s, i) => str(s, `no_cache_filter[${i}]`, 255, NAME));
 
-  const network = (str(pb.network, 'network', 16) || 'default') as NetworkMode;
-  if (!['default', 'none', 'host'].includes(network)) throw bad(`network "${network}": want default, none or host`);
   const allow = list<unknown>(pb.allow, 'allow', 8).map((s, i) => str(s, `allow[${i}]`, 64));
+  const network = checkNetworkRequest({ network: str(pb.network, 'network', 16) || 'default', allow });
   for (const a of allow) {
-    if (!KNOWN_ENTITLEMENTS.has(a)) throw bad(`allow "${a}": the entitlements are ${[...KNOWN_ENTITLEMENTS].join(' and ')}`);
     if (!who.entitlements.has(a)) throw new CodedError('PERMISSION_DENIED', `the token of client "${who.client}" is not granted ${a}: the operator grants it in the tokens file`);
   }
-  if (network === 'host' && !allow.includes('network.host')) throw new CodedError('PERMISSION_DENIED', 'network=host needs the network.host entitlement: ask for it with allow');
 
   let platform: QueuedRequest['platform'];
   if (pb.platform && (pb.platform.os || pb.platform.architecture)) {

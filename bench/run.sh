@@ -9,9 +9,9 @@
 # 2. Compiles buildlite from this tree into bench/.dist (so a concurrent
 #    `tsc` into dist/ cannot change the binary mid-run) behind a `buildlite`
 #    wrapper on PATH.
-# 3. Uses the peer harness in ../shared/bench when present (BENCH_HARNESS
-#    overrides), else the copy in bench/harness/, always with the workloads in
-#    bench/workloads/: a stage dir links the harness scripts, our workloads
+# 3. Uses the peer harness where BENCH_HARNESS points (a checkout of the
+#    harness, to try a newer one), else its copy in bench/harness/, always
+#    with the workloads in bench/workloads/: a stage dir links the harness scripts, our workloads
 #    and our buildlite adapter (bench/lib/buildlite-adapter.sh).
 # 4. setup.sh (loopback registry on $BENCH_REGISTRY, base images), then
 #    run.sh with BUILDERS="buildah buildlite": cold, warm, incr, push,
@@ -60,8 +60,8 @@ chmod +x "$BENCH_HOME/.bin/buildlite"
 export PATH="$BENCH_HOME/.bin:$PATH"
 
 # ---- 3. stage: harness + our workloads + our adapter --------------------------
-HARNESS="${BENCH_HARNESS:-$REPO/../shared/bench}"
-[ -f "$HARNESS/run.sh" ] || HARNESS="$BENCH_HOME/harness"
+HARNESS="${BENCH_HARNESS:-$BENCH_HOME/harness}"
+[ -f "$HARNESS/run.sh" ] || { echo "bench: no run.sh in BENCH_HARNESS=$HARNESS" >&2; exit 1; }
 HARNESS="$(cd "$HARNESS" && pwd)"
 STAGE="$BENCH_HOME/.stage"
 rm -rf "$STAGE"; mkdir -p "$STAGE/builders"

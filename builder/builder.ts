@@ -9,6 +9,7 @@ import { CodedError, toWire } from '../core/errors.js';
 import { checkLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
 import { EventQueue } from '../core/event-queue.js';
 import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
+import { checkNetworkRequest } from '../core/request-rules.js';
 import {
   CacheKeyIndex,
   CacheMounts,
@@ -209,6 +210,7 @@ export class Builder {
     checkDockerfileSize(req, limits);
     const contextDir = path.resolve(req.context.dir);
     checkRequestReferences(req);
+    checkNetworkRequest(req);
     const platform = req.platform ?? DEFAULT_PLATFORM;
     if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
       throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
@@ -313,10 +315,10 @@ export class Builder {
         case 'registry':
           await mountFromCaches(this.cacheIo, image, out.refs, mountFrom, signal);
           pushed.push(...(await exportToRegistry(this.registry, this.lazy, image, out.refs, { ...(signal ? { signal } : {}), onProgress })).pushed);
-          await this.tags.set(out.refs, image.manifest);
+          await this.tags.set(out.refs.map(parseReference), image.manifest);
           break;
         case 'image':
-          await this.tags.set(out.refs, image.manifest);
+          await this.tags.set(out.refs.map(parseReference), image.manifest);
           break;
         case 'oci':
           await exportOciLayoutTar(this.lazy, image, out.dest, out.refs?.[0], signal);
@@ -398,9 +400,9 @@ export class Builder {
   /** Push an image built earlier (`-t` without `--push`) to its ref or another one. */
   async push(ref: string, opts: { as?: string; signal?: AbortSignal } = {}): Promise<Digest> {
     // Both names are checked before anything is read or sent (and a password in either is never echoed).
-    parseReference(ref);
+    const name = parseReference(ref);
     if (opts.as !== undefined) parseReference(opts.as);
-    const desc = await this.tags.get(ref);
+    const desc = await this.tags.get(name);
     if (!desc) throw new CodedError('NOT_FOUND', `no local image named ${ref}: build it with -t ${ref} first`);
     const image = await this.loadImage(desc);
     const { digest } = await exportToRegistry(this.registry, this.lazy, image, [opts.as ?? ref], opts.signal ? { signal: opts.signal } : {});

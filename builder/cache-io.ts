@@ -55,7 +55,7 @@ export async function mountFromCaches(io: CacheIoDeps, image: StoredImage, refs:
     const repos = mountFrom.get(ref.registry);
     if (!repos) continue;
     for (const l of image.layers) {
-      if (await io.lazy.isLocal(l.digest as Digest)) continue;
+      if (await io.lazy.isLocal(l.digest)) continue;
       await io.registry.pushBlob(ref, l, io.lazy, { mountFrom: repos, ...(signal ? { signal } : {}) });
     }
   }

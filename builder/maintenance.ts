@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { parseBytes } from '../core/bytes.js';
-import { parseDigest, type Digest } from '../core/digest.js';
+import { parseDigest } from '../core/digest.js';
 import { parseDuration } from '../core/duration.js';
 import type { Descriptor } from '../core/oci.js';
 import {
@@ -46,7 +46,7 @@ export function partsAt(
     store: have.store ?? new LocalContentStore(path.join(root, 'content')),
     index,
     leases: have.leases ?? new LeaseManager(path.join(root, 'leases')),
-    snapshots: snapshotSource(snapshotter, index, (layers) => (layers.length ? chainId(layers.map((l) => l.diffId as Digest)) : null)),
+    snapshots: snapshotSource(snapshotter, index, (layers) => (layers.length ? chainId(layers.map((l) => l.diffId)) : null)),
     cacheMounts: new CacheMounts(path.join(root, 'cache-mounts')),
   };
 }

@@ -57,7 +57,7 @@ export interface RootClaim {
   readonly report: ReclaimReport;
 }
 
-/** Names of the mount-point directories steps make under tmp/ (exec-op's `m-`, materialize's `mnt-`). */
+/** Names of the mount-point directories steps make under tmp/ (snapshot-step's `m-`, materialize's `mnt-`). */
 const MOUNT_DIR = /^(?:m|mnt)-/;
 
 /**

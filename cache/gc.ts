@@ -89,10 +89,10 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
     try {
       switch (item.kind) {
         case 'blob':
-          await parts.store.delete(item.id as Digest);
+          await parts.store.delete(item.id);
           break;
         case 'cache-record':
-          await parts.index.delete(item.id as Digest);
+          await parts.index.delete(item.id);
           break;
         case 'snapshot':
           await parts.snapshots?.remove(item.id);
@@ -114,9 +114,9 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
   };
 
   // A record's layers lose a reference; blobs nothing else names go with it (no grace: they were referenced).
-  const removeRecord = async (item: UsageItem): Promise<void> => {
+  const removeRecord = async (item: Extract<UsageItem, { kind: 'cache-record' }>): Promise<void> => {
     if (!(await removeItem(item))) return;
-    for (const l of usage.recordLayers.get(item.id as Digest) ?? []) {
+    for (const l of usage.recordLayers.get(item.id) ?? []) {
       const n = (refs.get(l.digest) ?? 1) - 1;
       refs.set(l.digest, n);
       const blob = blobs.get(l.digest);
@@ -129,7 +129,7 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
   // Records naming a blob that is gone are misses forever (the solver checks); drop them.
   for (const item of usage.items) {
     if (item.kind !== 'cache-record' || item.inUse) continue;
-    const layers = usage.recordLayers.get(item.id as Digest) ?? [];
+    const layers = usage.recordLayers.get(item.id) ?? [];
     const missing = layers.filter((l) => !blobs.has(l.digest));
     // Re-check: a blob committed after the listing, with its record written just after, is not missing.
     if (missing.length > 0 && (await anyAbsent(parts, missing.map((l) => l.digest)))) await removeRecord(item);

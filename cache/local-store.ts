@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'nod
 import { join } from 'node:path';
 import { addAbortSignal, Writable, type Readable } from 'node:stream';
 import type { BlobInfo, ContentStore, IngestWriter } from '../core/content.js';
-import { digestHex, isDigest, sha256, type Digest } from '../core/digest.js';
+import { digestFromHash, digestHex, isDigest, sha256, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { DigestMismatchError } from '../core/streams.js';
 import { fsyncDir, isErrno, unlinkQuiet } from './fs-util.js';
@@ -209,7 +209,7 @@ class LocalIngestWriter extends Writable implements IngestWriter {
       if (!this.writableFinished) await endAndWait(this);
       await this.handle.sync();
       await this.closeHandle();
-      const info: BlobInfo = { digest: `sha256:${this.hash.digest('hex')}` as Digest, size: this.size };
+      const info: BlobInfo = { digest: digestFromHash(this.hash), size: this.size };
       const want = this.expected;
       if ((want.size !== undefined && want.size !== info.size) || (want.digest !== undefined && want.digest !== info.digest)) {
         throw new DigestMismatchError({ digest: want.digest ?? info.digest, ...(want.size !== undefined ? { size: want.size } : {}) }, info, 'blob');
@@ -243,7 +243,7 @@ class LocalIngestWriter extends Writable implements IngestWriter {
     if (this.expected.size !== undefined && this.size + add > this.expected.size) {
       // Fail early: no reason to write past what was announced.
       throw new DigestMismatchError(
-        { digest: this.expected.digest ?? ('(digest not given)' as Digest), size: this.expected.size },
+        { ...(this.expected.digest !== undefined ? { digest: this.expected.digest } : {}), size: this.expected.size },
         { size: this.size + add },
         'blob',
       );

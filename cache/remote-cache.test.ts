@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sha256, type Digest } from '../core/digest.js';
+import { sha256 } from '../core/digest.js';
 import type { ImageManifest } from '../core/oci.js';
 import { buildCacheManifest, CACHE_INDEX_MEDIA_TYPE, parseCacheIndex } from './remote-cache.js';
 import { diff } from './why-miss.js';
@@ -42,8 +42,8 @@ describe('cache index format', () => {
 
 describe('why-miss diff', () => {
   it('names exactly the leaves that differ', () => {
-    const a = { def: { env: ['A=1', 'PATH=/bin'], args: ['sh'] }, inputs: [d('x') as Digest], content: [null] };
-    const b = { def: { env: ['A=2', 'PATH=/bin'], args: ['sh'] }, inputs: [d('x') as Digest], content: [null] };
+    const a = { def: { env: ['A=1', 'PATH=/bin'], args: ['sh'] }, inputs: [d('x')], content: [null] };
+    const b = { def: { env: ['A=2', 'PATH=/bin'], args: ['sh'] }, inputs: [d('x')], content: [null] };
     expect(diff(a, b, '')).toEqual([{ path: 'def.env[0]', was: 'A=1', now: 'A=2' }]);
     expect(diff(a, a, '')).toEqual([]);
   });

@@ -112,7 +112,7 @@ async function importRegistry(refText: string, client: RegistryClient, signal?: 
     const bytes = await readAllBounded(stream, DEFAULTS.maxIndexBytes, `${what} index`);
     const records = parseCacheIndex(bytes, manifest, what);
     const blobs = new Map<Digest, RemoteBlob>();
-    for (const l of manifest.layers) blobs.set(l.digest as Digest, { size: l.size, fetch: (s) => client.fetchBlob(ref, l, s) });
+    for (const l of manifest.layers) blobs.set(l.digest, { size: l.size, fetch: (s) => client.fetchBlob(ref, l, s) });
     return { records, blobs, registry: { host: ref.registry, repository: ref.repository } };
   } catch (err) {
     if (err instanceof CacheTransferError) throw err;
@@ -125,13 +125,13 @@ async function importLocal(dir: string): Promise<ImportedCache> {
   const store = new LocalContentStore(dir);
   try {
     const desc = await localCacheDescriptor(dir, what);
-    const manifest = asCacheManifest(await readJson<ImageManifest>(store, desc.digest as Digest, DEFAULTS.maxManifestBytes), what);
-    const index = await readAllBounded(await store.open(manifest.config.digest as Digest), DEFAULTS.maxIndexBytes, `${what} index`);
+    const manifest = asCacheManifest(await readJson<ImageManifest>(store, desc.digest, DEFAULTS.maxManifestBytes), what);
+    const index = await readAllBounded(await store.open(manifest.config.digest), DEFAULTS.maxIndexBytes, `${what} index`);
     if (sha256(index) !== manifest.config.digest) throw new CacheTransferError(`${what}: the cache index does not match its digest`, undefined);
     const records = parseCacheIndex(index, manifest, what);
     const blobs = new Map<Digest, RemoteBlob>();
     for (const l of manifest.layers) {
-      const digest = l.digest as Digest;
+      const digest = l.digest;
       // The layout's own store verifies nothing on open; the lazy store verifies digest and size as it copies.
       blobs.set(digest, { size: l.size, fetch: (s) => store.open(digest, s) });
     }
@@ -210,7 +210,7 @@ export async function exportCache(
 async function exportLocal(dir: string, built: ReturnType<typeof buildCacheManifest>, provider: BlobProvider, signal?: AbortSignal): Promise<Digest> {
   await mkdir(dir, { recursive: true });
   const store = new LocalContentStore(dir);
-  for (const d of [built.indexDesc, ...built.layers]) await copyBlob(provider, store, d.digest as Digest, signal);
+  for (const d of [built.indexDesc, ...built.layers]) await copyBlob(provider, store, d.digest, signal);
   const manifestDigest = sha256(built.manifest);
   await copyBlob({ open: async () => Readable.from([built.manifest]), stat: async (d) => ({ digest: d, size: built.manifest.length }) }, store, manifestDigest, signal);
   // The store's ingest dir is not part of an OCI layout; it is empty after the copies.

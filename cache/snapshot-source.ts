@@ -1,4 +1,4 @@
-import type { CacheKeyIndex } from './key-index.js';
+import type { CacheKeyIndex, LayerRef } from './key-index.js';
 import type { PrunableSource } from './usage.js';
 
 /** What GC needs of a snapshotter (builder/snapshot's OverlaySnapshotter has it); cache imports no builder code. */
@@ -23,7 +23,7 @@ export interface SnapshotLister {
 export function snapshotSource(
   snapshotter: SnapshotLister,
   index: CacheKeyIndex,
-  chainName: (layers: ReadonlyArray<{ readonly diffId: string }>) => string | null,
+  chainName: (layers: readonly LayerRef[]) => string | null,
 ): PrunableSource {
   return {
     async *list() {

@@ -8,10 +8,17 @@ export type UsageKind = 'blob' | 'cache-record' | 'snapshot' | 'cache-mount' | '
 
 export const USAGE_KINDS: readonly UsageKind[] = ['blob', 'cache-record', 'snapshot', 'cache-mount', 'ingest', 'lease'];
 
-/** One thing that takes disk space. `size` is bytes on disk (blocks), so metadata counts. */
-export interface UsageItem {
-  readonly kind: UsageKind;
-  readonly id: string;
+/**
+ * One thing that takes disk space. `size` is bytes on disk (blocks), so
+ * metadata counts. A blob's and a cache record's id is their digest (the
+ * blob's, the cache key), typed so, so GC deletes them without re-parsing.
+ */
+export type UsageItem =
+  | (UsageItemBase & { readonly kind: 'blob'; readonly id: Digest })
+  | (UsageItemBase & { readonly kind: 'cache-record'; readonly id: Digest })
+  | (UsageItemBase & { readonly kind: Exclude<UsageKind, 'blob' | 'cache-record'>; readonly id: string });
+
+interface UsageItemBase {
   /** A name for people (a cache mount's Dockerfile id); absent when the id says it all. */
   readonly name?: string;
   readonly size: number;

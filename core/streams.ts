@@ -7,18 +7,19 @@ import { BuildliteError, type ErrorCode } from './errors.js';
 export class DigestMismatchError extends BuildliteError {
   readonly code: ErrorCode = 'DIGEST_MISMATCH';
   constructor(
-    readonly want: { digest: Digest; size?: number },
+    /** What was announced: an ingest may be told only a size. */
+    readonly want: { digest?: Digest; size?: number },
     readonly got: { digest?: Digest; size: number },
     what = 'content',
   ) {
     super(
       want.size !== undefined && got.size !== want.size
-        ? `${what} ${want.digest}: size mismatch, want ${want.size} bytes, got ${got.size}`
+        ? `${what} ${want.digest ?? '(digest not given)'}: size mismatch, want ${want.size} bytes, got ${got.size}`
         : `${what}: digest mismatch, want ${want.digest}, got ${got.digest ?? 'unknown'}`,
     );
   }
   override details() {
-    return { want: this.want.digest, got: this.got.digest ?? '', bytes: this.got.size };
+    return { want: this.want.digest ?? '', got: this.got.digest ?? '', bytes: this.got.size };
   }
 }
 

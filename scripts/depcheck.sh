@@ -20,7 +20,7 @@ fi
 
 check() {
   local root=$1 dirs=()
-  for d in core builder registry-client cache worker api cli; do
+  for d in core builder registry-client cache store worker api cli; do
     [ -d "$root/$d" ] && dirs+=("$d")
   done
   if [ "${#dirs[@]}" = 0 ]; then

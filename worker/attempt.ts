@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { BuildRecord, Keys } from './jobs.js';
+import type { BuildRecord } from './records.js';
+import type { Keys } from './redis-keys.js';
 import type { BuildTiming } from './metrics.js';
 
 /**

@@ -4,7 +4,9 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis } from '../test/helpers/redis.js';
 import { ClientSlots } from './client-slots.js';
-import { EVENT_FIELD, Keys, SHARED_QUEUE, type BuildJobData } from './jobs.js';
+import { EVENT_FIELD } from './event-stream.js';
+import { Keys } from './redis-keys.js';
+import { SHARED_QUEUE, type BuildJobData } from './jobs.js';
 import { EVENT_WRITER_DEFAULTS, EventWriter } from './events.js';
 
 /**

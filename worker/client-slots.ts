@@ -30,7 +30,8 @@ import { DelayedError, Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CodedError } from '../core/errors.js';
 import type { EventWriter } from './events.js';
-import type { BuildJobData, Keys } from './jobs.js';
+import type { BuildJobData } from './jobs.js';
+import type { Keys } from './redis-keys.js';
 import type { ServiceMetrics } from './metrics.js';
 
 export interface ClientSlotOptions {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { BuildRequest, NamedContext } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { extractTar } from '../builder/index.js';
-import type { ServiceStore } from './service-store.js';
+import type { ServiceStore } from '../store/index.js';
 import type { QueuedRequest } from './jobs.js';
 
 /** Prefix of per-build context dirs under `<root>/tmp`, so the startup sweep can find what a crash left. */

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { diskUsage, prune, USAGE_KINDS } from '../cache/index.js';
 import type { Builder } from '../builder/index.js';
-import type { ControlReply, ControlRequest } from './jobs.js';
+import type { ControlReply, ControlRequest } from './control-messages.js';
 
 /** How long an unread reply list lives: the API waits seconds, not minutes. */
 const REPLY_TTL_S = 60;

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, uniqueName, type TestRedis } from '../test/helpers/redis.js';
 import { EVENT_FIELD, seqOfStreamId } from './event-stream.js';
 import { EVENT_WRITER_DEFAULTS, EventWriter } from './events.js';
-import { finishBuild, Keys } from './jobs.js';
+import { finishBuild } from './finish-build.js';
+import { Keys } from './redis-keys.js';
 
 /**
  * Both scripts that append to a build's stream (an event, the terminal event)

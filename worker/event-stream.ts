@@ -1,6 +1,6 @@
 /**
- * How a build's events sit in its Redis stream, for the writers (jobs.ts
- * FINISH_LUA, events.ts) and the reader (api/producer.ts, through jobs.ts).
+ * How a build's events sit in its Redis stream, for the writers (finish-build.ts
+ * FINISH_LUA, events.ts) and the reader (api/producer.ts).
  */
 
 /** Stream entry id of an event: the seq is the id, so XREAD after `<n>-0` resumes after event n. */

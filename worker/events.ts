@@ -12,8 +12,9 @@
 import type { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
 import { EVENT_FIELD, NEXT_SEQ_LUA, seqOfStreamId } from './event-stream.js';
-import { finishBuild, logsCommand, type FinishArgs } from './jobs.js';
-import type { Keys } from './keys.js';
+import { finishBuild, type FinishArgs } from './finish-build.js';
+import { logsCommand } from './step-log-ref.js';
+import type { Keys } from './redis-keys.js';
 
 /**
  * KEYS: stream, lock key ('' = unfenced). ARGV: wanted seq, body JSON, max

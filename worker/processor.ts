@@ -7,10 +7,14 @@ import { CodedError, toWire, type WireError } from '../core/errors.js';
 import type { Builder } from '../builder/index.js';
 import { beginAttempt, requeue, timingOf, type Attempt } from './attempt.js';
 import type { ClientSlot, ClientSlots } from './client-slots.js';
-import type { ServiceStore } from './service-store.js';
+import type { ServiceStore } from '../store/index.js';
 import { unpackBuildContexts } from './context.js';
 import { EventWriter, type EventWriterOptions } from './events.js';
-import { limitedBy, parseBuildRecord, type BuildJobData, type Keys, type SecretVault } from './jobs.js';
+import { limitedBy } from './finish-build.js';
+import { parseBuildRecord } from './records.js';
+import type { BuildJobData } from './jobs.js';
+import type { Keys } from './redis-keys.js';
+import type { SecretVault } from './secret-vault.js';
 import { StepLogs } from './step-logs.js';
 import type { ServiceMetrics } from './metrics.js';
 

@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { BuildEventBody } from '../core/build.js';
-import type { ServiceStore } from './service-store.js';
-import { logsCommand, type StepLogRef } from './jobs.js';
+import type { ServiceStore } from '../store/index.js';
+import { logsCommand, type StepLogRef } from './step-log-ref.js';
 
 /** Prefix of per-build log spool dirs under `<root>/tmp` (swept at start like context dirs). */
 export const LOG_SPOOL_PREFIX = 'logs-';

@@ -8,16 +8,19 @@ import { CodedError } from '../core/errors.js';
 import { Builder, type BuilderOptions } from '../builder/index.js';
 import { diskUsage, startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
 import { ClientSlots } from './client-slots.js';
-import { openServiceStore } from './context-store.js';
-import type { ServiceStore } from './service-store.js';
+import { openServiceStore, RedisStoreIndex, type ServiceStore } from '../store/index.js';
 import { handleControl } from './control.js';
 import { EVENT_WRITER_DEFAULTS, type EventWriterOptions } from './events.js';
 import { timingOf } from './attempt.js';
-import { finishBuild, Keys, parseBuildRecord, SHARED_QUEUE, workerQueueName, type BuildJobData, type ControlRequest, type SecretVault, type WorkerRecord } from './jobs.js';
+import { finishBuild } from './finish-build.js';
+import { Keys } from './redis-keys.js';
+import { parseBuildRecord, type WorkerRecord } from './records.js';
+import { SHARED_QUEUE, workerQueueName, type BuildJobData } from './jobs.js';
+import type { ControlRequest } from './control-messages.js';
+import type { SecretVault } from './secret-vault.js';
 import type { ServiceMetrics } from './metrics.js';
-import { RedisStoreIndex } from './store-index.js';
 import { processBuild, type ProcessorDeps, type RunningBuild } from './processor.js';
-import { listWorkers, WorkerPresence } from './registry.js';
+import { listWorkers, WorkerPresence } from './presence.js';
 import { sweepWorkerState } from './sweep.js';
 
 export interface BuildWorkerOptions {

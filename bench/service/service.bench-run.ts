@@ -14,8 +14,8 @@ import { pushBusyboxBase } from '../../test/helpers/base-image.js';
 import { REPO_ROOT } from '../../test/helpers/cli.js';
 import { startRedis } from '../../test/helpers/redis.js';
 import { startRegistry } from '../../test/helpers/registry.js';
-import { startService, TOKENS } from '../../test/service/harness.js';
-import { tarOf } from '../../test/service/tar.js';
+import { startService, TOKENS } from '../../test/helpers/service.js';
+import { tarOf } from '../../test/helpers/tar.js';
 
 const LATENCY_RUNS = 15;
 const BATCH = 20;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeResolver } from '../../test/frontend/fake-resolver.js';
+import { FakeResolver } from '../../test/dockerfile/fake-resolver.js';
 import type { BuildDefinition } from '../graph/index.js';
 import { RULES, type RuleName } from './check-rules.js';
 import { checkFailure } from './checks.js';

@@ -176,7 +176,6 @@ function heredocSource(h: Heredoc, ctx: ConvertContext, st: StageState, lookup: 
     [],
     { name: `${name} (heredoc ${h.name})`, stage: st.label, range: ins.range },
   );
-  if (!ctx.stageOf.has(d)) ctx.stageOf.set(d, st.label);
   return d;
 }
 
@@ -207,6 +206,5 @@ function httpSource(url: string, checksum: string | undefined, chmod: FileModeSp
     [],
     { name: `${name} (${redactUrlCredentials(url)})`, stage: st.label, range: ins.range },
   );
-  if (!ctx.stageOf.has(d)) ctx.stageOf.set(d, st.label);
   return d;
 }

@@ -101,7 +101,6 @@ function heredocArgs(st: StageState, ins: RunInstruction, ctx: ConvertContext, i
         [],
         { name: `${name} (heredoc ${only.name})`, stage: st.label, range: ins.range },
       );
-      ctx.stageOf.set(script, st.label);
       mounts.push({ type: 'bind', target: PIPES_DIR, input: inputs.index(script), source: '/', readonly: true });
       return [`${PIPES_DIR}${only.name}`];
     }

@@ -92,7 +92,6 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
 
   const graph = new Graph();
   const dockerignore = parseIgnoreFile(opts.dockerignore ?? '');
-  const stageOf = new Map<Digest, string>();
   const images = new Map<string, Promise<ResolvedImage>>();
   const done = new Map<number, Promise<StageState>>();
   let contextDigest: Digest | undefined;
@@ -107,7 +106,6 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     escape: parsed.escape,
     buildArgs,
     warnings,
-    stageOf,
     resolver: opts.resolver,
     consumedArgs,
     checks,
@@ -179,11 +177,6 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     }
   }
   const kept = graph.subgraph(final.root ? [final.root] : []);
-  const keptStages = new Map<Digest, string>();
-  for (const d of kept.vertices.keys()) {
-    const st = stageOf.get(d);
-    if (st !== undefined) keptStages.set(d, st);
-  }
   const config = cloneConfig(final.config);
   if (opts.labels && Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
   const def: BuildDefinition = {
@@ -193,7 +186,6 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
     config,
     history: final.history,
     warnings,
-    stageOf: keptStages,
     ...(final.author !== undefined ? { author: final.author } : {}),
   };
   return def;
@@ -326,7 +318,6 @@ async function startStage(
       stage: label,
       range: s.from.range,
     });
-    if (!ctx.stageOf.has(root)) ctx.stageOf.set(root, label);
     st = {
       label, index: s.index, root, config: cloneConfig(img.config), history: img.history.map((h) => ({ ...h, inherited: true })),
       args: new Map(), cmdSet: false, platform: img.platform, step: 1, steps,

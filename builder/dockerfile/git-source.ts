@@ -48,6 +48,5 @@ export function gitSourceDef(text: string, flags: GitSourceFlags = {}): GitSourc
 /** Adds the git vertex (shared by every use of the same source) with its progress name. */
 export function addGitSource(ctx: ConvertContext, def: GitSourceDef, meta: VertexMeta): Digest {
   const d = ctx.graph.add(def, [], { ...meta, name: redactUrlCredentials(meta.name) });
-  if (meta.stage !== undefined && !ctx.stageOf.has(d)) ctx.stageOf.set(d, meta.stage);
   return d;
 }

@@ -50,7 +50,6 @@ export function stageFromNamed(ctx: ConvertContext, n: NamedInput, st: Pick<Stag
         name: `[${st.label} 1/${st.steps}] FROM context`,
         stage: st.label,
       });
-  if (!ctx.stageOf.has(root)) ctx.stageOf.set(root, st.label);
   return {
     label: st.label,
     index: st.index,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BuildDefinition, ExecDef, FileDef, GitSourceDef, NamedSource } from '../graph/index.js';
-import { FakeResolver } from '../../test/frontend/fake-resolver.js';
+import { FakeResolver } from '../../test/dockerfile/fake-resolver.js';
 import { convertDockerfile } from './convert.js';
 
 /** The frontend's side of BuildKit's sources: RUN --mount=type=ssh and ADD <git url>. */

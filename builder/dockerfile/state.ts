@@ -47,7 +47,6 @@ export interface ConvertContext {
   readonly escape: string;
   readonly buildArgs: ReadonlyMap<string, string>;
   readonly warnings: Warning[];
-  readonly stageOf: Map<Digest, string>;
   readonly signal?: AbortSignal;
   readonly resolver: ImageResolver;
   /** The build context vertex, added on first use. */
@@ -150,7 +149,6 @@ export function addVertex(
   range: SourceRange,
 ): Digest {
   const d = ctx.graph.add(def, inputs, { name, stage: st.label, range });
-  if (!ctx.stageOf.has(d)) ctx.stageOf.set(d, st.label);
   return d;
 }
 

@@ -1,7 +1,7 @@
 import { lstat, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Sandbox } from '../../test/sandbox/harness.js';
+import { Sandbox } from '../../test/executor/harness.js';
 import { RuncExecutor } from './index.js';
 
 let sb: Sandbox;

@@ -34,8 +34,6 @@ export interface BuildDefinition {
   readonly config: ContainerConfig;
   readonly history: readonly HistoryStep[];
   readonly warnings: readonly Warning[];
-  /** Stage name per vertex, to honour --no-cache-filter. */
-  readonly stageOf: ReadonlyMap<Digest, string>;
   /** Image author (MAINTAINER), when the Dockerfile sets one. */
   readonly author?: string;
 }

@@ -6,6 +6,11 @@ import type { Vertex, VertexDef } from './vertex.js';
 export interface VertexMeta {
   /** Progress label, e.g. `[build 2/4] RUN make`. */
   readonly name: string;
+  /**
+   * The stage that added the vertex (the first, for a vertex two stages
+   * share); absent outside stages (the build context). The one stage map:
+   * --no-cache-filter, vertex events and `buildlite graph` read it here.
+   */
   readonly stage?: string;
   readonly range?: SourceRange;
 }
@@ -32,6 +37,11 @@ export class Graph {
     if (!this.vertices.has(digest)) this.vertices.set(digest, { digest, def, inputs: [...inputs] });
     if (meta && !this.meta.has(digest)) this.meta.set(digest, meta);
     return digest;
+  }
+
+  /** The stage of a vertex (VertexMeta.stage). */
+  stageOf(digest: Digest): string | undefined {
+    return this.meta.get(digest)?.stage;
   }
 
   get(digest: Digest): Vertex {

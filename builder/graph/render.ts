@@ -24,7 +24,10 @@ function render(def: BuildDefinition, format: GraphFormat): string {
 
 /** Stable across runs: vertices in topological order, keys sorted, maps as sorted objects. */
 function renderJson(def: BuildDefinition): string {
-  const stageOf = Object.fromEntries([...def.stageOf].sort(([a], [b]) => (a < b ? -1 : 1)));
+  // Each vertex's stage again, as one map: the format predates VertexMeta.stage being the one stage map.
+  const stageOf = Object.fromEntries(
+    [...def.graph.vertices.keys()].flatMap((d) => (def.graph.stageOf(d) !== undefined ? [[d, def.graph.stageOf(d)!] as const] : [])).sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
   const doc = {
     root: def.root,
     platform: def.platform,
@@ -71,7 +74,7 @@ function byStage(def: BuildDefinition): { stages: Map<string, Vertex[]>; loose: 
   const stages = new Map<string, Vertex[]>();
   const loose: Vertex[] = [];
   for (const v of def.graph.topoOrder()) {
-    const s = def.stageOf.get(v.digest);
+    const s = def.graph.stageOf(v.digest);
     if (s === undefined) {
       loose.push(v);
       continue;

@@ -20,8 +20,7 @@ export function dependents(graph: Graph): Map<Digest, Digest[]> {
 export function reachable(graph: Graph, from: Digest): Set<Digest> {
   const seen = new Set<Digest>();
   const stack = [from];
-  while (stack.length > 0) {
-    const d = stack.pop() as Digest;
+  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
     if (seen.has(d)) continue;
     seen.add(d);
     stack.push(...graph.get(d).inputs);

@@ -2,11 +2,14 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest, type Digest } from '../../core/digest.js';
 import type { Descriptor } from '../../core/oci.js';
+import { formatReference, parseReference, type Reference } from '../../core/reference.js';
 import { atomicWriteFile } from '../../cache/index.js';
 
 /**
  * Local image names (`-t` without `--push`): ref → manifest descriptor, in one
- * JSON file replaced atomically. `buildlite push REF` reads it.
+ * JSON file replaced atomically. `buildlite push REF` reads it. Keys are the
+ * fully qualified form of the parsed reference, so `app` and
+ * `docker.io/library/app:latest` name one image.
  */
 export class TagStore {
   private readonly file: string;
@@ -15,8 +18,8 @@ export class TagStore {
     this.file = path.join(root, 'images.json');
   }
 
-  async get(ref: string): Promise<Descriptor | undefined> {
-    return (await this.load())[ref];
+  async get(ref: Reference): Promise<Descriptor | undefined> {
+    return (await this.load())[formatReference(ref)];
   }
 
   /**
@@ -24,10 +27,10 @@ export class TagStore {
    * process are queued so two builds finishing at once both keep their tags,
    * and each lands atomically under a temp name of its own.
    */
-  set(refs: readonly string[], desc: Descriptor): Promise<void> {
+  set(refs: readonly Reference[], desc: Descriptor): Promise<void> {
     const write = this.writes.then(async () => {
       const all = await this.load();
-      for (const r of refs) all[r] = desc;
+      for (const r of refs) all[formatReference(r)] = desc;
       await atomicWriteFile(this.file, JSON.stringify(all, null, 1));
     });
     this.writes = write.catch(() => undefined);
@@ -44,11 +47,25 @@ export class TagStore {
   }
 
   private async load(): Promise<Record<string, Descriptor>> {
+    let stored: Record<string, Descriptor>;
     try {
-      return JSON.parse(await readFile(this.file, 'utf8')) as Record<string, Descriptor>;
+      stored = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, Descriptor>;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw err;
     }
+    // Files written before keys were qualified hold names as typed (`app`): read them qualified.
+    // A later entry for the same image wins, as a later write would have.
+    const all: Record<string, Descriptor> = {};
+    for (const [name, desc] of Object.entries(stored)) {
+      let key: string;
+      try {
+        key = formatReference(parseReference(name));
+      } catch {
+        continue;
+      }
+      all[key] = desc;
+    }
+    return all;
   }
 }

@@ -5,8 +5,7 @@ import path from 'node:path';
 import { digestFromHash, type Digest } from '../../core/digest.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { PathMatcher } from '../../core/ignore.js';
-import { resolveParentsSources } from './copy-parents.js';
-import { resolveSources } from './copy-sources.js';
+import { resolveParentsSources, resolveSources } from './file-ops/index.js';
 
 export interface ContextHasherOptions {
   /** Called with the context-relative path each time file content is actually read (tests count cache misses). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AsyncStack } from '../../core/dispose.js';
+import type { AsyncStack } from '../../core/dispose.js';
 import { CodedError } from '../../core/errors.js';
 import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
@@ -9,15 +9,15 @@ import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { ExecDef, ExecMount } from '../graph/index.js';
 import { stepLimitsOf } from '../executor/index.js';
-import { readTreeXattrs, upperDirOf } from '../layers/index.js';
 import { stepFailure } from './errors.js';
 import { contextView } from './context-view.js';
 import { grantRefusal } from './grants.js';
 import { LogSink } from './log-sink.js';
 import { forwardAgent } from './ssh-forward.js';
 import { sshMissing } from './ssh-check.js';
-import { prepareOn, writeAndCommit } from './snapshot-step.js';
-import { localDir, type OpContext, type VertexResult } from './types.js';
+import { runOnSnapshot, tmpMountDir } from './snapshot-step.js';
+import { inputDir } from './input-dir.js';
+import type { OpContext, VertexResult } from './types.js';
 
 /**
  * RUN: a fresh snapshot on the root input, the process in the sandbox, the
@@ -27,22 +27,17 @@ import { localDir, type OpContext, type VertexResult } from './types.js';
 export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext): Promise<LayerRef[]> {
   // The builder checked the whole graph before anything ran; checked again here, at the moment of use.
   checkGrants(def, ctx);
-  const { deps, opts, vertex } = ctx;
   const rootLayers = def.hasRoot ? inputs[0]!.layers : [];
-  await using stack = new AsyncStack();
-  const step = await prepareOn(ctx, rootLayers, stack, 'exec');
+  return runOnSnapshot(ctx, rootLayers, 'exec', (merged, stack) => runInSandbox(def, inputs, ctx, merged, stack), {
+    // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
+    afterUnmount: (step, xattrs) =>
+      dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque),
+  });
+}
 
-  const merged = await tmpMountDir(ctx, stack);
-  await mountAt(step.mounts[0]!, merged);
-  // Unmounted right after the step (the diff reads the upper dir) or, on failure, by the stack: once either way.
-  let mounted = true;
-  const unmountRoot = async () => {
-    if (!mounted) return;
-    mounted = false;
-    await unmountAt(merged);
-  };
-  stack.defer(unmountRoot);
-
+/** The step's process, in the sandbox, on the mounted snapshot `merged`; throws unless it exited 0. */
+async function runInSandbox(def: ExecDef, inputs: readonly VertexResult[], ctx: OpContext, merged: string, stack: AsyncStack): Promise<void> {
+  const { deps, opts, vertex } = ctx;
   const extra: Mount[] = [];
   const secretEnv: Record<string, string> = {};
   for (const m of def.mounts) {
@@ -79,13 +74,6 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   if (result.exitCode !== 0 || result.signal || result.timedOut) {
     throw stepFailure(vertex.digest, def.args.join(' '), result);
   }
-  // One getfattr serves both the opaque marks below and the layer's xattrs. It reads
-  // the upper dir while the unmount runs: nothing writes there once the step has ended.
-  const [, xattrs] = await Promise.all([unmountRoot(), readTreeXattrs(upperDirOf(step.mounts), opts.signal)]);
-  // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
-  await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque);
-
-  return await writeAndCommit(ctx, step, rootLayers, xattrs);
 }
 
 function checkGrants(def: ExecDef, ctx: OpContext): void {
@@ -170,35 +158,8 @@ function inputName(ctx: OpContext, index: number): string {
   const v = ctx.graph.get(d);
   if (v.def.kind === 'local') return v.def.name === 'context' ? 'the build context' : `the context ${v.def.name.replace(/^named:/, '')}`;
   if (v.def.kind === 'image') return `image ${v.def.ref}`;
-  const stage = ctx.graph.meta.get(d)?.stage;
+  const stage = ctx.graph.stageOf(d);
   return stage ? `stage ${stage}` : 'the stage it names';
-}
-
-/** A readable directory with an input's filesystem: the context, or a mounted read-only view of a stage. */
-export async function inputDir(ctx: OpContext, index: number, inputs: readonly VertexResult[], stack: AsyncStack): Promise<string> {
-  const inputVertex = ctx.graph.get(ctx.vertex.inputs[index]!);
-  if (inputVertex.def.kind === 'local') {
-    const dir = localDir(ctx.opts, inputVertex.def.name);
-    if (!dir) throw new CodedError('INVALID_ARGUMENT', 'this step reads the build context, but none was given');
-    return dir;
-  }
-  const result = inputs[index]!;
-  if (result.file) return path.dirname(result.file.path);
-  const name = await ctx.materializer.ensure(result.layers, ctx.opts);
-  const dir = await tmpMountDir(ctx, stack);
-  if (name === null) return dir; // empty filesystem (scratch)
-  const mounts = await ctx.deps.snapshotter.view(name);
-  await mountAt(mounts[0]!, dir);
-  stack.defer(() => unmountAt(dir));
-  return dir;
-}
-
-/** An empty directory under tmpDir, removed (never recursively) when the stack unwinds. */
-export async function tmpMountDir(ctx: OpContext, stack: AsyncStack): Promise<string> {
-  const dir = path.join(ctx.deps.tmpDir, `m-${randomUUID()}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  stack.defer(() => rmdir(dir).catch(() => undefined));
-  return dir;
 }
 
 /** Where the executor mounts things in every step; runc makes stubs for those the image lacks. */

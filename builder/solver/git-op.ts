@@ -1,10 +1,7 @@
-import { AsyncStack } from '../../core/dispose.js';
 import { CodedError } from '../../core/errors.js';
-import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { GitSourceDef } from '../graph/index.js';
-import { tmpMountDir } from './exec-op.js';
-import { prepareOn, writeAndCommit } from './snapshot-step.js';
+import { runOnSnapshot } from './snapshot-step.js';
 import type { GitAuth, OpContext, ResolvedGit, SolveOptions } from './types.js';
 
 /**
@@ -15,19 +12,9 @@ import type { GitAuth, OpContext, ResolvedGit, SolveOptions } from './types.js';
 export async function runGitSource(def: GitSourceDef, at: ResolvedGit, ctx: OpContext): Promise<LayerRef[]> {
   const { deps, opts } = ctx;
   if (!deps.git) throw new CodedError('PERMISSION_DENIED', `git source ${def.remote}: fetching git repositories is not enabled on this builder`);
-  await using stack = new AsyncStack();
-  const step = await prepareOn(ctx, [], stack, 'git');
-  const dir = await tmpMountDir(ctx, stack);
-  await mountAt(step.mounts[0]!, dir);
-  let mounted = true;
-  stack.defer(async () => {
-    if (mounted) await unmountAt(dir);
-  });
-  await deps.git.checkout(def, at, dir, gitAuth(opts), opts.signal);
-  await unmountAt(dir);
-  mounted = false;
+  const git = deps.git;
   // A checkout carries no xattrs, and on an empty parent no directory is opaque. The step's layer limits apply.
-  return await writeAndCommit(ctx, step, [], { opaque: new Set(), attrs: new Map() });
+  return runOnSnapshot(ctx, [], 'git', (dir) => git.checkout(def, at, dir, gitAuth(opts), opts.signal), { readXattrs: false });
 }
 
 export function gitAuth(opts: SolveOptions): GitAuth {

@@ -6,4 +6,4 @@ export { ExecError } from './errors.js';
 export type { ImageFetcher, HttpFetcher, GitFetcher, GitAuth, ResolvedGit, FetchedFile, SolverDeps, SolveOptions, VertexResult } from './types.js';
 export { checkGraphGrants, grantRefusal, type Grants } from './grants.js';
 export { checkSshAgents } from './ssh-check.js';
-export { detectArchive, extractArchive } from './copy-archive.js';
+export { detectArchive, extractArchive } from './file-ops/index.js';

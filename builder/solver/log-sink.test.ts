@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { BuildEventBody } from '../../core/build.js';
-import type { Digest } from '../../core/digest.js';
+import { parseDigest } from '../../core/digest.js';
 import { LogSink } from './log-sink.js';
 
-const V = `sha256:${'a'.repeat(64)}` as Digest;
+const V = parseDigest(`sha256:${'a'.repeat(64)}`);
 
 function collect(secrets: string[], cap?: number) {
   const events: BuildEventBody[] = [];

@@ -1,13 +1,72 @@
 import { randomUUID } from 'node:crypto';
+import { mkdir, rmdir } from 'node:fs/promises';
+import path from 'node:path';
 import { formatBytes } from '../../core/bytes.js';
-import type { AsyncStack } from '../../core/dispose.js';
+import { AsyncStack } from '../../core/dispose.js';
 import { limitExceeded } from '../../core/limit-error.js';
+import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
 import type { LayerRef } from '../../cache/index.js';
-import { writeLayer, type ByteCheck, type LayerDescriptor, type TreeXattrs } from '../layers/index.js';
+import { readTreeXattrs, upperDirOf, writeLayer, type ByteCheck, type LayerDescriptor, type TreeXattrs } from '../layers/index.js';
 import { fsErrorContext } from './errors.js';
 import { chainUnpacked, snapshotName } from './materialize.js';
 import type { OpContext } from './types.js';
+
+/**
+ * The one sequence of a step that changes the filesystem on a snapshot (RUN,
+ * COPY/ADD and the other file ops, a git checkout), with its ordering rules:
+ *
+ *   prepare on the root layers → mount at a private dir → `work` →
+ *   unmount, reading the upper dir's xattrs meanwhile → `afterUnmount` →
+ *   write the layer → commit.
+ *
+ * The xattrs are read while the unmount runs because nothing writes to the
+ * upper dir once the work has ended, and one getfattr pass serves the layer
+ * and the opaque marks. The layer is written from the unmounted upper dir.
+ * On any failure the stack unmounts (once), removes the mount dir and the
+ * snapshot, in that order, before the error leaves.
+ */
+export async function runOnSnapshot(
+  ctx: OpContext,
+  rootLayers: readonly LayerRef[],
+  kind: string,
+  work: (merged: string, stack: AsyncStack) => Promise<void>,
+  opts: {
+    /** Whether the step can set xattrs or opaque dirs (a git checkout sets neither: skip the pass). */
+    readonly readXattrs?: boolean;
+    /** What runs on the unmounted upper dir before it becomes the layer. */
+    readonly afterUnmount?: (step: ActiveStep, xattrs: TreeXattrs) => Promise<void>;
+  } = {},
+): Promise<LayerRef[]> {
+  await using stack = new AsyncStack();
+  const step = await prepareOn(ctx, rootLayers, stack, kind);
+  const merged = await tmpMountDir(ctx, stack);
+  await mountAt(step.mounts[0]!, merged);
+  // Unmounted right after the work or, on failure, by the stack: once either way.
+  let mounted = true;
+  const unmount = async () => {
+    if (!mounted) return;
+    mounted = false;
+    await unmountAt(merged);
+  };
+  stack.defer(unmount);
+  await work(merged, stack);
+  const [, xattrs] = await Promise.all([unmount(), opts.readXattrs === false ? NO_XATTRS : readTreeXattrs(upperDirOf(step.mounts), ctx.opts.signal)]);
+  await opts.afterUnmount?.(step, xattrs);
+  // await before the stack unwinds: it removes the snapshot unless the commit is done.
+  return await writeAndCommit(ctx, step, rootLayers, xattrs);
+}
+
+/** A step's tree with neither xattrs nor opaque dirs. */
+const NO_XATTRS: TreeXattrs = { opaque: new Set(), attrs: new Map() };
+
+/** An empty directory under tmpDir, removed (never recursively) when the stack unwinds. */
+export async function tmpMountDir(ctx: OpContext, stack: AsyncStack): Promise<string> {
+  const dir = path.join(ctx.deps.tmpDir, `m-${randomUUID()}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  stack.defer(() => rmdir(dir).catch(() => undefined));
+  return dir;
+}
 
 export interface ActiveStep {
   readonly key: string;
@@ -16,7 +75,7 @@ export interface ActiveStep {
 }
 
 /** Prepare an active snapshot on top of `rootLayers`; the stack removes it unless it gets committed. */
-export async function prepareOn(ctx: OpContext, rootLayers: readonly LayerRef[], stack: AsyncStack, kind: string): Promise<ActiveStep> {
+async function prepareOn(ctx: OpContext, rootLayers: readonly LayerRef[], stack: AsyncStack, kind: string): Promise<ActiveStep> {
   const parent = await ctx.materializer.ensure(rootLayers, ctx.opts);
   const key = `${kind}-${randomUUID()}`;
   const mounts = await ctx.deps.snapshotter.prepare(key, parent);
@@ -33,7 +92,7 @@ export async function prepareOn(ctx: OpContext, rootLayers: readonly LayerRef[],
  * build's disk: a step that makes too much fails at that step, its blob is
  * never committed (the ingest aborts) and its snapshot goes with the stack.
  */
-export async function writeAndCommit(ctx: OpContext, step: ActiveStep, rootLayers: readonly LayerRef[], xattrs: TreeXattrs): Promise<LayerRef[]> {
+async function writeAndCommit(ctx: OpContext, step: ActiveStep, rootLayers: readonly LayerRef[], xattrs: TreeXattrs): Promise<LayerRef[]> {
   const { opts } = ctx;
   const layer = await writeLayer(step.mounts, ctx.deps.store, {
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
@@ -78,7 +137,7 @@ async function layerMeter(ctx: OpContext, rootLayers: readonly LayerRef[]): Prom
  * empty diff adds no layer (the parent snapshot already is this filesystem),
  * and a chain someone else committed first is simply reused.
  */
-export async function commitLayer(
+async function commitLayer(
   ctx: OpContext,
   step: ActiveStep,
   rootLayers: readonly LayerRef[],

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ENTITLEMENTS, type BuildRequest, type CacheSpec, type NamedContext, type NetworkMode, type OutputSpec } from '../../core/build.js';
+import { type BuildRequest, type CacheSpec, type NamedContext, type NetworkMode, type OutputSpec } from '../../core/build.js';
+import { CodedError } from '../../core/errors.js';
 import { isGitUrl } from '../../core/git-url.js';
+import { checkNetworkRequest } from '../../core/request-rules.js';
 import { mergeLimits } from '../../core/limits.js';
 import type { ParsedBuild } from '../parsed-build.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
@@ -98,10 +100,13 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     outputs.push({ type: 'image', refs: tags });
   }
 
-  const network = v.network ?? 'default';
-  if (!['default', 'none', 'host'].includes(network)) throw new UsageError(`--network "${network}": want default, none or host`, 'build');
-  for (const a of v.allow ?? []) {
-    if (!(ENTITLEMENTS as readonly string[]).includes(a)) throw new UsageError(`--allow "${a}": the entitlements are ${ENTITLEMENTS.join(' and ')}`, 'build');
+  let network: NetworkMode;
+  try {
+    network = checkNetworkRequest({ network: v.network ?? 'default', allow: v.allow ?? [] });
+  } catch (err) {
+    // A value no build knows is a bad command line; network=host not asked for is a refused build (exit 1), as it is at every door.
+    if (err instanceof CodedError && err.code === 'INVALID_ARGUMENT') throw new UsageError(err.message, 'build');
+    throw err;
   }
   const allowSecurityInsecure = (v['allow-security-insecure'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_SECURITY_INSECURE']);
   const allowHostNetwork = (v['allow-host-network'] ?? false) || isTruthy(process.env['BUILDLITE_ALLOW_HOST_NETWORK']);
@@ -172,7 +177,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     noCache: v['no-cache'] ?? false,
     noCacheFilter: v['no-cache-filter'] ?? [],
     secrets: [...secrets.keys()].map((id) => ({ id })),
-    network: network as NetworkMode,
+    network,
     allow: v.allow ?? [],
     ...(platform ? { platform } : {}),
     ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),

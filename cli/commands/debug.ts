@@ -1,3 +1,4 @@
+import { isDigest } from '../../core/digest.js';
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
@@ -9,7 +10,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags('debug', rest, { root: { type: 'string' }, last: { type: 'boolean' } });
   if (positionals.length > 1 || (positionals.length === 1 && values.last)) throw new UsageError('why-miss takes one KEY or --last', 'debug');
   const key = positionals[0];
-  if (key !== undefined && !/^sha256:[a-f0-9]{64}$/.test(key)) throw new UsageError(`"${key}" is not a cache key (sha256:<64 hex>)`, 'debug');
+  if (key !== undefined && !isDigest(key)) throw new UsageError(`"${key}" is not a cache key (sha256:<64 hex>)`, 'debug');
   const lines = await Builder.explainMissAt(values.root ?? defaultRoot(), key);
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;

@@ -6,7 +6,8 @@ import { ApiServer, AUTH_FAILURE_REASONS, EMPTY_SERVICE_CONFIG, loadServiceConfi
 import { LIMIT_SPECS, parseLimit, type LimitName } from '../../core/limits.js';
 import { parseBytes } from '../../core/bytes.js';
 import { parseDuration } from '../../core/duration.js';
-import { BuildWorker, isRegistryStoreSpec, RETENTION_DEFAULTS, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions, type RetentionPolicy } from '../../worker/index.js';
+import { isRegistryStoreSpec, RETENTION_DEFAULTS, type RetentionPolicy } from '../../store/index.js';
+import { BuildWorker, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions } from '../../worker/index.js';
 import { checkHttpPolicy } from '../../builder/index.js';
 import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';

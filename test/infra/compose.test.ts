@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { COMMON, SERVE_FLAGS } from '../../cli/commands/service.js';
 import { parseDuration } from '../../core/duration.js';
-import { RETENTION_DEFAULTS } from '../../worker/index.js';
+import { RETENTION_DEFAULTS } from '../../store/index.js';
 
 interface Service {
   secrets?: string[];

@@ -17,7 +17,7 @@ const repo = fileURLToPath(new URL('../../', import.meta.url));
 const script = path.join(repo, 'scripts/depcheck.sh');
 const depcruise = path.join(repo, 'tools/depcheck/node_modules/.bin/depcruise');
 const config = path.join(repo, '.dependency-cruiser.cjs');
-const FOLDERS = ['core', 'builder', 'registry-client', 'cache', 'worker', 'api', 'cli'];
+const FOLDERS = ['core', 'builder', 'registry-client', 'cache', 'store', 'worker', 'api', 'cli'];
 
 interface Violation {
   rule: { name: string };
@@ -85,9 +85,11 @@ describe('import rules (dependency-cruiser on the sources)', () => {
       'builder/graph/index.ts': value('../../core/digest.js'),
       'builder/solver/index.ts': `${value('../graph/index.js')}\n${typeOnly('../../cache/index.js')}`,
       'builder/index.ts': `${reexport('./solver/index.js')}\n${dynamic('../registry-client/index.js')}`,
+      'store/index.ts': `${typeOnly('../core/digest.js')}\n${value('../registry-client/index.js')}`,
       'worker/jobs.ts': typeOnly('../core/digest.js'),
-      'worker/index.ts': `${reexport('./jobs.js')}\n${inlineType('../builder/index.js')}`,
-      'api/index.ts': value('../worker/jobs.js'),
+      'worker/redis-keys.ts': decl,
+      'worker/index.ts': `${reexport('./jobs.js')}\n${inlineType('../builder/index.js')}\n${typeOnly('../store/index.js')}`,
+      'api/index.ts': `${value('../worker/jobs.js')}\n${typeOnly('../worker/redis-keys.js')}\n${value('../store/index.js')}`,
       'cli/main.ts': `${dynamic('../builder/index.js')}\n${value('../api/index.js')}\n${value('../registry-client/index.js')}`,
     });
     expect(await cruise(dir, FOLDERS)).toEqual([]);
@@ -105,6 +107,8 @@ describe('import rules (dependency-cruiser on the sources)', () => {
     ['worker importing the solver', { 'worker/w.ts': value('../builder/solver/index.js'), 'builder/solver/index.ts': decl }, 'layer:worker', 'worker/w.ts'],
     ['api importing the builder', { 'api/s.ts': dynamic('../builder/index.js'), 'builder/index.ts': decl }, 'layer:api', 'api/s.ts'],
     ['api importing worker internals', { 'api/s.ts': typeOnly('../worker/worker.js'), 'worker/worker.ts': decl }, 'layer:api', 'api/s.ts'],
+    ['the store importing the queue contract', { 'store/r.ts': typeOnly('../worker/jobs.js'), 'worker/jobs.ts': decl }, 'layer:store', 'store/r.ts'],
+    ['api reaching into store internals', { 'api/s.ts': value('../store/dir-store.js'), 'store/dir-store.ts': decl }, 'through-index:top-level', 'api/s.ts'],
     ['worker reaching into cache internals', { 'worker/w.ts': value('../cache/local-store.js'), 'cache/local-store.ts': decl }, 'through-index:top-level', 'worker/w.ts'],
     ['solver reaching into graph internals', { 'builder/solver/s.ts': typeOnly('../graph/walk.js'), 'builder/graph/walk.ts': decl }, 'through-index:builder-subfolders', 'builder/solver/s.ts'],
     ['cache using registry-client outside the remote cache', { 'cache/gc.ts': value('../registry-client/index.js'), 'registry-client/index.ts': decl }, 'cache-registry-client-remote-only', 'cache/gc.ts'],

@@ -4,7 +4,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { BlobInfo, IngestWriter, Ingester } from '../../core/content.js';
-import type { Digest } from '../../core/digest.js';
+import { digestFromHash, type Digest } from '../../core/digest.js';
 
 /**
  * A minimal real-file ingester for layer tests (the project's content store
@@ -33,7 +33,7 @@ export class DirIngester implements Ingester {
       },
     }) as IngestWriter;
     w.commit = async () => {
-      const digest = `sha256:${hash.digest('hex')}` as Digest;
+      const digest = digestFromHash(hash);
       if (expected?.digest && expected.digest !== digest) throw new Error('digest mismatch');
       await rename(tmp, path.join(blobs, digest.slice(7)));
       return { digest, size };

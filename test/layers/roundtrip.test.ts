@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Digest } from '../../core/digest.js';
+import { parseDigest } from '../../core/digest.js';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
 import { MediaType } from '../../core/oci.js';
@@ -191,7 +191,7 @@ describe('diff and apply through real overlay mounts', () => {
 
   it('fails with DigestMismatchError when the diff id differs', async () => {
     const target = await mount(await snap.prepare('bad-diffid', 'base'));
-    const wrong = `sha256:${'0'.repeat(64)}` as Digest;
+    const wrong = parseDigest(`sha256:${'0'.repeat(64)}`);
     await expect(
       applyLayer(createReadStream(ingester.path(desc.digest)), desc.mediaType, target, { expectedDiffId: wrong }),
     ).rejects.toBeInstanceOf(DigestMismatchError);
@@ -246,8 +246,8 @@ describe('diff and apply through real overlay mounts', () => {
   });
 
   it('computes OCI chain ids', () => {
-    const a = `sha256:${'a'.repeat(64)}` as Digest;
-    const b = `sha256:${'b'.repeat(64)}` as Digest;
+    const a = parseDigest(`sha256:${'a'.repeat(64)}`);
+    const b = parseDigest(`sha256:${'b'.repeat(64)}`);
     expect(chainId([a])).toBe(a);
     const ab = `sha256:${createHash('sha256').update(`${a} ${b}`).digest('hex')}`;
     expect(chainId([a, b])).toBe(ab);

@@ -1,16 +1,15 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Digest } from '../../core/digest.js';
+import { parseDigest, sha256 } from '../../core/digest.js';
 import { DigestMismatchError, LimitExceededError } from '../../core/streams.js';
 import { HttpFetchError, HttpPolicyError, PolicedHttpFetcher } from '../../builder/http-fetch.js';
 
 const BODY = Buffer.from('the fetched file\n'.repeat(100));
-const BODY_DIGEST = `sha256:${createHash('sha256').update(BODY).digest('hex')}` as Digest;
+const BODY_DIGEST = sha256(BODY);
 
 interface Recorded {
   readonly url: string;
@@ -110,7 +109,7 @@ describe('ADD <url> fetcher: limits, checksums and the address policy', () => {
     const f = new PolicedHttpFetcher({ allowPrivate: true });
     expect((await f.fetchToFile(url('/file'), dest(), { checksum: BODY_DIGEST })).digest).toBe(BODY_DIGEST);
     const d = dest();
-    const wrong = `sha256:${'0'.repeat(64)}` as Digest;
+    const wrong = parseDigest(`sha256:${'0'.repeat(64)}`);
     const err = await f.fetchToFile(url('/file'), d, { checksum: wrong }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DigestMismatchError);
     expect((err as DigestMismatchError).message).toContain(BODY_DIGEST);

@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Digest } from '../../core/digest.js';
+import { sha256 } from '../../core/digest.js';
 import { mountsUnder } from '../../core/mounter.js';
 import { MediaType, type ImageConfig } from '../../core/oci.js';
 import { LocalContentStore, writeBlob } from '../../cache/index.js';
@@ -42,7 +42,7 @@ async function pushEvilImage(env: SecurityEnv, tag: string, items: readonly Item
   try {
     const base = await client.resolve(env.base);
     const tarBytes = await tarOf(items);
-    const diffId = `sha256:${createHash('sha256').update(tarBytes).digest('hex')}` as Digest;
+    const diffId = sha256(tarBytes);
     const store = new LocalContentStore(storeDir);
     const layer = await writeBlob(store, gzipSync(tarBytes));
     const config: ImageConfig = {

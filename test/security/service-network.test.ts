@@ -6,8 +6,8 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { collectOnce, startService, TOKENS, type Service } from '../service/harness.js';
-import { tarOf } from '../service/tar.js';
+import { collectOnce, startService, TOKENS, type Service } from '../helpers/service.js';
+import { tarOf } from '../helpers/tar.js';
 
 /**
  * docs/security.md T6, T7 and T14 through the build service: a worker process whose

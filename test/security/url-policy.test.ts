@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import type http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Digest } from '../../core/digest.js';
+import { sha256 } from '../../core/digest.js';
 import { contentDispositionFilename } from '../../builder/content-disposition.js';
 import { HttpFetchError, HttpPolicyError, PolicedHttpFetcher, type Resolve } from '../../builder/http-fetch.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
@@ -17,7 +16,7 @@ import { startFileServer, type FileServer } from '../helpers/file-server.js';
  */
 
 const BODY = Buffer.from('policed body\n'.repeat(50));
-const BODY_DIGEST = `sha256:${createHash('sha256').update(BODY).digest('hex')}` as Digest;
+const BODY_DIGEST = sha256(BODY);
 
 /** A resolver that answers from a table: public-looking names can point anywhere without touching the system. */
 function table(entries: Record<string, Array<[string, 4 | 6]>>): Resolve {

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BlobInfo, ContentStore } from '../../core/content.js';
-import { sha256, type Digest } from '../../core/digest.js';
+import { digestFromHash, sha256, type Digest } from '../../core/digest.js';
 import { BuildliteError } from '../../core/errors.js';
 import { DigestMismatchError, readAllBounded } from '../../core/streams.js';
 import { copyBlob, putJson, readJson, writeBlob } from '../../cache/index.js';
@@ -70,7 +70,7 @@ export function describeContentStore(name: string, factory: () => Promise<Conten
       const { createHash } = await import('node:crypto');
       const h = createHash('sha256');
       for await (const c of chunked(seed, total)) h.update(c as Buffer);
-      const digest = `sha256:${h.digest('hex')}` as Digest;
+      const digest = digestFromHash(h);
       const info = await writeBlob(store, chunked(seed, total), { digest, size: total });
       expect(info).toEqual({ digest, size: total });
       expect(await store.stat(digest)).toEqual({ digest, size: total });
