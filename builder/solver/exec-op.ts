@@ -9,7 +9,7 @@ import { resolveInRoot } from '../../core/safe-path.js';
 import type { LayerRef } from '../../cache/index.js';
 import type { ExecDef, ExecMount } from '../graph/index.js';
 import { stepLimitsOf } from '../executor/index.js';
-import { readTreeXattrs, upperDirOf } from '../layers/index.js';
+import { readUpperXattrs } from '../layers/index.js';
 import { stepFailure } from './errors.js';
 import { contextView } from './context-view.js';
 import { grantRefusal } from './grants.js';
@@ -81,7 +81,7 @@ export async function runExec(def: ExecDef, inputs: readonly VertexResult[], ctx
   }
   // One getfattr serves both the opaque marks below and the layer's xattrs. It reads
   // the upper dir while the unmount runs: nothing writes there once the step has ended.
-  const [, xattrs] = await Promise.all([unmountRoot(), readTreeXattrs(upperDirOf(step.mounts), opts.signal)]);
+  const [, xattrs] = await Promise.all([unmountRoot(), readUpperXattrs(step.mounts, opts.signal)]);
   // Creating a mount stub copied its parent up; the stub is gone, the unchanged copy must go too.
   await dropCopiedUpParents(step.mounts[0]!, [...def.mounts.flatMap((m) => (m.target !== undefined ? [m.target] : [])), ...RUNTIME_TARGETS], xattrs.opaque);
 

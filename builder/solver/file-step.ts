@@ -3,7 +3,7 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { LayerRef } from '../../cache/index.js';
 import { resolveChown } from '../executor/index.js';
 import type { FileDef } from '../graph/index.js';
-import { readTreeXattrs, upperDirOf } from '../layers/index.js';
+import { readUpperXattrs } from '../layers/index.js';
 import { inputDir, tmpMountDir } from './exec-op.js';
 import { fsErrorContext } from './errors.js';
 import { applyFileActions } from './file-op.js';
@@ -48,7 +48,7 @@ export async function runFile(def: FileDef, inputs: readonly VertexResult[], ctx
     unmountAt(merged).then(() => {
       mounted = false;
     }),
-    readTreeXattrs(upperDirOf(step.mounts), opts.signal),
+    readUpperXattrs(step.mounts, opts.signal),
   ]);
 
   return await writeAndCommit(ctx, step, rootLayers, xattrs);
