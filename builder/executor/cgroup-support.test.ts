@@ -35,6 +35,7 @@ describe('cgroup support', () => {
     const lines = unenforced(s, { ...STEP_LIMIT_DEFAULTS, cpus: 2 });
     expect(lines.map((l) => l.split(':')[0])).toEqual(['memory', 'cpus', 'pids']);
     for (const l of lines) expect(l).toContain('rootless on cgroup v1, which has no delegation to a user');
+    expect(lines[2]).toContain('the pids limit of 4096 is only a per-uid RLIMIT_NPROC');
     expect(unenforced(s, { ...STEP_LIMIT_DEFAULTS, cpus: 0 }).map((l) => l.split(':')[0])).toEqual(['memory', 'pids']);
   });
 

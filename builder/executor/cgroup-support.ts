@@ -91,7 +91,7 @@ export function unenforced(support: CgroupSupport, limits: StepLimits): string[]
     const why = support.unavailable;
     out.push(`memory: ${why}: steps run without ${limitPhrase('memoryBytes', limits.memoryBytes)}`);
     if (limits.cpus > 0) out.push(`cpus: ${why}: ${limitPhrase('cpus', limits.cpus)} is not enforced`);
-    out.push(`pids: ${why}: ${limitPhrase('pids', limits.pids)} is not enforced (a fork bomb runs until the step timeout)`);
+    out.push(`pids: ${why}: ${limitPhrase('pids', limits.pids)} is only a per-uid RLIMIT_NPROC, shared by steps running at once`);
     return out;
   }
   if (!support.memory) out.push(`memory: ${v} has no memory controller: steps run without ${limitPhrase('memoryBytes', limits.memoryBytes)}`);

@@ -30,6 +30,10 @@ describe('buildSpec', () => {
     expect(own.linux.seccomp).toEqual(buildSpec(base).linux.seccomp);
     expect(own.linux.maskedPaths).toEqual(buildSpec(base).linux.maskedPaths);
     expect(buildSpec(base).linux['cgroupsPath']).toBe('/buildlite/x');
+    // Without a pids cgroup the ceiling on processes is the step's RLIMIT_NPROC; root's steps need none (root ignores it).
+    const noPids = buildSpec({ ...noCgroup, rootless: true, cgroups: { ...base.cgroups, pids: false } }).process['rlimits'];
+    expect(noPids).toContainEqual({ type: 'RLIMIT_NPROC', hard: 4096, soft: 4096 });
+    expect(JSON.stringify(buildSpec({ ...base, cgroups: { ...base.cgroups, pids: false } }).process['rlimits'])).not.toContain('NPROC');
   });
 
   it('has its own pid, ipc, uts, mount and network namespaces for network none, and a loopback hook', () => {

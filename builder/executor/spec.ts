@@ -168,7 +168,7 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
       env,
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }, ...rootlessNproc(input)],
       noNewPrivileges: input.noNewPrivileges ?? false,
     },
     root: { path: 'rootfs', readonly: false },
@@ -202,6 +202,19 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
     };
   }
   return spec;
+}
+
+/**
+ * Without a pids cgroup, a rootless step still gets a ceiling on processes:
+ * RLIMIT_NPROC, which the kernel enforces on every uid but the host's root
+ * (and a step's root here is the user). It counts per uid rather than per
+ * step (steps running at once as the same uid share it), and a refused fork
+ * cannot be told from the step's own failure, so cgroup-support.ts still
+ * reports the limit as not enforced as asked.
+ */
+function rootlessNproc(input: SpecInput): Array<{ type: string; hard: number; soft: number }> {
+  if (!input.rootless || input.cgroups.pids) return [];
+  return [{ type: 'RLIMIT_NPROC', hard: input.limits.pids, soft: input.limits.pids }];
 }
 
 /**
