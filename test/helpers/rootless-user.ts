@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, chmod, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,9 +27,20 @@ export interface RootlessUser {
   run(file: string, args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string }): Promise<CliResult>;
   /** The built CLI as the user. */
   cli(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string }): Promise<CliResult>;
+  /** The built CLI as the user, left running: a test signals it (its pid is the CLI's own, setpriv having exec'd it). */
+  startCli(args: readonly string[]): RunningCli;
+  /** Pids of the user's processes (a rootless step's root is the user, so its processes count). */
+  processes(): Promise<number[]>;
   /** Gives the user its subordinate ranges (scripts/provision.sh --rootless-user). */
   provision(): Promise<void>;
   remove(): Promise<void>;
+}
+
+export interface RunningCli {
+  readonly child: ChildProcess;
+  output(): string;
+  waitFor(re: RegExp, ms?: number): Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /** A new user, without subordinate ids until `provision()` (whatever /etc/login.defs would give). */
@@ -48,9 +59,10 @@ export async function createRootlessUser(): Promise<RootlessUser> {
     LOGNAME: name,
     ...extra,
   });
+  const setpriv = (file: string, args: readonly string[]) => ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--', file, ...args];
   const run: RootlessUser['run'] = (file, args, opts = {}) =>
     new Promise((resolve) => {
-      const child = spawn('setpriv', ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--', file, ...args], {
+      const child = spawn('setpriv', setpriv(file, args), {
         cwd: opts.cwd ?? home,
         env: env(opts.env),
         stdio: ['pipe', 'pipe', 'pipe'],
@@ -64,6 +76,10 @@ export async function createRootlessUser(): Promise<RootlessUser> {
       child.stdin.on('error', () => undefined);
       child.stdin.end(opts.input ?? '');
     });
+  const processes = async (): Promise<number[]> => {
+    const { stdout } = await exec('ps', ['-o', 'pid=', '-u', String(uid)]).catch(() => ({ stdout: '' }));
+    return stdout.split(/\s+/).filter(Boolean).map(Number);
+  };
   return {
     name,
     uid,
@@ -73,13 +89,32 @@ export async function createRootlessUser(): Promise<RootlessUser> {
     env,
     run,
     cli: (args, opts = {}) => run(process.execPath, [CLI, ...args], opts),
+    startCli(args) {
+      const child = spawn('setpriv', setpriv(process.execPath, [CLI, ...args]), { cwd: home, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      return {
+        child,
+        exited,
+        output: () => out,
+        async waitFor(re, ms = 60_000) {
+          const deadline = Date.now() + ms;
+          while (!re.test(out)) {
+            if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${re} in the output of buildlite ${args.join(' ')}:\n${out.slice(-3000)}`);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        },
+      };
+    },
+    processes,
     async provision() {
       await exec('bash', [path.join(REPO_ROOT, 'scripts/provision.sh'), '--quiet', '--rootless-user', name]);
     },
     async remove() {
       // Its processes first (all started by this test): one left running would hold files and the user.
-      const { stdout } = await exec('ps', ['-o', 'pid=', '-u', String(uid)]).catch(() => ({ stdout: '' }));
-      for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+      for (const pid of await processes()) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

@@ -15,6 +15,7 @@ import { parseMountPoints } from '../../core/mounter.js';
 import { pushBusyboxBase } from '../helpers/base-image.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until } from '../helpers/procs.js';
 import { createRootlessUser, type RootlessUser } from '../helpers/rootless-user.js';
 
 const sh = promisify(execFile);
@@ -121,7 +122,7 @@ describe('rootless builds, as an unprivileged user', () => {
     expect((await readFile(path.join(user.stateRoot, 'snapshots', 'overlay-xattrs'), 'utf8')).trim()).toBe('user');
     // Its mounts lived in its own mount namespace: none on the host; no process of the user is left.
     expect(parseMountPoints(await readFile('/proc/self/mountinfo', 'utf8'), user.home)).toEqual([]);
-    expect((await sh('ps', ['-o', 'pid=', '-u', String(user.uid)]).catch(() => ({ stdout: '' }))).stdout.trim()).toBe('');
+    expect(await user.processes()).toEqual([]);
   });
 
   it('a rebuild is all cache hits; push, du and prune run rootless on the same state', async () => {
@@ -153,5 +154,36 @@ describe('rootless builds, as an unprivileged user', () => {
     const next = await user.cli(['build', '--progress', 'plain', '--no-cache', bomb]);
     expect(next.code, next.stderr).toBe(0);
     expect(next.stderr).toContain('alive');
+  });
+
+  /** A context whose RUN prints `marker` and then runs until killed, with a process in the background. */
+  async function endless(name: string, marker: string): Promise<string> {
+    const dir = path.join(tmp, name);
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'Dockerfile'), `FROM ${registry.host}/library/busybox:latest\nRUN echo ${marker}; sleep 1000 & while true; do sleep 0.1; done\n`);
+    return dir;
+  }
+
+  it('Ctrl-C (SIGINT to the CLI the user started) cancels the build in its namespace: exit 130, no process of the user left', async () => {
+    const marker = `started-${Math.random().toString(36).slice(2)}`;
+    const b = user.startCli(['build', '--progress', 'plain', '--no-cache', await endless('interrupted', marker)]);
+    await b.waitFor(new RegExp(`${marker}\\n`));
+    b.child.kill('SIGINT');
+    expect(await b.exited).toEqual({ code: 130, signal: null });
+    await until('no process of the user is left', async () => (await user.processes()).length === 0, 10_000);
+  });
+
+  it('SIGKILL of the CLI mid-RUN: the builder in the namespace dies with it and its watcher stops the step', async () => {
+    const marker = `started-${Math.random().toString(36).slice(2)}`;
+    const b = user.startCli(['build', '--progress', 'plain', '--no-cache', await endless('killed', marker)]);
+    await b.waitFor(new RegExp(`${marker}\\n`));
+    // The step's processes are the user's (uid 0 of the namespace): several, beside the two CLIs.
+    expect((await user.processes()).length).toBeGreaterThan(4);
+    b.child.kill('SIGKILL');
+    await b.exited;
+    await until('no process of the user is left', async () => (await user.processes()).length === 0, 10_000);
+    // The next command on the state reclaims what is left (bundles, records) and runs.
+    const du = await user.cli(['du']);
+    expect(du.code, du.stderr).toBe(0);
   });
 });
