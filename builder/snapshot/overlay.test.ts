@@ -73,6 +73,26 @@ describe('OverlaySnapshotter specifics', () => {
     await expect(new OverlaySnapshotter(other, { rootless: true }).stat('k')).rejects.toThrow(/made by a builder running as root/);
   });
 
+  it('rootless: a state root where overlay cannot be mounted is one clear error at start, and the probe leaves nothing', async () => {
+    const good = path.join(await tmp, 'probe-ok');
+    await new OverlaySnapshotter(good, { rootless: true }).prepare('k', null);
+    expect((await readdir(good)).filter((n) => n.startsWith('probe-'))).toEqual([]);
+    // A root inside an overlay mount: overlay refuses an overlayfs upper dir, as an old kernel refuses a user namespace.
+    const base = path.join(await tmp, 'ovl');
+    for (const d of ['l', 'u', 'w', 'm']) await mkdir(path.join(base, d), { recursive: true });
+    await mountAt({ type: 'overlay', source: 'overlay', options: [`lowerdir=${base}/l`, `upperdir=${base}/u`, `workdir=${base}/w`] }, path.join(base, 'm'));
+    try {
+      const root = path.join(base, 'm', 'state');
+      await expect(new OverlaySnapshotter(root, { rootless: true }).prepare('k', null)).rejects.toThrow(
+        new RegExp(`^rootless: overlayfs cannot be mounted in this user namespace with its upper dir under ${root} \\(mount overlay .*\\): rootless buildlite needs Linux 5\\.11`),
+      );
+      expect(await mountsUnder(root)).toEqual([]);
+      expect((await readdir(root)).filter((n) => n.startsWith('probe-'))).toEqual([]);
+    } finally {
+      await unmountAt(path.join(base, 'm'));
+    }
+  });
+
   it('fails with a clear error when a chain no longer fits in the mount options', async () => {
     // A long root makes every lowerdir long, so the page limit is reached early.
     const longRoot = path.join(await tmp, 'x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200));

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
-import { mountsUnder, unmountAt } from '../../core/mounter.js';
+import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
 import { runsRootless } from '../../core/userns.js';
 import {
   SnapshotChainTooLongError,
@@ -256,6 +256,32 @@ export class OverlaySnapshotter implements Snapshotter {
     }
   }
 
+  /**
+   * Rootless: one throwaway overlay mount at start, so a kernel or filesystem
+   * that refuses overlayfs in a user namespace (Linux before 5.11, an upper
+   * dir on overlayfs) is one clear error before any build, not a failure of
+   * its first step. There is no copying snapshotter to fall back on yet.
+   */
+  private async probeOverlay(): Promise<void> {
+    const dir = path.join(this.root, `probe-${randomBytes(4).toString('hex')}`);
+    const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => path.join(dir, d));
+    try {
+      for (const d of [lower!, upper!, work!, merged!]) await mkdir(d, { recursive: true, mode: 0o700 });
+      try {
+        await mountAt({ type: 'overlay', source: 'overlay', options: ['userxattr', `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }, merged!);
+      } catch (err) {
+        throw new SnapshotStateError(
+          `rootless: overlayfs cannot be mounted in this user namespace with its upper dir under ${this.root} (${(err as Error).message.split('\n')[0]}): ` +
+            'rootless buildlite needs Linux 5.11 or newer and a state root on a filesystem such as ext4 or xfs (--root)',
+          { cause: err },
+        );
+      }
+      await unmountAt(merged!);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   private dirOf(id: string): string {
     return path.join(this.snapshotsDir, id);
   }
@@ -270,6 +296,7 @@ export class OverlaySnapshotter implements Snapshotter {
       // mkdir's mode is masked by umask and ignored for an existing dir.
       await chmod(this.root, 0o700);
       await this.checkXattrMode();
+      if (this.userxattr) await this.probeOverlay();
       await this.records.init();
       await mkdir(this.snapshotsDir, { recursive: true, mode: 0o700 });
     })();
