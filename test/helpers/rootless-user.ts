@@ -49,6 +49,8 @@ export async function createRootlessUser(): Promise<RootlessUser> {
   const base = await mkdtemp(path.join(os.tmpdir(), 'bl-rootless-'));
   await chmod(base, 0o755);
   const home = path.join(base, 'home');
+  // A user of this name left by a run of ours that was killed before its afterAll.
+  await exec('userdel', [name]).catch(() => undefined);
   await exec('useradd', ['-m', '-d', home, '-s', '/bin/sh', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
   const uid = Number((await exec('id', ['-u', name])).stdout.trim());
   const gid = Number((await exec('id', ['-g', name])).stdout.trim());
