@@ -147,4 +147,10 @@ function checkUserNamespaces(): void {
   if (read('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
     throw new RootlessSetupError('rootless: unprivileged user namespaces are disabled on this machine (kernel.unprivileged_userns_clone = 0): as root, sysctl -w kernel.unprivileged_userns_clone=1');
   }
+  // Ubuntu 23.10 and later: the namespace is made, but without capabilities unless a profile allows it.
+  if (read('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1') {
+    throw new RootlessSetupError(
+      'rootless: AppArmor restricts unprivileged user namespaces on this machine (kernel.apparmor_restrict_unprivileged_userns = 1): as root, give node an AppArmor profile with `userns,` or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
+    );
+  }
 }
