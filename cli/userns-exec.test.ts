@@ -1,5 +1,8 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { needsUserNamespace, unshareArgs } from './userns-exec.js';
+import { checkUserNamespaces, needsUserNamespace, unshareArgs } from './userns-exec.js';
 
 describe('needsUserNamespace', () => {
   it.each([
@@ -35,3 +38,27 @@ describe('unshareArgs', () => {
     ]);
   });
 });
+
+describe('checkUserNamespaces', () => {
+  it.each([
+    ['user/max_user_namespaces', '0', 'user.max_user_namespaces = 0'],
+    ['kernel/unprivileged_userns_clone', '0', 'kernel.unprivileged_userns_clone = 0'],
+    ['kernel/apparmor_restrict_unprivileged_userns', '1', 'kernel.apparmor_restrict_unprivileged_userns = 1'],
+  ])('%s = %s is named, with the sysctl that lifts it', async (file, value, named) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-sysctl-'));
+    try {
+      await mkdir(path.join(dir, path.dirname(file)), { recursive: true });
+      await writeFile(path.join(dir, file), `${value}\n`);
+      expect(() => checkUserNamespaces(dir)).toThrow(named);
+      await writeFile(path.join(dir, file), value === '0' ? '15000\n' : '0\n');
+      expect(() => checkUserNamespaces(dir)).not.toThrow();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('this machine allows them', () => {
+    expect(() => checkUserNamespaces()).not.toThrow();
+  });
+});
+

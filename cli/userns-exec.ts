@@ -139,16 +139,16 @@ function executable(p: string): boolean {
 }
 
 /** The sysctls that turn unprivileged user namespaces off, checked so the error says which one. */
-function checkUserNamespaces(): void {
-  const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim() : undefined);
-  if (read('/proc/sys/user/max_user_namespaces') === '0') {
+export function checkUserNamespaces(procSys = '/proc/sys'): void {
+  const read = (f: string) => (existsSync(path.join(procSys, f)) ? readFileSync(path.join(procSys, f), 'utf8').trim() : undefined);
+  if (read('user/max_user_namespaces') === '0') {
     throw new RootlessSetupError('rootless: user namespaces are disabled on this machine (user.max_user_namespaces = 0): as root, sysctl -w user.max_user_namespaces=15000');
   }
-  if (read('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
+  if (read('kernel/unprivileged_userns_clone') === '0') {
     throw new RootlessSetupError('rootless: unprivileged user namespaces are disabled on this machine (kernel.unprivileged_userns_clone = 0): as root, sysctl -w kernel.unprivileged_userns_clone=1');
   }
   // Ubuntu 23.10 and later: the namespace is made, but without capabilities unless a profile allows it.
-  if (read('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1') {
+  if (read('kernel/apparmor_restrict_unprivileged_userns') === '1') {
     throw new RootlessSetupError(
       'rootless: AppArmor restricts unprivileged user namespaces on this machine (kernel.apparmor_restrict_unprivileged_userns = 1): as root, give node an AppArmor profile with `userns,` or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
     );
