@@ -92,8 +92,7 @@ if [ -n "$ROOTLESS_USER" ]; then
   export BENCH_REGISTRY_DIR="${BENCH_REGISTRY_DIR:-/tmp/bench-registry-rootless}" BENCH_STATE_DIR="${BENCH_STATE_DIR:-/tmp/bench-state-rootless}"
   export BENCH_CTX_DIR="${BENCH_CTX_DIR:-/tmp/bench-ctx-rootless}" BENCH_LOG_DIR="${BENCH_LOG_DIR:-/tmp/bench-logs-rootless}"
   "$STAGE/setup.sh" "${SETUP_ARGS[@]}"
-  args=(-n "$RUNS" -b "buildlite buildlite-rootless")
-  [ -n "$WORKLOADS_ARG" ] && args+=(-w "$WORKLOADS_ARG")
+  args=(-n "$RUNS" -b "buildlite buildlite-rootless" -w "${WORKLOADS_ARG:-multistage manyfiles runheavy incremental bigfile}")
   "$STAGE/run.sh" "${args[@]}" 2>&1 | tee "$RESULTS/rootless-latest.txt"
   rm -f "$BENCH_RSS_LOG"
   "$STAGE/setup.sh" --stop >/dev/null || true
