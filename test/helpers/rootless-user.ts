@@ -8,6 +8,23 @@ import { CLI, REPO_ROOT, type CliResult } from './cli.js';
 const exec = promisify(execFile);
 
 /**
+ * useradd, userdel and usermod lock /etc/passwd and /etc/subuid and give up at
+ * once when another holds the lock: test files running side by side each make
+ * a user, so a lock held for a moment is waited out.
+ */
+async function withAccountLock(file: string, args: readonly string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await exec(file, [...args]);
+      return;
+    } catch (err) {
+      if (attempt >= 10 || !/lock/i.test(String((err as { stderr?: string }).stderr ?? ''))) throw err;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
+/**
  * An ordinary user made for a test, with the subordinate ids a rootless
  * build maps (given by scripts/provision.sh --rootless-user, as an operator
  * would), and its home in a temp dir. Commands run as it through setpriv:
@@ -50,8 +67,8 @@ export async function createRootlessUser(): Promise<RootlessUser> {
   await chmod(base, 0o755);
   const home = path.join(base, 'home');
   // A user of this name left by a run of ours that was killed before its afterAll.
-  await exec('userdel', [name]).catch(() => undefined);
-  await exec('useradd', ['-m', '-d', home, '-s', '/bin/sh', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
+  await withAccountLock('userdel', [name]).catch(() => undefined);
+  await withAccountLock('useradd', ['-m', '-d', home, '-s', '/bin/sh', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
   const uid = Number((await exec('id', ['-u', name])).stdout.trim());
   const gid = Number((await exec('id', ['-g', name])).stdout.trim());
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
@@ -112,7 +129,7 @@ export async function createRootlessUser(): Promise<RootlessUser> {
     },
     processes,
     async provision() {
-      await exec('bash', [path.join(REPO_ROOT, 'scripts/provision.sh'), '--quiet', '--rootless-user', name]);
+      await withAccountLock('bash', [path.join(REPO_ROOT, 'scripts/provision.sh'), '--quiet', '--rootless-user', name]);
     },
     async remove() {
       // Its processes first (all started by this test): one left running would hold files and the user.
@@ -123,7 +140,7 @@ export async function createRootlessUser(): Promise<RootlessUser> {
           // gone meanwhile
         }
       }
-      await exec('userdel', [name]).catch(() => undefined);
+      await withAccountLock('userdel', [name]).catch(() => undefined);
       await rm(base, { recursive: true, force: true });
     },
   };
