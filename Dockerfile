@@ -26,10 +26,19 @@ FROM node:20-bookworm-slim
 # runc runs RUN steps; iproute2 brings up loopback in network=none sandboxes;
 # attr (getfattr) reads overlay opaque markers and capabilities when diffing;
 # xz-utils and bzip2 unpack ADD archives; ca-certificates for HTTPS registries;
-# git (and openssh-client for ssh remotes) fetches git sources.
+# git (and openssh-client for ssh remotes) fetches git sources; uidmap
+# (newuidmap/newgidmap) maps the subordinate ids of a rootless worker.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends runc iproute2 attr xz-utils bzip2 ca-certificates git openssh-client \
+ && apt-get install -y --no-install-recommends runc iproute2 attr xz-utils bzip2 ca-certificates git openssh-client uidmap \
  && rm -rf /var/lib/apt/lists/*
+# A rootless worker (compose.rootless.yaml) runs as the image's `node` user
+# (uid 1000): these subordinate ids are what it maps into its user namespace,
+# and the state and store directories are its own (a fresh volume takes the
+# owner of the directory it is mounted on). Root, in compose.yaml, is unaffected.
+RUN echo 'node:100000:65536' > /etc/subuid \
+ && echo 'node:100000:65536' > /etc/subgid \
+ && install -d -m 0700 -o node -g node /var/lib/buildlite \
+ && install -d -m 0755 -o node -g node /var/lib/buildlite-store
 WORKDIR /opt/buildlite
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules node_modules

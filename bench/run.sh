@@ -2,6 +2,13 @@
 # buildlite against buildah, same machine, same run (what `npm run bench` calls).
 #
 #   bench/run.sh [-n RUNS] [-w "WORKLOADS"] [--no-debian] [--no-extras]
+#   bench/run.sh --rootless USER [-n RUNS] [-w "WORKLOADS"]
+#
+# --rootless USER: buildlite as root against buildlite run by USER (who needs a
+# subordinate id range: scripts/provision.sh --rootless-user USER), no buildah,
+# no extras; the harness's own table (ratios rootless/root) goes to
+# bench/results/rootless-latest.txt. Its registry and state dirs are its own
+# (BENCH_REGISTRY, default 127.0.0.1:5011), so it can run beside a peer bench.
 #
 # 1. Installs what is missing (buildah, skopeo, docker-registry, umoci, jq, ...)
 #    with apt-get, as the harness's setup.sh does; bench-only, never needed by
@@ -24,13 +31,14 @@ set -euo pipefail
 export LC_ALL=C
 BENCH_HOME="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$BENCH_HOME")"
-RUNS=3 WORKLOADS_ARG="" SETUP_ARGS=() EXTRAS=1
+RUNS=3 WORKLOADS_ARG="" SETUP_ARGS=() EXTRAS=1 ROOTLESS_USER=
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) RUNS="$2"; shift 2 ;;
     -w) WORKLOADS_ARG="$2"; shift 2 ;;
     --no-debian) SETUP_ARGS+=(--no-debian); shift ;;
     --no-extras) EXTRAS=0; shift ;;
+    --rootless) ROOTLESS_USER="$2"; EXTRAS=0; SETUP_ARGS+=(--no-debian); shift 2 ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see -h)" >&2; exit 2 ;;
   esac
@@ -68,6 +76,7 @@ rm -rf "$STAGE"; mkdir -p "$STAGE/builders"
 for f in lib.sh setup.sh gen.sh run.sh steps.sh; do ln -s "$HARNESS/$f" "$STAGE/$f"; done
 for f in "$HARNESS"/builders/*.sh; do ln -s "$f" "$STAGE/builders/"; done
 ln -sf "$BENCH_HOME/lib/buildlite-adapter.sh" "$STAGE/builders/buildlite.sh"
+ln -sf "$BENCH_HOME/lib/buildlite-rootless-adapter.sh" "$STAGE/builders/buildlite-rootless.sh"
 ln -s "$BENCH_HOME/workloads" "$STAGE/workloads"
 say "harness: $HARNESS; workloads: bench/workloads"
 
@@ -77,6 +86,19 @@ RESULTS="$BENCH_HOME/results"; mkdir -p "$RESULTS"
 export BENCH_RESULTS_DIR="$RESULTS/harness" BENCH_RSS_LOG="$RESULTS/.rss-$stamp.txt"
 export QUIET_TIMEOUT="${QUIET_TIMEOUT:-3}"
 : >"$BENCH_RSS_LOG"
+if [ -n "$ROOTLESS_USER" ]; then
+  id -u "$ROOTLESS_USER" >/dev/null || exit 2
+  export BENCH_ROOTLESS_USER="$ROOTLESS_USER" BENCH_REGISTRY="${BENCH_REGISTRY:-127.0.0.1:5011}"
+  export BENCH_REGISTRY_DIR="${BENCH_REGISTRY_DIR:-/tmp/bench-registry-rootless}" BENCH_STATE_DIR="${BENCH_STATE_DIR:-/tmp/bench-state-rootless}"
+  export BENCH_CTX_DIR="${BENCH_CTX_DIR:-/tmp/bench-ctx-rootless}" BENCH_LOG_DIR="${BENCH_LOG_DIR:-/tmp/bench-logs-rootless}"
+  "$STAGE/setup.sh" "${SETUP_ARGS[@]}"
+  args=(-n "$RUNS" -b "buildlite buildlite-rootless" -w "${WORKLOADS_ARG:-multistage manyfiles runheavy incremental bigfile}")
+  "$STAGE/run.sh" "${args[@]}" 2>&1 | tee "$RESULTS/rootless-latest.txt"
+  rm -f "$BENCH_RSS_LOG"
+  "$STAGE/setup.sh" --stop >/dev/null || true
+  say "results: bench/results/rootless-latest.txt"
+  exit 0
+fi
 "$STAGE/setup.sh" "${SETUP_ARGS[@]}"
 args=(-n "$RUNS" -b "buildah buildlite")
 [ -n "$WORKLOADS_ARG" ] && args+=(-w "$WORKLOADS_ARG")

@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseNetTimeouts, netTimeouts, type NetTimeouts } from '../core/net-faults.js';
 import { parseReference } from '../core/reference.js';
+import { runsRootless } from '../core/userns.js';
 import { UsageError } from './usage.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -29,9 +30,10 @@ export function parseKeyValues(command: string, flag: string, value: string): Ma
   return out;
 }
 
+/** The state root: `/var/lib/buildlite` for the host's root; for anyone else (root of a user namespace included, cli/userns-exec.ts) their own data dir. */
 export function defaultRoot(): string {
   if (process.env['BUILDLITE_ROOT']) return process.env['BUILDLITE_ROOT'];
-  if (process.getuid?.() === 0) return '/var/lib/buildlite';
+  if (!runsRootless()) return '/var/lib/buildlite';
   const data = process.env['XDG_DATA_HOME'] ?? `${process.env['HOME'] ?? '.'}/.local/share`;
   return `${data}/buildlite`;
 }

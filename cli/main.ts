@@ -34,6 +34,11 @@ async function main(argv: string[]): Promise<number> {
   if (!load) throw new UsageError(`unknown command "${cmd}"`, 'help');
   // `buildlite CMD --help` for every command, without loading the command.
   if (cmd !== 'help' && wantsHelp(rest)) return (await import('./commands/help.js')).run([cmd]);
+  // An ordinary user's command that opens a state root runs again inside a user namespace (rootless mode).
+  if (process.geteuid?.() !== 0) {
+    const userns = await import('./userns-exec.js');
+    if (userns.needsUserNamespace(cmd, rest)) return userns.runInUserNamespace(argv);
+  }
   return (await load()).run(rest);
 }
 

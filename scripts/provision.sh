@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages buildlite needs, when they are missing.
 #
-#   scripts/provision.sh [--test] [--quiet]
+#   scripts/provision.sh [--test] [--quiet] [--rootless-user NAME]
 #
 #   --test   also the tools the tests use to cross-check our output (skopeo, umoci, tmux)
 #   --quiet  say nothing unless something has to be installed or is wrong
+#   --rootless-user NAME
+#            give user NAME the subordinate uid/gid ranges (/etc/subuid, /etc/subgid,
+#            65536 ids each) a rootless buildlite maps; kept if NAME has them already
 #
 # Idempotent: with everything present it does nothing (and prints nothing).
 # `apt-get update` runs at most once, and only when something is missing.
@@ -14,13 +17,18 @@ set -euo pipefail
 
 want_test=0
 quiet=0
-for arg in "$@"; do
-  case "$arg" in
+rootless_user=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --test) want_test=1 ;;
     --quiet) quiet=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "provision: unknown option $arg (use --test, --quiet)" >&2; exit 2 ;;
+    --rootless-user)
+      [ $# -ge 2 ] && [ -n "$2" ] || { echo "provision: --rootless-user needs a user name" >&2; exit 2; }
+      rootless_user=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "provision: unknown option $1 (use --test, --quiet, --rootless-user NAME)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 say() { [ "$quiet" = 1 ] || echo "provision: $*"; }
@@ -45,6 +53,7 @@ runtime_pkgs=(
   python3:python3                    # the conformance harness
   git:git                            # git sources: ADD <git url>, git build contexts
   openssh-client:ssh-agent           # git over ssh; ssh-agent for build --ssh ID=KEYFILE
+  uidmap:newuidmap                   # rootless: maps a user's /etc/subuid range into the builder's user namespace
 )
 test_pkgs=(
   skopeo:skopeo                      # independent registry client to cross-check pushes
@@ -104,7 +113,40 @@ if [ -n "$node_problem" ]; then
   exit 1
 fi
 
+# A rootless user's subordinate ids (cli/subids.ts reads them): 65536 of each,
+# above every range already given to anyone, so no two users share an id.
+SUBIDS=65536
+has_subids() { # file user
+  local uid
+  uid=$(id -u "$2")
+  awk -F: -v u="$2" -v id="$uid" -v n="$SUBIDS" '($1 == u || $1 == id) && $3 >= n { found = 1 } END { exit !found }' "$1" 2>/dev/null
+}
+free_subid_start() { # the first id past every range of both files, at least 100000
+  cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN { m = 100000 } NF >= 3 && $2 + $3 > m { m = $2 + $3 } END { print m }'
+}
+provision_rootless_user() {
+  local u=$1
+  if ! id -u "$u" >/dev/null 2>&1; then
+    err "--rootless-user $u: no such user"
+    exit 1
+  fi
+  if has_subids /etc/subuid "$u" && has_subids /etc/subgid "$u"; then
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    err "--rootless-user $u: giving a user subordinate ids needs root"
+    exit 1
+  fi
+  local start end
+  start=$(free_subid_start)
+  end=$((start + SUBIDS - 1))
+  has_subids /etc/subuid "$u" || usermod --add-subuids "$start-$end" "$u"
+  has_subids /etc/subgid "$u" || usermod --add-subgids "$start-$end" "$u"
+  say "user $u: subordinate uids and gids $start-$end (/etc/subuid, /etc/subgid)"
+}
+
 if [ "${#missing[@]}" = 0 ]; then
+  [ -z "$rootless_user" ] || provision_rootless_user "$rootless_user"
   exit 0
 fi
 
@@ -138,3 +180,4 @@ if [ "${#still[@]}" != 0 ]; then
   exit 1
 fi
 say "installed: ${missing[*]}"
+[ -z "$rootless_user" ] || provision_rootless_user "$rootless_user"

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectCgroups, unenforced, type CgroupHost } from './cgroup-support.js';
+import { detectCgroups, rootlessCgroups, unenforced, type CgroupHost } from './cgroup-support.js';
 import { STEP_LIMIT_DEFAULTS } from './spec.js';
 
 /** A directory tree laid out like a host's /sys/fs/cgroup and /proc files, with these files. */
@@ -26,6 +26,17 @@ describe('cgroup support', () => {
   });
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('rootless: no controller is ours on a full v1 host, and each limit but the timeout is named with why', () => {
+    const full = { version: 1 as const, memory: true, swap: true, hostSwap: true, cpu: true, pids: true };
+    const s = rootlessCgroups(full);
+    expect(s).toMatchObject({ memory: false, swap: false, cpu: false, pids: false });
+    const lines = unenforced(s, { ...STEP_LIMIT_DEFAULTS, cpus: 2 });
+    expect(lines.map((l) => l.split(':')[0])).toEqual(['memory', 'cpus', 'pids']);
+    for (const l of lines) expect(l).toContain('rootless on cgroup v1, which has no delegation to a user');
+    expect(lines[2]).toContain('the pids limit of 4096 is only a per-uid RLIMIT_NPROC');
+    expect(unenforced(s, { ...STEP_LIMIT_DEFAULTS, cpus: 0 }).map((l) => l.split(':')[0])).toEqual(['memory', 'pids']);
   });
 
   it('v1 with every controller and swap accounting: everything enforced, nothing to report', async () => {

@@ -21,6 +21,8 @@ export interface CgroupSupport {
   /** A CFS quota: cpu.cfs_quota_us (v1) or cpu.max (v2). */
   readonly cpu: boolean;
   readonly pids: boolean;
+  /** Why no controller is ours to use at all (a rootless builder without a delegated cgroup); said in each warning. */
+  readonly unavailable?: string;
 }
 
 /** Where the facts are read; tests point it at a tree laid out like a host's. */
@@ -70,10 +72,28 @@ function v2HasSwapFile(host: CgroupHost): boolean {
   return probe !== undefined && existsSync(path.join(probe, 'memory.swap.max'));
 }
 
+/**
+ * A rootless builder (core/userns.ts) may not make cgroups: the host's are
+ * root's, and buildlite does not use a delegated cgroup v2 subtree (systemd's
+ * `Delegate=`) yet. runc then runs with no cgroup of the step's own, so every
+ * limit but the step timeout goes unenforced, and `unenforced` names each.
+ */
+export function rootlessCgroups(host: CgroupSupport): CgroupSupport {
+  const why = host.version === 1 ? 'rootless on cgroup v1, which has no delegation to a user' : 'rootless, and buildlite does not use a delegated cgroup v2 subtree yet';
+  return { version: host.version, memory: false, swap: false, hostSwap: host.hostSwap, cpu: false, pids: false, unavailable: why };
+}
+
 /** One line per limit this host cannot enforce as asked, naming it: for a warning at start. */
 export function unenforced(support: CgroupSupport, limits: StepLimits): string[] {
   const v = `cgroup v${support.version}`;
   const out: string[] = [];
+  if (support.unavailable !== undefined) {
+    const why = support.unavailable;
+    out.push(`memory: ${why}: steps run without ${limitPhrase('memoryBytes', limits.memoryBytes)}`);
+    if (limits.cpus > 0) out.push(`cpus: ${why}: ${limitPhrase('cpus', limits.cpus)} is not enforced`);
+    out.push(`pids: ${why}: ${limitPhrase('pids', limits.pids)} is only a per-uid RLIMIT_NPROC, shared by steps running at once`);
+    return out;
+  }
   if (!support.memory) out.push(`memory: ${v} has no memory controller: steps run without ${limitPhrase('memoryBytes', limits.memoryBytes)}`);
   else if (support.hostSwap && !support.swap) {
     const how = support.version === 1 ? 'no swap accounting (boot with swapaccount=1)' : 'no memory.swap.max';

@@ -12,11 +12,17 @@ export class RuncCli {
   constructor(
     readonly runcPath: string,
     readonly root: string,
+    /**
+     * `--rootless true`: we are root only inside a user namespace (core/userns.ts),
+     * so runc makes no cgroups and binds device nodes rather than making them.
+     * (runc's own `auto` comes to the same there; the reaper relies on that.)
+     */
+    readonly rootless = false,
   ) {}
 
   /** argv for `runc --root <root> ...args`. */
   argv(...args: string[]): string[] {
-    return ['--root', this.root, ...args];
+    return [...(this.rootless ? ['--rootless', 'true'] : []), '--root', this.root, ...args];
   }
 
   exec(args: string[], timeoutMs = 30_000): Promise<{ stdout: string; stderr: string }> {

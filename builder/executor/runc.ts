@@ -7,7 +7,8 @@ import { AsyncStack } from '../../core/dispose.js';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, unmountAt } from '../../core/mounter.js';
 import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
-import { detectCgroups, unenforced, type CgroupSupport } from './cgroup-support.js';
+import { runsRootless } from '../../core/userns.js';
+import { detectCgroups, rootlessCgroups, unenforced, type CgroupSupport } from './cgroup-support.js';
 import { cgroupsPathOf, readOomKilled, readPidsLimited } from './cgroups.js';
 import { checkProcess, overStepLimits } from './checks.js';
 import { newContainerId, ownPrefix } from './container-ids.js';
@@ -41,6 +42,13 @@ export interface RuncExecutorOptions {
   readonly allowSecurityInsecure?: boolean;
   /** Host tools that raise `lo` in a new netns; found on the host when omitted. */
   readonly loopback?: LoopbackHook;
+  /**
+   * Root only inside a user namespace (docs/security.md T16); detected when
+   * omitted. runc runs rootless: no cgroup of the step's own (so no limit but
+   * the timeout, said by `unenforced`), and the spec avoids what the kernel
+   * refuses there (spec.ts).
+   */
+  readonly rootless?: boolean;
 }
 
 /** After `runc kill`, how long runc may take to report the exit before we kill runc itself. */
@@ -56,6 +64,7 @@ export class RuncExecutor implements Executor {
   private readonly runc: RuncCli;
   private readonly limits: StepLimits;
   private readonly noNewPrivileges: boolean;
+  readonly rootless: boolean;
   readonly cgroups: CgroupSupport;
   private readonly allowHostNetwork: boolean;
   private readonly allowSecurityInsecure: boolean;
@@ -82,14 +91,15 @@ export class RuncExecutor implements Executor {
     }
     this.stateDir = path.resolve(options.stateDir);
     this.bundlesDir = path.join(this.stateDir, 'bundles');
-    this.runc = new RuncCli(options.runcPath ?? 'runc', path.resolve(options.runcRoot ?? path.join(this.stateDir, 'runc')));
+    this.rootless = options.rootless ?? runsRootless();
+    this.runc = new RuncCli(options.runcPath ?? 'runc', path.resolve(options.runcRoot ?? path.join(this.stateDir, 'runc')), this.rootless);
     this.limits = overStepLimits(STEP_LIMIT_DEFAULTS, options.limits, 'limits');
     this.noNewPrivileges = options.noNewPrivileges ?? false;
-    this.cgroups = options.cgroups ?? detectCgroups();
+    this.cgroups = options.cgroups ?? (this.rootless ? rootlessCgroups(detectCgroups()) : detectCgroups());
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.allowSecurityInsecure = options.allowSecurityInsecure ?? false;
     this.loopback = options.loopback ?? findLoopbackTools();
-    this.nofile = Math.min(NOFILE, ownNofileHardLimit());
+    this.nofile = Math.min(NOFILE, ownNofileHardLimit(this.rootless));
     this.setpriv = findSetpriv();
     const sh = findShell();
     this.reaper = sh ? new OrphanReaper(sh, this.runc, ownPrefix()) : undefined;
@@ -152,7 +162,8 @@ export class RuncExecutor implements Executor {
         noNewPrivileges: opts.noNewPrivileges ?? this.noNewPrivileges,
         etcFiles,
         mounts: opts.mounts ?? [],
-        cgroupsPath: cgroupsPathOf(id),
+        // Rootless: no cgroup path, so runc may fail to make one without failing the step (nothing asks for a limit).
+        ...(this.rootless ? { rootless: true } : { cgroupsPath: cgroupsPathOf(id) }),
         loopback: this.loopback,
         nofile: this.nofile,
       });
@@ -411,16 +422,22 @@ function signalOf(exitCode: number): string | undefined {
  * CAP_SYS_RESOURCE (a worker inside a container often does not), and asking
  * for more fails the whole step.
  */
-function ownNofileHardLimit(): number {
+function ownNofileHardLimit(rootless: boolean): number {
   try {
+    // CAP_SYS_RESOURCE of a user namespace does not let runc raise a hard limit past the host's.
+    if (rootless) return hardNofile();
     const capEff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
     const CAP_SYS_RESOURCE = 24n;
     if (capEff && (BigInt(`0x${capEff[1]}`) >> CAP_SYS_RESOURCE) & 1n) return NOFILE;
-    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    if (!m || m[1] === 'unlimited') return NOFILE;
-    const n = Number(m[1]);
-    return Number.isSafeInteger(n) && n > 0 ? n : NOFILE;
+    return hardNofile();
   } catch {
     return NOFILE;
   }
+}
+
+function hardNofile(): number {
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  if (!m || m[1] === 'unlimited') return NOFILE;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) && n > 0 ? n : NOFILE;
 }

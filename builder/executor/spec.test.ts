@@ -18,6 +18,24 @@ const base: SpecInput = {
 };
 
 describe('buildSpec', () => {
+  it('rootless: no cgroup path (runc may make none), sysfs of its own netns, the host /sys bound read-only on the host network', () => {
+    const { cgroupsPath: _, ...noCgroup } = base;
+    const own = buildSpec({ ...noCgroup, rootless: true });
+    expect(own.linux).not.toHaveProperty('cgroupsPath');
+    expect(own.mounts.find((m) => m.destination === '/sys')).toEqual({ destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] });
+    const host = buildSpec({ ...noCgroup, rootless: true, network: 'host' });
+    expect(host.mounts.find((m) => m.destination === '/sys')).toEqual({ destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] });
+    // Everything else of the sandbox is the same as root's.
+    expect(own.process).toEqual(buildSpec(base).process);
+    expect(own.linux.seccomp).toEqual(buildSpec(base).linux.seccomp);
+    expect(own.linux.maskedPaths).toEqual(buildSpec(base).linux.maskedPaths);
+    expect(buildSpec(base).linux['cgroupsPath']).toBe('/buildlite/x');
+    // Without a pids cgroup the ceiling on processes is the step's RLIMIT_NPROC; root's steps need none (root ignores it).
+    const noPids = buildSpec({ ...noCgroup, rootless: true, cgroups: { ...base.cgroups, pids: false } }).process['rlimits'];
+    expect(noPids).toContainEqual({ type: 'RLIMIT_NPROC', hard: 4096, soft: 4096 });
+    expect(JSON.stringify(buildSpec({ ...base, cgroups: { ...base.cgroups, pids: false } }).process['rlimits'])).not.toContain('NPROC');
+  });
+
   it('has its own pid, ipc, uts, mount and network namespaces for network none, and a loopback hook', () => {
     const spec = buildSpec(base);
     expect((spec.linux.namespaces as Array<{ type: string }>).map((n) => n.type)).toEqual(['pid', 'ipc', 'uts', 'mount', 'network']);

@@ -129,7 +129,15 @@ export interface SpecInput {
   /** Host paths of the files bind-mounted read-only over /etc/hosts, /etc/resolv.conf, /etc/hostname. */
   readonly etcFiles: { readonly hosts: string; readonly resolvConf: string; readonly hostname: string };
   readonly mounts: readonly Mount[];
-  readonly cgroupsPath: string;
+  /** The step's own cgroup; none for a rootless builder, which may make none (cgroup-support.ts). */
+  readonly cgroupsPath?: string;
+  /**
+   * runc runs in our user namespace (runc.ts). The one change the spec needs
+   * there: sysfs can be mounted only by the owner of the network namespace,
+   * so a step on the host's network gets the host's /sys bound read-only, as
+   * BuildKit's rootless mode does. A step's own netns is ours: sysfs as usual.
+   */
+  readonly rootless?: boolean;
   /**
    * RLIMIT_NOFILE; default NOFILE. Raising a hard limit needs CAP_SYS_RESOURCE,
    * which a worker in a container may lack: the executor then passes its own hard limit.
@@ -160,15 +168,15 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
       env,
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile ?? NOFILE, soft: input.nofile ?? NOFILE }, ...rootlessNproc(input)],
       noNewPrivileges: input.noNewPrivileges ?? false,
     },
     root: { path: 'rootfs', readonly: false },
     hostname: input.hostname,
-    mounts: [...standardMounts(), ...etcMounts(input.etcFiles), ...input.mounts.map(toSpecMount)],
+    mounts: [...standardMounts(input.rootless === true && input.network === 'host'), ...etcMounts(input.etcFiles), ...input.mounts.map(toSpecMount)],
     linux: {
       namespaces,
-      cgroupsPath: input.cgroupsPath,
+      ...(input.cgroupsPath !== undefined ? { cgroupsPath: input.cgroupsPath } : {}),
       resources: resourcesOf(input.limits, input.cgroups),
       devices: DEVICE_NODES,
       maskedPaths: MASKED_PATHS,
@@ -197,6 +205,19 @@ export function buildSpec(input: SpecInput): RuntimeSpec {
 }
 
 /**
+ * Without a pids cgroup, a rootless step still gets a ceiling on processes:
+ * RLIMIT_NPROC, which the kernel enforces on every uid but the host's root
+ * (and a step's root here is the user). It counts per uid rather than per
+ * step (steps running at once as the same uid share it), and a refused fork
+ * cannot be told from the step's own failure, so cgroup-support.ts still
+ * reports the limit as not enforced as asked.
+ */
+function rootlessNproc(input: SpecInput): Array<{ type: string; hard: number; soft: number }> {
+  if (!input.rootless || input.cgroups.pids) return [];
+  return [{ type: 'RLIMIT_NPROC', hard: input.limits.pids, soft: input.limits.pids }];
+}
+
+/**
  * The step's cgroup: devices, and each limit the host has a controller for.
  * Memory: swap included (memsw on v1, swap.max on v2: runc writes memory.swap
  * as memory plus swap), so a step cannot swap its way past the limit. CPU: a
@@ -211,7 +232,7 @@ export function resourcesOf(limits: StepLimits, cgroups: CgroupSupport): Record<
   };
 }
 
-function standardMounts(): SpecMount[] {
+function standardMounts(bindSys: boolean): SpecMount[] {
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -223,7 +244,9 @@ function standardMounts(): SpecMount[] {
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    bindSys
+      ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] }
+      : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   ];
 }
 

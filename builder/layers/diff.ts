@@ -4,7 +4,7 @@ import type { Mount } from '../../core/mount.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { cmp, END_OF_ARCHIVE } from './tar-format.js';
 import { devNumbers, entryBytes, headerFromStat, type HeaderOptions } from './tar-writer.js';
-import { readTreeXattrs, type TreeXattrs } from './xattrs.js';
+import { OPAQUE_XATTR, readTreeXattrs, USER_OPAQUE_XATTR, type TreeXattrs } from './xattrs.js';
 
 export class LayerSourceError extends BuildliteError {
   readonly code: ErrorCode = 'INVALID_ARGUMENT';
@@ -27,6 +27,13 @@ export function upperDirOf(mounts: readonly Mount[]): string {
     throw new LayerSourceError('overlay mount has no upperdir: a read-only view has no changes to diff');
   }
   throw new LayerSourceError(`cannot diff a ${m.type} mount`);
+}
+
+/** The xattrs of the upper dir of `mounts`, with overlay's opaque marks read in the namespace that mount writes them in. */
+export function readUpperXattrs(mounts: readonly Mount[], signal?: AbortSignal): Promise<TreeXattrs> {
+  const upper = upperDirOf(mounts);
+  const userxattr = mounts[0]!.type === 'overlay' && mounts[0]!.options.includes('userxattr');
+  return readTreeXattrs(upper, signal, userxattr ? USER_OPAQUE_XATTR : OPAQUE_XATTR);
 }
 
 export interface DiffOptions extends HeaderOptions {

@@ -1,7 +1,7 @@
 export { writeLayer, type ByteCheck, type LayerDescriptor, type WriteLayerOptions } from './compress.js';
 export { applyLayer, extractTar, type ApplyLimits, type ApplyOptions, type ExtractTarOptions } from './apply.js';
 export { chainId } from './chain-id.js';
-export { diffTar, upperDirOf, OPAQUE_MARKER, WHITEOUT_PREFIX, type DiffOptions } from './diff.js';
+export { diffTar, readUpperXattrs, upperDirOf, OPAQUE_MARKER, WHITEOUT_PREFIX, type DiffOptions } from './diff.js';
 export { compressionOfMediaType, decompress, sniffCompression, type Compression } from './decompress.js';
 export { headerChecksumOk } from './tar-format.js';
 export { readTreeXattrs, type TreeXattrs } from './xattrs.js';

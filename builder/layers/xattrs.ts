@@ -25,14 +25,16 @@ export interface TreeXattrs {
   readonly attrs: Map<string, Map<string, Buffer>>;
 }
 
-const OPAQUE = 'trusted.overlay.opaque';
+/** Overlay's opaque-directory mark: `trusted.` as root, `user.` when mounted with `userxattr` (rootless). */
+export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+export const USER_OPAQUE_XATTR = 'user.overlay.opaque';
 
 /**
  * All xattrs of a tree with one `getfattr` spawn (Node has no xattr API): the
  * output streams through readline, and only kept attributes and opaque marks
  * stay in memory (overlay puts `trusted.overlay.origin` on many files).
  */
-export async function readTreeXattrs(dir: string, signal?: AbortSignal): Promise<TreeXattrs> {
+export async function readTreeXattrs(dir: string, signal?: AbortSignal, opaqueXattr: string = OPAQUE_XATTR): Promise<TreeXattrs> {
   const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
@@ -57,7 +59,7 @@ export async function readTreeXattrs(dir: string, signal?: AbortSignal): Promise
     if (current === undefined || eq === -1) continue;
     const name = line.slice(0, eq);
     const value = decodeValue(line.slice(eq + 1));
-    if (name === OPAQUE) {
+    if (name === opaqueXattr) {
       if (value.toString('latin1') === 'y') out.opaque.add(current);
     } else if (keepXattr(name)) {
       let m = out.attrs.get(current);

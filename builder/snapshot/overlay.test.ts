@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { mountsUnder } from '../../core/mounter.js';
+import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { readTreeXattrs, readUpperXattrs, upperDirOf } from '../layers/index.js';
 import { describeSnapshotter } from '../../test/suites/snapshotter.suite.js';
 import { OverlaySnapshotter, SnapshotChainTooLongError } from './index.js';
 
@@ -33,6 +34,63 @@ describe('OverlaySnapshotter specifics', () => {
     expect(v!.options).toContain('ro');
     expect(v!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':')).toEqual(lower);
     expect(m!.options.some((o) => o.startsWith('upperdir='))).toBe(true);
+  });
+
+  it('rootless: every overlay mount carries userxattr, and the diff reads the opaque marks it writes', async () => {
+    const snap = new OverlaySnapshotter(path.join(await tmp, 'rootless'), { rootless: true });
+    const [base] = await snap.prepare('k0', null);
+    await mkdir(path.join(base!.source, 'd'));
+    await writeFile(path.join(base!.source, 'd', 'old'), 'x');
+    await snap.commit('l0', 'k0');
+    const mounts = await snap.prepare('k1', 'l0');
+    expect(mounts[0]!.options[0]).toBe('userxattr');
+    expect((await snap.view('l0'))[0]!.type).toBe('bind');
+    // A real mount: replace d, which overlay marks opaque in the user. namespace under userxattr.
+    const dir = path.join(await tmp, 'rootless-mnt');
+    await mkdir(dir);
+    await mountAt(mounts[0]!, dir);
+    try {
+      await rm(path.join(dir, 'd'), { recursive: true });
+      await mkdir(path.join(dir, 'd'));
+    } finally {
+      await unmountAt(dir);
+    }
+    const upper = upperDirOf(mounts);
+    expect((await readUpperXattrs(mounts)).opaque).toEqual(new Set([path.join(upper, 'd')]));
+    // Read as root's mounts are, the mark is not overlay's: nothing is opaque.
+    expect((await readTreeXattrs(upper)).opaque.size).toBe(0);
+    await snap.remove('k1');
+  });
+
+  it('a root made rootless is refused by a builder running as root (and the other way), before any mount', async () => {
+    const root = path.join(await tmp, 'mixed');
+    await new OverlaySnapshotter(root, { rootless: true }).prepare('k', null);
+    await expect(new OverlaySnapshotter(root, { rootless: false }).prepare('k2', null)).rejects.toThrow(
+      /made by a rootless builder \(overlay user\.\* xattrs\) and this one runs as root: use another state root/,
+    );
+    const other = path.join(await tmp, 'mixed2');
+    await new OverlaySnapshotter(other, { rootless: false }).prepare('k', null);
+    await expect(new OverlaySnapshotter(other, { rootless: true }).stat('k')).rejects.toThrow(/made by a builder running as root/);
+  });
+
+  it('rootless: a state root where overlay cannot be mounted is one clear error at start, and the probe leaves nothing', async () => {
+    const good = path.join(await tmp, 'probe-ok');
+    await new OverlaySnapshotter(good, { rootless: true }).prepare('k', null);
+    expect((await readdir(good)).filter((n) => n.startsWith('probe-'))).toEqual([]);
+    // A root inside an overlay mount: overlay refuses an overlayfs upper dir, as an old kernel refuses a user namespace.
+    const base = path.join(await tmp, 'ovl');
+    for (const d of ['l', 'u', 'w', 'm']) await mkdir(path.join(base, d), { recursive: true });
+    await mountAt({ type: 'overlay', source: 'overlay', options: [`lowerdir=${base}/l`, `upperdir=${base}/u`, `workdir=${base}/w`] }, path.join(base, 'm'));
+    try {
+      const root = path.join(base, 'm', 'state');
+      await expect(new OverlaySnapshotter(root, { rootless: true }).prepare('k', null)).rejects.toThrow(
+        new RegExp(`^rootless: overlayfs cannot be mounted in this user namespace with its upper dir under ${root} \\(mount overlay .*\\): rootless buildlite needs Linux 5\\.11`),
+      );
+      expect(await mountsUnder(root)).toEqual([]);
+      expect((await readdir(root)).filter((n) => n.startsWith('probe-'))).toEqual([]);
+    } finally {
+      await unmountAt(path.join(base, 'm'));
+    }
   });
 
   it('fails with a clear error when a chain no longer fits in the mount options', async () => {

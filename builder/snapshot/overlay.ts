@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
-import { mountsUnder, unmountAt } from '../../core/mounter.js';
+import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { runsRootless } from '../../core/userns.js';
 import {
   SnapshotChainTooLongError,
   SnapshotExistsError,
@@ -23,6 +24,20 @@ import { diskUsage } from './usage.js';
  * the new mount API's `lowerdir+` lift this; mount(8) on Debian 12 lacks it.)
  */
 export const MOUNT_OPTIONS_MAX = 4095;
+
+export interface OverlayOptions {
+  /**
+   * Root only inside a user namespace (core/userns.ts; detected when omitted).
+   * Overlay mounted there may not write `trusted.*` xattrs, so every mount
+   * gets `userxattr`: opaque dirs are marked `user.overlay.opaque` (the
+   * differ reads the name off the mount, layers/diff.ts). The two markings
+   * cannot be mixed in one root, so the root records which it uses.
+   */
+  readonly rootless?: boolean;
+}
+
+/** The file in a snapshot root naming its overlay xattr namespace. */
+const XATTR_MODE_FILE = 'overlay-xattrs';
 
 export interface SweepResult {
   readonly unmounted: string[];
@@ -46,9 +61,14 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly snapshotsDir: string;
   private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly userxattr: boolean;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    opts: OverlayOptions = {},
+  ) {
     this.root = path.resolve(root);
+    this.userxattr = opts.rootless ?? runsRootless();
     this.records = new RecordStore(path.join(this.root, 'records'));
     this.snapshotsDir = path.join(this.root, 'snapshots');
   }
@@ -78,7 +98,7 @@ export class OverlaySnapshotter implements Snapshotter {
   async view(name: string): Promise<Mount[]> {
     const chain = await this.committedChain(name);
     if (chain.length === 1) return [{ type: 'bind', source: this.fsOf(chain[0]!), options: ['rbind', 'ro'] }];
-    const options = ['ro', `lowerdir=${chain.map((id) => this.fsOf(id)).join(':')}`];
+    const options = [...this.xattrOption(), 'ro', `lowerdir=${chain.map((id) => this.fsOf(id)).join(':')}`];
     checkOptionLength(options, name);
     return [{ type: 'overlay', source: 'overlay', options }];
   }
@@ -190,6 +210,7 @@ export class OverlaySnapshotter implements Snapshotter {
     // Overlay needs at least one lower dir; a base snapshot is a plain writable directory.
     if (lowers.length === 0) return [{ type: 'bind', source: path.join(dir, 'fs'), options: ['rbind', 'rw'] }];
     const options = [
+      ...this.xattrOption(),
       `lowerdir=${lowers.map((l) => this.fsOf(l)).join(':')}`,
       `upperdir=${path.join(dir, 'fs')}`,
       `workdir=${path.join(dir, 'work')}`,
@@ -215,6 +236,52 @@ export class OverlaySnapshotter implements Snapshotter {
     }
   }
 
+  private xattrOption(): string[] {
+    return this.userxattr ? ['userxattr'] : [];
+  }
+
+  /** The first process on a root records its overlay xattrs; a later one with the other kind is refused before it mounts anything. */
+  private async checkXattrMode(): Promise<void> {
+    const mine = this.userxattr ? 'user' : 'trusted';
+    const file = path.join(this.root, XATTR_MODE_FILE);
+    const recorded = (await readFile(file, 'utf8').catch(() => undefined))?.trim();
+    if (recorded === undefined) {
+      await writeFile(file, `${mine}\n`, { mode: 0o600 });
+      return;
+    }
+    if (recorded !== mine) {
+      const made = recorded === 'user' ? 'a rootless builder' : 'a builder running as root';
+      const now = this.userxattr ? 'this one runs rootless' : 'this one runs as root';
+      throw new SnapshotStateError(`the snapshots in ${this.root} were made by ${made} (overlay ${recorded}.* xattrs) and ${now}: use another state root (--root)`);
+    }
+  }
+
+  /**
+   * Rootless: one throwaway overlay mount at start, so a kernel or filesystem
+   * that refuses overlayfs in a user namespace (Linux before 5.11, an upper
+   * dir on overlayfs) is one clear error before any build, not a failure of
+   * its first step. There is no copying snapshotter to fall back on yet.
+   */
+  private async probeOverlay(): Promise<void> {
+    const dir = path.join(this.root, `probe-${randomBytes(4).toString('hex')}`);
+    const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => path.join(dir, d));
+    try {
+      for (const d of [lower!, upper!, work!, merged!]) await mkdir(d, { recursive: true, mode: 0o700 });
+      try {
+        await mountAt({ type: 'overlay', source: 'overlay', options: ['userxattr', `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }, merged!);
+      } catch (err) {
+        throw new SnapshotStateError(
+          `rootless: overlayfs cannot be mounted in this user namespace with its upper dir under ${this.root} (${(err as Error).message.split('\n')[0]}): ` +
+            'rootless buildlite needs Linux 5.11 or newer and a state root on a filesystem such as ext4 or xfs (--root)',
+          { cause: err },
+        );
+      }
+      await unmountAt(merged!);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   private dirOf(id: string): string {
     return path.join(this.snapshotsDir, id);
   }
@@ -228,6 +295,8 @@ export class OverlaySnapshotter implements Snapshotter {
       await mkdir(this.root, { recursive: true, mode: 0o700 });
       // mkdir's mode is masked by umask and ignored for an existing dir.
       await chmod(this.root, 0o700);
+      await this.checkXattrMode();
+      if (this.userxattr) await this.probeOverlay();
       await this.records.init();
       await mkdir(this.snapshotsDir, { recursive: true, mode: 0o700 });
     })();

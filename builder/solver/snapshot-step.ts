@@ -7,7 +7,7 @@ import { limitExceeded } from '../../core/limit-error.js';
 import { mountAt, unmountAt } from '../../core/mounter.js';
 import type { Mount } from '../../core/mount.js';
 import type { LayerRef } from '../../cache/index.js';
-import { readTreeXattrs, upperDirOf, writeLayer, type ByteCheck, type LayerDescriptor, type TreeXattrs } from '../layers/index.js';
+import { readUpperXattrs, writeLayer, type ByteCheck, type LayerDescriptor, type TreeXattrs } from '../layers/index.js';
 import { fsErrorContext } from './errors.js';
 import { chainUnpacked, snapshotName } from './materialize.js';
 import type { OpContext } from './types.js';
@@ -51,7 +51,7 @@ export async function runOnSnapshot(
   };
   stack.defer(unmount);
   await work(merged, stack);
-  const [, xattrs] = await Promise.all([unmount(), opts.readXattrs === false ? NO_XATTRS : readTreeXattrs(upperDirOf(step.mounts), ctx.opts.signal)]);
+  const [, xattrs] = await Promise.all([unmount(), opts.readXattrs === false ? NO_XATTRS : readUpperXattrs(step.mounts, ctx.opts.signal)]);
   await opts.afterUnmount?.(step, xattrs);
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await writeAndCommit(ctx, step, rootLayers, xattrs);

@@ -6,6 +6,9 @@ import { parseDuration } from '../../core/duration.js';
 import { RETENTION_DEFAULTS } from '../../store/index.js';
 
 interface Service {
+  user?: string;
+  security_opt?: string[];
+  cap_add?: string[];
   secrets?: string[];
   ports?: string[];
   image?: string;
@@ -130,3 +133,39 @@ describe('compose.yaml', () => {
     expect(dockerfile).toMatch(/install[^\n]*\battr\b/);
   });
 });
+
+describe('compose.rootless.yaml', () => {
+  async function override(): Promise<{ services: Record<string, Service> }> {
+    return parse(await readFile(new URL('compose.rootless.yaml', root), 'utf8'));
+  }
+
+  it('runs the API and workers as the unprivileged node user, with no privileged container and no added capability', async () => {
+    const { services } = await override();
+    expect(Object.keys(services).sort()).toEqual(['api', 'worker']);
+    for (const s of Object.values(services)) {
+      expect(s.user).toBe('node');
+      expect(s.cap_add).toBeUndefined();
+    }
+    expect(services['worker']?.privileged).toBe(false);
+    // What a nested user namespace, overlay and a step's /proc need instead (as for BuildKit's rootless image).
+    expect(services['worker']?.security_opt?.sort()).toEqual(['apparmor=unconfined', 'seccomp=unconfined', 'systempaths=unconfined']);
+    // It overrides compose.yaml only where it must: commands, volumes and replicas stay that file's.
+    expect(services['worker']?.command).toBeUndefined();
+    expect(services['worker']?.volumes).toBeUndefined();
+  });
+
+  it('the image gives node its subordinate ids, newuidmap and the state and store directories', async () => {
+    const dockerfile = await readFile(new URL('Dockerfile', root), 'utf8');
+    expect(dockerfile).toMatch(/install[^\n]*\buidmap\b/);
+    expect(dockerfile).toContain("echo 'node:100000:65536' > /etc/subuid");
+    expect(dockerfile).toContain("echo 'node:100000:65536' > /etc/subgid");
+    const { services } = await compose();
+    // The directories the volumes of compose.yaml mount on belong to node, so fresh volumes do too.
+    for (const dir of ['/var/lib/buildlite', '/var/lib/buildlite-store']) {
+      expect(services['worker']?.volumes?.some((v) => v === dir || v.endsWith(`:${dir}`))).toBe(true);
+      expect(dockerfile).toMatch(new RegExp(`install -d[^\\n]*-o node -g node ${dir.replace(/[/.-]/g, '\\$&')}\\b`));
+    }
+    expect(dockerfile).toMatch(/^ENV BUILDLITE_ROOT=\/var\/lib\/buildlite$/m);
+  });
+});
+

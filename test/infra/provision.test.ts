@@ -86,4 +86,39 @@ describe('scripts/provision.sh', () => {
     expect(r.err).toContain('Node.js v18.19.0 is too old');
     expect(r.err).toContain('Install Node.js 20 or newer');
   });
+
+  it.skipIf(!isRoot)('--rootless-user NAME gives a user without one a free 65536-id range in /etc/subuid and /etc/subgid, once', async () => {
+    const name = `blprov${process.pid}`;
+    const sh = (cmd: string, args: string[]) => new Promise<void>((resolve, reject) => execFile(cmd, args, (e) => (e ? reject(e) : resolve())));
+    // No range of its own from useradd, whatever /etc/login.defs says.
+    await sh('useradd', ['-M', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
+    try {
+      const before = await readFile('/etc/subuid', 'utf8');
+      expect(before).not.toContain(`${name}:`);
+      const r = await run(['--rootless-user', name]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(new RegExp(`user ${name}: subordinate uids and gids (\\d+)-(\\d+)`));
+      const uidLine = (await readFile('/etc/subuid', 'utf8')).split('\n').find((l) => l.startsWith(`${name}:`))!;
+      const gidLine = (await readFile('/etc/subgid', 'utf8')).split('\n').find((l) => l.startsWith(`${name}:`))!;
+      const [, start, count] = uidLine.split(':').map(Number);
+      expect(count).toBe(65536);
+      expect(gidLine).toBe(uidLine);
+      // Above every range given before: no id shared with another user.
+      for (const line of before.split('\n').filter((l) => l.includes(':'))) {
+        const [, s0, c0] = line.split(':').map(Number);
+        expect(start! >= s0! + c0! || start! + count! <= s0!).toBe(true);
+      }
+      // Kept when present: nothing added, nothing said.
+      expect(await run(['--rootless-user', name])).toEqual({ code: 0, out: '', err: '' });
+      expect((await readFile('/etc/subuid', 'utf8')).split(`${name}:`).length).toBe(2);
+    } finally {
+      await sh('userdel', [name]);
+    }
+    expect(await readFile('/etc/subuid', 'utf8')).not.toContain(`${name}:`);
+  });
+
+  it('--rootless-user names a user that must exist', async () => {
+    expect(await run(['--rootless-user', 'buildlite-no-such-user'])).toMatchObject({ code: 1, err: expect.stringContaining('--rootless-user buildlite-no-such-user: no such user') });
+    expect((await run(['--rootless-user'])).code).toBe(2);
+  });
 });
