@@ -8,7 +8,8 @@ import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
 import { checkLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
 import { EventQueue } from '../core/event-queue.js';
-import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
+import type { Descriptor, Platform } from '../core/oci.js';
+import { targetPlatforms } from '../core/platform.js';
 import {
   CacheKeyIndex,
   CacheMounts,
@@ -209,10 +210,9 @@ export class Builder {
     checkDockerfileSize(req, limits);
     const contextDir = path.resolve(req.context.dir);
     checkRequestReferences(req);
-    const platform = req.platform ?? DEFAULT_PLATFORM;
-    if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
-      throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
-    }
+    const platforms = targetPlatforms(req.platforms);
+    if (platforms.length > 1) throw new CodedError('INVALID_ARGUMENT', 'several platforms in one build are not supported yet');
+    const platform = platforms[0] as Platform;
     const images = new RegistryImages(this.registry, this.store);
     const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
     const def = await convertDockerfile({

@@ -70,7 +70,8 @@ export interface BuildRequest {
   readonly network?: NetworkMode;
   /** Entitlements the build asks for, e.g. `network.host`; the operator must also allow them. */
   readonly allow?: readonly string[];
-  readonly platform?: Platform;
+  /** Target platforms, normalised (core/platform.ts `targetPlatforms`); absent or empty: the builder's host platform. Several make an image index. */
+  readonly platforms?: readonly Platform[];
   /** Seconds since the epoch; clamps every timestamp for reproducible images. */
   readonly sourceDateEpoch?: number;
   /** Registries that may be spoken to over plain HTTP (host[:port]). */

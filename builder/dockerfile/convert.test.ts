@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ExecDef, FileDef, VertexDef, BuildDefinition } from '../graph/index.js';
 import { BuildliteError } from '../../core/errors.js';
+import { platformString, type Platform } from '../../core/oci.js';
+import { hostPlatform } from '../../core/platform.js';
 import { FakeResolver } from '../../test/frontend/fake-resolver.js';
 import { convertDockerfile, type ConvertOptions } from './convert.js';
 import { DockerfileError, formatDockerfileError } from './errors.js';
@@ -316,6 +318,26 @@ describe('args and stages', () => {
     expect((rootDef(def) as ExecDef).env).toEqual(expect.arrayContaining(['TARGETPLATFORM=linux/amd64', 'BUILDOS=linux']));
   });
 
+  it.each([
+    [{ os: 'linux', architecture: 'arm64' }, ['TARGETPLATFORM=linux/arm64', 'TARGETOS=linux', 'TARGETARCH=arm64', 'TARGETVARIANT=']],
+    [{ os: 'linux', architecture: 'arm', variant: 'v7' }, ['TARGETPLATFORM=linux/arm/v7', 'TARGETARCH=arm', 'TARGETVARIANT=v7']],
+  ])('the target platform args of %j, the build platform args of the host', async (platform, target) => {
+    const df = 'FROM busybox\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT\nRUN x';
+    const def = await conv(df, { platform });
+    const env = (rootDef(def) as ExecDef).env;
+    expect(env).toEqual(expect.arrayContaining(target));
+    if (process.arch === 'x64') expect(env).toEqual(expect.arrayContaining(['BUILDPLATFORM=linux/amd64', 'BUILDOS=linux', 'BUILDARCH=amd64', 'BUILDVARIANT=']));
+    expect(def.platform).toEqual(platform);
+  });
+
+  it('FROM --platform=$BUILDPLATFORM resolves the base for the host; other stages for the target', async () => {
+    const seen: string[] = [];
+    const r = new FakeResolver();
+    const resolver = { resolve: (ref: string, p: Platform) => (seen.push(`${ref} ${platformString(p)}`), r.resolve(ref, p)) };
+    await conv('FROM --platform=$BUILDPLATFORM busybox AS build\nRUN x\nFROM busybox:2\nCOPY --from=build /x /x', { platform: { os: 'linux', architecture: 'arm64' }, resolver });
+    expect(seen.sort()).toEqual([`busybox ${platformString(hostPlatform())}`, 'busybox:2 linux/arm64']);
+  });
+
   it('warns about build args nobody declares', async () => {
     const def = await conv(`${B}ARG USED\nRUN x`, { buildArgs: { USED: '1', UNUSED: '2' } });
     expect(def.warnings.map((w) => w.message).join()).toContain('UNUSED');
@@ -420,7 +442,8 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox AS', 'one or three arguments', 1],
   ['FROM busybox BS x', 'one or three arguments', 1],
   ['FROM $NOTHING', 'should not be blank', 1],
-  ['FROM --platform=linux busybox', 'invalid platform', 1],
+  ['FROM --platform=linux/ busybox', 'invalid platform', 1],
+  ['FROM --platform=linux/amd64/v3/x busybox', 'want OS/ARCH[/VARIANT]', 1],
   ['FROM busybox\nCMD ["a", 1]', 'strings only', 2],
   ['FROM busybox\nRUN [["a"]]', 'strings only', 2],
   ['FROM busybox\nSHELL /bin/sh -c', 'JSON form', 2],

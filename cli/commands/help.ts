@@ -129,7 +129,9 @@ over http(s).
                              BUILDLITE_HTTP_TIMEOUTS; a stall is retried like a reset
       --no-cache             Run every step
       --no-cache-filter STAGE  Run every step of this stage (repeatable)
-      --platform linux/amd64 Target platform (only linux/amd64)
+      --platform LIST        Target platforms, e.g. linux/arm64 or linux/amd64,linux/arm64
+                             (default: this machine's); several give an image index; a
+                             non-native RUN needs QEMU user emulation (scripts/provision.sh)
       --progress MODE        auto (tty on a terminal, else plain), tty, plain, json
       --iidfile FILE         Write the image digest to FILE
       --metadata-file FILE   Write the result as JSON: digest, pushed refs, cache stats
