@@ -221,3 +221,27 @@ export function bestPlatformMatch<T extends { readonly platform?: Platform }>(wa
 export function samePlatform(a: Platform, b: Platform): boolean {
   return formatPlatform(normalizePlatform(a)) === formatPlatform(normalizePlatform(b));
 }
+
+/**
+ * A base image (or layout) has no manifest for the platform a build wants:
+ * NOT_FOUND, naming the image, the platform and the platforms it does have.
+ */
+export class NoMatchingPlatformError extends BuildliteError {
+  readonly code: ErrorCode = 'NOT_FOUND';
+  constructor(
+    readonly image: string,
+    readonly wanted: Platform,
+    readonly available: readonly string[],
+  ) {
+    const have = available.length ? available.join(', ') : 'none';
+    super(`${image} has no image for platform ${formatPlatform(wanted)} (its platforms: ${have.slice(0, 300)})`);
+  }
+  override details(): Record<string, string> {
+    return { platform: formatPlatform(this.wanted), available: this.available.join(',').slice(0, 300) };
+  }
+}
+
+/** An index entry's or config's platform as text, `?` when it names none. */
+export function describePlatform(p: Platform | undefined): string {
+  return p && p.os && p.architecture ? formatPlatform(normalizePlatform(p)) : '?';
+}
