@@ -338,6 +338,44 @@ describe('args and stages', () => {
     expect(seen.sort()).toEqual([`busybox ${platformString(hostPlatform())}`, 'busybox:2 linux/arm64']);
   });
 
+  it('a RUN carries its stage platform, absent for linux/amd64 (keys made before platforms stay as they were)', async () => {
+    const arm = await conv('FROM scratch\nRUN x', { platform: { os: 'linux', architecture: 'arm64' } });
+    const amd = await conv('FROM scratch\nRUN x', { platform: { os: 'linux', architecture: 'amd64' } });
+    expect((rootDef(arm) as ExecDef).platform).toEqual({ os: 'linux', architecture: 'arm64' });
+    expect((rootDef(amd) as ExecDef).platform).toBeUndefined();
+    // Same command on scratch, other platform: another vertex, so another key.
+    expect(arm.root).not.toBe(amd.root);
+  });
+
+  it('a FROM --platform=$BUILDPLATFORM stage is the same vertices whatever the target; the target stages are not', async () => {
+    const df = [
+      'FROM --platform=$BUILDPLATFORM busybox AS build',
+      'ARG BUILDARCH',
+      'RUN for a in amd64 arm64; do echo $a > /out-$a; done',
+      'FROM busybox',
+      'ARG TARGETARCH',
+      'COPY --from=build /out-$TARGETARCH /arch',
+    ].join('\n');
+    const build = async (architecture: string) => {
+      const def = await conv(df, { platform: { os: 'linux', architecture } });
+      const copy = def.graph.get(def.root as never);
+      return { buildRun: copy.inputs[1], copy: def.root, meta: def.graph.meta.get(copy.inputs[1] as never) };
+    };
+    const amd = await build('amd64');
+    const arm = await build('arm64');
+    expect(arm.buildRun).toBe(amd.buildRun);
+    expect(arm.copy).not.toBe(amd.copy);
+    expect(arm.meta?.platform).toBe(platformString(hostPlatform()));
+  });
+
+  it('a build stage that declares ARG TARGETARCH is a vertex per target (its output may differ)', async () => {
+    const df = 'FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\nRUN echo $TARGETARCH > /o\nFROM scratch\nCOPY --from=build /o /o';
+    const amd = await conv(df, { platform: { os: 'linux', architecture: 'amd64' } });
+    const arm = await conv(df, { platform: { os: 'linux', architecture: 'arm64' } });
+    const runOf = (d: BuildDefinition) => d.graph.get(d.root as never).inputs[0];
+    expect(runOf(arm)).not.toBe(runOf(amd));
+  });
+
   it('warns about build args nobody declares', async () => {
     const def = await conv(`${B}ARG USED\nRUN x`, { buildArgs: { USED: '1', UNUSED: '2' } });
     expect(def.warnings.map((w) => w.message).join()).toContain('UNUSED');

@@ -320,6 +320,7 @@ async function startStage(
       name: `[${label} 1/${steps}] FROM ${image}`,
       stage: label,
       range: s.from.range,
+      platform: platformString(img.platform),
     });
     if (!ctx.stageOf.has(root)) ctx.stageOf.set(root, label);
     st = {
