@@ -39,6 +39,7 @@ import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { GitSource } from './git-source.js';
 import { openRemoteContext, type RemoteContext, type RemoteContextOptions } from './remote-context.js';
 import { checkRequestReferences } from './request-refs.js';
+import { checkEmulation, EmulationProbe } from './emulation.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
@@ -234,6 +235,8 @@ export class Builder {
       allow: req.allow ?? [],
     });
     checkSshAgents(def.graph, opts.ssh ?? new Map());
+    // A RUN this machine cannot run (no QEMU for its platform) fails the build now, not after the steps before it.
+    await checkEmulation(def.graph, new EmulationProbe());
     for (const w of def.warnings) {
       emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}), ...(w.rule ? { rule: w.rule } : {}), ...(w.url ? { url: w.url } : {}) });
     }
