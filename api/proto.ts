@@ -101,7 +101,7 @@ export function eventToPb(ev: BuildEvent): PbBuildEvent {
     case 'result':
       return {
         seq: ev.seq,
-        result: { image_digest: ev.result.imageDigest, config_digest: ev.result.configDigest, pushed: [...ev.result.pushed], cache_hits: ev.result.cache.hits, cache_misses: ev.result.cache.misses },
+        result: { image_digest: ev.result.imageDigest, config_digest: ev.result.configDigest ?? '', pushed: [...ev.result.pushed], cache_hits: ev.result.cache.hits, cache_misses: ev.result.cache.misses },
       };
     case 'error':
       return { seq: ev.seq, error: wireErrorToPb(ev.error) };
@@ -134,7 +134,7 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
     body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}), ...(rule ? { rule } : {}), ...(url ? { url } : {}) };
   } else if (pb.result) {
     const r = pb.result;
-    const result: BuildResult = { imageDigest: r.image_digest as Digest, configDigest: r.config_digest as Digest, pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
+    const result: BuildResult = { imageDigest: r.image_digest as Digest, ...(r.config_digest ? { configDigest: r.config_digest as Digest } : {}), pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
     body = { type: 'result', result };
   } else if (pb.error) body = { type: 'error', error: wireErrorFromPb(pb.error) };
   else body = { type: 'warning', message: 'an event of a kind this client does not know was skipped' };

@@ -126,8 +126,12 @@ export type BuildEvent = BuildEventBody & { readonly seq: number };
 export const SERVER_PLACEHOLDER = 'ADDR';
 
 export interface BuildResult {
+  /** The manifest's digest, or an image index's for several platforms. */
   readonly imageDigest: Digest;
-  readonly configDigest: Digest;
+  /** The image config's digest; absent for an index (each platform's is in `platforms`). */
+  readonly configDigest?: Digest;
+  /** A multi-platform build: each platform's image, in the index's order. */
+  readonly platforms?: ReadonlyArray<{ readonly platform: string; readonly imageDigest: Digest; readonly configDigest: Digest }>;
   readonly pushed: readonly string[];
   readonly cache: { readonly hits: number; readonly misses: number };
 }
