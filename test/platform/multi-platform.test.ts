@@ -152,4 +152,24 @@ describe('multi-platform builds', () => {
     expect(await readFile(o('cross/linux_amd64/app'), 'utf8')).toBe('binary for amd64, built on x86_64\nx86_64\n');
     expect(await readFile(o('cross/linux_arm64/app'), 'utf8')).toBe('binary for arm64, built on x86_64\naarch64\n');
   });
+
+  it('an index entry carries the variant where the platform has one, and a COPY of context files on scratch is one step for all', async () => {
+    const c = await f.context('variants', { 'a.txt': 'same for all\n', Dockerfile: 'FROM scratch\nCOPY a.txt /a.txt\n' });
+    const target = `${f.registry.host}/platform/variants:1`;
+    const r = await f.build(['--progress', 'json', '--platform', 'linux/arm64,linux/arm/v7,linux/amd64', '-t', target, '--push', c]);
+    expect(r.code, r.stderr).toBe(0);
+    const { stdout } = await sh('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${target}`]);
+    const index = JSON.parse(stdout) as Index;
+    expect(index.manifests.map((m) => m.platform)).toEqual([
+      { os: 'linux', architecture: 'arm64' },
+      { os: 'linux', architecture: 'arm', variant: 'v7' },
+      { os: 'linux', architecture: 'amd64' },
+    ]);
+    const { stdout: cfg } = await sh('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', `docker://${f.registry.host}/platform/variants@${index.manifests[1]!.digest}`]);
+    expect(JSON.parse(cfg)).toMatchObject({ os: 'linux', architecture: 'arm', variant: 'v7' });
+    // The three images share the one layer the one COPY made.
+    const copies = vertexEvents(r.stdout).filter((e) => e.state === 'started' && e.name.includes('COPY a.txt'));
+    expect(copies).toHaveLength(1);
+  });
 });
+
