@@ -10,7 +10,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sh, startCliFixture, type CliFixture } from '../cli/fixture.js';
+import { runCli } from '../helpers/cli.js';
 import { pushMultiArchBusybox, type MultiArchBase } from '../helpers/multi-arch-base.js';
+
+const runCliOnRoot = (root: string, args: string[]) => runCli(['build', '--root', root, ...args]);
 
 const run = promisify(execFile);
 
@@ -170,6 +173,20 @@ describe('multi-platform builds', () => {
     // The three images share the one layer the one COPY made.
     const copies = vertexEvents(r.stdout).filter((e) => e.state === 'started' && e.name.includes('COPY a.txt'));
     expect(copies).toHaveLength(1);
+  });
+
+  it('a cache exported by a multi-platform build serves both platforms of a build on an empty root', async () => {
+    const cache = o('cache-dir');
+    const exported = await f.build(['--progress', 'json', '--platform', 'linux/amd64,linux/arm64', '--cache-to', `type=local,dest=${cache},mode=max`, ctx]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const r = await runCliOnRoot(o('fresh-root'), ['--progress', 'json', '--platform', 'linux/amd64,linux/arm64', '--cache-from', `type=local,src=${cache}`, '--metadata-file', o('meta-cache.json'), ctx]);
+    expect(r.code, r.stderr).toBe(0);
+    const events = vertexEvents(r.stdout);
+    expect(events.filter((e) => e.state === 'started').map((e) => e.name)).toEqual([]);
+    expect(events.filter((e) => e.state === 'cached').map((e) => e.name)).toEqual(expect.arrayContaining(['[linux/amd64 stage-0 2/4] RUN uname -m > /machine', '[linux/arm64 stage-0 2/4] RUN uname -m > /machine']));
+    const m1 = JSON.parse(await readFile(o('meta.json'), 'utf8')) as { 'containerimage.digest': string };
+    const m3 = JSON.parse(await readFile(o('meta-cache.json'), 'utf8')) as { 'containerimage.digest': string };
+    expect(m3['containerimage.digest']).toBe(m1['containerimage.digest']);
   });
 });
 
