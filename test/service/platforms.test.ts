@@ -67,10 +67,16 @@ describe('platforms in the service', () => {
     const ctxDir = `${svc.dir}/ctx-multi`;
     await sh('mkdir', ['-p', ctxDir]);
     await sh('sh', ['-c', `printf 'FROM ${multi.ref}\\nRUN uname -m > /m\\n' > ${ctxDir}/Dockerfile`]);
-    const r = await runCli(['build', '--server', svc.addr, '--token', TOKENS.alice, '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-t', ref, '--push', ctxDir]);
+    const meta = `${svc.dir}/meta-multi.json`;
+    const r = await runCli(['build', '--server', svc.addr, '--token', TOKENS.alice, '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-t', ref, '--push', '--metadata-file', meta, ctxDir]);
     expect(r.code, r.stderr).toBe(0);
     const { stdout } = await sh('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
-    const index = JSON.parse(stdout) as { manifests: Array<{ platform: unknown }> };
+    const index = JSON.parse(stdout) as { manifests: Array<{ platform: unknown; digest: string }> };
     expect(index.manifests.map((m) => m.platform)).toEqual([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
+    // Each platform's digest crosses the wire into --metadata-file, as in an embedded build.
+    const { stdout: m } = await sh('cat', [meta]);
+    const parsed = JSON.parse(m) as { platforms: Array<{ platform: string; imageDigest: string }>; 'containerimage.config.digest'?: string };
+    expect(parsed.platforms.map((p) => [p.platform, p.imageDigest])).toEqual([['linux/amd64', index.manifests[0]!.digest], ['linux/arm64', index.manifests[1]!.digest]]);
+    expect(parsed['containerimage.config.digest']).toBeUndefined();
   });
 });
