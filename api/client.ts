@@ -54,6 +54,8 @@ export interface WorkerInfo {
   readonly lastSeen: number;
   readonly alive: boolean;
   readonly platform: string;
+  /** Every platform it offers: its own first, then those it runs under emulation. */
+  readonly platforms: readonly string[];
   readonly builds: readonly string[];
   readonly cacheBytes: number;
 }
@@ -237,6 +239,7 @@ export class BuildliteClient {
       lastSeen: w.last_seen,
       alive: w.alive,
       platform: w.platform,
+      platforms: w.platforms ?? [],
       builds: w.builds ?? [],
       cacheBytes: w.cache_bytes,
     }));
@@ -332,6 +335,7 @@ interface PbWorker {
   last_seen: number;
   alive: boolean;
   platform: string;
+  platforms?: string[];
   builds: string[];
   cache_bytes: number;
 }

@@ -3,6 +3,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BuildEvent, BuildEventBody } from '../core/build.js';
 import { isDigest, type Digest } from '../core/digest.js';
+import { platformString } from '../core/oci.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import type { ClientQuota } from '../core/limits.js';
 import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedRequest } from '../worker/jobs.js';
@@ -15,6 +16,7 @@ import type { ControlReply, ControlRequest } from '../worker/control-messages.js
 import type { SecretVault } from '../worker/secret-vault.js';
 import type { StepLogRef } from '../worker/step-log-ref.js';
 import { admitBuild, checkSubmitRate, unadmitBuild } from './quota.js';
+import { routeByPlatform } from './platform-routing.js';
 
 export interface ProducerOptions {
   readonly redisUrl: string;
@@ -101,8 +103,10 @@ export class Producer {
    */
   async submit(client: string, req: Omit<QueuedRequest, 'context'>, context: Digest, secrets: ReadonlyMap<string, Buffer>, project?: string, quota?: ClientQuota): Promise<string> {
     const buildId = randomUUID();
-    if (quota) await admitBuild(this.redis, this.keys, client, quota, buildId).catch((err: unknown) => { throw unavailable(err); });
     const proj = project ?? defaultProject(req, context);
+    // Before the quota takes a slot: a build no worker can run is refused with nothing to undo.
+    const byPlatform = secrets.size > 0 ? undefined : await this.platformQueue(req, proj).catch((err: unknown) => { throw err instanceof BuildliteError ? err : unavailable(err); });
+    if (quota) await admitBuild(this.redis, this.keys, client, quota, buildId).catch((err: unknown) => { throw unavailable(err); });
     let queue = SHARED_QUEUE;
     if (secrets.size > 0) {
       if (!this.opts.vault) {
@@ -111,7 +115,7 @@ export class Producer {
       queue = workerQueueName(this.opts.vault.holderId);
       this.opts.vault.put(buildId, secrets);
     } else {
-      queue = (await this.localityQueue(proj)) ?? SHARED_QUEUE;
+      queue = byPlatform ?? (await this.localityQueue(proj)) ?? SHARED_QUEUE;
     }
     const data: BuildJobData = {
       buildId,
@@ -171,6 +175,19 @@ export class Producer {
   async limitTotals(): Promise<{ limited: Record<string, number>; quotaWaits: number }> {
     const [h, waits] = await Promise.all([this.reader.hgetall(this.keys.limitedTotals), this.reader.get(this.keys.quotaWaitTotal)]);
     return { limited: Object.fromEntries(Object.entries(h).map(([k, n]) => [k, Number(n)])), quotaWaits: Number(waits ?? 0) };
+  }
+
+  /** The own queue of a worker offering the build's platforms, when not every live worker does (platform-routing.ts). */
+  private async platformQueue(req: Omit<QueuedRequest, 'context'>, project: string): Promise<string | undefined> {
+    const wanted = (req.platforms ?? []).map(platformString);
+    if (wanted.length === 0) return undefined;
+    const [all, projectWorker] = await Promise.all([this.redis.hgetall(this.keys.workers), this.redis.get(this.keys.project(project))]);
+    const live: WorkerRecord[] = [];
+    for (const [id, json] of Object.entries(all)) {
+      if (await this.redis.exists(this.keys.workerAlive(id))) live.push(JSON.parse(json) as WorkerRecord);
+    }
+    const route = routeByPlatform(live, wanted, projectWorker ?? undefined);
+    return route.kind === 'worker' ? workerQueueName(route.id) : undefined;
   }
 
   private async localityQueue(project: string): Promise<string | undefined> {

@@ -58,7 +58,7 @@ export interface PbBuildEvent {
   log?: { vertex: string; stream: string; data: Buffer } | null;
   progress?: { id: string; action: string; current: number; total: number; has_total: boolean } | null;
   warning?: { message: string; range?: PbRange | null; rule?: string; url?: string } | null;
-  result?: { image_digest: string; config_digest: string; pushed: string[]; cache_hits: number; cache_misses: number } | null;
+  result?: { image_digest: string; config_digest: string; pushed: string[]; cache_hits: number; cache_misses: number; platforms?: Array<{ platform: string; image_digest: string; config_digest: string }> } | null;
   error?: PbWireError | null;
 }
 
@@ -101,7 +101,14 @@ export function eventToPb(ev: BuildEvent): PbBuildEvent {
     case 'result':
       return {
         seq: ev.seq,
-        result: { image_digest: ev.result.imageDigest, config_digest: ev.result.configDigest, pushed: [...ev.result.pushed], cache_hits: ev.result.cache.hits, cache_misses: ev.result.cache.misses },
+        result: {
+          image_digest: ev.result.imageDigest,
+          config_digest: ev.result.configDigest ?? '',
+          pushed: [...ev.result.pushed],
+          cache_hits: ev.result.cache.hits,
+          cache_misses: ev.result.cache.misses,
+          platforms: (ev.result.platforms ?? []).map((p) => ({ platform: p.platform, image_digest: p.imageDigest, config_digest: p.configDigest })),
+        },
       };
     case 'error':
       return { seq: ev.seq, error: wireErrorToPb(ev.error) };
@@ -134,7 +141,14 @@ export function eventFromPb(pb: PbBuildEvent): BuildEvent {
     body = { type: 'warning', message: pb.warning.message, ...(range ? { range } : {}), ...(rule ? { rule } : {}), ...(url ? { url } : {}) };
   } else if (pb.result) {
     const r = pb.result;
-    const result: BuildResult = { imageDigest: parseDigest(r.image_digest), configDigest: parseDigest(r.config_digest), pushed: r.pushed, cache: { hits: r.cache_hits, misses: r.cache_misses } };
+    const platforms = (r.platforms ?? []).map((p) => ({ platform: p.platform, imageDigest: parseDigest(p.image_digest), configDigest: parseDigest(p.config_digest) }));
+    const result: BuildResult = {
+      imageDigest: parseDigest(r.image_digest),
+      ...(r.config_digest ? { configDigest: parseDigest(r.config_digest) } : {}),
+      ...(platforms.length ? { platforms } : {}),
+      pushed: r.pushed,
+      cache: { hits: r.cache_hits, misses: r.cache_misses },
+    };
     body = { type: 'result', result };
   } else if (pb.error) body = { type: 'error', error: wireErrorFromPb(pb.error) };
   else body = { type: 'warning', message: 'an event of a kind this client does not know was skipped' };

@@ -214,6 +214,7 @@ export class ApiServer {
           last_seen: w.lastSeen,
           alive: w.alive,
           platform: w.platform ?? '',
+          platforms: [...(w.platforms ?? [])],
           builds: [...(w.builds ?? [])],
           cache_bytes: w.cacheBytes ?? 0,
         })),

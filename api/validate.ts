@@ -5,6 +5,8 @@ import { CodedError } from '../core/errors.js';
 import { parseGitUrl } from '../core/git-url.js';
 import { LimitError } from '../core/limit-error.js';
 import { formatLimit } from '../core/limits.js';
+import type { Platform } from '../core/oci.js';
+import { MAX_TARGET_PLATFORMS, targetPlatforms } from '../core/platform.js';
 import { parseReference } from '../core/reference.js';
 import { checkNetworkRequest } from '../core/request-rules.js';
 import type { QueuedRequest } from '../worker/jobs.js';
@@ -50,7 +52,8 @@ export interface PbBuildRequest {
   no_cache_filter: string[];
   network: string;
   allow: string[];
-  platform?: { os: string; architecture: string; variant: string } | null;
+  platform?: PbPlatform | null;
+  platforms?: PbPlatform[];
   secrets: Array<{ id: string; value: Buffer }>;
   context_digest: string;
   project: string;
@@ -167,12 +170,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     if (!who.entitlements.has(a)) throw new CodedError('PERMISSION_DENIED', `the token of client "${who.client}" is not granted ${a}: the operator grants it in the tokens file`);
   }
 
-  let platform: QueuedRequest['platform'];
-  if (pb.platform && (pb.platform.os || pb.platform.architecture)) {
-    const { os, architecture, variant } = pb.platform;
-    if (os !== 'linux' || architecture !== 'amd64') throw bad(`platform ${str(os, 'platform.os', 32)}/${str(architecture, 'platform.architecture', 32)} is not supported: linux/amd64 only`);
-    platform = { os, architecture, ...(variant ? { variant: str(variant, 'platform.variant', 16, NAME) } : {}) };
-  }
+  const platforms = platformsOf(pb);
 
   const secrets = new Map<string, Buffer>();
   for (const [i, s] of list<{ id: unknown; value: unknown }>(pb.secrets, 'secrets', limits.maxSecrets).entries()) {
@@ -205,7 +203,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     secrets: [...secrets.keys()].map((id) => ({ id })),
     network,
     allow,
-    ...(platform ? { platform } : {}),
+    ...(platforms.length ? { platforms } : {}),
     ...(pb.has_source_date_epoch ? { sourceDateEpoch: pb.source_date_epoch } : {}),
     ...(Object.keys(who.policy.jobLimits).length ? { limits: who.policy.jobLimits } : {}),
     ...(namedContexts ? { namedContexts } : {}),
@@ -284,4 +282,25 @@ export function validateBuildId(v: unknown): string {
   const id = str(v, 'build_id', 64);
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw bad(`build_id "${id.slice(0, 64)}" is not a build id`);
   return id;
+}
+
+interface PbPlatform {
+  os: string;
+  architecture: string;
+  variant: string;
+}
+
+/** `platforms` (or the older single `platform`), under the rule every entry point applies (core/platform.ts). */
+function platformsOf(pb: PbBuildRequest): Platform[] {
+  const given = list<PbPlatform | null>(pb.platforms, 'platforms', MAX_TARGET_PLATFORMS);
+  const raw = given.length ? given : pb.platform && (pb.platform.os || pb.platform.architecture) ? [pb.platform] : [];
+  if (raw.length === 0) return [];
+  const parsed = raw.map((p, i) => {
+    const os = str(p?.os, `platforms[${i}].os`, 32, NAME);
+    const architecture = str(p?.architecture, `platforms[${i}].architecture`, 32, NAME);
+    const variant = str(p?.variant ?? '', `platforms[${i}].variant`, 16, NAME);
+    if (!os || !architecture) throw bad(`platforms[${i}] needs an os and an architecture`);
+    return { os, architecture, ...(variant ? { variant } : {}) };
+  });
+  return targetPlatforms(parsed);
 }

@@ -8,7 +8,8 @@ import { parseDigest, type Digest } from '../core/digest.js';
 import { CodedError, toWire } from '../core/errors.js';
 import { checkLimits, mergeLimits, type BuildLimits } from '../core/limits.js';
 import { EventQueue } from '../core/event-queue.js';
-import { DEFAULT_PLATFORM, type Descriptor } from '../core/oci.js';
+import { isIndexMediaType, platformString, type Descriptor, type ImageIndex } from '../core/oci.js';
+import { targetPlatforms } from '../core/platform.js';
 import { checkNetworkRequest } from '../core/request-rules.js';
 import {
   CacheKeyIndex,
@@ -27,7 +28,22 @@ import { RegistryClient } from '../registry-client/index.js';
 import { checkFailure, convertDockerfile } from './dockerfile/index.js';
 import { stepLimitsOf, type RuncExecutor } from './executor/index.js';
 import { buildsOnInput0, type BuildDefinition } from './graph/index.js';
-import { buildImageConfig, exportLocalDir, exportOciLayoutTar, exportRootfsTar, exportToRegistry, storeImage, TagStore, type StoredImage } from './image/index.js';
+import {
+  buildImageConfig,
+  exportLocalDir,
+  exportOciLayoutTar,
+  exportRootfsTar,
+  exportToRegistry,
+  imagesOf,
+  storeImage,
+  storeIndex,
+  TagStore,
+  topDescriptor,
+  type BuiltImage,
+  type PlatformImage,
+  type StoredImage,
+} from './image/index.js';
+import { planPlatforms } from './platform-plan.js';
 import { RegistryImages } from './image-source.js';
 import { prepareNamedContexts } from './named-contexts.js';
 import { layoutFetcher } from './oci-layout.js';
@@ -39,6 +55,7 @@ import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { GitSource } from './git-source.js';
 import { openRemoteContext, type RemoteContext, type RemoteContextOptions } from './remote-context.js';
 import { checkRequestReferences } from './request-refs.js';
+import { checkEmulation, EmulationProbe } from './emulation.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import type { OverlaySnapshotter } from './snapshot/index.js';
@@ -211,43 +228,51 @@ export class Builder {
     const contextDir = path.resolve(req.context.dir);
     checkRequestReferences(req);
     checkNetworkRequest(req);
-    const platform = req.platform ?? DEFAULT_PLATFORM;
-    if (platform.os !== 'linux' || platform.architecture !== 'amd64') {
-      throw new CodedError('INVALID_ARGUMENT', `platform ${platform.os}/${platform.architecture} is not supported: this builder runs linux/amd64 only`);
-    }
     const images = new RegistryImages(this.registry, this.store);
-    const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
-    const def = await convertDockerfile({
-      dockerfile: req.dockerfile,
-      fileName: req.dockerfileName ?? 'Dockerfile',
-      buildArgs: { ...(req.buildArgs ?? {}) },
-      ...(req.target ? { target: req.target } : {}),
-      platform,
-      resolver: named.resolver,
-      ...(named.specs.size ? { namedContexts: named.specs } : {}),
-      dockerignore: req.dockerignore ?? (await readOptional(path.join(contextDir, '.dockerignore'))),
-      ...(req.labels ? { labels: { ...req.labels } } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(req.network && req.network !== 'default' ? { defaultNetwork: req.network } : {}),
-    });
-    checkGraphGrants(def.graph, {
+    const dockerignore = req.dockerignore ?? (await readOptional(path.join(contextDir, '.dockerignore')));
+    // The Dockerfile once per target platform (bases resolve per platform), then one graph where what they share is one vertex.
+    const converted = await Promise.all(
+      targetPlatforms(req.platforms).map(async (platform) => {
+        const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
+        const def = await convertDockerfile({
+          dockerfile: req.dockerfile,
+          fileName: req.dockerfileName ?? 'Dockerfile',
+          buildArgs: { ...(req.buildArgs ?? {}) },
+          ...(req.target ? { target: req.target } : {}),
+          platform,
+          resolver: named.resolver,
+          ...(named.specs.size ? { namedContexts: named.specs } : {}),
+          ...(dockerignore !== undefined ? { dockerignore } : {}),
+          ...(req.labels ? { labels: { ...req.labels } } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(req.network && req.network !== 'default' ? { defaultNetwork: req.network } : {}),
+        });
+        return { platform, def, named };
+      }),
+    );
+    const plan = planPlatforms(converted);
+    // Local named contexts are directories, the same for every platform.
+    const named = converted[0]!.named;
+    checkGraphGrants(plan.graph, {
       operatorAllowsHostNetwork: this.opts.allowHostNetwork ?? false,
       operatorAllowsInsecure: this.opts.allowSecurityInsecure ?? false,
       allow: req.allow ?? [],
     });
-    checkSshAgents(def.graph, opts.ssh ?? new Map());
-    for (const w of def.warnings) {
+    checkSshAgents(plan.graph, opts.ssh ?? new Map());
+    // A RUN this machine cannot run (no QEMU for its platform) fails the build now, not after the steps before it.
+    await checkEmulation(plan.graph, new EmulationProbe());
+    for (const w of plan.warnings) {
       emit({ type: 'warning', message: w.message, ...(w.range ? { range: w.range } : {}), ...(w.rule ? { rule: w.rule } : {}), ...(w.url ? { url: w.url } : {}) });
     }
     // `# check=error=true`: the checks fail the build once they are all reported, before any step runs.
-    const failedChecks = checkFailure(def.warnings);
+    const failedChecks = checkFailure(plan.warnings);
     if (failedChecks) throw failedChecks;
 
     // Everything this build uses or makes is leased until it ends, so GC in any process leaves it alone.
     await using lease = await this.takeLease();
     await using imported = await importCaches(this.cacheIo, req.cacheFrom ?? [], emit, opts.signal);
 
-    const results = await this.solver.solve(def.graph, def.root, {
+    const results = await this.solver.solve(plan.graph, plan.roots, {
       lease,
       ...(imported.records.size ? { imported: { get: (k: Digest) => imported.records.get(k) } } : {}),
       contextDir,
@@ -264,19 +289,32 @@ export class Builder {
       limits,
     });
 
-    const image = await this.assemble(def, results, limits, req.sourceDateEpoch);
-    await lease.add([image.manifest.digest, image.config.digest]);
-    const pushed = await this.export(req, image, emit, opts.signal, imported.mountFrom);
-    await exportCaches(this.cacheIo, req.cacheTo ?? [], def, results, image, emit, opts.signal);
+    const made: PlatformImage[] = [];
+    for (const { platform, def } of plan.platforms) made.push({ platform, image: await this.assemble(def, results, limits, req.sourceDateEpoch) });
+    // One platform is a plain manifest, as before platforms; several are an index.
+    const built: BuiltImage = made.length === 1 ? { kind: 'image', image: made[0]!.image } : await storeIndex(this.store, made);
+    await lease.add([topDescriptor(built).digest, ...made.flatMap(({ image }) => [image.manifest.digest, image.config.digest])]);
+    const pushed = await this.export(req, built, emit, opts.signal, imported.mountFrom);
+    const allLayers = { layers: made.flatMap(({ image }) => image.layers) };
+    await exportCaches(this.cacheIo, req.cacheTo ?? [], plan.graph, results, allLayers, emit, opts.signal);
     let hits = 0;
     let misses = 0;
     for (const [d, r] of results) {
-      const kind = def.graph.get(d).def.kind;
+      const kind = plan.graph.get(d).def.kind;
       if (kind === 'local' || kind === 'http') continue;
       if (r.cached) hits++;
       else misses++;
     }
-    return { imageDigest: image.manifest.digest, configDigest: image.config.digest, pushed, cache: { hits, misses } };
+    const top = topDescriptor(built);
+    return {
+      imageDigest: top.digest,
+      ...(built.kind === 'image' ? { configDigest: built.image.config.digest } : {}),
+      ...(built.kind === 'index'
+        ? { platforms: made.map(({ platform, image }) => ({ platform: platformString(platform), imageDigest: image.manifest.digest, configDigest: image.config.digest })) }
+        : {}),
+      pushed,
+      cache: { hits, misses },
+    };
   }
 
   private async assemble(def: BuildDefinition, results: ReadonlyMap<Digest, VertexResult>, limits: BuildLimits, sourceDateEpoch?: number): Promise<StoredImage> {
@@ -302,7 +340,7 @@ export class Builder {
 
   private async export(
     req: BuildRequest,
-    image: StoredImage,
+    built: BuiltImage,
     emit: (e: BuildEventBody) => void,
     signal?: AbortSignal,
     mountFrom: ReadonlyMap<string, string[]> = new Map(),
@@ -313,21 +351,21 @@ export class Builder {
     for (const out of req.outputs ?? []) {
       switch (out.type) {
         case 'registry':
-          await mountFromCaches(this.cacheIo, image, out.refs, mountFrom, signal);
-          pushed.push(...(await exportToRegistry(this.registry, this.lazy, image, out.refs, { ...(signal ? { signal } : {}), onProgress })).pushed);
-          await this.tags.set(out.refs.map(parseReference), image.manifest);
+          for (const { image } of imagesOf(built)) await mountFromCaches(this.cacheIo, image, out.refs, mountFrom, signal);
+          pushed.push(...(await exportToRegistry(this.registry, this.lazy, built, out.refs, { ...(signal ? { signal } : {}), onProgress })).pushed);
+          await this.tags.set(out.refs.map(parseReference), topDescriptor(built));
           break;
         case 'image':
-          await this.tags.set(out.refs.map(parseReference), image.manifest);
+          await this.tags.set(out.refs.map(parseReference), topDescriptor(built));
           break;
         case 'oci':
-          await exportOciLayoutTar(this.lazy, image, out.dest, out.refs?.[0], signal);
+          await exportOciLayoutTar(this.lazy, built, out.dest, out.refs?.[0], signal);
           break;
         case 'local':
-          await exportLocalDir(this.lazy, image, out.dest, signal);
+          await exportLocalDir(this.lazy, built, out.dest, signal);
           break;
         case 'tar':
-          await exportRootfsTar(this.lazy, image, out.dest, { tmpDir: path.join(this.opts.root, 'tmp'), ...(req.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.sourceDateEpoch } : {}), ...(signal ? { signal } : {}) });
+          await exportRootfsTar(this.lazy, built, out.dest, { tmpDir: path.join(this.opts.root, 'tmp'), ...(req.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.sourceDateEpoch } : {}), ...(signal ? { signal } : {}) });
           break;
       }
     }
@@ -404,14 +442,23 @@ export class Builder {
     if (opts.as !== undefined) parseReference(opts.as);
     const desc = await this.tags.get(name);
     if (!desc) throw new CodedError('NOT_FOUND', `no local image named ${ref}: build it with -t ${ref} first`);
-    const image = await this.loadImage(desc);
-    const { digest } = await exportToRegistry(this.registry, this.lazy, image, [opts.as ?? ref], opts.signal ? { signal: opts.signal } : {});
+    const { digest } = await exportToRegistry(this.registry, this.lazy, await this.loadBuilt(desc), [opts.as ?? ref], opts.signal ? { signal: opts.signal } : {});
     return digest;
+  }
+
+  /** A tagged build from the store: one image, or an index and each platform's image. */
+  private async loadBuilt(desc: Descriptor): Promise<BuiltImage> {
+    if (!isIndexMediaType(desc.mediaType)) return { kind: 'image', image: await this.loadImage(desc) };
+    const index = await readJson<ImageIndex>(this.store, parseDigest(desc.digest), 4 << 20);
+    const images: PlatformImage[] = [];
+    for (const m of index.manifests) images.push({ platform: m.platform ?? { os: 'unknown', architecture: 'unknown' }, image: await this.loadImage(m) });
+    return { kind: 'index', index: desc, images };
   }
 
   private async loadImage(desc: Descriptor): Promise<StoredImage> {
     const m = await readJson<{ config: Descriptor; layers: Descriptor[] }>(this.store, parseDigest(desc.digest), 4 << 20);
-    return { manifest: desc, config: m.config, layers: m.layers };
+    const { platform: _platform, ...manifest } = desc;
+    return { manifest, config: m.config, layers: m.layers };
   }
 
   private get cacheIo(): CacheIoDeps {

@@ -2,8 +2,8 @@ import type { BuildEventBody, CacheSpec } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
 import { exportCache, importCache, type CacheIndexRecord, type CacheKeyIndex, type LazyBlobStore, type LayerRef } from '../cache/index.js';
 import { parseReference, type RegistryClient } from '../registry-client/index.js';
-import type { BuildDefinition } from './graph/index.js';
-import type { StoredImage } from './image/index.js';
+import type { Descriptor } from '../core/oci.js';
+import type { Graph } from './graph/index.js';
 import type { VertexResult } from './solver/index.js';
 
 /** What moving cache records in and out of a build needs. */
@@ -48,7 +48,7 @@ export async function importCaches(io: CacheIoDeps, specs: readonly CacheSpec[],
  * the same registry, are mounted from the cache repository: nothing is
  * downloaded. Anything else is fetched lazily by the push itself.
  */
-export async function mountFromCaches(io: CacheIoDeps, image: StoredImage, refs: readonly string[], mountFrom: ReadonlyMap<string, string[]>, signal?: AbortSignal): Promise<void> {
+export async function mountFromCaches(io: CacheIoDeps, image: ImageLayers, refs: readonly string[], mountFrom: ReadonlyMap<string, string[]>, signal?: AbortSignal): Promise<void> {
   if (mountFrom.size === 0) return;
   for (const r of refs) {
     const ref = parseReference(r);
@@ -61,13 +61,18 @@ export async function mountFromCaches(io: CacheIoDeps, image: StoredImage, refs:
   }
 }
 
+/** The layers of what a build made: one image's, or every platform's of an index. */
+export interface ImageLayers {
+  readonly layers: readonly Descriptor[];
+}
+
 /** `--cache-to`: min exports the records of the final image's chain, max every step's. */
 export async function exportCaches(
   io: CacheIoDeps,
   specs: readonly CacheSpec[],
-  def: BuildDefinition,
+  graph: Graph,
   results: ReadonlyMap<Digest, VertexResult>,
-  image: StoredImage,
+  image: ImageLayers,
   emit: (e: BuildEventBody) => void,
   signal?: AbortSignal,
 ): Promise<void> {
@@ -75,7 +80,7 @@ export async function exportCaches(
     const finalLayers = new Set(image.layers.map((l) => l.digest));
     const records = new Map<Digest, CacheIndexRecord>();
     for (const [d, r] of results) {
-      const kind = def.graph.get(d).def.kind;
+      const kind = graph.get(d).def.kind;
       if (kind === 'local' || kind === 'http') continue;
       if ((spec.mode ?? 'min') === 'min' && !r.layers.every((l) => finalLayers.has(l.digest))) continue;
       const createdAt = (await io.index.get(r.key))?.createdAt;

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BuildRequest } from '../core/build.js';
 import type { NetTimeouts } from '../core/net-faults.js';
-import { DEFAULT_PLATFORM } from '../core/oci.js';
+import type { Platform } from '../core/oci.js';
+import { targetPlatforms } from '../core/platform.js';
 import { LocalContentStore } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
 import { checkFailure, convertDockerfile, type DockerfileError } from './dockerfile/index.js';
@@ -40,7 +41,8 @@ export async function checkDockerfile(req: BuildRequest, opts: CheckOptions = {}
   // Named contexts from an OCI layout are imported to be resolved: into a scratch store, gone with the check.
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'buildlite-check-'));
   try {
-    const platform = req.platform ?? DEFAULT_PLATFORM;
+    // Checks read the Dockerfile as the first platform's build would.
+    const platform = targetPlatforms(req.platforms)[0] as Platform;
     const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: new LocalContentStore(scratch), base: new RegistryImages(registry), platform });
     const contextIgnore = 'dir' in req.context ? await readFile(path.join(req.context.dir, '.dockerignore'), 'utf8').catch(() => undefined) : undefined;
     const dockerignore = req.dockerignore ?? contextIgnore;

@@ -1,6 +1,7 @@
 import type { BlobProvider, ContentStore } from '../core/content.js';
 import { parseDigest } from '../core/digest.js';
-import type { Descriptor, ImageConfig, Platform } from '../core/oci.js';
+import { platformString, type Descriptor, type ImageConfig, type Platform } from '../core/oci.js';
+import { normalizePlatform } from '../core/platform.js';
 import { readJson, type LayerRef } from '../cache/index.js';
 import { formatReference, parseReference, type RegistryClient, type ResolvedImage as PulledImage } from '../registry-client/index.js';
 import type { ImageResolver, ResolvedImage } from './graph/index.js';
@@ -24,7 +25,7 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
   ) {}
 
   resolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {
-    const k = `${ref}|${platform.os}/${platform.architecture}`;
+    const k = `${ref}|${platformString(normalizePlatform(platform))}`;
     let p = this.resolved.get(k);
     if (!p) {
       p = this.doResolve(ref, platform, signal);
@@ -41,7 +42,8 @@ export class RegistryImages implements ImageResolver, ImageFetcher {
       ref: pinned,
       config: r.config.config ?? {},
       history: r.config.history ?? [],
-      platform: { os: r.config.os, architecture: r.config.architecture, ...(r.config.variant ? { variant: r.config.variant } : {}) },
+      // The platform asked for, not the config's words for it: a stage's platform is its target (arm/v7 on an arm/v6 base stays v7, as BuildKit).
+      platform: normalizePlatform(platform),
     };
   }
 

@@ -4,5 +4,6 @@ export { checkHttpPolicy, type HttpPolicy } from './http-fetch.js';
 export { formatDockerfileError, DockerfileError, convertDockerfile } from './dockerfile/index.js';
 export { renderGraph } from './graph/index.js';
 export { offlineResolver } from './image-source.js';
+export { EmulationProbe } from './emulation.js';
 export { extractTar } from './layers/index.js';
 export type { RemoteContext } from './remote-context.js';

@@ -3,7 +3,8 @@ import { lstat } from 'node:fs/promises';
 import type { ContentStore } from '../core/content.js';
 import { isDigest, parseDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
-import { isIndexMediaType, platformString, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
+import { isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
+import { bestPlatformMatch, describePlatform, NoMatchingPlatformError } from '../core/platform.js';
 import { resolveInRoot } from '../core/safe-path.js';
 import { readAllBounded } from '../core/streams.js';
 import { readJson, writeBlob } from '../cache/index.js';
@@ -47,8 +48,8 @@ export async function importOciLayout(
   await importBlob(store, dir, desc, what);
   if (isIndexMediaType(desc.mediaType)) {
     const inner = await readJson<ImageIndex>(store, parseDigest(desc.digest), MAX_DOCUMENT);
-    const m = (inner.manifests ?? []).find((d) => d.platform?.os === platform.os && d.platform.architecture === platform.architecture);
-    if (!m) throw new CodedError('NOT_FOUND', `${what}: the layout's index has no image for ${platformString(platform)}`);
+    const m = bestPlatformMatch(platform, inner.manifests ?? []);
+    if (!m) throw new NoMatchingPlatformError(what, platform, (inner.manifests ?? []).map((d) => describePlatform(d.platform)));
     desc = m;
     await importBlob(store, dir, desc, what);
   }

@@ -16,7 +16,8 @@ export function metadataOf(p: ParsedBuild, outcome: { result?: BuildResult; erro
     ...(result
       ? {
           'containerimage.digest': result.imageDigest,
-          'containerimage.config.digest': result.configDigest,
+          ...(result.configDigest ? { 'containerimage.config.digest': result.configDigest } : {}),
+          ...(result.platforms ? { platforms: result.platforms } : {}),
         }
       : {}),
     'image.name': [...new Set(names)].join(','),

@@ -129,7 +129,7 @@ export function toSubmit(p: ParsedBuild): SubmitRequest {
     no_cache_filter: [...(r.noCacheFilter ?? [])],
     network: r.network ?? 'default',
     allow: [...(r.allow ?? [])],
-    ...(r.platform ? { platform: { os: r.platform.os, architecture: r.platform.architecture, variant: r.platform.variant ?? '' } } : {}),
+    platforms: (r.platforms ?? []).map((x) => ({ os: x.os, architecture: x.architecture, variant: x.variant ?? '' })),
     secrets: [...p.secrets].map(([id, value]) => ({ id, value })),
     ...(r.sourceDateEpoch !== undefined ? { source_date_epoch: r.sourceDateEpoch, has_source_date_epoch: true } : {}),
   };

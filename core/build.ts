@@ -70,7 +70,8 @@ export interface BuildRequest {
   readonly network?: NetworkMode;
   /** Entitlements the build asks for, e.g. `network.host`; the operator must also allow them. */
   readonly allow?: readonly string[];
-  readonly platform?: Platform;
+  /** Target platforms, normalised (core/platform.ts `targetPlatforms`); absent or empty: the builder's host platform. Several make an image index. */
+  readonly platforms?: readonly Platform[];
   /** Seconds since the epoch; clamps every timestamp for reproducible images. */
   readonly sourceDateEpoch?: number;
   /** Registries that may be spoken to over plain HTTP (host[:port]). */
@@ -125,8 +126,12 @@ export type BuildEvent = BuildEventBody & { readonly seq: number };
 export const SERVER_PLACEHOLDER = 'ADDR';
 
 export interface BuildResult {
+  /** The manifest's digest, or an image index's for several platforms. */
   readonly imageDigest: Digest;
-  readonly configDigest: Digest;
+  /** The image config's digest; absent for an index (each platform's is in `platforms`). */
+  readonly configDigest?: Digest;
+  /** A multi-platform build: each platform's image, in the index's order. */
+  readonly platforms?: ReadonlyArray<{ readonly platform: string; readonly imageDigest: Digest; readonly configDigest: Digest }>;
   readonly pushed: readonly string[];
   readonly cache: { readonly hits: number; readonly misses: number };
 }

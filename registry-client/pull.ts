@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { BlobProvider, Ingester } from '../core/content.js';
 import { digestHex, sha256, type Digest } from '../core/digest.js';
-import { isIndexMediaType, isManifestMediaType, MediaType, platformString, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
+import { bestPlatformMatch, describePlatform, NoMatchingPlatformError, platformRank } from '../core/platform.js';
+import { isIndexMediaType, isManifestMediaType, MediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
 import { formatBytes } from '../core/bytes.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, readAllBounded, verifyDigest } from '../core/streams.js';
 import { forEachLimit } from './concurrency.js';
@@ -143,13 +144,6 @@ export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: A
   return { digest, mediaType, bytes, parsed };
 }
 
-function platformMatches(have: Platform | undefined, want: Platform): boolean {
-  if (!have || have.os !== want.os || have.architecture !== want.architecture) return false;
-  if (!want.variant) return true;
-  // arm64's only variant is v8; an index often omits it.
-  return have.variant === want.variant || (want.architecture === 'arm64' && want.variant === 'v8' && !have.variant);
-}
-
 /** GET a blob by digest; the stream fails at its end when digest or size do not match. */
 export async function fetchBlob(ctx: PullContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<Readable> {
   const res = await ctx.transport.request({
@@ -201,11 +195,9 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
   let index: ResolvedImage['index'];
   if (isIndexMediaType(top.mediaType)) {
     const list = (top.parsed as ImageIndex).manifests;
-    const pick = list.find((d) => isManifestMediaType(d.mediaType) && platformMatches(d.platform, platform));
-    if (!pick) {
-      const have = list.map((d) => (d.platform ? platformString(d.platform) : '?')).join(', ');
-      throw new InvalidDocumentError(`${formatReference(ref)} has no image for platform ${platformString(platform)} (its platforms: ${have.slice(0, 300)})`);
-    }
+    // Attestation manifests (platform unknown/unknown) and nested indexes are not images to build on.
+    const pick = bestPlatformMatch(platform, list.filter((d) => isManifestMediaType(d.mediaType)));
+    if (!pick) throw new NoMatchingPlatformError(formatReference(ref), platform, [...new Set(list.filter((d) => isManifestMediaType(d.mediaType) && d.platform?.os !== 'unknown').map((d) => describePlatform(d.platform)))]);
     index = { digest: top.digest, mediaType: top.mediaType };
     top = await fetchManifest(ctx, ref, signal, pick);
     if (!isManifestMediaType(top.mediaType)) throw new InvalidDocumentError(`${formatReference(ref)}: nested indexes are not supported`);
@@ -223,6 +215,11 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
   }
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
     throw new InvalidDocumentError(`image ${top.digest}: ${manifest.layers.length} layers but ${config.rootfs.diff_ids.length} diff ids`);
+  }
+  // A single-platform image serves only its own platform: an amd64 base under an arm64 build would be a wrong image, not a slow one.
+  // A config that names no platform is taken as it is.
+  if (!index && config.os && config.architecture && platformRank(platform, { os: config.os ?? '', architecture: config.architecture ?? '', ...(config.variant ? { variant: config.variant } : {}) }) === undefined) {
+    throw new NoMatchingPlatformError(formatReference(ref), platform, [describePlatform(config)]);
   }
   return {
     ref: withDigest(ref, top.digest),

@@ -3,11 +3,20 @@
 #
 #   scripts/provision.sh [--test] [--quiet] [--rootless-user NAME]
 #
-#   --test   also the tools the tests use to cross-check our output (skopeo, umoci, tmux)
+#   --test   also the tools the tests use to cross-check our output (skopeo, umoci,
+#            tmux) and Debian's arm64 busybox-static (test/.fixtures/, for
+#            multi-platform tests)
 #   --quiet  say nothing unless something has to be installed or is wrong
 #   --rootless-user NAME
 #            give user NAME the subordinate uid/gid ranges (/etc/subuid, /etc/subgid,
 #            65536 ids each) a rootless buildlite maps; kept if NAME has them already
+#
+# Emulation: RUN steps of other architectures run under QEMU user emulation.
+# This installs qemu-user-static, mounts binfmt_misc when it is not mounted,
+# and registers the QEMU interpreter of each architecture buildlite builds
+# for whose ELF magic no registration (of any name) handles yet, with the F
+# flag (the kernel opens the interpreter at registration, so it works inside
+# a sandbox's mount namespace). Existing registrations are never changed.
 #
 # Idempotent: with everything present it does nothing (and prints nothing).
 # `apt-get update` runs at most once, and only when something is missing.
@@ -54,6 +63,7 @@ runtime_pkgs=(
   git:git                            # git sources: ADD <git url>, git build contexts
   openssh-client:ssh-agent           # git over ssh; ssh-agent for build --ssh ID=KEYFILE
   uidmap:newuidmap                   # rootless: maps a user's /etc/subuid range into the builder's user namespace
+  qemu-user-static:qemu-aarch64-static  # RUN steps of other architectures (user emulation)
 )
 test_pkgs=(
   skopeo:skopeo                      # independent registry client to cross-check pushes
@@ -113,6 +123,101 @@ if [ -n "$node_problem" ]; then
   exit 1
 fi
 
+# QEMU interpreters, by the names of Debian's /usr/lib/binfmt.d/qemu-NAME.conf,
+# for the architectures of core/platform.ts (the host's own has no file).
+binfmt_names=(aarch64 arm i386 ppc64le s390x riscv64 mips64el loongarch64)
+binfmt_dir=/proc/sys/fs/binfmt_misc
+
+# The magic of a qemu-NAME.conf line (:name:M::magic:mask:interp:flags), as the
+# kernel prints it in binfmt_misc/ENTRY ("magic 7f454c46..."): lower-case hex.
+conf_magic() {
+  printf '%s' "$(cut -d: -f5 "$1")" | sed 's/\\x//g' | tr 'A-F' 'a-f'
+}
+
+# True when an enabled registration of any name already handles this magic.
+magic_handled() {
+  local magic=$1 f
+  for f in "$binfmt_dir"/*; do
+    case "${f##*/}" in register|status) continue ;; esac
+    [ -r "$f" ] || continue
+    grep -qx 'enabled' "$f" 2>/dev/null || continue
+    grep -qx "magic $magic" "$f" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+binfmt_todo=()
+binfmt_mount=0
+check_binfmt() {
+  binfmt_todo=()
+  binfmt_mount=0
+  if [ ! -e "$binfmt_dir/register" ]; then
+    binfmt_mount=1
+  fi
+  local n conf
+  for n in "${binfmt_names[@]}"; do
+    conf=/usr/lib/binfmt.d/qemu-$n.conf
+    [ -r "$conf" ] || continue
+    # A registration of that name, enabled or not, is someone's choice: leave it.
+    [ -e "$binfmt_dir/qemu-$n" ] && continue
+    if [ "$binfmt_mount" = 1 ] || ! magic_handled "$(conf_magic "$conf")"; then
+      binfmt_todo+=("$n")
+    fi
+  done
+}
+
+setup_binfmt() {
+  check_binfmt
+  [ "$binfmt_mount" = 0 ] && [ "${#binfmt_todo[@]}" = 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    err "QEMU interpreters are not registered with binfmt_misc (${binfmt_todo[*]}); as root, run: bash scripts/provision.sh"
+    return 1
+  fi
+  if [ "$binfmt_mount" = 1 ]; then
+    mount -t binfmt_misc binfmt_misc "$binfmt_dir" || { err "cannot mount binfmt_misc on $binfmt_dir"; return 1; }
+    say "mounted binfmt_misc on $binfmt_dir"
+    check_binfmt
+  fi
+  local n line flags
+  for n in "${binfmt_todo[@]}"; do
+    line=$(head -n1 "/usr/lib/binfmt.d/qemu-$n.conf")
+    flags=${line##*:}
+    # F: the interpreter is opened now, so a step's own root need not hold it.
+    case "$flags" in *F*) ;; *) line="${line}F" ;; esac
+    printf '%s' "$line" > "$binfmt_dir/register" || { err "cannot register qemu-$n with binfmt_misc"; return 1; }
+  done
+  [ "${#binfmt_todo[@]}" = 0 ] || say "registered QEMU interpreters: ${binfmt_todo[*]}"
+}
+
+# Debian's busybox-static for arm64: the tests' foreign base image. Downloaded
+# (not installed) into test/.fixtures, which git ignores.
+fixtures_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/test/.fixtures"
+arm64_busybox="$fixtures_dir/busybox-arm64"
+fetch_fixtures() {
+  [ "$want_test" = 1 ] || return 0
+  [ -x "$arm64_busybox" ] && return 0
+  if [ "$is_debian" != 1 ] || [ "$(id -u)" != 0 ]; then
+    err "the arm64 busybox-static test fixture is missing; as root on Debian, run: bash scripts/provision.sh --test"
+    return 1
+  fi
+  say "downloading busybox-static:arm64 into $fixtures_dir"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get "${apt_quiet[@]}" update
+  fi
+  local tmpd
+  tmpd=$(mktemp -d)
+  (cd "$tmpd" && apt-get "${apt_quiet[@]}" download busybox-static:arm64 >/dev/null) || { rm -rf "$tmpd"; err "apt-get download busybox-static:arm64 failed"; return 1; }
+  dpkg-deb -x "$tmpd"/busybox-static_*_arm64.deb "$tmpd/x"
+  mkdir -p "$fixtures_dir"
+  install -m 0755 "$tmpd/x/bin/busybox" "$arm64_busybox.tmp"
+  mv "$arm64_busybox.tmp" "$arm64_busybox"
+  rm -rf "$tmpd"
+}
+
+apt_quiet=()
+[ "$quiet" = 1 ] && apt_quiet=(-qq)
+
 # A rootless user's subordinate ids (cli/subids.ts reads them): 65536 of each,
 # above every range already given to anyone, so no two users share an id.
 SUBIDS=65536
@@ -146,6 +251,8 @@ provision_rootless_user() {
 }
 
 if [ "${#missing[@]}" = 0 ]; then
+  setup_binfmt
+  fetch_fixtures
   [ -z "$rootless_user" ] || provision_rootless_user "$rootless_user"
   exit 0
 fi
@@ -164,8 +271,6 @@ fi
 
 say "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt_quiet=()
-[ "$quiet" = 1 ] && apt_quiet=(-qq)
 apt-get "${apt_quiet[@]}" update
 # Services some of these packages start (redis, the registry) are not needed:
 # tests start their own on free ports. policy-rc.d is not touched on purpose.
@@ -180,4 +285,6 @@ if [ "${#still[@]}" != 0 ]; then
   exit 1
 fi
 say "installed: ${missing[*]}"
+setup_binfmt
+fetch_fixtures
 [ -z "$rootless_user" ] || provision_rootless_user "$rootless_user"

@@ -21,7 +21,8 @@ export class WorkerPresence {
     readonly id: string,
     private readonly concurrency: number,
     private readonly ttlMs: number,
-    private readonly platform: string,
+    /** The platforms this worker offers: its own first, then those it runs under emulation. */
+    private readonly platforms: readonly string[],
     private readonly onBeat: () => void = () => undefined,
     /** Ids of the builds running here, so whoever notices this worker lost can say which builds it had. */
     private readonly builds: () => readonly string[] = () => [],
@@ -36,7 +37,8 @@ export class WorkerPresence {
       active: this.active,
       startedAt: this.startedAt,
       lastSeen: Date.now(),
-      platform: this.platform,
+      platform: this.platforms[0] ?? '',
+      platforms: [...this.platforms],
       builds: [...this.builds()],
       ...(this.cacheBytes !== undefined ? { cacheBytes: this.cacheBytes } : {}),
     };

@@ -37,8 +37,10 @@ export interface WorkerRecord {
   readonly active: number;
   readonly startedAt: number;
   readonly lastSeen: number;
-  /** OS/ARCH[/VARIANT] the worker builds for. */
+  /** OS/ARCH[/VARIANT] the worker runs natively. */
   readonly platform?: string;
+  /** Every platform it offers to build (its own, and those it runs under emulation), e.g. `linux/amd64`, `linux/arm64`. */
+  readonly platforms?: readonly string[];
   /** Ids of the builds running on it. */
   readonly builds?: readonly string[];
   /** Bytes of its build cache when last measured. */

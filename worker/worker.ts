@@ -5,7 +5,9 @@ import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { CodedError } from '../core/errors.js';
-import { Builder, type BuilderOptions } from '../builder/index.js';
+import { platformString, type Platform } from '../core/oci.js';
+import { normalizePlatform } from '../core/platform.js';
+import { Builder, EmulationProbe, type BuilderOptions } from '../builder/index.js';
 import { diskUsage, startGcLoop, type GcLoop, type GcPolicy } from '../cache/index.js';
 import { ClientSlots } from './client-slots.js';
 import { openServiceStore, RedisStoreIndex, type ServiceStore } from '../store/index.js';
@@ -49,10 +51,28 @@ export interface BuildWorkerOptions {
   readonly metrics?: ServiceMetrics;
   /** Embedded mode: secret values handed over in memory by the API in this process. */
   readonly vault?: SecretVault;
+  /** The platforms to offer (`--platforms`); default: every one this machine runs, natively or under emulation. */
+  readonly platforms?: readonly Platform[];
 }
 
-/** Workers build for the platform they run on (emulated platforms are not offered yet). */
-const WORKER_PLATFORM = 'linux/amd64';
+/**
+ * What the worker advertises for routing: the host's platform first, then
+ * what QEMU runs here; an operator's `--platforms` narrows it, and naming one
+ * this machine cannot run is an error at start, not a build failing later.
+ */
+async function offeredPlatforms(wanted: readonly Platform[] | undefined): Promise<string[]> {
+  const probe = new EmulationProbe();
+  const runnable = (await probe.runnable()).sort((a, b) => Number(a.emulated) - Number(b.emulated)).map((r) => platformString(r.platform));
+  if (!wanted?.length) return runnable;
+  const out: string[] = [];
+  for (const p of wanted) {
+    const r = await probe.runner(p);
+    if (r.kind === 'unavailable') throw new CodedError('INVALID_ARGUMENT', `--platforms ${platformString(p)}: this machine cannot run it (${r.reason})`);
+    out.push(platformString(normalizePlatform(p)));
+  }
+  return [...new Set(out)];
+}
+
 /** At most one cache walk per this long for the size ListWorkers shows. */
 const CACHE_MEASURE_MS = 30_000;
 
@@ -161,7 +181,9 @@ export class BuildWorker {
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
     sub.on('error', () => undefined);
     const running = new RunningBuilds(() => void presence.beat().catch(() => undefined));
-    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, WORKER_PLATFORM, () => undefined, () => [...running.keys()]);
+    const platforms = await offeredPlatforms(opts.platforms);
+    log.info({ platforms }, 'platforms offered');
+    const presence = new WorkerPresence(redis, keys, id, opts.concurrency, opts.heartbeatTtlMs, platforms, () => undefined, () => [...running.keys()]);
     const w = new BuildWorker(id, { ...opts, root }, keys, redis, sub, builder, presence, log, store, running);
     await w.init();
     return w;

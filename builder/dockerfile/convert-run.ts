@@ -1,6 +1,6 @@
 import type { Digest } from '../../core/digest.js';
 import type { NetworkMode } from '../../core/build.js';
-import type { ExecDef, ExecMount } from '../graph/index.js';
+import { execPlatform, type ExecDef, type ExecMount } from '../graph/index.js';
 import { commandArgs, shellOf } from './convert-meta.js';
 import { DockerfileError } from './errors.js';
 import type { RunInstruction } from './instructions.js';
@@ -68,6 +68,7 @@ export async function dispatchRun(st: StageState, ins: RunInstruction, ctx: Conv
     mounts,
     hasRoot: st.root !== null,
     ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),
+    ...execPlatform(st.platform),
   };
   st.root = addVertex(ctx, st, def, inputs.list, name, ins.range);
   pushHistory(st, `RUN ${historyPrefix(st)}${args.join(' ')} # buildkit`, st.root);

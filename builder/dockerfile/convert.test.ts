@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ExecDef, FileDef, VertexDef, BuildDefinition } from '../graph/index.js';
 import { BuildliteError } from '../../core/errors.js';
+import { platformString, type Platform } from '../../core/oci.js';
+import { hostPlatform } from '../../core/platform.js';
 import { FakeResolver } from '../../test/dockerfile/fake-resolver.js';
 import { convertDockerfile, type ConvertOptions } from './convert.js';
 import { DockerfileError, formatDockerfileError } from './errors.js';
@@ -316,6 +318,64 @@ describe('args and stages', () => {
     expect((rootDef(def) as ExecDef).env).toEqual(expect.arrayContaining(['TARGETPLATFORM=linux/amd64', 'BUILDOS=linux']));
   });
 
+  it.each([
+    [{ os: 'linux', architecture: 'arm64' }, ['TARGETPLATFORM=linux/arm64', 'TARGETOS=linux', 'TARGETARCH=arm64', 'TARGETVARIANT=']],
+    [{ os: 'linux', architecture: 'arm', variant: 'v7' }, ['TARGETPLATFORM=linux/arm/v7', 'TARGETARCH=arm', 'TARGETVARIANT=v7']],
+  ])('the target platform args of %j, the build platform args of the host', async (platform, target) => {
+    const df = 'FROM busybox\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT\nRUN x';
+    const def = await conv(df, { platform });
+    const env = (rootDef(def) as ExecDef).env;
+    expect(env).toEqual(expect.arrayContaining(target));
+    if (process.arch === 'x64') expect(env).toEqual(expect.arrayContaining(['BUILDPLATFORM=linux/amd64', 'BUILDOS=linux', 'BUILDARCH=amd64', 'BUILDVARIANT=']));
+    expect(def.platform).toEqual(platform);
+  });
+
+  it('FROM --platform=$BUILDPLATFORM resolves the base for the host; other stages for the target', async () => {
+    const seen: string[] = [];
+    const r = new FakeResolver();
+    const resolver = { resolve: (ref: string, p: Platform) => (seen.push(`${ref} ${platformString(p)}`), r.resolve(ref, p)) };
+    await conv('FROM --platform=$BUILDPLATFORM busybox AS build\nRUN x\nFROM busybox:2\nCOPY --from=build /x /x', { platform: { os: 'linux', architecture: 'arm64' }, resolver });
+    expect(seen.sort()).toEqual([`busybox ${platformString(hostPlatform())}`, 'busybox:2 linux/arm64']);
+  });
+
+  it('a RUN carries its stage platform, absent for linux/amd64 (keys made before platforms stay as they were)', async () => {
+    const arm = await conv('FROM scratch\nRUN x', { platform: { os: 'linux', architecture: 'arm64' } });
+    const amd = await conv('FROM scratch\nRUN x', { platform: { os: 'linux', architecture: 'amd64' } });
+    expect((rootDef(arm) as ExecDef).platform).toEqual({ os: 'linux', architecture: 'arm64' });
+    expect((rootDef(amd) as ExecDef).platform).toBeUndefined();
+    // Same command on scratch, other platform: another vertex, so another key.
+    expect(arm.root).not.toBe(amd.root);
+  });
+
+  it('a FROM --platform=$BUILDPLATFORM stage is the same vertices whatever the target; the target stages are not', async () => {
+    const df = [
+      'FROM --platform=$BUILDPLATFORM busybox AS build',
+      'ARG BUILDARCH',
+      'RUN for a in amd64 arm64; do echo $a > /out-$a; done',
+      'FROM busybox',
+      'ARG TARGETARCH',
+      'COPY --from=build /out-$TARGETARCH /arch',
+    ].join('\n');
+    const build = async (architecture: string) => {
+      const def = await conv(df, { platform: { os: 'linux', architecture } });
+      const copy = def.graph.get(def.root as never);
+      return { buildRun: copy.inputs[1], copy: def.root, meta: def.graph.meta.get(copy.inputs[1] as never) };
+    };
+    const amd = await build('amd64');
+    const arm = await build('arm64');
+    expect(arm.buildRun).toBe(amd.buildRun);
+    expect(arm.copy).not.toBe(amd.copy);
+    expect(arm.meta?.platform).toBe(platformString(hostPlatform()));
+  });
+
+  it('a build stage that declares ARG TARGETARCH is a vertex per target (its output may differ)', async () => {
+    const df = 'FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\nRUN echo $TARGETARCH > /o\nFROM scratch\nCOPY --from=build /o /o';
+    const amd = await conv(df, { platform: { os: 'linux', architecture: 'amd64' } });
+    const arm = await conv(df, { platform: { os: 'linux', architecture: 'arm64' } });
+    const runOf = (d: BuildDefinition) => d.graph.get(d.root as never).inputs[0];
+    expect(runOf(arm)).not.toBe(runOf(amd));
+  });
+
   it('warns about build args nobody declares', async () => {
     const def = await conv(`${B}ARG USED\nRUN x`, { buildArgs: { USED: '1', UNUSED: '2' } });
     expect(def.warnings.map((w) => w.message).join()).toContain('UNUSED');
@@ -420,7 +480,8 @@ const ERRORS: Array<[string, string, number]> = [
   ['FROM busybox AS', 'one or three arguments', 1],
   ['FROM busybox BS x', 'one or three arguments', 1],
   ['FROM $NOTHING', 'should not be blank', 1],
-  ['FROM --platform=linux busybox', 'invalid platform', 1],
+  ['FROM --platform=linux/ busybox', 'invalid platform', 1],
+  ['FROM --platform=linux/amd64/v3/x busybox', 'want OS/ARCH[/VARIANT]', 1],
   ['FROM busybox\nCMD ["a", 1]', 'strings only', 2],
   ['FROM busybox\nRUN [["a"]]', 'strings only', 2],
   ['FROM busybox\nSHELL /bin/sh -c', 'JSON form', 2],

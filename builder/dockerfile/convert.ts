@@ -1,7 +1,8 @@
 import type { Digest } from '../../core/digest.js';
 import { withLocation } from '../../core/errors.js';
 import { parseIgnoreFile } from '../../core/ignore.js';
-import { DEFAULT_PATH, DEFAULT_PLATFORM, platformString, type Platform } from '../../core/oci.js';
+import { DEFAULT_PATH, platformString, type Platform } from '../../core/oci.js';
+import { hostPlatform } from '../../core/platform.js';
 import { Graph, type BuildDefinition, type ImageResolver, type NamedSource, type ResolvedImage } from '../graph/index.js';
 import { dispatchCopy } from './convert-copy.js';
 import {
@@ -49,12 +50,6 @@ export interface ConvertOptions {
   readonly namedContexts?: ReadonlyMap<string, NamedSource>;
 }
 
-/** The platform this process builds on, in OCI words. */
-function buildPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' };
-  return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
-}
-
 function predefinedArgs(target: Platform, build: Platform): Map<string, string> {
   return new Map([
     ['TARGETPLATFORM', platformString(target)],
@@ -73,8 +68,8 @@ export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefi
   const fileName = opts.fileName ?? 'Dockerfile';
   const parsed = parseDockerfile(opts.dockerfile, fileName);
   const plan = splitStages(parsed.instructions);
-  const targetPlatform = opts.platform ?? DEFAULT_PLATFORM;
-  const predefined = predefinedArgs(targetPlatform, buildPlatform());
+  const targetPlatform = opts.platform ?? hostPlatform();
+  const predefined = predefinedArgs(targetPlatform, hostPlatform());
   const buildArgs = new Map(Object.entries(opts.buildArgs ?? {}));
   const consumedArgs = new Set<string>();
 
@@ -317,6 +312,7 @@ async function startStage(
       name: `[${label} 1/${steps}] FROM ${image}`,
       stage: label,
       range: s.from.range,
+      platform: platformString(img.platform),
     });
     st = {
       label, index: s.index, root, config: cloneConfig(img.config), history: img.history.map((h) => ({ ...h, inherited: true })),

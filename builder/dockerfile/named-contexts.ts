@@ -1,5 +1,5 @@
 import type { Digest } from '../../core/digest.js';
-import { DEFAULT_PATH, type Platform } from '../../core/oci.js';
+import { DEFAULT_PATH, platformString, type Platform } from '../../core/oci.js';
 import { familiarReference, parseReference } from '../../core/reference.js';
 import type { NamedSource } from '../graph/index.js';
 import { addGitSource, gitSourceDef } from './git-source.js';
@@ -49,6 +49,7 @@ export function stageFromNamed(ctx: ConvertContext, n: NamedInput, st: Pick<Stag
     : ctx.graph.add({ kind: 'file', hasRoot: false, actions: [{ op: 'copy', src: 0, paths: ['/'], dest: '/', excludes: [], add: false, literal: true }] }, [n.input], {
         name: `[${st.label} 1/${st.steps}] FROM context`,
         stage: st.label,
+        platform: platformString(st.platform),
       });
   return {
     label: st.label,

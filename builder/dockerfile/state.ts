@@ -1,6 +1,6 @@
 import { redactUrlCredentials } from '../../core/redact.js';
 import type { Digest } from '../../core/digest.js';
-import { DEFAULT_PATH, type ContainerConfig, type Platform } from '../../core/oci.js';
+import { DEFAULT_PATH, platformString, type ContainerConfig, type Platform } from '../../core/oci.js';
 import type { Graph, HistoryStep, ImageResolver, ResolvedImage, Warning } from '../graph/index.js';
 import type { SourceRange } from '../../core/errors.js';
 import { RULES } from './check-rules.js';
@@ -148,7 +148,7 @@ export function addVertex(
   name: string,
   range: SourceRange,
 ): Digest {
-  const d = ctx.graph.add(def, inputs, { name, stage: st.label, range });
+  const d = ctx.graph.add(def, inputs, { name, stage: st.label, range, platform: platformString(st.platform) });
   return d;
 }
 

@@ -1,5 +1,6 @@
 import { InvalidFileModeError, parseFileMode, type FileModeSpec } from '../../core/file-mode.js';
 import type { Platform } from '../../core/oci.js';
+import { parsePlatform as parseCorePlatform, PlatformError } from '../../core/platform.js';
 import type { UserSpec } from '../graph/index.js';
 import { DockerfileError } from './errors.js';
 
@@ -60,14 +61,14 @@ export function parseUserSpec(text: string, what = 'user'): UserSpec {
   return { user, group };
 }
 
-/** `linux/amd64[/v8]`. */
+/** FROM --platform's value (`linux/arm64`, `$BUILDPLATFORM` once expanded), normalised as core/platform.ts does. */
 export function parsePlatform(text: string): Platform {
-  const parts = text.split('/');
-  const [os, architecture, variant] = parts;
-  if (parts.length < 2 || parts.length > 3 || !os || !architecture || (parts.length === 3 && !variant)) {
-    throw new DockerfileError(`invalid platform ${JSON.stringify(text)}: want OS/ARCH[/VARIANT]`);
+  try {
+    return parseCorePlatform(text);
+  } catch (err) {
+    if (err instanceof PlatformError) throw new DockerfileError(err.message);
+    throw err;
   }
-  return variant ? { os: os.toLowerCase(), architecture: architecture.toLowerCase(), variant } : { os: os.toLowerCase(), architecture: architecture.toLowerCase() };
 }
 
 /** An octal mode such as `755` or `0640`. */

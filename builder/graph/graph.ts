@@ -13,6 +13,8 @@ export interface VertexMeta {
    */
   readonly stage?: string;
   readonly range?: SourceRange;
+  /** The platform of the vertex's stage (`linux/arm64`), which a multi-platform build shows in front of the name. */
+  readonly platform?: string;
 }
 
 const VERTEX_TAG = 'buildlite.vertex.v1';

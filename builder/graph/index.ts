@@ -16,7 +16,7 @@ export type {
   MergeDef,
   Vertex,
 } from './vertex.js';
-export { buildsOnInput0 } from './vertex.js';
+export { buildsOnInput0, execPlatform } from './vertex.js';
 export type { HistoryStep, Warning, BuildDefinition, ResolvedImage, ImageResolver, NamedSource } from './definition.js';
 export { renderGraph, type GraphFormat } from './render.js';
 export { dependents, independentBranches, reachable } from './walk.js';

@@ -1,6 +1,7 @@
 import type { Digest } from '../../core/digest.js';
 import type { NetworkMode } from '../../core/build.js';
 import type { Platform } from '../../core/oci.js';
+import { normalizePlatform } from '../../core/platform.js';
 
 /**
  * The build graph is plain data (BuildKit's LLB, in spirit). A vertex
@@ -138,6 +139,20 @@ export interface ExecDef {
    * the keys of every other step stay as they were.
    */
   readonly security?: 'insecure';
+  /**
+   * The platform the step's programs are built for (its stage's), when it is
+   * not linux/amd64: what the builder checks it can run (natively or under
+   * emulation) before any step starts, and part of the key even for a step
+   * on scratch. Absent for linux/amd64, the platform every key was made for
+   * before multi-platform builds, so those keys stay as they were.
+   */
+  readonly platform?: Platform;
+}
+
+/** ExecDef's `platform` field for a stage's platform: absent for linux/amd64 (see ExecDef). */
+export function execPlatform(p: Platform): { platform?: Platform } {
+  const n = normalizePlatform(p);
+  return n.os === 'linux' && n.architecture === 'amd64' && n.variant === undefined ? {} : { platform: n };
 }
 
 export interface CopyAction {

@@ -5,14 +5,14 @@ import tar from 'tar-stream';
 import type { BlobProvider } from '../../core/content.js';
 import { digestHex } from '../../core/digest.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../../core/oci.js';
-import type { StoredImage } from './manifest.js';
+import { imagesOf, topDescriptor, type BuiltImage } from './built-image.js';
 
 /**
  * Write an OCI image layout as a tar (`oci-layout`, `index.json`, `blobs/sha256/…`),
  * streaming each blob from the store. Written to a temp name and renamed, so a
  * failed export leaves no half file under the requested name.
  */
-export async function exportOciLayoutTar(store: BlobProvider, image: StoredImage, dest: string, refName?: string, signal?: AbortSignal): Promise<void> {
+export async function exportOciLayoutTar(store: BlobProvider, built: BuiltImage, dest: string, refName?: string, signal?: AbortSignal): Promise<void> {
   const pack = tar.pack();
   const tmp = `${dest}.tmp-${process.pid}`;
   const done = pipeline(pack, createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
@@ -20,11 +20,14 @@ export async function exportOciLayoutTar(store: BlobProvider, image: StoredImage
     const entry = (name: string, body: string | Buffer) =>
       new Promise<void>((resolve, reject) => pack.entry({ name, mode: 0o644, mtime: new Date(0) }, body, (e) => (e ? reject(e) : resolve())));
     await entry('oci-layout', JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const manifestDesc: Descriptor = refName ? { ...image.manifest, annotations: refAnnotations(refName) } : image.manifest;
-    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [manifestDesc] };
+    // A multi-platform build's index.json names its image index (as BuildKit's OCI exporter does), which names each platform's manifest.
+    const top = topDescriptor(built);
+    const topDesc: Descriptor = refName ? { ...top, annotations: refAnnotations(refName) } : top;
+    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [topDesc] };
     await entry('index.json', JSON.stringify(index));
     const seen = new Set<string>();
-    for (const d of [image.manifest, image.config, ...image.layers]) {
+    const blobs = [...(built.kind === 'index' ? [built.index] : []), ...imagesOf(built).flatMap(({ image }) => [image.manifest, image.config, ...image.layers])];
+    for (const d of blobs) {
       if (seen.has(d.digest)) continue;
       seen.add(d.digest);
       const body = await store.open(d.digest, signal);

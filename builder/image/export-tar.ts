@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BlobProvider } from '../../core/content.js';
 import { diffTar } from '../layers/index.js';
 import { exportLocalDir } from './export-local.js';
-import type { StoredImage } from './manifest.js';
+import type { BuiltImage } from './built-image.js';
 
 export interface RootfsTarOptions {
   /** Scratch space on the same disk as the state: the layers are applied there first. */
@@ -16,7 +16,8 @@ export interface RootfsTarOptions {
 }
 
 /**
- * `--output type=tar,dest=FILE`: the final root filesystem as one plain tar.
+ * `--output type=tar,dest=FILE`: the final root filesystem as one plain tar
+ * (of a multi-platform build: each platform's under its `linux_arm64/`).
  * The layers are applied (with whiteouts, safely) into a scratch directory,
  * then the tree is streamed out in the layer writer's deterministic order, so
  * the same image gives the same tar. `dest` of `-` is standard output.
@@ -25,11 +26,12 @@ export interface RootfsTarOptions {
  * layer can refer to any lower entry, and getting that right without a
  * filesystem is the bug-prone half of an overlay implementation.
  */
-export async function exportRootfsTar(store: BlobProvider, image: StoredImage, dest: string, opts: RootfsTarOptions): Promise<void> {
+export async function exportRootfsTar(store: BlobProvider, built: BuiltImage, dest: string, opts: RootfsTarOptions): Promise<void> {
   const scratch = await mkdtemp(path.join(opts.tmpDir, 'rootfs-'));
   const tmp = dest === '-' ? undefined : `${dest}.tmp-${process.pid}`;
   try {
-    await exportLocalDir(store, image, scratch, opts.signal);
+    // An index gives one top directory per platform, as the local output does (and buildx's tar).
+    await exportLocalDir(store, built, scratch, opts.signal);
     const body = Readable.from(
       diffTar(scratch, { ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}), signal: opts.signal }),
       { objectMode: false },

@@ -1,5 +1,6 @@
 export { buildImageConfig, type HistoryInput } from './config.js';
 export { storeImage, type StoredImage } from './manifest.js';
+export { imagesOf, storeIndex, topDescriptor, type BuiltImage, type PlatformImage } from './built-image.js';
 export { exportToRegistry } from './export-registry.js';
 export { exportOciLayoutTar } from './export-layout.js';
 export { exportLocalDir } from './export-local.js';

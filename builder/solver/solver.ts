@@ -45,14 +45,16 @@ export class Solver {
     this.materializer = new Materializer(deps);
   }
 
-  async solve(graph: Graph, root: Digest | null, opts: SolveOptions): Promise<Map<Digest, VertexResult>> {
+  /** `root`: the vertex to build, or several (one per platform of a multi-platform build), or null for none. */
+  async solve(graph: Graph, root: Digest | null | readonly Digest[], opts: SolveOptions): Promise<Map<Digest, VertexResult>> {
     const abort = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, abort.signal]) : abort.signal;
     const limits = opts.limits ?? BUILD_LIMIT_DEFAULTS;
     const run = new SolveRun(this, graph, { ...opts, signal, limits, disk: opts.disk ?? new DiskBudget(limits.maxBuildDiskBytes) });
     try {
       await run.lookupAll();
-      if (root !== null) await run.resolve(root);
+      const roots = root === null ? [] : typeof root === 'string' ? [root] : root;
+      await Promise.all(roots.map((r) => run.resolve(r)));
       return run.results;
     } catch (err) {
       abort.abort(err);

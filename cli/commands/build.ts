@@ -5,6 +5,8 @@ import { CodedError } from '../../core/errors.js';
 import { isGitUrl } from '../../core/git-url.js';
 import { checkNetworkRequest } from '../../core/request-rules.js';
 import { mergeLimits } from '../../core/limits.js';
+import type { Platform } from '../../core/oci.js';
+import { parsePlatformList, PlatformError, targetPlatforms } from '../../core/platform.js';
 import type { ParsedBuild } from '../parsed-build.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
@@ -125,13 +127,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   if (outputs.some((o) => 'dest' in o && o.dest === '-') && (progress === 'json' || progress === 'quiet')) {
     throw new UsageError('an output to stdout (dest=-) cannot be combined with --progress json or --quiet, which also write to stdout', 'build');
   }
-  let platform;
-  if (v.platform !== undefined) {
-    const [os, architecture, variant] = v.platform.split('/');
-    if (!os || !architecture) throw new UsageError(`--platform "${v.platform}": want OS/ARCH, e.g. linux/amd64`, 'build');
-    if (os !== 'linux' || architecture !== 'amd64') throw new UsageError(`--platform ${v.platform} is not supported: buildlite builds linux/amd64 only`, 'build');
-    platform = { os, architecture, ...(variant ? { variant } : {}) };
-  }
+  const platforms = v.platform === undefined ? undefined : platformsFlag(v.platform);
 
   const secrets = new Map<string, Buffer>();
   for (const s of v.secret ?? []) {
@@ -179,7 +175,7 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     secrets: [...secrets.keys()].map((id) => ({ id })),
     network,
     allow: v.allow ?? [],
-    ...(platform ? { platform } : {}),
+    ...(platforms ? { platforms } : {}),
     ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),
     insecureRegistries: insecure,
     ...(Object.keys(namedContexts).length ? { namedContexts } : {}),
@@ -205,6 +201,16 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
     ...(timeouts ? { timeouts } : {}),
     limits,
   };
+}
+
+/** `--platform linux/amd64,linux/arm64`, under the rule every entry point applies (core/platform.ts). */
+function platformsFlag(value: string): Platform[] {
+  try {
+    return targetPlatforms(parsePlatformList(value));
+  } catch (err) {
+    if (err instanceof PlatformError) throw new UsageError(`--platform: ${err.message}`, 'build');
+    throw err;
+  }
 }
 
 function parseOutput(value: string, tags: readonly string[]): OutputSpec {

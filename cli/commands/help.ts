@@ -22,6 +22,8 @@ const LIMIT_OPTIONS = limitOptions();
 /** A worker's own options: `worker`'s, and `serve --embedded-worker`'s. */
 const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME-PID-RANDOM); letters, digits, . _ -
       --concurrency N        Builds at once (default 2)
+      --platforms LIST       Platforms to offer, e.g. linux/amd64,linux/arm64 (default: this machine's
+                             own and every one QEMU runs here); builds are routed by them
       --allow-host-network   Operator: allow RUN --network=host for tokens granted network.host
       --allow-security-insecure  Operator: allow RUN --security=insecure (all capabilities, no
                              seccomp, every device: root on this machine) for tokens granted
@@ -129,7 +131,9 @@ over http(s).
                              BUILDLITE_HTTP_TIMEOUTS; a stall is retried like a reset
       --no-cache             Run every step
       --no-cache-filter STAGE  Run every step of this stage (repeatable)
-      --platform linux/amd64 Target platform (only linux/amd64)
+      --platform LIST        Target platforms, e.g. linux/arm64 or linux/amd64,linux/arm64
+                             (default: this machine's); several give an image index; a
+                             non-native RUN needs QEMU user emulation (scripts/provision.sh)
       --progress MODE        auto (tty on a terminal, else plain), tty, plain, json
       --iidfile FILE         Write the image digest to FILE
       --metadata-file FILE   Write the result as JSON: digest, pushed refs, cache stats
@@ -205,7 +209,8 @@ for each to end and prints its final state; exit 1 if one is still running.
 ${REMOTE_OPTIONS}`,
   workers: `Usage: buildlite workers [--format table|json]
 
-Lists the workers of a build service: id, host, platform, alive or lost,
+Lists the workers of a build service: id, host, platform (--format json: every
+platform it offers, natively or under QEMU emulation), alive or lost,
 builds running / concurrency, the ids of the running builds, cache size,
 last heartbeat.
 ${REMOTE_OPTIONS}`,

@@ -12,6 +12,7 @@ import { checkHttpPolicy } from '../../builder/index.js';
 import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { UsageError } from '../usage.js';
+import { parsePlatformList, targetPlatforms } from '../../core/platform.js';
 
 export const COMMON = {
   redis: { type: 'string' },
@@ -35,6 +36,8 @@ export const COMMON = {
   'gc-keep-duration': { type: 'string' },
   'gc-interval': { type: 'string' },
   id: { type: 'string' },
+  // The platforms this worker offers for routing (default: all it runs, natively or under QEMU).
+  platforms: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -103,6 +106,12 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   if ((keepDuration !== undefined || gcInterval !== undefined) && keepStorage === undefined) throw new UsageError('--gc-keep-duration and --gc-interval need --gc-keep-storage SIZE (the hard cap)', cmd);
   if (gcInterval !== undefined && gcInterval < 100) throw new UsageError(`--gc-interval "${v['gc-interval']}": at least 100ms`, cmd);
   const timeouts = httpTimeoutsFlag(cmd, v['http-timeouts']);
+  let platforms;
+  try {
+    platforms = v.platforms === undefined ? undefined : targetPlatforms(parsePlatformList(v.platforms));
+  } catch (err) {
+    throw new UsageError(`--platforms: ${err instanceof Error ? err.message : String(err)}`, cmd);
+  }
   // The worker's own limits: the ceiling of every build it takes, whatever the build asks.
   const limits = limitsFromFlags(cmd, v);
   // ADD <url> stays off loopback, private and link-local addresses (the worker's own Redis, API,
@@ -130,6 +139,7 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
     ...(lock ? { lockDurationMs: lock } : {}),
     ...(stalled ? { stalledIntervalMs: stalled } : {}),
     ...(hb ? { heartbeatTtlMs: hb } : {}),
+    ...(platforms ? { platforms } : {}),
     builder: {
       insecureRegistries: v['insecure-registry'] ?? [],
       allowHostNetwork: v['allow-host-network'] ?? false,

@@ -27,6 +27,7 @@ export function renderWorkers(workers: readonly WorkerInfo[], now = Date.now()):
     rows.push([
       w.id,
       w.host,
+      // Its own; every platform it offers (emulated ones too) is in --format json.
       w.platform || '-',
       w.alive ? 'alive' : 'lost',
       `${w.active}/${w.concurrency}`,

@@ -64,7 +64,9 @@ describe('build service API: auth, validation, limits (real gRPC over TCP, real 
     ['an unknown entitlement', { dockerfile: 'FROM scratch', allow: ['device'] }, status.INVALID_ARGUMENT],
     ['a malformed context digest', { dockerfile: 'FROM scratch', context_digest: 'sha256:zz' }, status.INVALID_ARGUMENT],
     ['an unknown context digest', { dockerfile: 'FROM scratch', context_digest: `sha256:${'0'.repeat(64)}` }, status.NOT_FOUND],
-    ['another platform', { dockerfile: 'FROM scratch', platform: { os: 'linux', architecture: 'arm64' } }, status.INVALID_ARGUMENT],
+    ['a platform that is not Linux', { dockerfile: 'FROM scratch', platform: { os: 'windows', architecture: 'amd64' } }, status.INVALID_ARGUMENT],
+    ['an unknown architecture in platforms', { dockerfile: 'FROM scratch', platforms: [{ os: 'linux', architecture: 'amd64', variant: '' }, { os: 'linux', architecture: 'sparc', variant: '' }] }, status.INVALID_ARGUMENT],
+    ['a platform without an architecture', { dockerfile: 'FROM scratch', platforms: [{ os: 'linux', architecture: '', variant: '' }] }, status.INVALID_ARGUMENT],
     ['secrets without an embedded worker', { dockerfile: 'FROM scratch', secrets: [{ id: 's', value: Buffer.from('v') }] }, status.INVALID_ARGUMENT],
   ])('refuses %s', async (_name, req, code) => {
     expect(await rawSubmitStatus(svc.addr, TOKENS.alice, req)).toBe(code);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Digest } from '../../core/digest.js';
-import { DEFAULT_PLATFORM, MediaType, type ImageConfig } from '../../core/oci.js';
+import { DEFAULT_PLATFORM, MediaType, type ImageConfig, type Platform } from '../../core/oci.js';
 import { LocalContentStore, writeBlob } from '../../cache/index.js';
 import { writeLayer } from '../../builder/layers/index.js';
 import { parseReference, RegistryClient } from '../../registry-client/index.js';
@@ -31,7 +31,7 @@ export async function pushImageOf(
   registryHost: string,
   repo: string,
   fill: ReadonlyArray<(dir: string) => Promise<void>>,
-  opts: { compression?: 'gzip' | 'zstd'; layers?: Array<{ digest: Digest; size: number }> } = {},
+  opts: { compression?: 'gzip' | 'zstd'; layers?: Array<{ digest: Digest; size: number }>; platform?: Platform } = {},
 ): Promise<Digest> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-base-'));
   try {
@@ -54,8 +54,9 @@ export async function pushImageOf(
     }
     const config: ImageConfig = {
       created: '2024-01-01T00:00:00Z',
-      architecture: DEFAULT_PLATFORM.architecture,
-      os: DEFAULT_PLATFORM.os,
+      architecture: (opts.platform ?? DEFAULT_PLATFORM).architecture,
+      os: (opts.platform ?? DEFAULT_PLATFORM).os,
+      ...(opts.platform?.variant ? { variant: opts.platform.variant } : {}),
       config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], Cmd: ['sh'], Labels: { 'test.base': 'busybox' } },
       rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
       history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'test fixture: busybox-static' })),

@@ -38,7 +38,7 @@ export const BUSYBOX_MTIME = new Date('2024-01-01T00:00:00Z');
  * the usual top-level dirs with their modes, empty /etc/hosts, /etc/hostname
  * and /etc/resolv.conf. Reproducible: fixed owners, modes and mtimes.
  */
-export async function makeBusyboxRootfs(dir: string): Promise<void> {
+export async function makeBusyboxRootfs(dir: string, busybox: string = BUSYBOX_PATH): Promise<void> {
   const root = path.resolve(dir);
   const dirs: Array<[string, number, number?]> = [
     ['', 0o755],
@@ -62,7 +62,7 @@ export async function makeBusyboxRootfs(dir: string): Promise<void> {
     await chmod(p, mode);
     await chown(p, owner ?? 0, owner ?? 0);
   }
-  await copyFile(BUSYBOX_PATH, path.join(root, 'bin/busybox'));
+  await copyFile(busybox, path.join(root, 'bin/busybox'));
   await chmod(path.join(root, 'bin/busybox'), 0o755);
   for (const applet of BUSYBOX_APPLETS) await symlink('busybox', path.join(root, 'bin', applet));
   await symlink('/bin/busybox', path.join(root, 'usr/bin/env'));

@@ -38,7 +38,8 @@ export interface Service {
   /** HOST:PORT of the API process's /metrics, when started with `metrics: true` (each worker's is on its Proc). */
   readonly metricsAddr: string;
   readonly workers: Proc[];
-  startWorker(id: string, root?: string): Promise<Proc>;
+  /** `args`: flags of this worker only (e.g. `--platforms linux/amd64`). */
+  startWorker(id: string, root?: string, args?: readonly string[]): Promise<Proc>;
   stop(): Promise<void>;
 }
 
@@ -103,9 +104,9 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     addr: '',
     metricsAddr,
     workers,
-    async startWorker(id, root = path.join(dir, `worker-${id}`)) {
+    async startWorker(id, root = path.join(dir, `worker-${id}`), args = []) {
       const wMetrics = opts.metrics ? `127.0.0.1:${await freePort()}` : '';
-      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(wMetrics ? ['--metrics', wMetrics] : []), ...(opts.workerArgs ?? []), ...common], root, wMetrics);
+      const w = spawnCli(['worker', '--root', root, '--id', id, '--concurrency', concurrency, ...(wMetrics ? ['--metrics', wMetrics] : []), ...(opts.workerArgs ?? []), ...args, ...common], root, wMetrics);
       workers.push(w);
       await w.waitFor(/worker \S+ ready/);
       return w;

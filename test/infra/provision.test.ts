@@ -121,4 +121,47 @@ describe('scripts/provision.sh', () => {
     expect(await run(['--rootless-user', 'buildlite-no-such-user'])).toMatchObject({ code: 1, err: expect.stringContaining('--rootless-user buildlite-no-such-user: no such user') });
     expect((await run(['--rootless-user'])).code).toBe(2);
   });
+
+  describe('emulation: binfmt_misc registrations', () => {
+    // A binfmt_misc of its own (one per user namespace, Linux 6.7+), so this machine's registrations are never touched.
+    const inOwnBinfmt = (body: string) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        const script = ['set -e', 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc', body].join('\n');
+        execFile('unshare', ['--user', '--map-root-user', '--mount', 'bash', '-c', script, 'bash', script], (error, out, err) => {
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: out + err });
+        });
+      });
+    const ARM_MAGIC = String.raw`\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00`;
+    const ARM_MASK = String.raw`\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff`;
+
+    it('registers each missing interpreter with the F flag, once', async () => {
+      const r = await inOwnBinfmt(`bash ${script} --test; echo ---; cat /proc/sys/fs/binfmt_misc/qemu-aarch64; echo ---; bash ${script} --test; echo "second: $?"`);
+      expect(r.code, r.out).toBe(0);
+      const [first, entry, second] = r.out.split('---\n');
+      expect(first).toMatch(/registered QEMU interpreters: aarch64 arm ppc64le s390x riscv64/);
+      expect(entry).toMatch(/^enabled\ninterpreter \/usr\/libexec\/qemu-binfmt\/aarch64-binfmt-P\nflags: [A-Z]*F/);
+      expect(entry).toContain('magic 7f454c460201010000000000000000000200b700');
+      // Nothing left to do: silent.
+      expect(second).toBe('second: 0\n');
+    });
+
+    it('leaves existing registrations alone: one of the same name, and one of another name for the same programs', async () => {
+      const r = await inOwnBinfmt([
+        // Someone's own aarch64 entry (no F flag) and an arm entry under another name.
+        String.raw`printf '%s' ':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00::/bin/false:' > /proc/sys/fs/binfmt_misc/register`,
+        `printf '%s' ':my-arm:M::${ARM_MAGIC}:${ARM_MASK}:/bin/false:' > /proc/sys/fs/binfmt_misc/register`,
+        'before=$(cat /proc/sys/fs/binfmt_misc/qemu-aarch64)',
+        `bash ${script} --test`,
+        'after=$(cat /proc/sys/fs/binfmt_misc/qemu-aarch64)',
+        '[ "$before" = "$after" ] && echo "aarch64 untouched"',
+        'ls /proc/sys/fs/binfmt_misc',
+      ].join('\n'));
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toContain('aarch64 untouched');
+      expect(r.out).toMatch(/registered QEMU interpreters: ppc64le s390x riscv64/);
+      expect(r.out).not.toMatch(/registered QEMU interpreters:.*\b(aarch64|arm)\b/);
+      expect(r.out.split('\n')).not.toContain('qemu-arm');
+    });
+  });
 });
+
