@@ -13,7 +13,7 @@ import { checkProcess, overStepLimits } from './checks.js';
 import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
 import type { ExecOptions, ExecResult, Executor, ProcessSpec, StepLimits } from './executor.js';
-import { findLoopbackTools, findSetpriv, findShell } from './host-tools.js';
+import { findSetpriv, findShell } from './host-tools.js';
 import { grantInsecure, hostInsecureGrant, type InsecureGrant } from './insecure.js';
 import { OrphanReaper } from './reaper.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
@@ -39,7 +39,7 @@ export interface RuncExecutorOptions {
   readonly allowHostNetwork?: boolean;
   /** The operator's half of the security.insecure grant (insecure.ts); the build's half is `opts.security`. */
   readonly allowSecurityInsecure?: boolean;
-  /** Host tools that raise `lo` in a new netns; found on the host when omitted. */
+  /** Only for a runtime that leaves `lo` down in a new netns (runc raises it itself): host tools that raise it. */
   readonly loopback?: LoopbackHook;
 }
 
@@ -61,7 +61,7 @@ export class RuncExecutor implements Executor {
   private readonly allowSecurityInsecure: boolean;
   /** Read from the host on the first insecure step. */
   private insecureGrant?: InsecureGrant;
-  private readonly loopback: LoopbackHook;
+  private readonly loopback: LoopbackHook | undefined;
   private readonly nofile: number;
   /** setpriv, when the host has it: `runc run` dies with us (see host-tools.ts). */
   private readonly setpriv: string | undefined;
@@ -88,7 +88,7 @@ export class RuncExecutor implements Executor {
     this.cgroups = options.cgroups ?? detectCgroups();
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.allowSecurityInsecure = options.allowSecurityInsecure ?? false;
-    this.loopback = options.loopback ?? findLoopbackTools();
+    this.loopback = options.loopback;
     this.nofile = Math.min(NOFILE, ownNofileHardLimit());
     this.setpriv = findSetpriv();
     const sh = findShell();
@@ -153,7 +153,7 @@ export class RuncExecutor implements Executor {
         etcFiles,
         mounts: opts.mounts ?? [],
         cgroupsPath: cgroupsPathOf(id),
-        loopback: this.loopback,
+        ...(this.loopback ? { loopback: this.loopback } : {}),
         nofile: this.nofile,
       });
       if (insecure) grantInsecure(spec, (this.insecureGrant ??= hostInsecureGrant()));
