@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { WorkerRecord } from '../worker/jobs.js';
+import type { WorkerRecord } from '../worker/records.js';
 import { routeByPlatform } from './platform-routing.js';
 
 const w = (id: string, platforms: string[], active = 0, concurrency = 1): WorkerRecord => ({

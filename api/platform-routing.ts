@@ -8,7 +8,7 @@
  * refusal at submit, naming what the workers offer.
  */
 import { CodedError } from '../core/errors.js';
-import type { WorkerRecord } from '../worker/jobs.js';
+import type { WorkerRecord } from '../worker/records.js';
 
 export type PlatformRoute = { readonly kind: 'any' } | { readonly kind: 'worker'; readonly id: string };
 

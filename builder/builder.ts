@@ -45,6 +45,7 @@ import {
 } from './image/index.js';
 import { planPlatforms } from './platform-plan.js';
 import { RegistryImages } from './image-source.js';
+import { FileBlobHomes } from './blob-homes.js';
 import { prepareNamedContexts } from './named-contexts.js';
 import { layoutFetcher } from './oci-layout.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
@@ -135,6 +136,8 @@ export class Builder {
     readonly reclaimed: ReclaimReport,
     /** The ceiling of every build (BuilderOptions.limits over the defaults). */
     readonly limits: BuildLimits,
+    /** Where pulled and pushed blobs live in registries, for the mounts of later pushes. */
+    private readonly blobHomes: FileBlobHomes,
   ) {}
 
   /**
@@ -153,6 +156,7 @@ export class Builder {
   async close(): Promise<void> {
     try {
       await this.executor.close();
+      await this.blobHomes.flush();
     } finally {
       await this.use.release();
     }
@@ -174,7 +178,9 @@ export class Builder {
     await mkdir(tmpDir, { recursive: true, mode: 0o700 });
     // A previous process may have died mid-step: reclaim what it left before running anything.
     const { use, report } = await claimRoot(root, parts);
+    const blobHomes = new FileBlobHomes(path.join(root, 'blob-homes'));
     const registry = new RegistryClient({
+      blobHomes,
       ...(opts.insecureRegistries ? { insecureRegistries: [...opts.insecureRegistries] } : {}),
       ...(opts.caFile ? { caFile: opts.caFile } : {}),
       ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
@@ -200,7 +206,7 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report, limits);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report, limits, blobHomes);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {

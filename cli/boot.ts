@@ -15,6 +15,7 @@
  * source's length.
  */
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isAscii } from 'node:buffer';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +39,7 @@ const cache = cacheFile();
 const cached = cache ? readCache(cache) : undefined;
 // The CommonJS wrapper on the bundle's first line keeps its line numbers; the sources are
 // ESM, so strict (esbuild's own "use strict" sits below its banner, where it is no directive).
-const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {'use strict';${readFileSync(bundle, 'utf8')}\n})`, {
+const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {'use strict';${bundleText()}\n})`, {
   filename: bundle,
   ...(cached ? { cachedData: cached } : {}),
 });
@@ -52,6 +53,16 @@ if (cache && (!cached || script.cachedDataRejected) && !process.argv.slice(2).so
 }
 const mod = { exports: {} };
 (script.runInThisContext() as (...args: unknown[]) => void).call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, here);
+
+/**
+ * The bundle as text. scripts/bundle.mjs writes it in ASCII, which read as
+ * one-byte (latin1) text skips UTF-8 decoding of ~1.5 MB, a tenth of a short
+ * command's instructions; any other byte means decoding it as UTF-8.
+ */
+function bundleText(): string {
+  const bytes = readFileSync(bundle);
+  return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
+}
 
 /** One cache per command: each compiles different functions. */
 function cacheFile(): CacheFile | undefined {

@@ -1,26 +1,6 @@
 import { BuildliteClient } from '../api/index.js';
+import { serverOf, type RemoteFlagValues } from './remote-flags.js';
 import { UsageError } from './usage.js';
-
-/** The flags of every command that can talk to a build service. */
-export const REMOTE_FLAGS = {
-  server: { type: 'string' },
-  token: { type: 'string' },
-} as const;
-
-export interface RemoteFlagValues {
-  readonly server?: string | undefined;
-  readonly token?: string | undefined;
-}
-
-/**
- * The build service a command talks to: `--server`, else BUILDLITE_SERVER.
- * An empty value is no server (`--server ''` or `BUILDLITE_SERVER=` runs an
- * embedded build where a default is set).
- */
-export function serverOf(v: RemoteFlagValues): string | undefined {
-  const s = v.server ?? process.env['BUILDLITE_SERVER'];
-  return s ? s : undefined;
-}
 
 export interface Remote {
   readonly server: string;

@@ -35,6 +35,21 @@ export interface RegistryClientOptions {
    * A stall counts as a transient failure: it is retried like a reset.
    */
   readonly timeouts?: Partial<NetTimeouts>;
+  /**
+   * Where the repositories known to hold a blob outlive this client: pulls
+   * record them, pushes look them up, so a push in a later process mounts a
+   * base image's layers instead of uploading them again.
+   */
+  readonly blobHomes?: BlobHomes;
+}
+
+/**
+ * A persistent hint of which repositories of a registry hold a blob. Only a
+ * hint: a mount the registry refuses falls back to an upload.
+ */
+export interface BlobHomes {
+  record(registry: string, repository: string, digest: Digest): void;
+  lookup(registry: string, digest: Digest): Promise<readonly string[]>;
 }
 
 const DEFAULTS = {
@@ -74,6 +89,7 @@ export class RegistryClient implements AsyncDisposable {
   private readonly pushCtx: PushContext;
   /** registry → digest → repositories known to hold it. */
   private readonly blobHomes = new Map<string, Map<Digest, Set<string>>>();
+  private readonly persistedHomes: BlobHomes | undefined;
 
   constructor(options: RegistryClientOptions = {}) {
     const concurrency = checkInt('concurrency', options.concurrency, 1, 64) ?? DEFAULTS.concurrency;
@@ -101,6 +117,7 @@ export class RegistryClient implements AsyncDisposable {
     const sawBlob = (ref: Reference, digest: Digest) => this.sawBlob(ref, digest);
     this.pullCtx = { transport: this.transport, limits: { maxManifestBytes, maxConfigBytes }, concurrency, retries, maxRetryDelayMs, sawBlob };
     this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobSources: (ref, d) => this.blobSources(ref, d) };
+    this.persistedHomes = options.blobHomes;
   }
 
   private sawBlob(ref: Reference, digest: Digest): void {
@@ -108,11 +125,15 @@ export class RegistryClient implements AsyncDisposable {
     if (!byDigest) this.blobHomes.set(ref.registry, (byDigest = new Map()));
     let repos = byDigest.get(digest);
     if (!repos) byDigest.set(digest, (repos = new Set()));
+    if (repos.has(ref.repository)) return;
     repos.add(ref.repository);
+    this.persistedHomes?.record(ref.registry, ref.repository, digest);
   }
 
-  private blobSources(ref: Reference, digest: Digest): string[] {
-    return [...(this.blobHomes.get(ref.registry)?.get(digest) ?? [])].filter((r) => r !== ref.repository);
+  private async blobSources(ref: Reference, digest: Digest): Promise<string[]> {
+    const seen = this.blobHomes.get(ref.registry)?.get(digest) ?? [];
+    const persisted = (await this.persistedHomes?.lookup(ref.registry, digest)) ?? [];
+    return [...new Set([...seen, ...persisted])].filter((r) => r !== ref.repository);
   }
 
   /** Check the registry answers and the credentials work (what `login` verifies). */

@@ -2,7 +2,7 @@
  * registry-client: an OCI distribution client (pull, push, auth, retries).
  * Everything other folders may use is exported here.
  */
-export { RegistryClient, type RegistryClientOptions } from './client.js';
+export { RegistryClient, type RegistryClientOptions, type BlobHomes } from './client.js';
 export {
   parseReference,
   formatReference,

@@ -22,7 +22,7 @@ export interface PushContext {
   readonly maxRetryDelayMs: number;
   readonly sawBlob: (ref: Reference, digest: Digest) => void;
   /** Other repositories of the same registry known to hold the blob (mount sources). */
-  readonly blobSources: (ref: Reference, digest: Digest) => string[];
+  readonly blobSources: (ref: Reference, digest: Digest) => Promise<string[]>;
 }
 
 export interface PushImageInput {
@@ -153,7 +153,7 @@ export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descripto
     done();
     return 'exists';
   }
-  const sources = [...new Set([...ctx.blobSources(ref, desc.digest), ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
+  const sources = [...new Set([...(await ctx.blobSources(ref, desc.digest)), ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
   let session: URL | undefined;
   if (sources.length) {
     const mounted = await tryMount(ctx, ref, desc, sources, opts.signal);

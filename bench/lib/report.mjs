@@ -60,6 +60,11 @@ if (meta) {
   out.push(`Machine: ${h.cpu}, ${h.cores} cores, ${Math.round(h.mem_mib / 1024)} GiB RAM, Linux ${h.kernel}, node ${process.version}; load at start ${h.loadavg_start}. Started ${meta.started}, ${meta.runs} runs per cell, builders alternating.`);
   out.push(`Peer: ${peerMeta?.builder_version ?? 'buildah'} (${peerMeta?.settings ?? ''}). buildlite: ${meta.builder_version} (${meta.settings}).`, '');
 }
+// Node 20 parses this bundle at every start, before any of our code runs (issue 18 measured
+// `node -e 0` at ~5x the instructions with a 220 KB bundle); buildah does not read it.
+if (process.env.NODE_EXTRA_CA_CERTS) {
+  out.push('Note: NODE_EXTRA_CA_CERTS was set for this run; Node parses that CA bundle at every start of every buildlite command (see bench/results/2026-12-05-issue18.md), which buildah does not.', '');
+}
 out.push('Wall seconds, median over runs; ratio = median over runs of buildlite/buildah in the same run (lower is better; target in brackets, ✓ met, ✗ missed).', '');
 out.push(`| workload | builder | ${phases.join(' | ')} |`, `| --- | --- | ${phases.map(() => '---').join(' | ')} |`);
 const verdicts = [];

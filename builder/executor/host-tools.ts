@@ -1,6 +1,4 @@
 import { existsSync } from 'node:fs';
-import { ExecutorOptionError } from './errors.js';
-import type { LoopbackHook } from './spec.js';
 
 /** Host programs the executor starts are found at their usual places (a bare PATH is all runc gets). */
 function first(cands: readonly string[]): string | undefined {
@@ -19,18 +17,4 @@ export function findShell(): string | undefined {
  */
 export function findSetpriv(): string | undefined {
   return first(['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv']);
-}
-
-export function findLoopbackTools(): LoopbackHook {
-  const sh = findShell();
-  const nsenter = first(['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter']);
-  const ip = first(['/usr/sbin/ip', '/sbin/ip', '/bin/ip', '/usr/bin/ip']);
-  const busybox = first(['/bin/busybox', '/usr/bin/busybox']);
-  if (!sh || !nsenter || (!ip && !busybox)) {
-    throw new ExecutorOptionError(
-      'loopback',
-      'the host needs sh, nsenter (util-linux) and ip (iproute2) or busybox to bring up loopback in the sandbox',
-    );
-  }
-  return { sh, nsenter, ip: ip ? [ip] : [busybox!, 'ip'] };
 }

@@ -14,7 +14,7 @@ import { checkProcess, overStepLimits } from './checks.js';
 import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
 import type { ExecOptions, ExecResult, Executor, ProcessSpec, StepLimits } from './executor.js';
-import { findLoopbackTools, findSetpriv, findShell } from './host-tools.js';
+import { findSetpriv, findShell } from './host-tools.js';
 import { grantInsecure, hostInsecureGrant, type InsecureGrant } from './insecure.js';
 import { OrphanReaper } from './reaper.js';
 import { RUNC_ENV, RuncCli } from './runc-cli.js';
@@ -40,7 +40,7 @@ export interface RuncExecutorOptions {
   readonly allowHostNetwork?: boolean;
   /** The operator's half of the security.insecure grant (insecure.ts); the build's half is `opts.security`. */
   readonly allowSecurityInsecure?: boolean;
-  /** Host tools that raise `lo` in a new netns; found on the host when omitted. */
+  /** Only for a runtime that leaves `lo` down in a new netns (runc raises it itself): host tools that raise it. */
   readonly loopback?: LoopbackHook;
   /**
    * Root only inside a user namespace (docs/security.md T16); detected when
@@ -70,7 +70,7 @@ export class RuncExecutor implements Executor {
   private readonly allowSecurityInsecure: boolean;
   /** Read from the host on the first insecure step. */
   private insecureGrant?: InsecureGrant;
-  private readonly loopback: LoopbackHook;
+  private readonly loopback: LoopbackHook | undefined;
   private readonly nofile: number;
   /** setpriv, when the host has it: `runc run` dies with us (see host-tools.ts). */
   private readonly setpriv: string | undefined;
@@ -98,7 +98,7 @@ export class RuncExecutor implements Executor {
     this.cgroups = options.cgroups ?? (this.rootless ? rootlessCgroups(detectCgroups()) : detectCgroups());
     this.allowHostNetwork = options.allowHostNetwork ?? false;
     this.allowSecurityInsecure = options.allowSecurityInsecure ?? false;
-    this.loopback = options.loopback ?? findLoopbackTools();
+    this.loopback = options.loopback;
     this.nofile = Math.min(NOFILE, ownNofileHardLimit(this.rootless));
     this.setpriv = findSetpriv();
     const sh = findShell();
@@ -164,7 +164,7 @@ export class RuncExecutor implements Executor {
         mounts: opts.mounts ?? [],
         // Rootless: no cgroup path, so runc may fail to make one without failing the step (nothing asks for a limit).
         ...(this.rootless ? { rootless: true } : { cgroupsPath: cgroupsPathOf(id) }),
-        loopback: this.loopback,
+        ...(this.loopback ? { loopback: this.loopback } : {}),
         nofile: this.nofile,
       });
       if (insecure) grantInsecure(spec, (this.insecureGrant ??= hostInsecureGrant()));

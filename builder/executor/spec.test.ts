@@ -36,10 +36,17 @@ describe('buildSpec', () => {
     expect(JSON.stringify(buildSpec({ ...base, cgroups: { ...base.cgroups, pids: false } }).process['rlimits'])).not.toContain('NPROC');
   });
 
-  it('has its own pid, ipc, uts, mount and network namespaces for network none, and a loopback hook', () => {
+  it('has its own pid, ipc, uts, mount and network namespaces for network none, and a loopback hook when asked', () => {
     const spec = buildSpec(base);
     expect((spec.linux.namespaces as Array<{ type: string }>).map((n) => n.type)).toEqual(['pid', 'ipc', 'uts', 'mount', 'network']);
     expect(spec.hooks?.createRuntime?.[0]?.args.slice(-4)).toEqual(['link', 'set', 'lo', 'up']);
+  });
+
+  it('runs no hook for network none when the runtime raises lo itself (runc; test/executor checks lo is up)', () => {
+    const { loopback: _, ...noHook } = base;
+    const spec = buildSpec(noHook);
+    expect((spec.linux.namespaces as Array<{ type: string }>).map((n) => n.type)).toContain('network');
+    expect(spec.hooks).toBeUndefined();
   });
 
   it('shares only the host network for network host, with no hook', () => {

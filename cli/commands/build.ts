@@ -10,7 +10,7 @@ import { parsePlatformList, PlatformError, targetPlatforms } from '../../core/pl
 import type { ParsedBuild } from '../parsed-build.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, isTruthy, parseFlags, parseKeyValues } from '../flags.js';
 import { limitFlagsGiven, limitsFromFlags, withLimitFlags } from '../limit-flags.js';
-import { REMOTE_FLAGS, serverOf } from '../remote.js';
+import { REMOTE_FLAGS, serverOf } from '../remote-flags.js';
 import { parseSshFlag } from '../ssh-agents.js';
 import { parseBuildContext } from '../build-contexts.js';
 import { UsageError } from '../usage.js';

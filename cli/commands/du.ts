@@ -1,6 +1,7 @@
 import { Builder } from '../../builder/index.js';
 import { defaultRoot, parseFlags } from '../flags.js';
-import { connect, REMOTE_FLAGS, serverOf, type Remote } from '../remote.js';
+import { REMOTE_FLAGS, serverOf } from '../remote-flags.js';
+import type { Remote } from '../remote.js';
 import { formatBytes } from '../../core/bytes.js';
 import { ago, table } from '../table.js';
 import { UsageError } from '../usage.js';
@@ -18,7 +19,8 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length) throw new UsageError('du takes no arguments', 'du');
   const format = values.format ?? 'table';
   if (format !== 'table' && format !== 'json') throw new UsageError(`--format "${format}": want table or json`, 'du');
-  if (serverOf(values)) return remoteUsage(connect('du', values), format);
+  // The client (gRPC) is loaded only for a server: a local du never pays for it.
+  if (serverOf(values)) return remoteUsage((await import('../remote.js')).connect('du', values), format);
   const usage = await Builder.diskUsageAt(values.root ?? defaultRoot());
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify({ total: usage.total, byKind: usage.byKind, ...(values.verbose ? { items: usage.items } : {}) }, null, 2)}\n`);

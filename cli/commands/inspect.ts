@@ -1,6 +1,7 @@
 import type { BuildInfo } from '../../api/index.js';
 import { parseFlags } from '../flags.js';
-import { connect, REMOTE_FLAGS } from '../remote.js';
+import { connect } from '../remote.js';
+import { REMOTE_FLAGS } from '../remote-flags.js';
 import { duration } from '../table.js';
 import { UsageError } from '../usage.js';
 

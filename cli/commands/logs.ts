@@ -1,5 +1,6 @@
 import { parseFlags } from '../flags.js';
-import { connect, REMOTE_FLAGS } from '../remote.js';
+import { connect } from '../remote.js';
+import { REMOTE_FLAGS } from '../remote-flags.js';
 import { UsageError } from '../usage.js';
 
 /** `buildlite logs BUILD STEP`: the full log of one step of a service build (the event stream clips each step's output). */

@@ -3,7 +3,8 @@ import { defaultRoot, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 import { formatBytes, parseBytes } from '../../core/bytes.js';
 import { parseDuration } from '../../core/duration.js';
-import { connect, REMOTE_FLAGS, serverOf, type Remote } from '../remote.js';
+import { REMOTE_FLAGS, serverOf } from '../remote-flags.js';
+import type { Remote } from '../remote.js';
 
 /**
  * `buildlite prune`: removes cache records, snapshots and cache mounts by age,
@@ -22,7 +23,8 @@ export async function run(argv: string[]): Promise<number> {
     verbose: { type: 'boolean', short: 'v' },
   });
   if (positionals.length) throw new UsageError('prune takes no arguments', 'prune');
-  const remote = serverOf(values) ? connect('prune', values) : undefined;
+  // The client (gRPC) is loaded only for a server: a local prune never pays for it.
+  const remote = serverOf(values) ? (await import('../remote.js')).connect('prune', values) : undefined;
   if (remote && values.filter?.length) throw new UsageError('--filter is for a local cache; a build service prunes by --all, --keep-duration and --keep-storage', 'prune');
   if (!values.force) {
     if (!process.stdin.isTTY) throw new UsageError('prune removes cache: pass --force to run it without a terminal', 'prune');

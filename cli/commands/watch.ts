@@ -2,7 +2,8 @@ import { followBuild } from '../follow.js';
 import { parseFlags } from '../flags.js';
 import { Interrupts } from '../interrupts.js';
 import { createRenderer, type ProgressMode } from '../progress.js';
-import { connect, REMOTE_FLAGS } from '../remote.js';
+import { connect } from '../remote.js';
+import { REMOTE_FLAGS } from '../remote-flags.js';
 import { UsageError } from '../usage.js';
 
 const MODES = ['auto', 'tty', 'plain', 'json'];

@@ -1,6 +1,7 @@
 import type { WorkerInfo } from '../../api/index.js';
 import { parseFlags } from '../flags.js';
-import { connect, REMOTE_FLAGS } from '../remote.js';
+import { connect } from '../remote.js';
+import { REMOTE_FLAGS } from '../remote-flags.js';
 import { formatBytes } from '../../core/bytes.js';
 import { ago, table } from '../table.js';
 import { UsageError } from '../usage.js';

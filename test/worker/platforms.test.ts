@@ -12,7 +12,7 @@ import { pushMultiArchBusybox, type MultiArchBase } from '../helpers/multi-arch-
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { collectResuming, startService, TOKENS, type Service } from '../helpers/service.js';
-import { tarOf } from './tar.js';
+import { tarOf } from '../helpers/tar.js';
 
 describe('platforms in the service', () => {
   let redis: TestRedis;
