@@ -60,9 +60,10 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const { values: v, positionals } = parseFlags('build', argv, FLAGS);
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'build needs exactly one CONTEXT argument' : `build takes one CONTEXT, got ${positionals.length}`, 'build');
   const contextArg = positionals[0]!;
-  const server = serverOf(v);
+  // The checks need no builder, only the Dockerfile and its bases' configs: they run here, and a
+  // pipeline that sets BUILDLITE_SERVER (or --server) for its builds gets the same report.
+  const server = v.check ? undefined : serverOf(v);
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
-  if (v.check && server) throw new UsageError('--check runs the checks here, without building: drop --server', 'build');
   if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
   // A URL context is fetched by the builder, and its Dockerfile read from inside it (cli/remote-context.ts).
   const remote = !over.contextDir && (isGitUrl(contextArg) || /^https?:\/\//i.test(contextArg)) ? { url: contextArg, file: v.file ?? 'Dockerfile' } : undefined;

@@ -53,6 +53,20 @@ describe('build checks from the CLI', () => {
     expect(ok.stdout).toBe('Check complete, no warnings found.\n');
   });
 
+  it('--check runs here when a build service is named (--server or BUILDLITE_SERVER): the same report, nothing dialled', async () => {
+    const ctx = await f.context('served', { Dockerfile: dockerfile(f.base) });
+    const local = await f.build(['--check', '--insecure-registry', f.registry.host, ctx]);
+    // Port 9 of a loopback address nothing listens on: a dial would fail the command.
+    const viaFlag = await f.build(['--check', '--server', '127.0.0.1:9', '--token', 't', '--insecure-registry', f.registry.host, ctx]);
+    const viaEnv = await f.build(['--check', '--insecure-registry', f.registry.host, ctx], { env: { ...process.env, BUILDLITE_SERVER: '127.0.0.1:9', BUILDLITE_TOKEN: 't' } });
+    expect(local.code, local.stderr).toBe(0);
+    for (const r of [viaFlag, viaEnv]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(local.stdout);
+      expect(r.stderr).not.toContain('cannot reach');
+    }
+  });
+
   it('--check resolves --build-context names as the build would', async () => {
     const ctx = await f.context('named', { Dockerfile: 'FROM base\nCMD echo hi\n' });
     const r = await f.build(['--check', '--progress', 'json', '--insecure-registry', f.registry.host, '--build-context', `base=docker-image://${f.base}`, ctx]);

@@ -75,7 +75,9 @@ describe('platforms in the service', () => {
     expect(index.manifests.map((m) => m.platform)).toEqual([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
     // Each platform's digest crosses the wire into --metadata-file, as in an embedded build.
     const { stdout: m } = await sh('cat', [meta]);
-    const parsed = JSON.parse(m) as { platforms: Array<{ platform: string; imageDigest: string }>; 'containerimage.config.digest'?: string };
+    const parsed = JSON.parse(m) as { platforms: Array<{ platform: string; imageDigest: string }>; 'containerimage.config.digest'?: string; build: { id: string } };
+    // Its arm64 half ran on the worker that advertises arm64, never on the amd64-only one.
+    expect((await c.get(parsed.build.id)).worker).toBe('all');
     expect(parsed.platforms.map((p) => [p.platform, p.imageDigest])).toEqual([['linux/amd64', index.manifests[0]!.digest], ['linux/arm64', index.manifests[1]!.digest]]);
     expect(parsed['containerimage.config.digest']).toBeUndefined();
   });
