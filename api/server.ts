@@ -367,7 +367,12 @@ export class ApiServer {
     for (let r = await rest.next(); !r.done; r = await rest.next()) {
       if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_url or context chunks, not both');
     }
-    await this.opts.checkContextUrl(context.url);
+    await this.opts.checkContextUrl(context.url).catch((err: unknown) => {
+      // The operator's URL policy refused the URL, not the caller's token: a failed submit (exit 1),
+      // not a refused token (exit 3), and not counted as an auth failure.
+      if (err instanceof BuildliteError && err.code === 'PERMISSION_DENIED') throw new CodedError('INVALID_ARGUMENT', err.message, { cause: err });
+      throw err;
+    });
     return { build_id: await this.queue(call, v, context, who), context_digest: '' };
   }
 
