@@ -162,3 +162,36 @@ describe('URL contexts through a build service: the worker fetches them', () => 
     }
   });
 });
+
+describe('a private git URL context through a build service: a GIT_AUTH_TOKEN secret, as in an embedded build', () => {
+  let s: ServiceWithBase;
+  let gitSrv: GitServer;
+  const token = 'tok-url-ctx-5e1f0a9c';
+
+  beforeAll(async () => {
+    // Secrets are held in the API process's memory: only its embedded worker runs builds that carry them.
+    s = await startServiceWithBase({ workers: 0, embedded: true, apiArgs: ALLOW });
+    gitSrv = await startGitServer();
+    const repo = await gitSrv.repo('private', { 'Dockerfile': `FROM ${s.base}\nCOPY secret-free.txt /f\nRUN cat /f\n`, 'secret-free.txt': 'private repository content\n' });
+    await repo.tag('v1');
+    gitSrv.requireAuth = `basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
+  });
+  afterAll(async () => {
+    await gitSrv?.stop();
+    await s?.stop();
+  });
+
+  it('without the secret git is refused; with it the worker fetches and builds; the token lands in no log or event', async () => {
+    const url = `${gitSrv.url('private')}#v1`;
+    const base = ['build', '--server', s.svc.addr, '--token', TOKENS.alice, '--progress', 'plain', url];
+    const denied = await runCli(base);
+    expect(denied.code, denied.stderr).toBe(1);
+    expect(denied.stdout + denied.stderr).toMatch(/git ls-remote failed: .*could not read Username/);
+
+    const ok = await runCli(['build', '--secret', 'id=GIT_AUTH_TOKEN,env=PRIVATE_GIT_TOKEN', ...base.slice(1)], { env: { PRIVATE_GIT_TOKEN: token } });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout + ok.stderr).toContain('private repository content');
+    expect(ok.stdout + ok.stderr).not.toContain(token);
+    expect(s.svc.api.output()).not.toContain(token);
+  });
+});
