@@ -104,7 +104,7 @@ function urlPolicy(cmd: string, v: Pick<CommonValues, 'allow-private-urls' | 'al
   const policy = {
     allowPrivate: v['allow-private-urls'] ?? false,
     allowNetworks: v['allow-url-network'] ?? [],
-    deniedHint: 'the build service operator allows it with --allow-url-network CIDR (or --allow-private-urls) on buildlite serve and worker',
+    deniedHint: 'the build service operator allows it with buildlite worker --allow-url-network CIDR (or --allow-private-urls), given to buildlite serve too for URL contexts',
   };
   try {
     checkHttpPolicy(policy);

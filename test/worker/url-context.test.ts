@@ -126,7 +126,7 @@ describe('URL contexts through a build service: the worker fetches them', () => 
       const seen = files.seen.length;
       const cases: Array<[string, RegExp]> = [
         // Loopback, but not the one address the operator allowed.
-        [`http://127.0.0.2:${files.port}/ctx.tar.gz`, /127\.0\.0\.2 is a loopback address, which URL fetches may not reach; the build service operator allows it with --allow-url-network/],
+        [`http://127.0.0.2:${files.port}/ctx.tar.gz`, /127\.0\.0\.2 is a loopback address, which URL fetches may not reach; the build service operator allows it with buildlite worker --allow-url-network CIDR \(or --allow-private-urls\), given to buildlite serve too/],
         // The cloud metadata service.
         ['http://169.254.169.254/latest/ctx.tar.gz', /169\.254\.169\.254 is a link-local address/],
         ['https://10.1.2.3/repo.git#main:app', /10\.1\.2\.3 is a private address/],
