@@ -327,6 +327,8 @@ export class ApiServer {
     received.request = !first.done;
     if (first.done || first.value.part !== 'request') throw new CodedError('INVALID_ARGUMENT', 'the first Submit message must carry the build request');
     const v = validateSubmit(first.value.request, who, this.limits);
+    // Git named contexts are fetched by the worker too: the same early answer as a URL context, before any upload.
+    for (const c of Object.values(v.request.namedContexts ?? {})) if (c.type === 'git') await this.checkUrl(c.url);
     if (v.contextUrl) return this.submitUrl(call, it, v, v.contextUrl, who);
     let digest = v.contextDigest;
     if (digest) {
@@ -367,13 +369,18 @@ export class ApiServer {
     for (let r = await rest.next(); !r.done; r = await rest.next()) {
       if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_url or context chunks, not both');
     }
-    await this.opts.checkContextUrl(context.url).catch((err: unknown) => {
+    await this.checkUrl(context.url);
+    return { build_id: await this.queue(call, v, context, who), context_digest: '' };
+  }
+
+  /** A URL a worker would fetch, under the operator's URL policy (when this server has one). */
+  private async checkUrl(url: string): Promise<void> {
+    await this.opts.checkContextUrl?.(url).catch((err: unknown) => {
       // The operator's URL policy refused the URL, not the caller's token: a failed submit (exit 1),
       // not a refused token (exit 3), and not counted as an auth failure.
       if (err instanceof BuildliteError && err.code === 'PERMISSION_DENIED') throw new CodedError('INVALID_ARGUMENT', err.message, { cause: err });
       throw err;
     });
-    return { build_id: await this.queue(call, v, context, who), context_digest: '' };
   }
 
   /** Queues a validated build with its context; a client that left meanwhile gets its build cancelled. */

@@ -141,6 +141,13 @@ describe('URL contexts through a build service: the worker fetches them', () => 
         expect(out).toMatch(why);
         expect(out).not.toContain('s3cret');
       }
+      // A git named context is fetched by the worker as well: the same answer at submit.
+      const ctxDir = path.join(tmp, 'plain-ctx');
+      await mkdir(ctxDir, { recursive: true });
+      await writeFile(path.join(ctxDir, 'Dockerfile'), `FROM ${s.base}\nCOPY --from=lib a.txt /a\n`);
+      const named = await runCli(['build', '--server', s.svc.addr, '--token', TOKENS.alice, '--progress', 'plain', '--build-context', 'lib=https://10.1.2.3/lib.git#main', ctxDir]);
+      expect(named.code, named.stderr).toBe(1);
+      expect(named.stderr).toMatch(/10\.1\.2\.3 is a private address/);
       expect((await admin.list({ limit: 1000 })).length).toBe(before);
       expect(files.seen.length).toBe(seen);
       expect(s.svc.api.output()).not.toContain('s3cret');
