@@ -6,7 +6,7 @@ import { isDigest, type Digest } from '../core/digest.js';
 import { platformString } from '../core/oci.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
 import type { ClientQuota } from '../core/limits.js';
-import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedRequest } from '../worker/jobs.js';
+import { BUILD_JOB, namedContextDigests, SHARED_QUEUE, workerQueueName, type BuildJobData, type QueuedContext, type QueuedRequest } from '../worker/jobs.js';
 import { EVENT_FIELD, seqOfStreamId, streamId } from '../worker/event-stream.js';
 import { finishBuild } from '../worker/finish-build.js';
 import { Keys } from '../worker/redis-keys.js';
@@ -101,7 +101,7 @@ export class Producer {
    * set first (refused there under policy `refuse`), and its job carries the
    * concurrency limit that workers hold it to.
    */
-  async submit(client: string, req: Omit<QueuedRequest, 'context'>, context: Digest, secrets: ReadonlyMap<string, Buffer>, project?: string, quota?: ClientQuota): Promise<string> {
+  async submit(client: string, req: Omit<QueuedRequest, 'context'>, context: QueuedContext, secrets: ReadonlyMap<string, Buffer>, project?: string, quota?: ClientQuota): Promise<string> {
     const buildId = randomUUID();
     const proj = project ?? defaultProject(req, context);
     // Before the quota takes a slot: a build no worker can run is refused with nothing to undo.
@@ -121,7 +121,7 @@ export class Producer {
       buildId,
       client,
       project: proj,
-      request: { ...req, context: { digest: context } },
+      request: { ...req, context },
       ...(secrets.size > 0 && this.opts.vault ? { secretsHolder: this.opts.vault.holderId } : {}),
       ...(quota ? { quota: { maxConcurrentBuilds: quota.maxConcurrentBuilds } } : {}),
     };
@@ -129,8 +129,8 @@ export class Producer {
     try {
       await this.redis
         .multi()
-        // `context`: store retention keeps the context of every queued or running build.
-        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0', context, ...namedContextsField(req) })
+        // `context`: store retention keeps the uploaded context of every queued or running build (a URL context has none).
+        .hset(this.keys.build(buildId), { buildId, client, state: 'queued', project: proj, queue, createdAt: String(now), attempts: '0', ...('digest' in context ? { context: context.digest } : {}), ...namedContextsField(req) })
         .zadd(this.keys.clientBuilds(client), now, buildId)
         .zadd(this.keys.allBuilds, now, buildId)
         .exec();
@@ -360,13 +360,14 @@ function namedContextsField(req: Omit<QueuedRequest, 'context'>): { namedContext
   return digests.length ? { namedContexts: digests.join(' ') } : {};
 }
 
-/** Cache locality key: the first pushed repository, else the context digest. */
-function defaultProject(req: Omit<QueuedRequest, 'context'>, context: Digest): string {
+/** Cache locality key: the first pushed repository, else the context digest (or URL). */
+function defaultProject(req: Omit<QueuedRequest, 'context'>, context: QueuedContext): string {
   for (const o of req.outputs ?? []) {
     const ref = 'refs' in o ? o.refs?.[0] : undefined;
     if (ref) return ref.replace(/[@:][^/@:]*$/, '').replace(/@.*$/, '');
   }
-  return context;
+  // A URL context's builds share a worker's cache (its git commits, its base images) like an upload's.
+  return 'digest' in context ? context.digest : context.url;
 }
 
 function unavailable(err: unknown): Error {

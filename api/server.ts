@@ -16,7 +16,7 @@ import {
   type StoreRetention,
 } from '../store/index.js';
 import { isBuildState } from '../worker/build-states.js';
-import { namedContextDigests } from '../worker/jobs.js';
+import { namedContextDigests, type QueuedContext } from '../worker/jobs.js';
 import type { BuildRecord } from '../worker/records.js';
 import type { SecretVault } from '../worker/secret-vault.js';
 import { AuthError, TokenAuth, type AuthFailureReason, type Principal, type TokenGrant } from './auth.js';
@@ -25,7 +25,7 @@ import { EMPTY_SERVICE_CONFIG, type ServiceConfig } from './service-config.js';
 import { Producer } from './producer.js';
 import { buildReferences } from './store-references.js';
 import { eventToPb, loadServices, wireErrorToPb } from './proto.js';
-import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits } from './validate.js';
+import { REQUEST_LIMIT_DEFAULTS, validateBuildId, validateSubmit, type PbBuildRequest, type RequestLimits, type ValidatedSubmit } from './validate.js';
 import { toStatus } from './wire-errors.js';
 
 export interface ApiServerOptions {
@@ -58,6 +58,14 @@ export interface ApiServerOptions {
   readonly now?: () => number;
   /** Where refused calls are counted (the process's Prometheus metrics). */
   readonly metrics?: ApiMetricsSink;
+  /**
+   * The service's URL policy for a context the worker fetches (`context_url`),
+   * applied before the build is queued: throws when the workers would refuse
+   * the URL. The command that runs the API builds it from the operator's URL
+   * flags with the builder's check (the api does not import the builder).
+   * Absent: this server takes no URL contexts.
+   */
+  readonly checkContextUrl?: (url: string) => Promise<void>;
 }
 
 /** What the API reports to its process's metrics; the command that runs it wires them in. */
@@ -319,6 +327,9 @@ export class ApiServer {
     received.request = !first.done;
     if (first.done || first.value.part !== 'request') throw new CodedError('INVALID_ARGUMENT', 'the first Submit message must carry the build request');
     const v = validateSubmit(first.value.request, who, this.limits);
+    // Git named contexts are fetched by the worker too: the same early answer as a URL context, before any upload.
+    for (const c of Object.values(v.request.namedContexts ?? {})) if (c.type === 'git') await this.checkUrl(c.url);
+    if (v.contextUrl) return this.submitUrl(call, it, v, v.contextUrl, who);
     let digest = v.contextDigest;
     if (digest) {
       // Touched, not just looked up: a re-used context counts as fresh for retention.
@@ -339,15 +350,50 @@ export class ApiServer {
     for (const d of namedContextDigests(v.request)) {
       if ((await this.contexts.touch('context', d)) === undefined) throw new CodedError('NOT_FOUND', `named context ${d} is not stored: upload it with PutContext first`);
     }
-    const buildId = await this.producer.submit(who.client, v.request, digest, v.secrets, v.project, who.policy.quota);
-    this.log.info({ buildId, client: who.client, context: digest }, 'build queued');
+    return { build_id: await this.queue(call, v, { digest }, who), context_digest: digest };
+  }
+
+  /**
+   * Submit of a context the worker fetches: the URL passes the service's URL
+   * policy here, so a URL the workers would refuse is answered now and
+   * nothing is queued; the job carries the URL, never an upload.
+   */
+  private async submitUrl(
+    call: grpc.ServerReadableStream<unknown, unknown>,
+    rest: AsyncIterator<{ part?: string }>,
+    v: ValidatedSubmit,
+    context: { readonly url: string; readonly file: string },
+    who: Principal,
+  ): Promise<{ build_id: string; context_digest: string }> {
+    if (!this.opts.checkContextUrl) throw new CodedError('INVALID_ARGUMENT', 'this server takes no URL contexts: upload the context (clone or download it and pass the directory)');
+    for (let r = await rest.next(); !r.done; r = await rest.next()) {
+      if (r.value.part === 'chunk') throw new CodedError('INVALID_ARGUMENT', 'send either context_url or context chunks, not both');
+    }
+    await this.checkUrl(context.url);
+    return { build_id: await this.queue(call, v, context, who), context_digest: '' };
+  }
+
+  /** A URL a worker would fetch, under the operator's URL policy (when this server has one). */
+  private async checkUrl(url: string): Promise<void> {
+    await this.opts.checkContextUrl?.(url).catch((err: unknown) => {
+      // The operator's URL policy refused the URL, not the caller's token: a failed submit (exit 1),
+      // not a refused token (exit 3), and not counted as an auth failure.
+      if (err instanceof BuildliteError && err.code === 'PERMISSION_DENIED') throw new CodedError('INVALID_ARGUMENT', err.message, { cause: err });
+      throw err;
+    });
+  }
+
+  /** Queues a validated build with its context; a client that left meanwhile gets its build cancelled. */
+  private async queue(call: grpc.ServerReadableStream<unknown, unknown>, v: ValidatedSubmit, context: QueuedContext, who: Principal): Promise<string> {
+    const buildId = await this.producer.submit(who.client, v.request, context, v.secrets, v.project, who.policy.quota);
+    this.log.info({ buildId, client: who.client, context: 'digest' in context ? context.digest : context.url }, 'build queued');
     if (call.cancelled) {
       // The client gave up (Ctrl-C) while its build was being queued: it never learns the id, so nobody else would cancel it.
       const rec = await this.producer.get(buildId);
       if (rec) await this.producer.cancel(rec);
       this.log.info({ buildId, client: who.client }, 'build cancelled: the client left during submit');
     }
-    return { build_id: buildId, context_digest: digest };
+    return buildId;
   }
 
   /** A context tar into the store, within the client's context size limit; its digest. */

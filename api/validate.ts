@@ -62,6 +62,8 @@ export interface PbBuildRequest {
   cache_from: PbCacheSpec[];
   cache_to: PbCacheSpec[];
   named_contexts?: PbNamedContext[];
+  context_url?: string;
+  context_file?: string;
 }
 
 export interface PbNamedContext {
@@ -86,6 +88,8 @@ export interface ValidatedSubmit {
   readonly request: Omit<QueuedRequest, 'context'>;
   readonly secrets: ReadonlyMap<string, Buffer>;
   readonly contextDigest?: Digest;
+  /** A context the worker fetches (checked against the URL policy by the server before it queues). */
+  readonly contextUrl?: { readonly url: string; readonly file: string };
   readonly project?: string;
 }
 
@@ -145,7 +149,8 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
   const dockerfile = str(pb.dockerfile, 'dockerfile', Number.MAX_SAFE_INTEGER);
   const size = Buffer.byteLength(dockerfile);
   if (size > maxDockerfile) throw new LimitError('maxDockerfileBytes', maxDockerfile, `the Dockerfile is ${formatBytes(size)}: the limit is ${formatLimit('maxDockerfileBytes', maxDockerfile)}`);
-  if (dockerfile.trim() === '') throw bad('the Dockerfile is empty');
+  const contextUrl = contextUrlOf(pb, dockerfile);
+  if (!contextUrl && dockerfile.trim() === '') throw bad('the Dockerfile is empty');
   const dockerfileName = str(pb.dockerfile_name, 'dockerfile_name', 255, NAME) || 'Dockerfile';
   const dockerignore = str(pb.dockerignore, 'dockerignore', maxDockerfile);
   const buildArgs = pairs(pb.build_args, 'build_args', ARG_NAME);
@@ -184,6 +189,7 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
 
   const digestText = str(pb.context_digest, 'context_digest', 80);
   if (digestText !== '' && !isDigest(digestText)) throw bad(`context_digest "${digestText}": want sha256:<64 hex>`);
+  if (digestText !== '' && contextUrl) throw bad('send either context_url or context_digest, not both');
   const project = str(pb.project, 'project', 255, PROJECT);
   if (pb.has_source_date_epoch && !(Number.isSafeInteger(pb.source_date_epoch) && pb.source_date_epoch >= 0)) throw bad('source_date_epoch must be a non-negative integer');
 
@@ -208,7 +214,24 @@ export function validateSubmit(pb: PbBuildRequest | null | undefined, who: Princ
     ...(Object.keys(who.policy.jobLimits).length ? { limits: who.policy.jobLimits } : {}),
     ...(namedContexts ? { namedContexts } : {}),
   };
-  return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(project ? { project } : {}) };
+  return { request, secrets, ...(digestText ? { contextDigest: digestText } : {}), ...(contextUrl ? { contextUrl } : {}), ...(project ? { project } : {}) };
+}
+
+/**
+ * `context_url` and `context_file`: the form only (bounded, no NUL); the
+ * URL's scheme, credentials and addresses are the service's URL policy,
+ * which the server applies before it queues. The Dockerfile of a URL context
+ * is read from inside it on the worker, so the request carries none.
+ */
+function contextUrlOf(pb: PbBuildRequest, dockerfile: string): { url: string; file: string } | undefined {
+  const url = str(pb.context_url ?? '', 'context_url', 4096);
+  const file = str(pb.context_file ?? '', 'context_file', 4096);
+  if (url === '') {
+    if (file !== '') throw bad('context_file names the Dockerfile inside context_url, which is not set');
+    return undefined;
+  }
+  if (dockerfile !== '') throw bad('with context_url the Dockerfile is read from inside the fetched context: send its path as context_file, not its text');
+  return { url, file: file || 'Dockerfile' };
 }
 
 /**

@@ -6,4 +6,4 @@ export { renderGraph } from './graph/index.js';
 export { offlineResolver } from './image-source.js';
 export { EmulationProbe } from './emulation.js';
 export { extractTar } from './layers/index.js';
-export type { RemoteContext } from './remote-context.js';
+export { checkContextUrl, remoteContextRequest, type RemoteContext } from './remote-context.js';

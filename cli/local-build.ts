@@ -1,13 +1,12 @@
 import { writeFile } from 'node:fs/promises';
 import type { BuildEvent, BuildResult } from '../core/build.js';
 import type { WireError } from '../core/errors.js';
-import { Builder } from '../builder/index.js';
+import { Builder, remoteContextRequest } from '../builder/index.js';
 import type { ParsedBuild } from './parsed-build.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
 import { createRenderer, type Renderer } from './progress.js';
 import { openSshAgents } from './ssh-agents.js';
-import { remoteContextRequest } from './remote-context.js';
 
 /** Embedded mode: the builder runs in this process against a local state directory. */
 export async function runLocalBuild(p: ParsedBuild): Promise<number> {

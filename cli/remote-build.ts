@@ -23,7 +23,8 @@ export const CANCEL_WAIT = { acceptMs: 5_000, endMs: 10_000 } as const;
 
 /**
  * Remote mode (`build --server ADDR`, or BUILDLITE_SERVER): packs the
- * context, uploads it unless the server already has that digest, submits, and
+ * context, uploads it unless the server already has that digest (a URL
+ * context is not uploaded: the worker fetches it), submits, and
  * renders the build's events exactly as a local build does, resuming the
  * event stream from the last seq when it drops. SIGINT/SIGTERM cancel the
  * build on the server before the client exits; `--detach` prints the build id
@@ -37,7 +38,9 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
   for (const c of [...(p.request.cacheFrom ?? []), ...(p.request.cacheTo ?? [])]) {
     if (c.type !== 'registry') throw new UsageError(`--cache-from/--cache-to type=${c.type} would be on the server's machine: a remote build uses registry caches (type=registry,ref=REF)`, 'build');
   }
-  if (!('dir' in p.request.context)) throw new UsageError('a remote build needs a context directory', 'build');
+  const ctx = p.request.context;
+  const contextDir = 'dir' in ctx ? ctx.dir : undefined;
+  if (!p.remoteContext && contextDir === undefined) throw new UsageError('a remote build needs a context directory', 'build');
   const { client, server } = connect('build', { server: p.server, token: p.token });
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'buildlite-ctx-'));
   using interrupts = new Interrupts();
@@ -45,14 +48,20 @@ export async function runRemoteBuild(p: ParsedBuild): Promise<number> {
   try {
     let buildId: string;
     try {
-      const packed = await packContext(p.request.context.dir, path.join(tmp, 'context.tar'), p.request.dockerignore);
       const named = p.request.namedContexts ? await namedContextsForServer(client, p.request.namedContexts, tmp, interrupts.signal) : [];
       const req = { ...toSubmit(p), ...(named.length ? { named_contexts: named } : {}) };
-      const present = await client.hasContext(packed.digest);
-      const submitted = present
-        ? await client.submit({ ...req, context_digest: packed.digest }, undefined, interrupts.signal)
-        : await client.submit(req, createReadStream(packed.file), interrupts.signal);
-      buildId = submitted.buildId;
+      if (p.remoteContext) {
+        // The worker fetches a URL context (as BuildKit's daemon does): only the URL and the -f path inside it travel.
+        const submitted = await client.submit({ ...req, dockerfile: '', context_url: p.remoteContext.url, context_file: p.remoteContext.file }, undefined, interrupts.signal);
+        buildId = submitted.buildId;
+      } else if (contextDir !== undefined) {
+        const packed = await packContext(contextDir, path.join(tmp, 'context.tar'), p.request.dockerignore);
+        const present = await client.hasContext(packed.digest);
+        const submitted = present
+          ? await client.submit({ ...req, context_digest: packed.digest }, undefined, interrupts.signal)
+          : await client.submit(req, createReadStream(packed.file), interrupts.signal);
+        buildId = submitted.buildId;
+      } else throw new UsageError('a remote build needs a context directory', 'build');
     } catch (err) {
       // Interrupted during the upload: the server drops the call (and cancels a build it had just queued).
       if (interrupts.received) {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildRequest, NamedContext } from '../core/build.js';
 import type { Digest } from '../core/digest.js';
-import { extractTar } from '../builder/index.js';
+import { extractTar, remoteContextRequest, type Builder } from '../builder/index.js';
 import type { ServiceStore } from '../store/index.js';
 import type { QueuedRequest } from './jobs.js';
 
@@ -40,13 +40,21 @@ export interface UnpackedBuild {
   remove(): Promise<void>;
 }
 
+/** What fetching a URL context needs: the worker's builder (its URL policy, its git cache) and the build's secrets (GIT_AUTH_TOKEN). */
+export interface UrlContextDeps {
+  readonly builder: Builder;
+  readonly secrets: ReadonlyMap<string, Buffer>;
+}
+
 /**
- * A queued request's contexts unpacked for the builder: the build context,
- * and the directories of named contexts (local ones and OCI layouts, each
- * unpacked once however many names use it). On failure nothing stays behind.
+ * A queued request's contexts unpacked for the builder: the build context
+ * (an upload unpacked, or a URL fetched by the builder as an embedded build
+ * fetches it, its Dockerfile read from inside), and the directories of named
+ * contexts (local ones and OCI layouts, each unpacked once however many
+ * names use it). On failure nothing stays behind.
  */
-export async function unpackBuildContexts(store: ServiceStore, req: QueuedRequest, tmpRoot: string, signal?: AbortSignal): Promise<UnpackedBuild> {
-  const unpacked: UnpackedContext[] = [];
+export async function unpackBuildContexts(store: ServiceStore, req: QueuedRequest, tmpRoot: string, fetch: UrlContextDeps, signal?: AbortSignal): Promise<UnpackedBuild> {
+  const unpacked: Array<{ remove(): Promise<void> }> = [];
   const remove = async () => {
     for (const u of unpacked.reverse()) await u.remove();
   };
@@ -56,7 +64,7 @@ export async function unpackBuildContexts(store: ServiceStore, req: QueuedReques
     return u.dir;
   };
   try {
-    const dir = await unpack(req.context.digest);
+    const base = await mainContext(req, unpack, fetch, (r) => unpacked.push(r), signal);
     const dirs = new Map<Digest, Promise<string>>();
     const named: Record<string, NamedContext> = {};
     for (const [name, c] of Object.entries(req.namedContexts ?? {})) {
@@ -66,9 +74,26 @@ export async function unpackBuildContexts(store: ServiceStore, req: QueuedReques
         named[name] = { ...c, source: { dir: await dirs.get(d)! } };
       } else named[name] = c;
     }
-    return { request: { ...req, context: { dir }, ...(req.namedContexts ? { namedContexts: named } : {}) }, remove };
+    return { request: { ...base, ...(req.namedContexts ? { namedContexts: named } : {}) }, remove };
   } catch (err) {
     await remove();
     throw err;
   }
+}
+
+/** The build context as a directory: an upload unpacked, or a URL fetched with its Dockerfile read from inside it. */
+async function mainContext(
+  req: QueuedRequest,
+  unpack: (digest: Digest) => Promise<string>,
+  fetch: UrlContextDeps,
+  keep: (r: { remove(): Promise<void> }) => void,
+  signal?: AbortSignal,
+): Promise<BuildRequest> {
+  const { context, ...rest } = req;
+  if ('digest' in context) return { ...rest, context: { dir: await unpack(context.digest) } };
+  const remote = await fetch.builder.openContext(context.url, { secrets: fetch.secrets, ...(signal ? { signal } : {}) });
+  keep({ remove: async () => remote[Symbol.asyncDispose]() });
+  // The Dockerfile is held to the build's limit: the worker's, or the token's below it.
+  const maxBytes = Math.min(fetch.builder.limits.maxDockerfileBytes, req.limits?.maxDockerfileBytes ?? Infinity);
+  return remoteContextRequest({ ...rest, context: { dir: remote.dir } }, remote, context.url, context.file, maxBytes);
 }

@@ -1,7 +1,7 @@
 /**
  * The queue contract between the API (producer) and the workers: queue and
  * job names, and the job data. Job data holds references only: the request
- * without secret values, the context digest, the client id. The rest of what
+ * without secret values, the context digest (or URL), the client id. The rest of what
  * both sides share has a file of its own (docs/architecture.md, "api reaches
  * the worker only through the contract"): the Redis key layout
  * (redis-keys.ts), the build and worker records (records.ts), build states
@@ -33,8 +33,15 @@ export function namedContextDigests(req: Pick<BuildRequest, 'namedContexts'>): D
   return out;
 }
 
-/** The request as queued: the context is a digest, secrets are ids only (values never leave the API process). */
-export type QueuedRequest = Omit<BuildRequest, 'context'> & { readonly context: { readonly digest: Digest } };
+/**
+ * A queued build's context: an uploaded one by digest, or a URL the worker
+ * fetches (a git URL or an http(s) tarball or Dockerfile, checked by the API,
+ * never carrying credentials), with the Dockerfile's path inside it.
+ */
+export type QueuedContext = { readonly digest: Digest } | { readonly url: string; readonly file: string };
+
+/** The request as queued: the context is a digest or a URL, secrets are ids only (values never leave the API process). */
+export type QueuedRequest = Omit<BuildRequest, 'context'> & { readonly context: QueuedContext };
 
 export interface BuildJobData {
   readonly buildId: string;

@@ -59,7 +59,7 @@ export interface RunningBuild {
 }
 
 /**
- * Runs one build job: marks it running, unpacks its context, streams the
+ * Runs one build job: marks it running, unpacks (or fetches) its context, streams the
  * builder's events to Redis, and ends it exactly once. Failures that a retry
  * can fix (registry down, a Redis blip) are rethrown for BullMQ's backoff;
  * Dockerfile and RUN failures end the build and become UnrecoverableError; a
@@ -144,7 +144,7 @@ export async function processBuild(
     const observe = deps.metrics?.observer();
     let terminal: BuildEvent | undefined;
     const tmp = path.join(deps.root, 'tmp');
-    const ctx = await unpackBuildContexts(deps.store, job.data.request, tmp, controller.signal).catch((err: unknown) => {
+    const ctx = await unpackBuildContexts(deps.store, job.data.request, tmp, { builder: deps.builder, secrets }, controller.signal).catch((err: unknown) => {
       terminal = { seq: 0, type: 'error', error: toWire(err) };
       return undefined;
     });

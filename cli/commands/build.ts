@@ -65,9 +65,9 @@ export async function parseBuild(argv: string[], over: ParseOverrides = {}): Pro
   const server = v.check ? undefined : serverOf(v);
   if (contextArg === '-' && !over.contextDir) throw new UsageError('a context on stdin (-) is only read by an embedded build', 'build');
   if (v.detach && !server) throw new UsageError('--detach leaves a build running on a build service: it needs --server (or BUILDLITE_SERVER)', 'build');
-  // A URL context is fetched by the builder, and its Dockerfile read from inside it (cli/remote-context.ts).
+  // A URL context is fetched by the builder that runs the build (this one, or a service's worker),
+  // and its Dockerfile read from inside it (builder/remote-context.ts): nothing is read or uploaded here.
   const remote = !over.contextDir && (isGitUrl(contextArg) || /^https?:\/\//i.test(contextArg)) ? { url: contextArg, file: v.file ?? 'Dockerfile' } : undefined;
-  if (remote && server) throw new UsageError('a git or URL context is fetched by the builder that runs the build, and a build service does not take one yet: clone or download it and pass the directory', 'build');
   const contextDir = remote ? '' : (over.contextDir ?? path.resolve(contextArg));
   // With a context on stdin, a relative -f names a file inside it (as docker build does).
   const dockerfilePath = v.file ? path.resolve(over.contextDir ?? '.', v.file) : path.join(contextDir, 'Dockerfile');

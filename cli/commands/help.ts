@@ -28,9 +28,11 @@ const WORKER_OPTIONS = `      --id ID                Worker id (default HOSTNAME
       --allow-security-insecure  Operator: allow RUN --security=insecure (all capabilities, no
                              seccomp, every device: root on this machine) for tokens granted
                              security.insecure
-      --allow-url-network CIDR  Operator: let ADD <url> reach this loopback, private or link-local
-                             network (repeatable; all of them are refused by default)
-      --allow-private-urls   Operator: let ADD <url> reach every such address (cloud metadata too)
+      --allow-url-network CIDR  Operator: let ADD <url>, git sources and URL contexts reach this
+                             loopback, private or link-local network (repeatable; all of them
+                             are refused by default); give serve the same, as it checks URL
+                             contexts before queueing
+      --allow-private-urls   Operator: let them reach every such address (cloud metadata too)
       --http-timeouts SPEC   Stall limits of registry requests and ADD <url> fetches:
                              connect=10s,headers=30s,idle=60s (the defaults; any subset), or
                              BUILDLITE_HTTP_TIMEOUTS; a stall is retried like a reset
@@ -92,10 +94,10 @@ Run 'buildlite help COMMAND' for a command's options.`,
   build: `Usage: buildlite build [OPTIONS] CONTEXT
 
 CONTEXT is a directory, or - to read a tar of the context (plain, gzip, bzip2,
-xz) or a bare Dockerfile from stdin, or a URL the builder fetches (embedded
-builds, under the ADD <url> policy): a git repository (https://host/repo.git
-#REF:SUBDIR, git@host:repo.git, ssh://, git://) or a tarball or Dockerfile
-over http(s).
+xz) or a bare Dockerfile from stdin, or a URL the builder fetches (under the
+ADD <url> policy; with --server, the service's worker fetches it and nothing is
+uploaded): a git repository (https://host/repo.git#REF:SUBDIR,
+git@host:repo.git, ssh://, git://) or a tarball or Dockerfile over http(s).
 
   -f, --file FILE            Dockerfile (default: CONTEXT/Dockerfile; inside the context for - and URLs)
   -t, --tag REF              Name the image (repeatable)
@@ -250,6 +252,10 @@ Prune, ListWorkers, and grpc.health.v1). Prints "listening on HOST:PORT".
                              context counts as a use. A registry store loses the tag; run the
                              registry's garbage collection to reclaim the bytes
       --store-gc-interval D  Time between store retention passes (default 1h)
+      --allow-url-network CIDR, --allow-private-urls
+                             With or without --embedded-worker: the URL policy a URL context
+                             (build --server https://host/repo.git#REF) is checked under before
+                             it is queued; give the workers the same (they check again)
 
 ${SERVICE_OPTIONS}
 

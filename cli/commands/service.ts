@@ -8,7 +8,7 @@ import { parseBytes } from '../../core/bytes.js';
 import { parseDuration } from '../../core/duration.js';
 import { isRegistryStoreSpec, RETENTION_DEFAULTS, type RetentionPolicy } from '../../store/index.js';
 import { BuildWorker, SecretVault, ServiceMetrics, redactUrl, waitForRedis, type BuildWorkerOptions } from '../../worker/index.js';
-import { checkHttpPolicy } from '../../builder/index.js';
+import { checkContextUrl, checkHttpPolicy, type HttpPolicy } from '../../builder/index.js';
 import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { UsageError } from '../usage.js';
@@ -93,6 +93,27 @@ function parsed<T>(cmd: string, name: string, v: string | undefined, parse: (s: 
   }
 }
 
+/**
+ * The operator's URL policy (docs/security.md T7): ADD <url>, git sources and
+ * URL contexts stay off loopback, private and link-local addresses (the
+ * service's own Redis, API, registry and the cloud metadata service among
+ * them) unless allowed. A worker fetches under it; `serve` checks a URL
+ * context under it before queueing, so the operator gives both the same flags.
+ */
+function urlPolicy(cmd: string, v: Pick<CommonValues, 'allow-private-urls' | 'allow-url-network'>): HttpPolicy {
+  const policy = {
+    allowPrivate: v['allow-private-urls'] ?? false,
+    allowNetworks: v['allow-url-network'] ?? [],
+    deniedHint: 'the build service operator allows it with buildlite worker --allow-url-network CIDR (or --allow-private-urls), given to buildlite serve too for URL contexts',
+  };
+  try {
+    checkHttpPolicy(policy);
+  } catch (err) {
+    throw new UsageError(`--allow-url-network: ${err instanceof Error ? err.message : String(err)}`, cmd);
+  }
+  return policy;
+}
+
 type CommonValues = { [K in keyof typeof COMMON]?: (typeof COMMON)[K] extends { multiple: true } ? string[] : (typeof COMMON)[K]['type'] extends 'boolean' ? boolean : string };
 
 function workerOptions(cmd: string, v: CommonValues, url: string, root: string, log: Logger, metrics: ServiceMetrics): BuildWorkerOptions {
@@ -114,18 +135,7 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
   }
   // The worker's own limits: the ceiling of every build it takes, whatever the build asks.
   const limits = limitsFromFlags(cmd, v);
-  // ADD <url> stays off loopback, private and link-local addresses (the worker's own Redis, API,
-  // registry and the cloud metadata service among them) unless the operator allows them.
-  const httpPolicy = {
-    allowPrivate: v['allow-private-urls'] ?? false,
-    allowNetworks: v['allow-url-network'] ?? [],
-    deniedHint: 'the build service operator allows it with buildlite worker --allow-url-network CIDR (or --allow-private-urls)',
-  };
-  try {
-    checkHttpPolicy(httpPolicy);
-  } catch (err) {
-    throw new UsageError(`--allow-url-network: ${err instanceof Error ? err.message : String(err)}`, cmd);
-  }
+  const httpPolicy = urlPolicy(cmd, v);
   return {
     redisUrl: url,
     root,
@@ -221,6 +231,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const workerId = v['embedded-worker'] ? (v.id ?? `${os.hostname()}-api-${randomBytes(3).toString('hex')}`) : undefined;
   // Every flag is checked before the wait for Redis: a typo must not look like a Redis outage.
   const embeddedOpts = workerId ? workerOptions('serve', { ...v, id: workerId }, url, root, log, metrics) : undefined;
+  const contextUrls = urlPolicy('serve', v);
   if (!(await waitForRedis(url, log, stop.signal))) return 1;
   process.off('SIGTERM', onEarly);
   process.off('SIGINT', onEarly);
@@ -241,6 +252,7 @@ export async function runServe(argv: string[]): Promise<number> {
     metrics,
     ...(v.prefix ? { prefix: v.prefix } : {}),
     ...(vault ? { vault } : {}),
+    checkContextUrl: (u) => checkContextUrl(u, contextUrls),
   });
   metrics.serveService({
     queueDepth: () => api.queueDepth(),

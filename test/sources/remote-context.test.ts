@@ -128,10 +128,4 @@ describe('build contexts from URLs (fetched by the builder, under the URL policy
       expect(files.seen.length).toBe(before);
     });
   });
-
-  it('a build service does not take a URL context: a usage error, before anything is sent', async () => {
-    const r = await runCli(['build', '--server', '127.0.0.1:1', `${server.url('ctx')}#v1:app`]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/a git or URL context is fetched by the builder/);
-  });
 });
