@@ -57,7 +57,6 @@ describe('buildlite command line', () => {
     ['bad --progress', ['build', '--progress', 'fancy', 'CTX'], /--progress "fancy"/],
     ['bad --network', ['build', '--network', 'bridge', 'CTX'], /network "bridge": want default, none or host/],
     ['bad --allow', ['build', '--allow', 'device', 'CTX'], /allow "device": the entitlements are network.host and security.insecure/],
-    ['--check on a build service', ['build', '--check', '--server', '127.0.0.1:1', '--token', 'x', 'CTX'], /--check runs the checks here/],
     ['a platform that is not Linux', ['build', '--platform', 'linux/amd64,windows/amd64', 'CTX'], /--platform: platform windows\/amd64 is not supported: buildlite builds Linux images/],
     ['an unknown architecture', ['build', '--platform', 'linux/sparc', 'CTX'], /--platform: platform linux\/sparc is not supported: the architectures are amd64, arm64/],
     ['malformed platform', ['build', '--platform', 'linux/', 'CTX'], /--platform: invalid platform "linux\/": want OS\/ARCH/],
