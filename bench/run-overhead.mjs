@@ -39,14 +39,38 @@ for (const d of ['proc', 'sys', 'dev', 'etc', 'tmp']) fs.mkdirSync(path.join(roo
 const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
 let seq = 0;
-// CPU of this process and of every child it has waited for (runc, mount, hooks...): wall time on
-// a shared machine drifts with the load, CPU time much less, so both are reported.
+// CPU of this process, of every child it has waited for (runc, hooks...), and of the children
+// still alive: the host-command helpers (core/host-commands.ts) that start mount, umount,
+// getfattr and runc delete for us run for the whole process, and their CPU (with that of the
+// commands they waited for) counts as the step's. Wall time on a shared machine drifts with the
+// load, CPU time much less, so both are reported.
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-function cpuMs() {
-  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+const statTicks = (stat, withChildren) => {
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime (fields 14, 15), cutime, cstime (16, 17); f[0] is field 3
+  return Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0);
+};
+function liveChildren() {
+  const pids = [];
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    const text = fs.readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim();
+    if (text) pids.push(...text.split(' '));
+  }
+  return pids;
+}
+function cpuMs() {
   const { user, system } = process.cpuUsage();
-  return (user + system) / 1000 + (Number(f[13]) + Number(f[14])) * TICK_MS; // cutime, cstime (fields 16, 17)
+  const self = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = self.slice(self.lastIndexOf(')') + 2).split(' ');
+  let ticks = Number(f[13]) + Number(f[14]);
+  for (const pid of liveChildren()) {
+    try {
+      ticks += statTicks(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'), true);
+    } catch {
+      // exited between the two reads: its CPU moves to our cutime
+    }
+  }
+  return (user + system) / 1000 + ticks * TICK_MS;
 }
 
 // The executor's own config.json, captured as it writes it (fs.writeFileSync seen through the ESM binding).

@@ -1,45 +1,33 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { BuildliteError, type ErrorCode } from './errors.js';
+import { runOnHost, type HostCommandResult } from './host-commands.js';
 import type { Mount } from './mount.js';
-
-const run = promisify(execFile);
 
 export class MountError extends BuildliteError {
   readonly code: ErrorCode = 'SANDBOX';
 }
 
 /**
- * Mount `m` at `target` with mount(8). Node has no mount(2); a mount process
- * costs ~3 ms here (shared/bench results), small next to a step.
+ * Mount `m` at `target` with mount(8). Node has no mount(2); the mount
+ * process is started by a host-command helper (host-commands.ts), ~2 ms.
  */
 export async function mountAt(m: Mount, target: string): Promise<void> {
   const args = ['-t', m.type];
   if (m.options.length > 0) args.push('-o', m.options.join(','));
   args.push(m.source, target);
-  try {
-    await run('mount', args, { timeout: 30_000 });
-  } catch (err) {
-    throw new MountError(`mount ${m.type} at ${target} failed: ${stderrOf(err)}`, { cause: err });
-  }
+  const r = await runOnHost('mount', args);
+  if (r.code !== 0) throw new MountError(`mount ${m.type} at ${target} failed: ${reasonOf(r)}`);
 }
 
 /** Unmount `target`; a target that is not mounted counts as success. Lazy detach when busy. */
 export async function unmountAt(target: string): Promise<void> {
-  try {
-    await run('umount', [target], { timeout: 30_000 });
-  } catch (err) {
-    const msg = stderrOf(err);
-    if (/not mounted|no mount point|not found/i.test(msg)) return;
-    // A process that outlived its step may still hold the mount; detach it so
-    // the directory can be removed, the kernel frees it when the holder exits.
-    try {
-      await run('umount', ['-l', target], { timeout: 30_000 });
-    } catch (err2) {
-      throw new MountError(`umount ${target} failed: ${stderrOf(err2)}`, { cause: err2 });
-    }
-  }
+  const r = await runOnHost('umount', [target]);
+  if (r.code === 0) return;
+  if (/not mounted|no mount point|not found/i.test(r.stderr)) return;
+  // A process that outlived its step may still hold the mount; detach it so
+  // the directory can be removed, the kernel frees it when the holder exits.
+  const lazy = await runOnHost('umount', ['-l', target]);
+  if (lazy.code !== 0) throw new MountError(`umount ${target} failed: ${reasonOf(lazy)}`);
 }
 
 /** Mount points under `prefix` (from /proc/self/mountinfo), deepest first, for sweeps and tests. */
@@ -65,7 +53,7 @@ export function parseMountPoints(mountinfo: string, prefix: string): string[] {
   return points.sort((a, b) => b.length - a.length);
 }
 
-function stderrOf(err: unknown): string {
-  const e = err as { stderr?: string; message?: string };
-  return (e.stderr?.trim() || e.message || String(err)).slice(0, 500);
+function reasonOf(r: HostCommandResult): string {
+  if (r.timedOut) return 'timed out after 30 s';
+  return (r.stderr || `exit status ${r.code}`).slice(0, 500);
 }

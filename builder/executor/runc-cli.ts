@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { text } from 'node:stream/consumers';
+import { readFromHost } from '../../core/host-commands.js';
 import { SandboxError } from './errors.js';
 
 /**
@@ -25,18 +26,18 @@ export class RuncCli {
     return [...(this.rootless ? ['--rootless', 'true'] : []), '--root', this.root, ...args];
   }
 
-  exec(args: string[], timeoutMs = 30_000): Promise<{ stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        this.runcPath,
-        this.argv(...args),
-        { env: RUNC_ENV, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' },
-        (err, stdout, stderr) => {
-          if (err) reject(new SandboxError(`runc ${args[0]} failed: ${(stderr || err.message).trim().slice(0, 500)}`, { cause: err }));
-          else resolve({ stdout, stderr });
-        },
-      );
-    });
+  /**
+   * One runc command, started by a host-command helper (a fork of Node per
+   * `runc delete` was a fifth of a RUN step's own CPU); stdout is its result.
+   * The helpers give every command a bare environment, as RUNC_ENV.
+   */
+  async exec(args: string[], timeoutMs = 30_000): Promise<{ stdout: string }> {
+    const r = await readFromHost(this.runcPath, this.argv(...args), text, { timeoutMs });
+    if (r.code !== 0 || r.value === undefined) {
+      const why = r.timedOut ? `timed out after ${timeoutMs} ms` : r.stderr || `exit status ${r.code}`;
+      throw new SandboxError(`runc ${args[0]} failed: ${why.slice(0, 500)}`);
+    }
+    return { stdout: r.value };
   }
 
   /** Ids of every container in the root (none when the root does not exist yet). */

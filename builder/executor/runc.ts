@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { chown, lstat, mkdir, readFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { AsyncStack } from '../../core/dispose.js';
@@ -9,7 +9,7 @@ import { mountAt, unmountAt } from '../../core/mounter.js';
 import { cleanAbs, resolveInRoot } from '../../core/safe-path.js';
 import { runsRootless } from '../../core/userns.js';
 import { detectCgroups, rootlessCgroups, unenforced, type CgroupSupport } from './cgroup-support.js';
-import { cgroupsPathOf, readOomKilled, readPidsLimited } from './cgroups.js';
+import { cgroupsPathOf, readOomKilled, readPidsLimited, removeCgroup } from './cgroups.js';
 import { checkProcess, overStepLimits } from './checks.js';
 import { newContainerId, ownPrefix } from './container-ids.js';
 import { ExecCancelledError, ExecutorOptionError, SandboxError, SandboxPermissionError } from './errors.js';
@@ -128,7 +128,9 @@ export class RuncExecutor implements Executor {
     try {
       this.ensureDirs();
       await mkdir(bundle, { mode: 0o700 });
-      stack.defer(() => removeBundle(bundle));
+      // With the rootfs used in place nothing is ever mounted in the bundle: a few
+      // small files, removed off the step's path (~3 ms on the main thread).
+      stack.defer(() => (inPlace !== undefined ? this.inBackground(rm(bundle, { recursive: true, force: true })) : removeBundle(bundle)));
       if (inPlace === undefined) {
         await mkdir(rootfs, { mode: 0o755 });
         for (const m of opts.rootfs) {
@@ -216,12 +218,32 @@ export class RuncExecutor implements Executor {
   /**
    * When `runc run` returned by itself, every process of the step is gone: the
    * kernel reaps all of a pid namespace before its init can be reaped. What
-   * remains is runc's record and an empty cgroup, which need not hold up the
-   * step (~10 ms each): they go in the background, and drain() waits for them.
-   * A delete that fails leaves a stopped container, which the next sweep removes.
+   * remains is runc's record (its state dir) and an empty cgroup: we remove
+   * both ourselves, off the step's path, as `runc delete` would for a stopped
+   * container without hooks (we set none), which saves starting runc once
+   * more per step (~15 ms of CPU). Should the cgroup still hold a task, it is
+   * killed first (removeCgroup); if that fails, `runc delete --force` gets
+   * the last word, and what even that leaves the next sweep removes.
    */
   private deleteInBackground(id: string): void {
-    const p = this.runc.forceDelete(id).catch(() => undefined).finally(() => this.deleting.delete(p));
+    this.inBackground(
+      (async () => {
+        try {
+          await removeCgroup(id);
+          await rm(path.join(this.runc.root, id), { recursive: true, force: true });
+        } catch {
+          await this.runc.forceDelete(id);
+        }
+      })(),
+    );
+  }
+
+  /** Clean-up that need not hold up a step; drain() waits for it. A failure leaves what the next sweep removes. */
+  private inBackground(work: Promise<unknown>): void {
+    const p: Promise<void> = work.then(
+      () => undefined,
+      () => undefined,
+    ).finally(() => this.deleting.delete(p));
     this.deleting.add(p);
   }
 

@@ -74,9 +74,17 @@ timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname unlink 
 utimensat utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev
 process_vm_readv process_vm_writev ptrace`;
 
-/** Per architecture, as in moby; keyed by Node's `process.arch`. */
+/**
+ * Per architecture, as in moby but for x32; keyed by Node's `process.arch`.
+ * x32 (64-bit registers, 32-bit pointers) is left out: distribution kernels
+ * turn its syscalls off (Debian needs `syscall.x32=y` at boot), images do not
+ * ship it, and each architecture in the list is a filter libseccomp builds
+ * in runc on every step (~5 ms of a RUN here, bench/run-overhead.mjs). Its
+ * calls then match no rule and get the default EPERM. i386 stays: 32-bit
+ * programs in amd64 images (and linux/386 builds) are common.
+ */
 const ARCH_CALLS: Record<string, { arches: string[]; calls: string }> = {
-  x64: { arches: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], calls: 'arch_prctl modify_ldt' },
+  x64: { arches: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], calls: 'arch_prctl modify_ldt' },
   arm64: {
     arches: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
     calls: 'arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls',

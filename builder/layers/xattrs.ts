@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { readFromHost } from '../../core/host-commands.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 
 export class XattrError extends BuildliteError {
@@ -30,27 +32,28 @@ export const OPAQUE_XATTR = 'trusted.overlay.opaque';
 export const USER_OPAQUE_XATTR = 'user.overlay.opaque';
 
 /**
- * All xattrs of a tree with one `getfattr` spawn (Node has no xattr API): the
- * output streams through readline, and only kept attributes and opaque marks
- * stay in memory (overlay puts `trusted.overlay.origin` on many files).
+ * All xattrs of a tree with one `getfattr` (Node has no xattr API), run by a
+ * host-command helper: its output streams through readline, and only kept
+ * attributes and opaque marks stay in memory (overlay puts
+ * `trusted.overlay.origin` on many files).
  */
 export async function readTreeXattrs(dir: string, signal?: AbortSignal, opaqueXattr: string = OPAQUE_XATTR): Promise<TreeXattrs> {
-  const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
-    ...(signal ? { signal } : {}),
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    if (stderr.length < 4096) stderr += d;
-  });
-  const exited = new Promise<number>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? 1));
-  });
+  const r = await readFromHost(
+    'getfattr',
+    ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir],
+    (stdout) => parseGetfattr(stdout, opaqueXattr),
+    // A tree of a million files takes long; the step's own timeout bounds the step.
+    { timeoutMs: 3_600_000, ...(signal ? { signal } : {}) },
+  );
+  if (r.aborted) throw new XattrError(`getfattr on ${dir} was cancelled`);
+  if (r.code !== 0 || !r.value) throw new XattrError(`getfattr on ${dir} failed (exit ${r.code}): ${r.stderr.slice(0, 500)}`);
+  return r.value;
+}
+
+async function parseGetfattr(stdout: Readable, opaqueXattr: string): Promise<TreeXattrs> {
   const out: TreeXattrs = { opaque: new Set(), attrs: new Map() };
   let current: string | undefined;
-  for await (const line of createInterface({ input: child.stdout, crlfDelay: Infinity })) {
+  for await (const line of createInterface({ input: stdout, crlfDelay: Infinity })) {
     if (line.startsWith('# file: ')) {
       current = unescapeName(line.slice('# file: '.length));
       continue;
@@ -67,8 +70,6 @@ export async function readTreeXattrs(dir: string, signal?: AbortSignal, opaqueXa
       m.set(name, value);
     }
   }
-  const code = await exited;
-  if (code !== 0) throw new XattrError(`getfattr on ${dir} failed (exit ${code}): ${stderr.trim().slice(0, 500)}`);
   return out;
 }
 
