@@ -103,15 +103,17 @@ describe('HostCommands', () => {
     expect(helperPids().some((pid) => !before.has(pid))).toBe(true);
   });
 
-  it('leaves no output file behind', async () => {
-    const p = pool();
-    await p.runReading('/bin/echo', ['x'], text);
-    await p.runReading('/bin/false', [], text);
-    const dirs = readdirSync(os.tmpdir()).filter((d) => d.startsWith('buildlite-host-'));
-    for (const d of dirs) {
-      const files = readdirSync(path.join(os.tmpdir(), d));
-      expect(files.filter((f) => f.startsWith('out-'))).toEqual([]);
-    }
+  it('leaves no file behind: outputs go at once, each helper directory with its helper', async () => {
+    const dirs = () => new Set(readdirSync(os.tmpdir()).filter((d) => d.startsWith('buildlite-host-')));
+    const before = dirs();
+    const p = new HostCommands('/bin/sh');
+    await Promise.all([p.runReading('/bin/echo', ['x'], text), p.runReading('/bin/false', [], text), p.run('/bin/sh', ['-c', 'echo e >&2; exit 2'])]);
+    const ours = [...dirs()].filter((d) => !before.has(d));
+    expect(ours.length).toBeGreaterThan(0);
+    for (const d of ours) expect(readdirSync(path.join(os.tmpdir(), d)).filter((f) => f.startsWith('out-'))).toEqual([]);
+    p.close();
+    for (let i = 0; i < 100 && ours.some((d) => existsSync(path.join(os.tmpdir(), d))); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(ours.filter((d) => existsSync(path.join(os.tmpdir(), d)))).toEqual([]);
   });
 });
 

@@ -29,20 +29,22 @@ export class HostCommandError extends BuildliteError {
  * quoted, so `eval` sees exactly our argv and interprets nothing of it); the
  * helper answers `E STATUS`. Stderr goes to the helper's own file in a private
  * directory, read only on failure; stdout to /dev/null or a file the caller
- * streams. A helper is a process group of its own: a timeout or an abort kills
+ * streams. Each helper has a directory of its own, which it removes when its
+ * loop ends (we remove it when the helper dies). A helper is a process group of its own: a timeout or an abort kills
  * the group (the helper and its command) and the pool forgets it. End of its
  * stdin (we exited, or closed the pool) ends its loop after the current command.
  */
 const SCRIPT = [
-  'err=$1',
+  'dir=$1',
   'run() {',
   '  out=$1; shift',
-  '  "$@" </dev/null >"$out" 2>"$err"',
+  '  "$@" </dev/null >"$out" 2>"$dir/err"',
   '  echo "E $?"',
   '}',
   'while IFS= read -r line; do',
   '  eval "run $line"',
   'done',
+  'rm -rf -- "$dir"',
 ].join('\n');
 
 /** The bare environment every host command gets: nothing of ours (tokens, credentials) reaches them. */
@@ -71,7 +73,8 @@ export interface HostCommandResult {
 
 interface Helper {
   readonly child: ChildProcess;
-  readonly errPath: string;
+  /** Private (0700): its stderr file, and the stdout files of runReading. */
+  readonly dir: string;
   /** Called with the status of the command it runs, or with an error when the helper is gone. */
   answer?: (status: number | Error) => void;
 }
@@ -81,7 +84,6 @@ export class HostCommands {
   private readonly idle: Helper[] = [];
   private readonly all = new Set<Helper>();
   private readonly queue: Array<(h: Helper) => void> = [];
-  private dir: string | undefined;
   private seq = 0;
   private busy = 0;
 
@@ -89,7 +91,7 @@ export class HostCommands {
 
   /** Run `file args` to completion; stdout is discarded. */
   async run(file: string, args: readonly string[], opts: HostCommandOptions = {}): Promise<HostCommandResult> {
-    return this.exec(file, args, opts, undefined);
+    return (await this.exec(file, args, opts, false)).result;
   }
 
   /**
@@ -99,18 +101,12 @@ export class HostCommands {
    * absent when the command failed.
    */
   async runReading<T>(file: string, args: readonly string[], read: (stdout: Readable) => Promise<T>, opts: HostCommandOptions = {}): Promise<HostCommandResult & { value?: T }> {
-    const outPath = path.join(this.privateDir(), `out-${++this.seq}`);
-    let result: HostCommandResult;
-    try {
-      result = await this.exec(file, args, opts, outPath);
-    } catch (err) {
-      await unlink(outPath).catch(() => undefined);
-      throw err;
-    }
-    const fh = await open(outPath, 'r').catch(() => undefined);
+    const { result, outPath } = await this.exec(file, args, opts, true);
+    // None when aborted before it started; gone with a helper that was killed.
+    const fh = outPath === undefined ? undefined : await open(outPath, 'r').catch(() => undefined);
     if (!fh) return result;
     try {
-      await unlink(outPath).catch(() => undefined);
+      await unlink(outPath!).catch(() => undefined);
       if (result.code !== 0) return result;
       return { ...result, value: await read(fh.createReadStream({ autoClose: false, start: 0 })) };
     } finally {
@@ -125,11 +121,12 @@ export class HostCommands {
     this.idle.length = 0;
   }
 
-  private async exec(file: string, args: readonly string[], opts: HostCommandOptions, outPath: string | undefined): Promise<HostCommandResult> {
-    const words = [outPath ?? '/dev/null', file, ...args];
-    if (words.some((w) => w.includes('\n') || w.includes('\0'))) throw new HostCommandError(`host command ${file}: an argument holds a newline or NUL`);
-    if (opts.signal?.aborted) return { code: 137, stderr: '', timedOut: false, aborted: true };
+  private async exec(file: string, args: readonly string[], opts: HostCommandOptions, keepStdout: boolean): Promise<{ result: HostCommandResult; outPath?: string }> {
+    if ([file, ...args].some((w) => w.includes('\n') || w.includes('\0'))) throw new HostCommandError(`host command ${file}: an argument holds a newline or NUL`);
+    if (opts.signal?.aborted) return { result: { code: 137, stderr: '', timedOut: false, aborted: true } };
     const helper = await this.acquire();
+    const outPath = keepStdout ? path.join(helper.dir, `out-${++this.seq}`) : undefined;
+    const words = [outPath ?? '/dev/null', file, ...args];
     let ended: 'exited' | 'timedOut' | 'aborted' = 'exited';
     const status = await new Promise<number | Error>((resolve) => {
       const timer = setTimeout(() => {
@@ -152,13 +149,13 @@ export class HostCommands {
     if (typeof status !== 'number') {
       // The helper is gone (killed by us or by someone else): so is its command.
       this.release(helper);
-      if (ended !== 'exited') return { code: 137, stderr: '', timedOut: ended === 'timedOut', aborted: ended === 'aborted' };
+      if (ended !== 'exited') return { result: { code: 137, stderr: '', timedOut: ended === 'timedOut', aborted: ended === 'aborted' }, ...(outPath ? { outPath } : {}) };
       throw status;
     }
     // Read before the helper takes its next command, which truncates the file.
-    const stderr = status === 0 ? '' : (await readFile(helper.errPath, 'latin1').catch(() => '')).slice(0, STDERR_KEEP).trim();
+    const stderr = status === 0 ? '' : (await readFile(path.join(helper.dir, 'err'), 'latin1').catch(() => '')).slice(0, STDERR_KEEP).trim();
     this.release(helper);
-    return { code: status, stderr, timedOut: false, aborted: false };
+    return { result: { code: status, stderr, timedOut: false, aborted: false }, ...(outPath ? { outPath } : {}) };
   }
 
   private acquire(): Promise<Helper> {
@@ -181,18 +178,18 @@ export class HostCommands {
   }
 
   private startHelper(): Helper {
-    const dir = this.privateDir();
-    const errPath = path.join(dir, `err-${++this.seq}`);
+    const dir = mkdtempSync(path.join(tmpdir(), 'buildlite-host-'));
     // Detached: its own process group (killGroup), and a kill of our group does not reach it.
-    const child = spawn(this.sh, ['-c', SCRIPT, 'buildlite-host', errPath], { stdio: ['pipe', 'pipe', 'ignore'], cwd: '/', env: HOST_ENV, detached: true });
-    const helper: Helper = { child, errPath };
+    const child = spawn(this.sh, ['-c', SCRIPT, 'buildlite-host', dir], { stdio: ['pipe', 'pipe', 'ignore'], cwd: '/', env: HOST_ENV, detached: true });
+    const helper: Helper = { child, dir };
     const gone = (why: string): void => {
       this.all.delete(helper);
       const at = this.idle.indexOf(helper);
       if (at >= 0) this.idle.splice(at, 1);
       // A command in flight gets its answer; release() then gives the helper's place to whoever queues.
       helper.answer?.(new HostCommandError(`the host command helper ${why}`));
-      void unlink(errPath).catch(() => undefined);
+      // Its loop did not get to remove its directory.
+      rmSync(dir, { recursive: true, force: true });
     };
     child.once('error', (err) => gone(`failed to start (${err.message})`));
     child.once('exit', (code, sig) => gone(`exited (${sig ?? code})`));
@@ -219,14 +216,6 @@ export class HostCommands {
         h.child.unref();
       }
     }
-  }
-
-  private privateDir(): string {
-    if (this.dir && existsSync(this.dir)) return this.dir;
-    const dir = mkdtempSync(path.join(tmpdir(), 'buildlite-host-'));
-    this.dir = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    return dir;
   }
 }
 
