@@ -44,12 +44,15 @@ const text = readFileSync(cli, 'utf8').replace(/[^\x00-\x7f]/gu, (c) =>
 );
 writeFileSync(cli, text);
 
+// The bin is CommonJS too: an ESM entry sets up Node's ESM loader first, ~12 ms
+// of every command (`--version` 0.10 -> 0.09 s here).
 await build({
   ...common,
   entryPoints: [path.join(root, 'cli', 'boot.ts')],
   outfile: path.join(outdir, 'main.js'),
-  format: 'esm',
-  define: { BUNDLE_ID: JSON.stringify(createHash('sha256').update(text).digest('hex').slice(0, 16)) },
+  format: 'cjs',
+  define: { BUNDLE_ID: JSON.stringify(createHash('sha256').update(text).digest('hex').slice(0, 16)), 'import.meta.url': '__blImportMetaUrl' },
+  banner: { js: "const __blImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
-// dist/ holds no package.json of its own: main.js is ESM, cli.cjs says what it is by its name.
-writeFileSync(path.join(outdir, 'package.json'), '{ "type": "module" }\n');
+// dist/ holds no package.json of its own: this one says main.js is CommonJS (cli.cjs says it by its name).
+writeFileSync(path.join(outdir, 'package.json'), '{ "type": "commonjs" }\n');
