@@ -49,13 +49,28 @@ describe('ParallelGzip', () => {
     expect(gunzipSync(gz).equals(rnd)).toBe(true);
   });
 
+  it('writes incompressible data as stored blocks of its own, the same however split, a random tail included', async () => {
+    const rnd = randomBytes(3 * chunk + 70_001);
+    const whole = await gzipOf([rnd], { chunkSize: chunk });
+    const pieces: Buffer[] = [];
+    for (let off = 0, n = 1; off < rnd.length; off += n, n = (n * 7 + 3) % 40_000) pieces.push(rnd.subarray(off, off + n));
+    const split = await gzipOf(pieces, { chunkSize: chunk });
+    expect(split.equals(whole)).toBe(true);
+    expect(gunzipSync(split).equals(rnd)).toBe(true);
+    // Header, then the first chunk: stored blocks of 65535 bytes (BTYPE 00, LEN, ~LEN) then the rest of the chunk.
+    expect(whole.subarray(10, 15)).toEqual(Buffer.from([0x00, 0xff, 0xff, 0x00, 0x00]));
+    expect(whole.subarray(15, 15 + 0xffff).equals(rnd.subarray(0, 0xffff))).toBe(true);
+    expect(whole.subarray(15 + 0xffff, 20 + 0xffff)).toEqual(Buffer.from([0x00, 0x01, 0x00, 0xfe, 0xff]));
+  });
+
   it('is read by GNU gzip', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pgz-'));
     try {
       const f = path.join(dir, 'x.gz');
-      writeFileSync(f, await gzipOf([mixed], { chunkSize: chunk }));
+      const input = Buffer.concat([mixed, randomBytes(chunk + 5)]);
+      writeFileSync(f, await gzipOf([input], { chunkSize: chunk }));
       const out = execFileSync('gzip', ['-dc', f], { maxBuffer: 64 * 1024 * 1024 });
-      expect(out.equals(mixed)).toBe(true);
+      expect(out.equals(input)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
