@@ -122,6 +122,12 @@ export class OverlaySnapshotter implements Snapshotter {
     });
   }
 
+  async ownDir(name: string): Promise<string | undefined> {
+    await this.init();
+    const rec = await this.records.get(name);
+    return rec?.kind === 'committed' ? this.fsOf(rec.id) : undefined;
+  }
+
   async remove(keyOrName: string): Promise<void> {
     await this.exclusive(async () => {
       const rec = await this.records.get(keyOrName);

@@ -44,4 +44,10 @@ export interface Snapshotter {
   list(): AsyncIterable<SnapshotInfo>;
   /** Bytes used by the snapshot's own layer (not its parents). */
   usage(keyOrName: string): Promise<{ size: number; inodes: number }>;
+  /**
+   * The directory holding a committed snapshot's own layer (its upper dir as
+   * it was committed), to read from; undefined when there is no such snapshot.
+   * Its files never change: a reader must not write to them or through links to them.
+   */
+  ownDir?(name: string): Promise<string | undefined>;
 }

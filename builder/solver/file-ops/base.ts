@@ -2,6 +2,7 @@ import { lstat, mkdir, unlink, rm, chown, chmod, utimes } from 'node:fs/promises
 import path from 'node:path';
 import { BuildliteError, type ErrorCode } from '../../../core/errors.js';
 import type { UserSpec } from '../../graph/index.js';
+import type { FileReuse } from './reuse.js';
 
 // The shared vocabulary of file ops (context, errors, owners, directory helpers), kept apart
 // from apply.ts so the copy modules can use it without an import cycle.
@@ -28,6 +29,8 @@ export interface FileOpContext {
   sourceFileName?(input: number): string | undefined;
   /** SOURCE_DATE_EPOCH in seconds: copied and created mtimes are clamped to it. */
   sourceDateEpoch?: number;
+  /** Files an earlier result of this copy holds, linked rather than written again (reuse.ts). */
+  reuse?: FileReuse;
 }
 
 export class FileOpError extends BuildliteError {

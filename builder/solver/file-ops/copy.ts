@@ -39,6 +39,7 @@ export async function copyAction(rootDir: string, action: CopyAction, ctx: FileO
     exclude,
     ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
     ...(signal ? { signal } : {}),
+    ...(ctx.reuse ? { reuse: ctx.reuse } : {}),
   });
   const destHost = await resolveInRoot(rootDir, action.dest, true);
   // `dest` may be the root itself, which has no parent to create.

@@ -23,6 +23,7 @@ import { applyFileMode, type FileModeSpec } from '../../../core/file-mode.js';
 import type { PathMatcher } from '../../../core/ignore.js';
 import { resolveInRoot } from '../../../core/safe-path.js';
 import { FileOpError, type Owner } from './base.js';
+import type { FileReuse } from './reuse.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -38,6 +39,8 @@ export interface TreeOptions {
   /** SOURCE_DATE_EPOCH in seconds: later mtimes are clamped to it. */
   readonly sourceDateEpoch?: number;
   readonly signal?: AbortSignal;
+  /** An earlier result of this copy whose identical files are linked rather than written (reuse.ts). */
+  readonly reuse?: FileReuse;
 }
 
 /** Where a directory's contents go; `ensure` makes the destination dir exist (lazily for an ignored dir). */
@@ -159,10 +162,10 @@ export class TreeCopier {
     const key = `${st.dev}:${st.ino}`;
     const prior = st.nlink > 1 ? this.links.get(key) : undefined;
     const first = prior === dest ? undefined : prior;
-    if (!fresh) {
-      const old = lstatOrUndefined(dest);
-      if (old) removeExistingSync(dest, old);
-    }
+    const old = fresh ? undefined : lstatOrUndefined(dest);
+    if (old) removeExistingSync(dest, old);
+    // Only a name nothing held, and a file no other name of this copy links to.
+    if (this.opts.reuse && !old && first === undefined && st.isFile() && st.nlink === 1 && this.opts.reuse.offer(src, st, dest, this.targetMeta(st))) return;
     if (first !== undefined) {
       linkSync(first, dest);
       return;
@@ -186,23 +189,29 @@ export class TreeCopier {
   }
 
   private applyMeta(dest: string, st: Stats): void {
-    const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
-    lchownSync(dest, owner.uid, owner.gid);
-    const epoch = this.opts.sourceDateEpoch;
-    const clamp = (d: Date) => (epoch !== undefined && d.getTime() > epoch * 1000 ? new Date(epoch * 1000) : d);
+    const m = this.targetMeta(st);
+    lchownSync(dest, m.uid, m.gid);
     if (st.isSymbolicLink()) {
-      lutimesSync(dest, clamp(st.atime), clamp(st.mtime));
+      lutimesSync(dest, m.atime, m.mtime);
       return;
     }
-    // After chown: chown clears setuid/setgid. A plain octal --chmod (<= 0777) replaces the
-    // permission bits and keeps the source's special bits, as BuildKit's copier does; a
-    // symbolic one changes the source's mode.
+    // After chown: chown clears setuid/setgid.
+    chmodSync(dest, m.mode);
+    utimesSync(dest, m.atime, m.mtime);
+  }
+
+  /** What a copy of `st` gets: owner, permission bits and times. */
+  private targetMeta(st: Stats): { uid: number; gid: number; mode: number; atime: Date; mtime: Date } {
+    const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
+    const epoch = this.opts.sourceDateEpoch;
+    const clamp = (d: Date) => (epoch !== undefined && d.getTime() > epoch * 1000 ? new Date(epoch * 1000) : d);
+    // A plain octal --chmod (<= 0777) replaces the permission bits and keeps the source's
+    // special bits, as BuildKit's copier does; a symbolic one changes the source's mode.
     const spec = this.opts.chmod;
     let mode = st.mode & 0o7777;
     if (spec?.kind === 'octal') mode = spec.mode > 0o777 ? spec.mode : (st.mode & 0o7000) | spec.mode;
     else if (spec) mode = applyFileMode(spec, st.mode, st.isDirectory());
-    chmodSync(dest, mode);
-    utimesSync(dest, clamp(st.atime), clamp(st.mtime));
+    return { uid: owner.uid, gid: owner.gid, mode, atime: clamp(st.atime), mtime: clamp(st.mtime) };
   }
 
   private inImage(hostPath: string): string {

@@ -1,0 +1,115 @@
+import { chmod, link, lstat, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Builder } from '../../builder/index.js';
+import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
+import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
+
+/**
+ * A COPY that reruns after an edit links its unchanged files from its last
+ * result (builder/solver/file-ops/reuse.ts). What must hold: the image is
+ * exactly the one a builder without that result makes, the earlier result
+ * never changes, and files did come from it.
+ */
+describe('COPY reruns take unchanged files from their last result', () => {
+  let env: BuilderEnv;
+  let ctx: string;
+  // In the future: nothing copied is clamped (a directory's time the copy got wrong would show),
+  // while the times a build makes up (new parents) are this, the same in every build.
+  const EPOCH = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
+  const FILES = 40;
+
+  const dockerfile = (base: string) =>
+    [
+      `FROM ${base}`,
+      'COPY tree/ /data/tree/',
+      // Writes through to a file the COPY may have linked: overlay must copy it up, never change the donor.
+      // Times from the base, so that two builds of this step give the same layer.
+      'RUN echo appended >> /data/tree/d1/f1 && cat /data/tree/d1/f1 > /seen.txt && touch -r /bin/busybox /data/tree/d1/f1 /seen.txt /',
+      '',
+    ].join('\n');
+
+  const build = (builder: Builder, out: string, text = dockerfile(env.base)) =>
+    drive(builder, { dockerfile: text, context: { dir: ctx }, sourceDateEpoch: EPOCH, outputs: [{ type: 'local', dest: out }] });
+
+  /** Regular files under the root's snapshots that share their inode with another name. */
+  async function linkedSnapshotFiles(root: string): Promise<number> {
+    let n = 0;
+    for (const e of await readdir(path.join(root, 'snapshots'), { recursive: true, withFileTypes: true })) {
+      if (!e.isFile() || !/^f\d+$/.test(e.name)) continue;
+      if ((await lstat(path.join(e.parentPath, e.name))).nlink > 1) n++;
+    }
+    return n;
+  }
+
+  beforeAll(async () => {
+    env = await startBuilderEnv('copy-reuse');
+    ctx = path.join(env.tmp, 'ctx');
+    const files: Record<string, string> = {};
+    for (let i = 0; i < FILES; i++) files[`tree/d${i % 4}/f${i}`] = `file ${i}\n`.repeat(i + 1);
+    files['tree/empty'] = '';
+    await writeTree(ctx, files);
+    await chmod(path.join(ctx, 'tree/d1/f5'), 0o755);
+    await symlink('d0/f0', path.join(ctx, 'tree/link'));
+    // Two names of one inode stay a hardlink pair in the image; neither is taken from a donor.
+    await link(path.join(ctx, 'tree/d2/f2'), path.join(ctx, 'tree/d2/f2-hard'));
+  });
+
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('gives the image a builder with no earlier result gives, links what did not change, and leaves the earlier result as it was', async () => {
+    const first = await build(env.builder, path.join(env.tmp, 'out1'));
+    expect(first.error).toBeUndefined();
+    const linkedBefore = await linkedSnapshotFiles(path.join(env.tmp, 'root'));
+
+    // One edit, one mode change, one file added, one removed, one directory gone.
+    await writeFile(path.join(ctx, 'tree/d3/f7'), 'edited\n');
+    await chmod(path.join(ctx, 'tree/d0/f4'), 0o600);
+    await writeFile(path.join(ctx, 'tree/d1/new'), 'new file\n');
+    await unlink(path.join(ctx, 'tree/d2/f6'));
+    await mkdir(path.join(ctx, 'tree/gone'), { recursive: true });
+    await writeFile(path.join(ctx, 'tree/gone/x'), 'x\n');
+    const second = await build(env.builder, path.join(env.tmp, 'out2'));
+    expect(second.error).toBeUndefined();
+    expect(second.ran.some((s) => s.includes('COPY tree/'))).toBe(true);
+
+    // Files came from the first result: many more names share an inode now.
+    const linkedAfter = await linkedSnapshotFiles(path.join(env.tmp, 'root'));
+    expect(linkedAfter - linkedBefore).toBeGreaterThanOrEqual(2 * (FILES - 4));
+
+    // The same image, byte for byte, as a builder that never ran this COPY.
+    const fresh = await Builder.open({ root: path.join(env.tmp, 'fresh-root') });
+    try {
+      const alone = await build(fresh, path.join(env.tmp, 'out-fresh'));
+      expect(alone.error).toBeUndefined();
+      expect(second.result!.imageDigest).toBe(alone.result!.imageDigest);
+    } finally {
+      await fresh.close();
+      await unmountAll(path.join(env.tmp, 'fresh-root'));
+    }
+    const out2 = path.join(env.tmp, 'out2');
+    expect(await readFile(path.join(out2, 'data/tree/d3/f7'), 'utf8')).toBe('edited\n');
+    expect(await readFile(path.join(out2, 'data/tree/d1/new'), 'utf8')).toBe('new file\n');
+    await expect(lstat(path.join(out2, 'data/tree/d2/f6'))).rejects.toThrow();
+    expect((await lstat(path.join(out2, 'data/tree/d0/f4'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(path.join(out2, 'seen.txt'), 'utf8')).toBe(`${'file 1\n'.repeat(2)}appended\n`);
+
+    // Back to the first context: every step is cached and the image is the first one, unchanged.
+    await writeFile(path.join(ctx, 'tree/d3/f7'), 'file 7\n'.repeat(8));
+    await chmod(path.join(ctx, 'tree/d0/f4'), 0o644);
+    await rm(path.join(ctx, 'tree/d1/new'));
+    await writeFile(path.join(ctx, 'tree/d2/f6'), 'file 6\n'.repeat(7));
+    await rm(path.join(ctx, 'tree/gone'), { recursive: true });
+    const again = await build(env.builder, path.join(env.tmp, 'out3'));
+    expect(again.error).toBeUndefined();
+    expect(again.ran).toEqual([]);
+    expect(again.result!.imageDigest).toBe(first.result!.imageDigest);
+    // The first COPY's snapshot, under a new RUN: its files as they were copied, the edit and the append nowhere.
+    const check = await build(env.builder, path.join(env.tmp, 'out4'), [`FROM ${env.base}`, 'COPY tree/ /data/tree/', 'RUN cat /data/tree/d1/f1 /data/tree/d3/f7 > /check.txt', ''].join('\n'));
+    expect(check.error).toBeUndefined();
+    expect(check.ran).toHaveLength(1);
+    expect(await readFile(path.join(env.tmp, 'out4/check.txt'), 'utf8')).toBe(`${'file 1\n'.repeat(2)}${'file 7\n'.repeat(8)}`);
+  });
+});
