@@ -2,12 +2,12 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import type { WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
 import { isIP, type LookupFunction, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
+import { httpsModule } from '../core/lazy-tls.js';
 import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes, meterBytes } from '../core/streams.js';
@@ -228,7 +228,7 @@ export class PolicedHttpFetcher implements HttpFetcher {
       if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [target]);
       else cb(null, target.address, target.family);
     };
-    const mod = url.protocol === 'https:' ? https : http;
+    const mod = url.protocol === 'https:' ? httpsModule() : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(url, {
         method: 'GET',

@@ -1,6 +1,6 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { formatSeconds, parseDuration } from './duration.js';
 import { BuildliteError, CodedError, type ErrorCode } from './errors.js';
 
@@ -183,7 +183,8 @@ export function armTimeouts(req: ClientRequest, host: string, t: NetTimeouts): v
       headersIfReady();
     };
     // A keep-alive socket from the pool is up already (and past its TLS handshake).
-    const tls = s instanceof TLSSocket;
+    // A TLSSocket says so itself (`encrypted`): no need to load node:tls to ask.
+    const tls = (s as Partial<TLSSocket>).encrypted === true;
     const ready = tls ? !s.connecting && (s as TLSSocket).getProtocol() !== 'unknown' && (s as TLSSocket).getProtocol() !== null : !s.connecting;
     if (ready) up();
     else s.once(tls ? 'secureConnect' : 'connect', up);

@@ -1,17 +1,20 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import type { Readable } from 'node:stream';
 import { isIP } from 'node:net';
-import { connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { backoff } from '../core/backoff.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
+import { httpsModule, tlsModule } from '../core/lazy-tls.js';
 import { armTimeouts, isTransientNetError, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
 import type { CredentialSource } from './credentials.js';
 import { RegistryError, isRetryableStatus, parseDiagnostics, redactSecrets, redactUrl } from './errors.js';
 import { isLoopbackRegistry, registryHost } from './reference.js';
+
+/** How long a plain ping of an insecure registry may take before a TLS handshake is tried beside it. */
+const TLS_PROBE_AFTER_MS = 25;
 
 export type Headers = Record<string, string | string[] | undefined>;
 export type BodySource = Buffer | string | (() => Promise<Readable> | Readable);
@@ -141,11 +144,12 @@ export class Transport {
 
   // Docker's order for insecure registries: verified HTTPS, then (on a certificate
   // error) unverified HTTPS, then (when the peer does not speak TLS) plain HTTP.
-  // For those, a cheap unverified handshake tells whether the peer speaks TLS at
-  // all, so a plain-HTTP loopback registry never costs the CA bundle parse. A
-  // plain-HTTP ping goes out at the same time: a port speaks TLS or it does not,
-  // so a registry's answer to it (200 or 401 on /v2/) settles the question at
-  // once, and a first TLS handshake costs ~8 ms of OpenSSL set-up on every build.
+  // For those, a plain-HTTP ping goes out first: a port speaks TLS or it does not,
+  // so a registry's answer to it (200 or 401 on /v2/) settles the question at once,
+  // and neither node:tls nor OpenSSL is ever set up (~10 ms of a start, ~8 ms of a
+  // first handshake). Only when the ping fails, or has no answer after
+  // TLS_PROBE_AFTER_MS, a cheap unverified handshake tells whether the peer speaks
+  // TLS, so a plain-HTTP loopback registry never costs the CA bundle parse either.
   private async probe(registry: string, host: string, signal?: AbortSignal): Promise<HostInfo> {
     const insecure = this.isInsecure(registry);
     if (insecure) {
@@ -156,8 +160,16 @@ export class Transport {
         (res) => ({ res }),
         (err: unknown) => ({ err }),
       );
-      const tls = this.agents.speaksTls(host, signal);
       const plainAnswer = (r: Awaited<typeof pinged>) => 'res' in r && (r.res.status === 200 || r.res.status === 401);
+      // The handshake starts only when the ping has not settled it: a plain-HTTP registry
+      // answers a loopback ping in a few milliseconds, and then node:tls is never loaded.
+      const tls = new Promise<boolean>((resolve) => {
+        const later = setTimeout(() => resolve(this.agents.speaksTls(host, signal)), TLS_PROBE_AFTER_MS);
+        void pinged.then((r) => {
+          clearTimeout(later);
+          if (!plainAnswer(r)) resolve(this.agents.speaksTls(host, signal));
+        });
+      });
       const speaksTls = await Promise.race([pinged.then((r) => (plainAnswer(r) ? false : tls)), tls]);
       if (!speaksTls) {
         const r = await pinged;
@@ -360,8 +372,8 @@ class Agents {
 
   private agentFor(url: URL, dispatcher: Dispatcher): http.Agent {
     if (url.protocol === 'http:') return this.plain;
-    if (dispatcher === 'insecure') return (this.insecure ??= new https.Agent({ keepAlive: true, rejectUnauthorized: false }));
-    return (this.verified ??= new https.Agent({ keepAlive: true, secureContext: createSecureContext({ ca: trustedCas(this.caFileText) }) }));
+    if (dispatcher === 'insecure') return (this.insecure ??= new (httpsModule().Agent)({ keepAlive: true, rejectUnauthorized: false }));
+    return (this.verified ??= new (httpsModule().Agent)({ keepAlive: true, secureContext: tlsModule().createSecureContext({ ca: trustedCas(this.caFileText) }) }));
   }
 
   /** One HTTP exchange: resolves at the response headers; the body streams after. */
@@ -370,7 +382,7 @@ class Agents {
     r: { method: string; headers: Record<string, string>; body: Buffer | string | Readable | undefined; dispatcher: Dispatcher; signal: AbortSignal | undefined },
   ): Promise<{ statusCode: number; headers: Headers; body: Readable }> {
     return new Promise((resolve, reject) => {
-      const mod = url.protocol === 'https:' ? https : http;
+      const mod = url.protocol === 'https:' ? httpsModule() : http;
       const req = mod.request(url, {
         method: r.method,
         headers: r.headers,
@@ -402,7 +414,7 @@ class Agents {
       // `ca: []`: without a `ca`, Node builds the context on its whole root store,
       // parsing ~140 certificates (~200 M instructions, 20-40 ms) for a handshake
       // that verifies nothing; that parse was the largest cost of a loopback re-push.
-      const sock = tlsConnect({
+      const sock = tlsModule().connect({
         host: hostname.replace(/^\[|\]$/g, ''),
         port: Number(port || 443),
         rejectUnauthorized: false,
@@ -432,6 +444,7 @@ class Agents {
 /** Node's roots plus what the system bundle adds (each PEM once), plus the CA file as given. */
 function trustedCas(caFileText: string | undefined): string[] {
   const key = (pem: string) => pem.replace(/-----[^-]+-----|\s/g, '');
+  const { rootCertificates } = tlsModule();
   const seen = new Set(rootCertificates.map(key));
   const out = [...rootCertificates];
   const add = (text: string) => {
