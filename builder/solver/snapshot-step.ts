@@ -36,6 +36,10 @@ export async function runOnSnapshot(
     readonly readXattrs?: boolean;
     /** What runs on the unmounted upper dir before it becomes the layer. */
     readonly afterUnmount?: (step: ActiveStep, xattrs: TreeXattrs) => Promise<void>;
+    /** A layer already stored whose tar this upper dir would give byte for byte: used instead of writing one. */
+    readonly existingLayer?: (step: ActiveStep, xattrs: TreeXattrs) => Promise<LayerDescriptor | undefined>;
+    /** Told the step's layer (null: no changes) before it is committed. */
+    readonly onLayer?: (layer: LayerDescriptor | null, xattrs: TreeXattrs) => void;
   } = {},
 ): Promise<LayerRef[]> {
   await using stack = new AsyncStack();
@@ -54,7 +58,7 @@ export async function runOnSnapshot(
   const [, xattrs] = await Promise.all([unmount(), opts.readXattrs === false ? NO_XATTRS : readUpperXattrs(step.mounts, ctx.opts.signal)]);
   await opts.afterUnmount?.(step, xattrs);
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
-  return await writeAndCommit(ctx, step, rootLayers, xattrs);
+  return await writeAndCommit(ctx, step, rootLayers, xattrs, opts);
 }
 
 /** A step's tree with neither xattrs nor opaque dirs. */
@@ -92,14 +96,31 @@ async function prepareOn(ctx: OpContext, rootLayers: readonly LayerRef[], stack:
  * build's disk: a step that makes too much fails at that step, its blob is
  * never committed (the ingest aborts) and its snapshot goes with the stack.
  */
-async function writeAndCommit(ctx: OpContext, step: ActiveStep, rootLayers: readonly LayerRef[], xattrs: TreeXattrs): Promise<LayerRef[]> {
+async function writeAndCommit(
+  ctx: OpContext,
+  step: ActiveStep,
+  rootLayers: readonly LayerRef[],
+  xattrs: TreeXattrs,
+  hooks: { existingLayer?: (step: ActiveStep, xattrs: TreeXattrs) => Promise<LayerDescriptor | undefined>; onLayer?: (layer: LayerDescriptor | null, xattrs: TreeXattrs) => void },
+): Promise<LayerRef[]> {
   const { opts } = ctx;
-  const layer = await writeLayer(step.mounts, ctx.deps.store, {
-    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    signal: opts.signal,
-    xattrs,
-    meter: await layerMeter(ctx, rootLayers),
-  }).catch(fsErrorContext("writing this step's layer"));
+  const meter = await layerMeter(ctx, rootLayers);
+  const existing = await hooks.existingLayer?.(step, xattrs);
+  let layer: LayerDescriptor | null;
+  if (existing) {
+    // Written before: the limits still apply to it, and it adds no blob bytes to the build's disk.
+    meter.tar(existing.unpackedSize, 0);
+    meter.blob(existing.size, 0);
+    layer = existing;
+  } else {
+    layer = await writeLayer(step.mounts, ctx.deps.store, {
+      ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+      signal: opts.signal,
+      xattrs,
+      meter,
+    }).catch(fsErrorContext("writing this step's layer"));
+  }
+  hooks.onLayer?.(layer, xattrs);
   // await before the stack unwinds: it removes the snapshot unless the commit is done.
   return await commitLayer(ctx, step, rootLayers, layer);
 }

@@ -1,7 +1,9 @@
-import { chmod, link, lstat, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, lutimes, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Builder } from '../../builder/index.js';
+import { sameTree } from '../../builder/solver/file-ops/reuse.js';
 import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
 import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
@@ -14,18 +16,18 @@ import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 describe('COPY reruns take unchanged files from their last result', () => {
   let env: BuilderEnv;
   let ctx: string;
-  // In the future: nothing copied is clamped (a directory's time the copy got wrong would show),
-  // while the times a build makes up (new parents) are this, the same in every build.
+  // In the future: nothing copied is clamped, so a directory's time the copy got wrong would show.
+  // (The copies go to /tree, whose parent exists: no directory gets the time of the build.)
   const EPOCH = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
   const FILES = 40;
 
   const dockerfile = (base: string) =>
     [
       `FROM ${base}`,
-      'COPY tree/ /data/tree/',
+      'COPY tree/ /tree/',
       // Writes through to a file the COPY may have linked: overlay must copy it up, never change the donor.
       // Times from the base, so that two builds of this step give the same layer.
-      'RUN echo appended >> /data/tree/d1/f1 && cat /data/tree/d1/f1 > /seen.txt && touch -r /bin/busybox /data/tree/d1/f1 /seen.txt /',
+      'RUN echo appended >> /tree/d1/f1 && cat /tree/d1/f1 > /seen.txt && touch -r /bin/busybox /tree/d1/f1 /seen.txt /',
       '',
     ].join('\n');
 
@@ -90,10 +92,10 @@ describe('COPY reruns take unchanged files from their last result', () => {
       await unmountAll(path.join(env.tmp, 'fresh-root'));
     }
     const out2 = path.join(env.tmp, 'out2');
-    expect(await readFile(path.join(out2, 'data/tree/d3/f7'), 'utf8')).toBe('edited\n');
-    expect(await readFile(path.join(out2, 'data/tree/d1/new'), 'utf8')).toBe('new file\n');
-    await expect(lstat(path.join(out2, 'data/tree/d2/f6'))).rejects.toThrow();
-    expect((await lstat(path.join(out2, 'data/tree/d0/f4'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(path.join(out2, 'tree/d3/f7'), 'utf8')).toBe('edited\n');
+    expect(await readFile(path.join(out2, 'tree/d1/new'), 'utf8')).toBe('new file\n');
+    await expect(lstat(path.join(out2, 'tree/d2/f6'))).rejects.toThrow();
+    expect((await lstat(path.join(out2, 'tree/d0/f4'))).mode & 0o777).toBe(0o600);
     expect(await readFile(path.join(out2, 'seen.txt'), 'utf8')).toBe(`${'file 1\n'.repeat(2)}appended\n`);
 
     // Back to the first context: every step is cached and the image is the first one, unchanged.
@@ -107,9 +109,101 @@ describe('COPY reruns take unchanged files from their last result', () => {
     expect(again.ran).toEqual([]);
     expect(again.result!.imageDigest).toBe(first.result!.imageDigest);
     // The first COPY's snapshot, under a new RUN: its files as they were copied, the edit and the append nowhere.
-    const check = await build(env.builder, path.join(env.tmp, 'out4'), [`FROM ${env.base}`, 'COPY tree/ /data/tree/', 'RUN cat /data/tree/d1/f1 /data/tree/d3/f7 > /check.txt', ''].join('\n'));
+    const check = await build(env.builder, path.join(env.tmp, 'out4'), [`FROM ${env.base}`, 'COPY tree/ /tree/', 'RUN cat /tree/d1/f1 /tree/d3/f7 > /check.txt', ''].join('\n'));
     expect(check.error).toBeUndefined();
     expect(check.ran).toHaveLength(1);
     expect(await readFile(path.join(env.tmp, 'out4/check.txt'), 'utf8')).toBe(`${'file 1\n'.repeat(2)}${'file 7\n'.repeat(8)}`);
   });
+
+  it('takes the whole layer when a changed parent leaves the copied tree the same, and not when one mode differs', async () => {
+    const twoSteps = (n: string) => [`FROM ${env.base}`, `RUN echo ${n} > /n && touch -r /bin/busybox /n /`, 'COPY tree/ /tree/', ''].join('\n');
+    /** The image a builder that never ran these steps makes of the context as it is now. */
+    const alone = async (n: string) => {
+      const fresh = await Builder.open({ root: path.join(env.tmp, `fresh-${n}`) });
+      try {
+        const r = await build(fresh, path.join(env.tmp, `pf-${n}`), twoSteps(n));
+        expect(r.error).toBeUndefined();
+        return r.result!.imageDigest;
+      } finally {
+        await fresh.close();
+        await unmountAll(path.join(env.tmp, `fresh-${n}`));
+      }
+    };
+    // A hardlink pair is written anew each time (never taken), so no tree with one is ever the same.
+    await rm(path.join(ctx, 'tree/d2/f2-hard'));
+    const one = await build(env.builder, path.join(env.tmp, 'p1'), twoSteps('one'));
+    expect(one.error).toBeUndefined();
+    const two = await build(env.builder, path.join(env.tmp, 'p2'), twoSteps('two'));
+    expect(two.error).toBeUndefined();
+    expect(two.ran.some((s) => s.includes('COPY tree/'))).toBe(true);
+    expect(two.result!.imageDigest).toBe(await alone('two'));
+
+    await chmod(path.join(ctx, 'tree/d1/f9'), 0o700);
+    const three = await build(env.builder, path.join(env.tmp, 'p3'), twoSteps('three'));
+    expect(three.error).toBeUndefined();
+    expect((await lstat(path.join(env.tmp, 'p3/tree/d1/f9'))).mode & 0o777).toBe(0o700);
+    expect(three.result!.imageDigest).toBe(await alone('three'));
+  });
 });
+
+describe('sameTree', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'bl-sametree-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A donor tree and a copy of it whose files are hard links to the donor's, dirs and links made anew with equal times. */
+  async function pair(name: string): Promise<{ a: string; b: string }> {
+    const a = path.join(dir, `${name}-a`);
+    const b = path.join(dir, `${name}-b`);
+    await mkdir(path.join(a, 'sub'), { recursive: true });
+    await writeFile(path.join(a, 'sub/f'), 'x');
+    await symlink('sub/f', path.join(a, 'l'));
+    await mkdir(path.join(b, 'sub'), { recursive: true });
+    await link(path.join(a, 'sub/f'), path.join(b, 'sub/f'));
+    await symlink('sub/f', path.join(b, 'l'));
+    const t = new Date('2024-01-02T03:04:05.678Z');
+    for (const root of [a, b]) {
+      await lutimes(path.join(root, 'l'), t, t);
+      await utimes(path.join(root, 'sub'), t, t);
+    }
+    return { a, b };
+  }
+
+  it('holds for equal trees whose files are one inode', async () => {
+    const { a, b } = await pair('same');
+    expect(sameTree(a, b)).toBe(true);
+  });
+
+  it('fails for an equal file that is not the same inode, a mode, a dir time, a link target, an extra name', async () => {
+    const copy = await pair('copy');
+    await rm(path.join(copy.b, 'sub/f'));
+    await writeFile(path.join(copy.b, 'sub/f'), 'x');
+    const t = (await lstat(path.join(copy.a, 'sub'))).mtime;
+    await utimes(path.join(copy.b, 'sub'), t, t);
+    expect(sameTree(copy.a, copy.b)).toBe(false);
+
+    const mode = await pair('mode');
+    await chmod(path.join(mode.b, 'sub'), 0o700);
+    expect(sameTree(mode.a, mode.b)).toBe(false);
+
+    const time = await pair('time');
+    await utimes(path.join(time.b, 'sub'), new Date(0), new Date(0));
+    expect(sameTree(time.a, time.b)).toBe(false);
+
+    const target = await pair('target');
+    await rm(path.join(target.b, 'l'));
+    await symlink('elsewhere', path.join(target.b, 'l'));
+    const lt = (await lstat(path.join(target.a, 'l'))).mtime;
+    await lutimes(path.join(target.b, 'l'), lt, lt);
+    expect(sameTree(target.a, target.b)).toBe(false);
+
+    const extra = await pair('extra');
+    await writeFile(path.join(extra.b, 'more'), '');
+    expect(sameTree(extra.a, extra.b)).toBe(false);
+  });
+});
+
