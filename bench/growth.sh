@@ -11,7 +11,7 @@
 #   rebuild  one file of the tree edited (one byte, for bytes), built again
 #   push     the image pushed to a loopback docker-registry (fresh repository)
 # and prints wall seconds and peak RSS (MiB) of the buildlite process tree
-# (lib/peak-rss.sh) per step, as a markdown table, plus build seconds per unit
+# (lib/peak-rss.pl) per step, as a markdown table, plus build seconds per unit
 # (1k files, or GiB): flat or falling means at most linear.
 #
 #   bash bench/growth.sh [files] [N...]     e.g. bash bench/growth.sh 5000 20000 50000
@@ -57,7 +57,7 @@ timed() {
   : >"$rss"
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
-  "$HERE/lib/peak-rss.sh" "$rss" $BUILDLITE "$@" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
+  "$HERE/lib/peak-rss.pl" "$rss" $BUILDLITE "$@" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v r="$(cut -d' ' -f1 "$rss")" 'BEGIN { printf "%.2f %.0f\n", b - a, r / 1024 }'
 }

@@ -76,6 +76,8 @@ rm -rf "$STAGE"; mkdir -p "$STAGE/builders"
 for f in lib.sh setup.sh gen.sh run.sh steps.sh; do ln -s "$HARNESS/$f" "$STAGE/$f"; done
 for f in "$HARNESS"/builders/*.sh; do ln -s "$f" "$STAGE/builders/"; done
 ln -sf "$BENCH_HOME/lib/buildlite-adapter.sh" "$STAGE/builders/buildlite.sh"
+# The adapters find their helpers here without resolving their own symlink (two process starts a call).
+export BENCH_LIB="$BENCH_HOME/lib"
 ln -sf "$BENCH_HOME/lib/buildlite-rootless-adapter.sh" "$STAGE/builders/buildlite-rootless.sh"
 ln -s "$BENCH_HOME/workloads" "$STAGE/workloads"
 say "harness: $HARNESS; workloads: bench/workloads"

@@ -3,20 +3,18 @@
 #   version | describe | reset | build DOCKERFILE CONTEXT REF | push REF
 # State (store, cache, runc root) lives in $BENCH_STATE_DIR/buildlite, so reset
 # empties every cache. Every build and push records the peak RSS of the whole
-# process tree (lib/peak-rss.sh) as one line of $BENCH_RSS_LOG:
+# process tree (lib/peak-rss.pl) as one line of $BENCH_RSS_LOG:
 #   <verb> <ref> <tree KiB> <largest process KiB>
+# No other process is started around the builder: each costs ~10 ms here.
 set -euo pipefail
-HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+HERE="${BENCH_LIB:-$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)}"
 : "${BENCH_STATE_DIR:=/tmp/bench-state}" "${BENCH_RSS_LOG:=/dev/null}" "${BENCH_REGISTRY:=127.0.0.1:5001}"
 : "${BUILDLITE:=buildlite}"
 STATE="$BENCH_STATE_DIR/buildlite"
 
 record() { # VERB REF CMD...
-  local verb="$1" ref="$2" tmp rc; shift 2
-  tmp="$(mktemp)"
-  set +e; "$HERE/peak-rss.sh" "$tmp" "$@"; rc=$?; set -e
-  echo "$verb $ref $(tail -n1 "$tmp")" >>"$BENCH_RSS_LOG"; rm -f "$tmp"
-  return "$rc"
+  local verb="$1" ref="$2"; shift 2
+  PEAK_RSS_PREFIX="$verb $ref" "$HERE/peak-rss.pl" "$BENCH_RSS_LOG" "$@"
 }
 
 verb="${1:-}"; shift || true
@@ -28,7 +26,7 @@ case "$verb" in
     awk -v d="$STATE/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l
     rm -rf "$STATE"; mkdir -p "$STATE" ;;
   build)
-    mkdir -p "$STATE"
+    [ -d "$STATE" ] || mkdir -p "$STATE"
     record build "$3" "$BUILDLITE" build --root "$STATE" --progress plain ${BUILDLITE_EXTRA:-} -f "$1" -t "$3" "$2" ;;
   push) record push "$1" "$BUILDLITE" push --root "$STATE" "$1" ;;
   *) echo "usage: $0 version|describe|reset|build DOCKERFILE CONTEXT REF|push REF" >&2; exit 2 ;;

@@ -4,7 +4,7 @@
 # the unprivileged $BENCH_ROOTLESS_USER (lib/as-user.sh) and a state dir of
 # that user's, so the run compares rootless against root on one machine.
 set -euo pipefail
-HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+HERE="${BENCH_LIB:-$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)}"
 : "${BENCH_STATE_DIR:=/tmp/bench-state}" "${BENCH_ROOTLESS_USER:?set BENCH_ROOTLESS_USER to a user with a subordinate id range}"
 export BENCH_STATE_DIR="$BENCH_STATE_DIR/rootless"
 export BUILDLITE="$HERE/as-user.sh"
