@@ -46,6 +46,7 @@ import {
 import { planPlatforms } from './platform-plan.js';
 import { RegistryImages } from './image-source.js';
 import { FileBlobHomes } from './blob-homes.js';
+import { loadBuilt } from './image/load-built.js';
 import { prepareNamedContexts } from './named-contexts.js';
 import { layoutFetcher } from './oci-layout.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';
@@ -448,23 +449,8 @@ export class Builder {
     if (opts.as !== undefined) parseReference(opts.as);
     const desc = await this.tags.get(name);
     if (!desc) throw new CodedError('NOT_FOUND', `no local image named ${ref}: build it with -t ${ref} first`);
-    const { digest } = await exportToRegistry(this.registry, this.lazy, await this.loadBuilt(desc), [opts.as ?? ref], opts.signal ? { signal: opts.signal } : {});
+    const { digest } = await exportToRegistry(this.registry, this.lazy, await loadBuilt(this.store, desc), [opts.as ?? ref], opts.signal ? { signal: opts.signal } : {});
     return digest;
-  }
-
-  /** A tagged build from the store: one image, or an index and each platform's image. */
-  private async loadBuilt(desc: Descriptor): Promise<BuiltImage> {
-    if (!isIndexMediaType(desc.mediaType)) return { kind: 'image', image: await this.loadImage(desc) };
-    const index = await readJson<ImageIndex>(this.store, parseDigest(desc.digest), 4 << 20);
-    const images: PlatformImage[] = [];
-    for (const m of index.manifests) images.push({ platform: m.platform ?? { os: 'unknown', architecture: 'unknown' }, image: await this.loadImage(m) });
-    return { kind: 'index', index: desc, images };
-  }
-
-  private async loadImage(desc: Descriptor): Promise<StoredImage> {
-    const m = await readJson<{ config: Descriptor; layers: Descriptor[] }>(this.store, parseDigest(desc.digest), 4 << 20);
-    const { platform: _platform, ...manifest } = desc;
-    return { manifest, config: m.config, layers: m.layers };
   }
 
   private get cacheIo(): CacheIoDeps {

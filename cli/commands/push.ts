@@ -1,4 +1,4 @@
-import { Builder } from '../../builder/index.js';
+import { pushTagged } from '../../builder/push-tagged.js';
 import { checkReferenceFlag, defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { UsageError } from '../usage.js';
 
@@ -13,13 +13,12 @@ export async function run(argv: string[]): Promise<number> {
   checkReferenceFlag('push', 'REF', ref);
   if (dest !== undefined) checkReferenceFlag('push', 'DEST_REF', dest);
   const timeouts = httpTimeoutsFlag('push', values['http-timeouts']);
-  const builder = await Builder.open({ root: values.root ?? defaultRoot(), insecureRegistries: values['insecure-registry'] ?? [], ...(timeouts ? { timeouts } : {}) });
-  let digest: string;
-  try {
-    digest = await builder.push(ref, dest ? { as: dest } : {});
-  } finally {
-    await builder.close();
-  }
+  const digest = await pushTagged(ref, {
+    root: values.root ?? defaultRoot(),
+    insecureRegistries: values['insecure-registry'] ?? [],
+    ...(timeouts ? { timeouts } : {}),
+    ...(dest ? { as: dest } : {}),
+  });
   process.stdout.write(`${dest ?? ref}@${digest}\n`);
   return 0;
 }
