@@ -35,6 +35,7 @@ import {
   exportRootfsTar,
   exportToRegistry,
   imagesOf,
+  loadBuilt,
   storeImage,
   storeIndex,
   TagStore,
@@ -46,7 +47,6 @@ import {
 import { planPlatforms } from './platform-plan.js';
 import { RegistryImages } from './image-source.js';
 import { FileBlobHomes } from './blob-homes.js';
-import { loadBuilt } from './image/load-built.js';
 import { prepareNamedContexts } from './named-contexts.js';
 import { layoutFetcher } from './oci-layout.js';
 import { claimRoot, rootParts, type ReclaimReport } from './reclaim.js';

@@ -3,12 +3,10 @@ import type { Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import type { NetTimeouts } from '../core/net-faults.js';
 import { parseReference } from '../core/reference.js';
-import { LocalContentStore } from '../cache/local-store.js';
-import { RegistryClient } from '../registry-client/client.js';
+import { LocalContentStore } from '../cache/index.js';
+import { RegistryClient } from '../registry-client/index.js';
 import { FileBlobHomes } from './blob-homes.js';
-import { exportToRegistry } from './image/export-registry.js';
-import { loadBuilt } from './image/load-built.js';
-import { TagStore } from './image/tags.js';
+import { exportToRegistry, loadBuilt, TagStore } from './image/index.js';
 import { registerRootUse } from './root-users.js';
 
 export interface PushTaggedOptions {
