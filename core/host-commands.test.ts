@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HostCommands, readFromHost, runOnHost } from './host-commands.js';
+import { hostCommands, HostCommands, readFromHost, runOnHost } from './host-commands.js';
 
 const pools: HostCommands[] = [];
 function pool(): HostCommands {
@@ -118,6 +118,23 @@ describe('HostCommands', () => {
 });
 
 describe('runOnHost / readFromHost', () => {
+  it('runs an urgent command at once when every helper is busy, and queues an ordinary one', async () => {
+    const pool = hostCommands()!;
+    const stop = new AbortController();
+    const order: string[] = [];
+    const busy = Array.from({ length: 8 }, () => pool.run('/bin/sleep', ['20'], { signal: stop.signal }).then(() => order.push('sleep')));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pool.saturated).toBe(true);
+    const queued = runOnHost('/bin/echo', ['ordinary']).then((r) => order.push(`ordinary ${r.code}`));
+    const urgent = await runOnHost('/bin/echo', ['urgent'], { urgent: true });
+    order.push(`urgent ${urgent.code}`);
+    expect(order).toEqual(['urgent 0']);
+    stop.abort();
+    await Promise.all([...busy, queued]);
+    expect(order.slice(1)).toContain('ordinary 0');
+  }, 30_000);
+
+
   it('spawn directly, with the same results, for an argument the line protocol cannot carry', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bl-hc-'));
     const odd = path.join(dir, 'new\nline');

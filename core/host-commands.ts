@@ -44,7 +44,8 @@ const SCRIPT = [
   'while IFS= read -r line; do',
   '  eval "run $line"',
   'done',
-  'rm -rf -- "$dir"',
+  // Removed by us already when we closed it (no process to start on the way out); not when we died.
+  '[ ! -d "$dir" ] || rm -rf -- "$dir"',
 ].join('\n');
 
 /** The bare environment every host command gets: nothing of ours (tokens, credentials) reaches them. */
@@ -60,6 +61,12 @@ export interface HostCommandOptions {
   readonly timeoutMs?: number;
   /** Abort kills the command; the result then has `aborted`. */
   readonly signal?: AbortSignal;
+  /**
+   * Must not wait behind other commands (killing or deleting a step's
+   * container on cancel or timeout): when every helper is busy, it is
+   * spawned directly instead of queued.
+   */
+  readonly urgent?: boolean;
 }
 
 export interface HostCommandResult {
@@ -114,9 +121,23 @@ export class HostCommands {
     }
   }
 
-  /** Ends every helper (idempotent); a command already running runs to its end. */
+  /** Every helper is busy and no more may start: a command now would queue. */
+  get saturated(): boolean {
+    return this.idle.length === 0 && this.all.size >= MAX_HELPERS;
+  }
+
+  /**
+   * Ends every helper (idempotent); a command already running runs to its end.
+   * Idle helpers' directories go first, so they exit at once, and they keep
+   * the event loop until they have: reaped by us, not left to init as orphans
+   * (zombies that a slow init shows to `ps` for seconds after we exited).
+   */
   close(): void {
-    for (const h of this.all) h.child.stdin?.end();
+    for (const h of this.all) {
+      if (this.idle.includes(h)) rmSync(h.dir, { recursive: true, force: true });
+      h.child.ref();
+      h.child.stdin?.end();
+    }
     this.all.clear();
     this.idle.length = 0;
   }
@@ -125,6 +146,11 @@ export class HostCommands {
     if ([file, ...args].some((w) => w.includes('\n') || w.includes('\0'))) throw new HostCommandError(`host command ${file}: an argument holds a newline or NUL`);
     if (opts.signal?.aborted) return { result: { code: 137, stderr: '', timedOut: false, aborted: true } };
     const helper = await this.acquire();
+    // Aborted while queued: the listener below would never fire.
+    if (opts.signal?.aborted) {
+      this.release(helper);
+      return { result: { code: 137, stderr: '', timedOut: false, aborted: true } };
+    }
     const outPath = keepStdout ? path.join(helper.dir, `out-${++this.seq}`) : undefined;
     const words = [outPath ?? '/dev/null', file, ...args];
     let ended: 'exited' | 'timedOut' | 'aborted' = 'exited';
@@ -240,6 +266,8 @@ export function hostCommands(): HostCommands | undefined {
   if (shared === undefined) {
     const sh = ['/bin/sh', '/usr/bin/sh'].find((c) => existsSync(c));
     shared = sh ? new HostCommands(sh) : null;
+    // When nothing else is left to do: the helpers end, and this process waits for them.
+    if (shared) process.on('beforeExit', () => shared?.close());
   }
   return shared ?? undefined;
 }
@@ -250,14 +278,14 @@ export function hostCommands(): HostCommands | undefined {
  */
 export async function runOnHost(file: string, args: readonly string[], opts: HostCommandOptions = {}): Promise<HostCommandResult> {
   const pool = hostCommands();
-  if (pool && lineSafe(file, args)) return pool.run(file, args, opts);
+  if (pool && lineSafe(file, args) && !(opts.urgent && pool.saturated)) return pool.run(file, args, opts);
   return spawnDirect(file, args, opts, undefined);
 }
 
 /** As runOnHost, handing stdout to `read` as a stream when the command succeeded. */
 export async function readFromHost<T>(file: string, args: readonly string[], read: (stdout: Readable) => Promise<T>, opts: HostCommandOptions = {}): Promise<HostCommandResult & { value?: T }> {
   const pool = hostCommands();
-  if (pool && lineSafe(file, args)) return pool.runReading(file, args, read, opts);
+  if (pool && lineSafe(file, args) && !(opts.urgent && pool.saturated)) return pool.runReading(file, args, read, opts);
   return spawnDirect(file, args, opts, read);
 }
 

@@ -31,8 +31,8 @@ export class RuncCli {
    * `runc delete` was a fifth of a RUN step's own CPU); stdout is its result.
    * The helpers give every command a bare environment, as RUNC_ENV.
    */
-  async exec(args: string[], timeoutMs = 30_000): Promise<{ stdout: string }> {
-    const r = await readFromHost(this.runcPath, this.argv(...args), text, { timeoutMs });
+  async exec(args: string[], timeoutMs = 30_000, urgent = false): Promise<{ stdout: string }> {
+    const r = await readFromHost(this.runcPath, this.argv(...args), text, { timeoutMs, urgent });
     if (r.code !== 0 || r.value === undefined) {
       const why = r.timedOut ? `timed out after ${timeoutMs} ms` : r.stderr || `exit status ${r.code}`;
       throw new SandboxError(`runc ${args[0]} failed: ${why.slice(0, 500)}`);
@@ -50,7 +50,8 @@ export class RuncCli {
   /** SIGKILL to the container's init; with its own pid namespace, the kernel then kills every process in it. */
   async kill(id: string): Promise<boolean> {
     try {
-      await this.exec(['kill', id, 'KILL'], 10_000);
+      // Urgent: a cancel or a timeout must not wait behind other steps' mounts and diffs.
+      await this.exec(['kill', id, 'KILL'], 10_000, true);
       return true;
     } catch {
       return false;
@@ -60,7 +61,7 @@ export class RuncCli {
   /** Kill and remove the container and its cgroup; a container that is already gone counts as success. */
   async forceDelete(id: string): Promise<void> {
     try {
-      await this.exec(['delete', '--force', id]);
+      await this.exec(['delete', '--force', id], 30_000, true);
     } catch (err) {
       if (/does not exist|not exist|no such/i.test(String((err as Error).message))) return;
       throw err;
