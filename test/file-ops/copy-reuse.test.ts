@@ -146,6 +146,38 @@ describe('COPY reruns take unchanged files from their last result', () => {
   });
 });
 
+describe('COPY of single files into a directory of a lower layer, rerun on a new parent', () => {
+  let env: BuilderEnv;
+  let ctx: string;
+  beforeAll(async () => {
+    env = await startBuilderEnv('copy-reuse-files');
+    ctx = path.join(env.tmp, 'ctx');
+    await writeTree(ctx, { 'd/a.txt': 'a\n', 'b.txt': 'b\n', 'c.txt': 'c\n' });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('writes them (their directory is not in the upper dir), and gives the image a builder without donors gives', async () => {
+    // SOURCE_DATE_EPOCH in the past: /app's time is that of the copy (the build's), clamped alike in both builders.
+    const text = (n: string) => [`FROM ${env.base}`, `RUN echo ${n} > /n && touch -r /bin/busybox /n /`, 'COPY d/ /app/', 'COPY b.txt c.txt /app/', ''].join('\n');
+    const run = (b: Builder, n: string) => drive(b, { dockerfile: text(n), context: { dir: ctx }, sourceDateEpoch: 1_700_000_000 });
+    expect((await run(env.builder, 'one')).error).toBeUndefined();
+    const two = await run(env.builder, 'two');
+    expect(two.error).toBeUndefined();
+    expect(two.ran.filter((s) => s.includes('COPY'))).toHaveLength(2);
+    const fresh = await Builder.open({ root: path.join(env.tmp, 'fresh') });
+    try {
+      const alone = await run(fresh, 'two');
+      expect(alone.error).toBeUndefined();
+      expect(two.result!.imageDigest).toBe(alone.result!.imageDigest);
+    } finally {
+      await fresh.close();
+      await unmountAll(path.join(env.tmp, 'fresh'));
+    }
+  });
+});
+
 describe('sameTree', () => {
   let dir: string;
   beforeAll(async () => {

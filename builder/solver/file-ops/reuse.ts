@@ -18,7 +18,12 @@ import path from 'node:path';
  * exactly the same bytes (compared in full, never guessed from stat data).
  * The copier leaves such a file out; once the snapshot is unmounted, `link`
  * puts the donor's inode at its name in the upper dir (never under a mounted
- * overlay), restoring the parent directory's times the copy had set. Should a
+ * overlay), restoring the parent directory's times the copy had set. Only
+ * files inside a directory the copy copies are offered: that directory is in
+ * the upper dir (the copy set its metadata through the overlay) and its time
+ * is the source's; a file copied into an existing directory (`COPY a b /app/`)
+ * would need both its directory copied up and that directory's time to be
+ * the moment of the copy, which a link after the fact cannot give. Should a
  * link fail (the donor pruned meanwhile), the file is copied from its source.
  */
 export class FileReuse {
@@ -67,7 +72,9 @@ export class FileReuse {
       const dest = path.join(upperDir, f.rel);
       const parent = path.dirname(dest);
       if (!parentTimes.has(parent)) {
-        const pst = lstatSync(parent);
+        // The copier only offers files whose directory it copies (and so copies up): never missing.
+        const pst = lstatSync(parent, { throwIfNoEntry: false });
+        if (!pst?.isDirectory()) throw new Error(`internal: ${path.dirname(f.rel) || '/'} is not in the step's upper dir`);
         parentTimes.set(parent, { atime: pst.atime, mtime: pst.mtime });
       }
       try {

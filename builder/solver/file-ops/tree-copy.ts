@@ -131,7 +131,9 @@ export class TreeCopier {
         await this.copyDir(src, st, target, name, childRel, childEx, ignored || excluded || pending !== undefined, pending);
       } else if (!ignored && !excluded && !pending) {
         const dir = await target.ensure();
-        await this.copyEntry(src, st, path.join(dir, name), target.fresh);
+        // Its directory gets its metadata set after its contents (or is the root): it is in the
+        // upper dir by then, and its time is the copy's, so a file linked in later changes nothing.
+        await this.copyEntry(src, st, path.join(dir, name), target.fresh, true);
       }
     }
   }
@@ -155,17 +157,19 @@ export class TreeCopier {
 
   /** Copy one non-directory entry to `dest`, replacing whatever is there. FIFOs and devices are recreated, never opened. */
   async copyNonDir(src: string, st: Stats, dest: string): Promise<void> {
-    await this.copyEntry(src, st, dest, false);
+    // Into a directory that may only be in a lower layer, whose time the creation of `dest`
+    // changes: a file linked in after the unmount could do neither, so it is always written.
+    await this.copyEntry(src, st, dest, false, false);
   }
 
-  private async copyEntry(src: string, st: Stats, dest: string, fresh: boolean): Promise<void> {
+  private async copyEntry(src: string, st: Stats, dest: string, fresh: boolean, mayReuse: boolean): Promise<void> {
     const key = `${st.dev}:${st.ino}`;
     const prior = st.nlink > 1 ? this.links.get(key) : undefined;
     const first = prior === dest ? undefined : prior;
     const old = fresh ? undefined : lstatOrUndefined(dest);
     if (old) removeExistingSync(dest, old);
     // Only a name nothing held, and a file no other name of this copy links to.
-    if (this.opts.reuse && !old && first === undefined && st.isFile() && st.nlink === 1 && this.opts.reuse.offer(src, st, dest, this.targetMeta(st))) return;
+    if (mayReuse && this.opts.reuse && !old && first === undefined && st.isFile() && st.nlink === 1 && this.opts.reuse.offer(src, st, dest, this.targetMeta(st))) return;
     if (first !== undefined) {
       linkSync(first, dest);
       return;
