@@ -1,5 +1,5 @@
 import { text } from 'node:stream/consumers';
-import { readFromHost } from '../../core/host-commands.js';
+import { HOST_ENV, readFromHost } from '../../core/host-commands.js';
 import { SandboxError } from './errors.js';
 
 /**
@@ -7,7 +7,7 @@ import { SandboxError } from './errors.js';
  * a bare environment: nothing of ours (tokens, credentials) reaches runc or
  * the hooks it starts.
  */
-export const RUNC_ENV: Readonly<Record<string, string>> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+export const RUNC_ENV: Readonly<Record<string, string>> = { PATH: HOST_ENV['PATH']! };
 
 export class RuncCli {
   constructor(
@@ -29,7 +29,7 @@ export class RuncCli {
   /**
    * One runc command, started by a host-command helper (a fork of Node per
    * `runc delete` was a fifth of a RUN step's own CPU); stdout is its result.
-   * The helpers give every command a bare environment, as RUNC_ENV.
+   * The helpers give every command the same bare environment (HOST_ENV).
    */
   async exec(args: string[], timeoutMs = 30_000, urgent = false): Promise<{ stdout: string }> {
     const r = await readFromHost(this.runcPath, this.argv(...args), text, { timeoutMs, urgent });
