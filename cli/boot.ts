@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `buildlite` bin. Starting Node and compiling the ~1.2 MB CLI bundle is
+ * The `buildlite` bin. Starting Node and compiling the ~1.6 MB CLI bundle is
  * a large part of a short command (a cached or incremental build, a re-push),
- * so this runs the bundle (cli.cjs, beside this file) through a V8 code cache:
+ * so this runs the command's bundle (cli.cjs, or one of its own such as
+ * cli-push.cjs, beside this file) through a V8 code cache:
  * the first run of a command compiles as usual and saves, at exit, the bytecode
  * of everything it ran; later runs of that command skip parsing and compiling
  * (measured: an incremental rebuild 0.41 -> 0.375 s). It is what Node 22's
@@ -22,8 +23,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
-/** sha256 prefix of cli.cjs, set by scripts/bundle.mjs. */
-declare const BUNDLE_ID: string;
+interface BundleFile {
+  /** Beside this file. */
+  readonly file: string;
+  /** A prefix of its sha256. */
+  readonly id: string;
+}
+
+/**
+ * Set by scripts/bundle.mjs: the whole CLI, and the commands bundled on their
+ * own (a re-push is mostly start-up, and `push` needs a tenth of the code).
+ */
+declare const BUNDLES: { readonly all: BundleFile; readonly commands: Readonly<Record<string, BundleFile>> };
 
 /** ~0.2-0.7 MB each; about four versions' worth of commands. */
 const MAX_CACHE_FILES = 48;
@@ -34,7 +45,9 @@ interface CacheFile {
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const bundle = path.join(here, 'cli.cjs');
+const arg = process.argv[2] ?? '';
+const chosen = Object.hasOwn(BUNDLES.commands, arg) ? BUNDLES.commands[arg]! : BUNDLES.all;
+const bundle = path.join(here, chosen.file);
 const cache = cacheFile();
 const cached = cache ? readCache(cache) : undefined;
 // The CommonJS wrapper on the bundle's first line keeps its line numbers; the sources are
@@ -70,10 +83,9 @@ function cacheFile(): CacheFile | undefined {
   const home = os.homedir();
   const base = process.env['XDG_CACHE_HOME'] || (home ? path.join(home, '.cache') : '');
   if (!path.isAbsolute(base)) return undefined;
-  const arg = process.argv[2] ?? '';
   const command = /^[a-z][a-z-]{0,19}$/.test(arg) ? arg : 'default';
   const dir = path.join(base, 'buildlite', 'compile-cache');
-  return { dir, file: path.join(dir, `${BUNDLE_ID}-${process.version}-${process.arch}-${command}.bin`) };
+  return { dir, file: path.join(dir, `${chosen.id}-${process.version}-${process.arch}-${command}.bin`) };
 }
 
 function ownedByUs(p: string, wantDir: boolean): boolean {
