@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * Run `fn` over `items` with at most `limit` in flight. The first failure
  * aborts the shared signal (so siblings stop early), waits for every started
@@ -10,6 +12,10 @@ export async function forEachLimit<T>(
   fn: (item: T, signal: AbortSignal) => Promise<void>,
 ): Promise<void> {
   const ctl = new AbortController();
+  // Each task in flight listens on the shared signal (its request, its body
+  // stream, a backoff): a few listeners per task, by design, so Node's leak
+  // warning at 10 would fire on stderr for any limit above 4.
+  setMaxListeners(Math.max(10, limit * 4), ctl.signal);
   const onAbort = () => ctl.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   let next = 0;

@@ -116,4 +116,23 @@ describe('push and pull against a plain docker-registry', () => {
     const bad = await client.fetchBlob(`${reg.host}/rt/blob:1`, { ...img.layers[0]!, size: img.layers[0]!.size - 1 });
     await expect((async () => { for await (const _ of bad) { /* drain */ } })()).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
+  it('a wide push and pull say nothing on stderr (no listener-leak warning for many requests in flight)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      await using wide = new RegistryClient({ credentials: staticCredentials({}), concurrency: 16 });
+      const src = new LocalContentStore(path.join(tmp, 'src-wide'));
+      const img = await makeTestImage(src, { layers: 20 });
+      const ac = new AbortController();
+      await wide.pushImage(`${reg.host}/rt/wide:1`, img, src, { signal: ac.signal });
+      const pulled = await wide.pullImage(`${reg.host}/rt/wide:1`, new LocalContentStore(path.join(tmp, 'dst-wide')), { signal: ac.signal });
+      expect(pulled.manifestDigest).toBe(img.manifestDigest);
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
 });
