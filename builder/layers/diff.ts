@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
 import { cmp, END_OF_ARCHIVE } from './tar-format.js';
-import { devNumbers, entryBytes, headerFromStat, type HeaderOptions } from './tar-writer.js';
+import { devNumbers, headerFromStat, TarChunks, type HeaderOptions } from './tar-writer.js';
 import { OPAQUE_XATTR, readTreeXattrs, USER_OPAQUE_XATTR, type TreeXattrs } from './xattrs.js';
 
 export class LayerSourceError extends BuildliteError {
@@ -53,6 +53,8 @@ export interface DiffOptions extends HeaderOptions {
 export async function* diffTar(upper: string, opts: DiffOptions = {}): AsyncGenerator<Buffer> {
   const xattrs = opts.xattrs ?? (await readTreeXattrs(upper, opts.signal));
   const firstPathOfInode = new Map<string, string>();
+  // Chunks of the tar leave as they fill (TarChunks): a yield is ~1 MiB, not one per piece.
+  const out = new TarChunks();
 
   async function* walk(dir: string, rel: string): AsyncGenerator<Buffer> {
     // Synchronous metadata calls: a diff is thousands of tiny stats, and an await each
@@ -67,32 +69,33 @@ export async function* diffTar(upper: string, opts: DiffOptions = {}): AsyncGene
       const extra = attrs ? { xattrs: attrs } : {};
       if (st.isCharacterDevice() && st.rdev === 0n) {
         const wh = rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${rel}/${WHITEOUT_PREFIX}${name}`;
-        yield* entryBytes(headerFromStat(st, wh, 'file', opts));
+        yield* out.entry(headerFromStat(st, wh, 'file', opts));
       } else if (st.isDirectory()) {
-        yield* entryBytes(headerFromStat(st, `${relName}/`, 'dir', opts, extra));
-        if (xattrs.opaque.has(host)) yield* entryBytes(headerFromStat(st, `${relName}/${OPAQUE_MARKER}`, 'file', opts));
+        yield* out.entry(headerFromStat(st, `${relName}/`, 'dir', opts, extra));
+        if (xattrs.opaque.has(host)) yield* out.entry(headerFromStat(st, `${relName}/${OPAQUE_MARKER}`, 'file', opts));
         yield* walk(host, relName);
       } else if (st.isFile()) {
         const inode = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1n ? firstPathOfInode.get(inode) : undefined;
         if (first !== undefined) {
-          yield* entryBytes(headerFromStat(st, relName, 'hardlink', opts, { ...extra, linkname: first }));
+          yield* out.entry(headerFromStat(st, relName, 'hardlink', opts, { ...extra, linkname: first }));
         } else {
           if (st.nlink > 1n) firstPathOfInode.set(inode, relName);
-          yield* entryBytes(headerFromStat(st, relName, 'file', opts, { ...extra, size: Number(st.size) }), host);
+          yield* out.entry(headerFromStat(st, relName, 'file', opts, { ...extra, size: Number(st.size) }), host);
         }
       } else if (st.isSymbolicLink()) {
-        yield* entryBytes(headerFromStat(st, relName, 'symlink', opts, { linkname: readlinkSync(host) }));
+        yield* out.entry(headerFromStat(st, relName, 'symlink', opts, { linkname: readlinkSync(host) }));
       } else if (st.isFIFO()) {
-        yield* entryBytes(headerFromStat(st, relName, 'fifo', opts, extra));
+        yield* out.entry(headerFromStat(st, relName, 'fifo', opts, extra));
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const type = st.isCharacterDevice() ? 'char' : 'block';
-        yield* entryBytes(headerFromStat(st, relName, type, opts, { ...extra, ...devNumbers(st.rdev) }));
+        yield* out.entry(headerFromStat(st, relName, type, opts, { ...extra, ...devNumbers(st.rdev) }));
       }
       // Sockets: skipped on purpose.
     }
   }
 
   yield* walk(upper, '');
-  yield END_OF_ARCHIVE;
+  yield* out.put(END_OF_ARCHIVE);
+  yield* out.end();
 }
