@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { chmod, link, lstat, lutimes, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Builder } from '../../builder/index.js';
-import { sameTree } from '../../builder/solver/file-ops/reuse.js';
+import { FileReuse, sameTree } from '../../builder/solver/file-ops/reuse.js';
 import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
 import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
@@ -239,3 +241,49 @@ describe('sameTree', () => {
   });
 });
 
+
+describe('FileReuse.offer', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'bl-offer-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A source file and a donor file at `rel` with these bytes, the donor with the metadata the copy would give. */
+  async function offerOf(rel: string, srcBytes: Buffer, donorBytes: Buffer, statSize = srcBytes.length): Promise<boolean> {
+    const src = path.join(dir, 'src', rel);
+    const donor = path.join(dir, 'donor', rel);
+    for (const f of [src, donor]) await mkdir(path.dirname(f), { recursive: true });
+    await writeFile(src, srcBytes);
+    await writeFile(donor, donorBytes);
+    const mtime = new Date('2024-01-02T03:04:05.678Z');
+    await utimes(donor, mtime, mtime);
+    const d = await lstat(donor);
+    const st = { ...(await lstat(src)), size: statSize, isFile: () => true } as unknown as Stats;
+    const reuse = new FileReuse(path.join(dir, 'root'), path.join(dir, 'donor'));
+    return reuse.offer(src, st, path.join(dir, 'root', rel), { uid: d.uid, gid: d.gid, mode: d.mode & 0o7777, atime: mtime, mtime });
+  }
+
+  it('takes a file whose bytes are the donor’s, at every size around the read chunk', async () => {
+    for (const size of [0, 1, 4095, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 600_000]) {
+      const bytes = randomBytes(size);
+      expect(await offerOf(`same-${size}`, bytes, Buffer.from(bytes)), `size ${size}`).toBe(true);
+    }
+  });
+
+  it('refuses one byte changed (first, last, across a chunk), and a file longer than its stat said', async () => {
+    for (const [size, at] of [[1, 0], [4096, 4095], [256 * 1024 + 10, 256 * 1024 - 1], [256 * 1024 + 10, 256 * 1024], [600_000, 599_999]] as const) {
+      const bytes = randomBytes(size);
+      const other = Buffer.from(bytes);
+      other[at] = other[at]! ^ 0xff;
+      expect(await offerOf(`changed-${size}-${at}`, bytes, other), `size ${size} byte ${at}`).toBe(false);
+    }
+    // The source grew after its stat (and the donor holds the stat's bytes): not the same file.
+    for (const size of [0, 100, 256 * 1024 - 1]) {
+      const bytes = randomBytes(size + 1);
+      expect(await offerOf(`grew-${size}`, bytes, bytes.subarray(0, size), size), `grew past ${size}`).toBe(false);
+    }
+  });
+});
