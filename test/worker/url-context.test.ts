@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -72,6 +72,7 @@ describe('URL contexts through a build service: the worker fetches them', () => 
     await gitSrv?.stop();
     await cleanupRoots([localRoot]);
     await s?.stop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
   /** `buildlite build URL`, embedded (the developer's loopback opt-in) or through the service (the operator's). */
