@@ -116,6 +116,7 @@ describe('push and pull against a plain docker-registry', () => {
     const bad = await client.fetchBlob(`${reg.host}/rt/blob:1`, { ...img.layers[0]!, size: img.layers[0]!.size - 1 });
     await expect((async () => { for await (const _ of bad) { /* drain */ } })()).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
+
   it('a wide push and pull say nothing on stderr (no listener-leak warning for many requests in flight)', async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
