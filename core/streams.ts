@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { formatBytes } from './bytes.js';
 import type { Digest } from './digest.js';
 import { BuildliteError, type ErrorCode } from './errors.js';
@@ -119,4 +119,44 @@ export async function readAllBounded(
     chunks.push(b);
   }
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * A destination that hands each piece on to `writer`, which it never ends,
+ * and tells `onWritten` the piece's size once the writer is done with it (the
+ * writer's write callback, which Node calls in order). For a source that
+ * reuses a buffer once what was made of it is written (the layer tar's
+ * chunks). Pieces go on as fast as the writer takes them, so it still writes
+ * what queued up as one; this finishes once every piece is written, and the
+ * writer's error is its.
+ */
+export class AckedWrites extends Writable {
+  private pending = 0;
+  private allWritten: (() => void) | undefined;
+
+  constructor(
+    private readonly writer: Writable,
+    private readonly onWritten: (bytes: number) => void,
+  ) {
+    super();
+    writer.on('error', (err) => this.destroy(err));
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pending++;
+    const more = this.writer.write(chunk, (err) => {
+      this.pending--;
+      // An error also reaches us as the writer's 'error' event.
+      if (err) return;
+      this.onWritten(chunk.length);
+      if (this.pending === 0) this.allWritten?.();
+    });
+    if (more) cb();
+    else this.writer.once('drain', () => cb());
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.pending === 0) cb();
+    else this.allWritten = () => cb();
+  }
 }

@@ -2,6 +2,7 @@ import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
+import type { ChunkLoans } from './chunk-pool.js';
 import { cmp, END_OF_ARCHIVE } from './tar-format.js';
 import { devNumbers, headerFromStat, TarChunks, type HeaderOptions } from './tar-writer.js';
 import { OPAQUE_XATTR, readTreeXattrs, USER_OPAQUE_XATTR, type TreeXattrs } from './xattrs.js';
@@ -40,6 +41,8 @@ export interface DiffOptions extends HeaderOptions {
   readonly signal?: AbortSignal | undefined;
   /** Xattrs of `upper` already read by the caller; read here when absent. */
   readonly xattrs?: TreeXattrs | undefined;
+  /** Where the tar's chunks come from and go back to (writeLayer); fresh buffers when absent. */
+  readonly loans?: ChunkLoans | undefined;
 }
 
 /**
@@ -54,7 +57,7 @@ export async function* diffTar(upper: string, opts: DiffOptions = {}): AsyncGene
   const xattrs = opts.xattrs ?? (await readTreeXattrs(upper, opts.signal));
   const firstPathOfInode = new Map<string, string>();
   // Chunks of the tar leave as they fill (TarChunks): a yield is ~1 MiB, not one per piece.
-  const out = new TarChunks();
+  const out = new TarChunks(opts.loans);
 
   async function* walk(dir: string, rel: string): AsyncGenerator<Buffer> {
     // Synchronous metadata calls: a diff is thousands of tiny stats, and an await each

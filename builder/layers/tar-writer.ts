@@ -1,5 +1,6 @@
 import { closeSync, constants, openSync, readSync, type BigIntStats } from 'node:fs';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
+import type { ChunkLoans } from './chunk-pool.js';
 import { encodeHeader, padding, type TarHeader, type TarType } from './tar-format.js';
 
 export class LayerChangedError extends BuildliteError {
@@ -51,12 +52,16 @@ export function devNumbers(rdev: bigint): { devmajor: number; devminor: number }
  * archive, their syscalls ~110 ms. So headers, padding and file bytes are
  * written into one buffer, file bytes read straight into it, and only full
  * chunks leave; big files fill chunk after chunk the same way (1 MiB reads).
- * A chunk, once handed out, is never written again: downstream may still
- * hold it.
+ * A chunk, once handed out, is not written again until `loans` (when given)
+ * says the blob made from it is written: downstream may still hold it.
  */
 export class TarChunks {
-  private buf = Buffer.allocUnsafe(CHUNK);
+  private buf: Buffer;
   private used = 0;
+
+  constructor(private readonly loans?: ChunkLoans) {
+    this.buf = loans ? loans.take() : Buffer.allocUnsafe(CHUNK);
+  }
 
   /**
    * One entry: its header, then for regular files exactly `size` bytes read
@@ -96,16 +101,21 @@ export class TarChunks {
 
   /** The last chunk: what was written since the last full one. */
   *end(): Generator<Buffer> {
-    if (this.used > 0) yield this.next();
+    if (this.used > 0) yield this.next(true);
+    else this.loans?.unused(this.buf);
   }
 
-  private next(): Buffer {
-    const chunk = this.used === CHUNK ? this.buf : this.buf.subarray(0, this.used);
-    this.buf = Buffer.allocUnsafe(CHUNK);
+  private next(last = false): Buffer {
+    const full = this.buf;
+    const chunk = this.used === CHUNK ? full : full.subarray(0, this.used);
+    this.loans?.lend(full, this.used);
+    // After the last chunk nothing is written: no buffer to take (it would never go back).
+    if (!last) this.buf = this.loans ? this.loans.take() : Buffer.allocUnsafe(CHUNK);
     this.used = 0;
     return chunk;
   }
 }
 
 // 1 MiB: whole chunks for the parallel gzip, and few hash and stream calls.
-const CHUNK = 1024 * 1024;
+export const TAR_CHUNK = 1024 * 1024;
+const CHUNK = TAR_CHUNK;
