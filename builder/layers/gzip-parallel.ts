@@ -39,7 +39,7 @@ export interface ParallelGzipOptions {
 /** The numbers of ParallelGzipOptions, all set. */
 type Tuning = Required<Omit<ParallelGzipOptions, 'onCovered'>>;
 
-export const PARALLEL_GZIP_DEFAULTS: Tuning = {
+export const PARALLEL_GZIP_DEFAULTS: Readonly<Tuning> = {
   level: 6,
   chunkSize: 1024 * 1024,
   concurrency: Math.max(2, availableParallelism() + 1),
