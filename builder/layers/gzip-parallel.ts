@@ -138,7 +138,6 @@ export class ParallelGzip extends Transform {
   private pendingBytes = 0;
   /** Each chunk's deflate, with the input offset its end is at. */
   private readonly inflight: Array<{ job: Promise<Buffer[]>; inputEnd: number }> = [];
-  private dispatched = 0;
   private out = 0;
   private lastTail: Buffer | undefined;
   private crc = 0;
@@ -198,8 +197,8 @@ export class ParallelGzip extends Transform {
     const job = deflateChunk(parts, size, this.lastTail, this.o);
     // Rejections surface when the job is awaited in order; keep Node from calling them unhandled meanwhile.
     job.catch(() => undefined);
-    this.dispatched += size;
-    this.inflight.push({ job, inputEnd: this.dispatched });
+    // The input so far less what still waits: where this chunk ends (takePending has taken it).
+    this.inflight.push({ job, inputEnd: this.total - this.pendingBytes });
     const tail = Math.min(WINDOW, size);
     // A copy: the dictionary must not pin (or see reuse of) the chunk's buffers.
     this.lastTail = Buffer.from(slice(parts, size - tail, tail));

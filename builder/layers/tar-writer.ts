@@ -60,7 +60,7 @@ export class TarChunks {
   private used = 0;
 
   constructor(private readonly loans?: ChunkLoans) {
-    this.buf = loans ? loans.take() : Buffer.allocUnsafe(CHUNK);
+    this.buf = this.fresh();
   }
 
   /**
@@ -76,8 +76,8 @@ export class TarChunks {
     try {
       let remaining = h.size;
       while (remaining > 0) {
-        if (this.used === CHUNK) yield this.next();
-        const n = readSync(fd, this.buf, this.used, Math.min(remaining, CHUNK - this.used), null);
+        if (this.used === TAR_CHUNK) yield this.next();
+        const n = readSync(fd, this.buf, this.used, Math.min(remaining, TAR_CHUNK - this.used), null);
         if (n === 0) throw new LayerChangedError(`${hostPath} shrank while it was being archived`);
         this.used += n;
         remaining -= n;
@@ -92,7 +92,7 @@ export class TarChunks {
   *put(bytes: Buffer): Generator<Buffer> {
     let at = 0;
     while (at < bytes.length) {
-      if (this.used === CHUNK) yield this.next();
+      if (this.used === TAR_CHUNK) yield this.next();
       const n = bytes.copy(this.buf, this.used, at);
       this.used += n;
       at += n;
@@ -107,15 +107,18 @@ export class TarChunks {
 
   private next(last = false): Buffer {
     const full = this.buf;
-    const chunk = this.used === CHUNK ? full : full.subarray(0, this.used);
+    const chunk = this.used === TAR_CHUNK ? full : full.subarray(0, this.used);
     this.loans?.lend(full, this.used);
     // After the last chunk nothing is written: no buffer to take (it would never go back).
-    if (!last) this.buf = this.loans ? this.loans.take() : Buffer.allocUnsafe(CHUNK);
+    if (!last) this.buf = this.fresh();
     this.used = 0;
     return chunk;
+  }
+
+  private fresh(): Buffer {
+    return this.loans ? this.loans.take() : Buffer.allocUnsafe(TAR_CHUNK);
   }
 }
 
 // 1 MiB: whole chunks for the parallel gzip, and few hash and stream calls.
 export const TAR_CHUNK = 1024 * 1024;
-const CHUNK = TAR_CHUNK;
