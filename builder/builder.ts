@@ -11,6 +11,7 @@ import { EventQueue } from '../core/event-queue.js';
 import { isIndexMediaType, platformString, type Descriptor, type ImageIndex } from '../core/oci.js';
 import { targetPlatforms } from '../core/platform.js';
 import { checkNetworkRequest } from '../core/request-rules.js';
+import { makeSpreadDir } from '../core/spread-dir.js';
 import {
   CacheKeyIndex,
   CacheMounts,
@@ -176,7 +177,7 @@ export class Builder {
       noNewPrivileges: opts.noNewPrivileges ?? false,
     });
     const { store, snapshotter, executor, tmpDir } = parts;
-    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    await makeSpreadDir(tmpDir);
     // A previous process may have died mid-step: reclaim what it left before running anything.
     const { use, report } = await claimRoot(root, parts);
     const blobHomes = new FileBlobHomes(path.join(root, 'blob-homes'));

@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileAttrs, takesTopdir } from '../test/helpers/file-attrs.js';
 import { CacheMounts, type CacheMountUsage } from './index.js';
 
 async function listAll(m: CacheMounts): Promise<CacheMountUsage[]> {
@@ -82,6 +83,13 @@ describe('CacheMounts', () => {
     await (await sharedWaiter).release();
     expect(order).toEqual(['first released', 'second acquired', 'shared acquired']);
     expect((await listAll(mounts))[0]?.inUse).toBe(false);
+  });
+
+  it.runIf(takesTopdir())('spreads the cache mounts over ext4 block groups (TOPDIR on their parent)', async () => {
+    const root = join(dir, 'spread');
+    const h = await new CacheMounts(root).acquire('apt', 'shared');
+    expect(fileAttrs(root)).toContain('T');
+    await h.release();
   });
 
   it('hashes untrusted ids into names, applies mode and owner on creation, and seeds once', async () => {

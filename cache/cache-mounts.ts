@@ -2,6 +2,7 @@ import { chmod, chown, lstat, mkdir, readdir, readFile, rm, stat, utimes } from 
 import { join } from 'node:path';
 import { sha256 } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
+import { makeSpreadDir } from '../core/spread-dir.js';
 import { atomicWriteFile, isErrno } from './fs-util.js';
 import { SlotLocks } from './slot-lock.js';
 
@@ -70,6 +71,7 @@ const CROSS_PROCESS_POLL_MS = 50;
  */
 export class CacheMounts {
   private readonly ids = new Map<string, IdState>();
+  private spread?: Promise<void>;
 
   constructor(readonly root: string) {}
 
@@ -189,6 +191,7 @@ export class CacheMounts {
   }
 
   private async ensureDir(hex: string, dir: string, opts: CacheMountOptions): Promise<boolean> {
+    await (this.spread ??= makeSpreadDir(this.root));
     await mkdir(join(this.root, hex, 'data'), { recursive: true, mode: 0o700 });
     try {
       await mkdir(dir, { mode: 0o700 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
 import { readTreeXattrs, readUpperXattrs, upperDirOf } from '../layers/index.js';
+import { fileAttrs, takesTopdir } from '../../test/helpers/file-attrs.js';
 import { describeSnapshotter } from '../../test/suites/snapshotter.suite.js';
 import { OverlaySnapshotter, SnapshotChainTooLongError } from './index.js';
 
@@ -34,6 +35,15 @@ describe('OverlaySnapshotter specifics', () => {
     expect(v!.options).toContain('ro');
     expect(v!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':')).toEqual(lower);
     expect(m!.options.some((o) => o.startsWith('upperdir='))).toBe(true);
+  });
+
+  it.runIf(takesTopdir())('spreads snapshot dirs over ext4 block groups: TOPDIR on their parent, not on a snapshot', async () => {
+    const root = path.join(await tmp, 'spread');
+    const snap = new OverlaySnapshotter(root);
+    const [m] = await snap.prepare('k0', null);
+    expect(fileAttrs(path.join(root, 'snapshots'))).toContain('T');
+    expect(fileAttrs(path.dirname(m!.source))).not.toContain('T');
+    await snap.remove('k0');
   });
 
   it('rootless: every overlay mount carries userxattr, and the diff reads the opaque marks it writes', async () => {

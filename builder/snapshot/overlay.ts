@@ -3,6 +3,7 @@ import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { makeSpreadDir } from '../../core/spread-dir.js';
 import { runsRootless } from '../../core/userns.js';
 import {
   SnapshotChainTooLongError,
@@ -304,7 +305,7 @@ export class OverlaySnapshotter implements Snapshotter {
       await this.checkXattrMode();
       if (this.userxattr) await this.probeOverlay();
       await this.records.init();
-      await mkdir(this.snapshotsDir, { recursive: true, mode: 0o700 });
+      await makeSpreadDir(this.snapshotsDir);
     })();
     return this.ready;
   }

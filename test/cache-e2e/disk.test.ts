@@ -11,6 +11,7 @@ import { pushBusyboxBase } from '../helpers/base-image.js';
 import { CLI, runCli } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
+import { fileAttrs, takesTopdir } from '../helpers/file-attrs.js';
 
 async function sha256File(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -113,6 +114,20 @@ describe('bounded disk, crash safety, du/prune/why-miss from the CLI', () => {
       const manifest = JSON.parse(await readBlob(builder, last.result.imageDigest)) as { layers: Array<{ digest: string }> };
       for (const l of manifest.layers) expect(await builder.store.stat(l.digest as never)).toBeDefined();
     }
+  });
+
+  it.runIf(takesTopdir())('a state root spreads the trees it makes over ext4 block groups: TOPDIR on snapshots, tmp and cache mounts', async () => {
+    const ctx = path.join(tmp, 'spread-ctx');
+    await writeTree(ctx, { 'x.txt': 'x\n' });
+    const root = path.join(tmp, 'spread-state');
+    const builder = await Builder.open({ root });
+    try {
+      const out = await drive(builder, { dockerfile: `FROM ${base}\nRUN --mount=type=cache,target=/c echo x > /c/x && cp /c/x /x\n`, context: { dir: ctx } });
+      expect(out.error).toBeUndefined();
+    } finally {
+      await builder.close();
+    }
+    for (const dir of ['snapshots/snapshots', 'tmp', 'cache-mounts']) expect(fileAttrs(path.join(root, dir)), dir).toContain('T');
   });
 
   it('du, prune and debug why-miss work from the CLI', async () => {
