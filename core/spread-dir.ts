@@ -9,12 +9,13 @@ import { runOnHost } from './host-commands.js';
  * allocator places each new subdirectory, with the files made in it, in a
  * block group of its own choosing instead of in `dir`'s own group.
  *
- * Why: on ext4 without a journal (common for VM and CI root filesystems)
+ * Why: on ext4 without a journal (the benchmark machine's root filesystem is one)
  * allocating an inode skips every free inode of its group that was freed in
  * the last minutes, reading each one's inode, and does so again for every
  * new inode. So a tree unpacked beside one just deleted costs time that grows
- * with both: the debian base (4,930 files) took 4-6 s of kernel time after a
- * state root was removed, ~1 s in a fresh group (bench/results/2026-12-06-issue18-pass5.md).
+ * with both: untarring the debian base (4,930 files) right after deleting a
+ * copy of it took 4.0-4.6 s, nearly all in the kernel, and 0.2 s in a group of
+ * its own (bench/results/2026-12-06-issue18-pass5.md).
  * Spread over groups, a new tree rarely shares one with a deleted tree.
  *
  * Best effort: without chattr, or on a filesystem that has no such attribute,
