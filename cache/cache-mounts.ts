@@ -191,7 +191,11 @@ export class CacheMounts {
   }
 
   private async ensureDir(hex: string, dir: string, opts: CacheMountOptions): Promise<boolean> {
-    await (this.spread ??= makeSpreadDir(this.root));
+    // Made once per instance; a failed mkdir is tried again by the next caller.
+    await (this.spread ??= makeSpreadDir(this.root).catch((err: unknown) => {
+      this.spread = undefined;
+      throw err;
+    }));
     await mkdir(join(this.root, hex, 'data'), { recursive: true, mode: 0o700 });
     try {
       await mkdir(dir, { mode: 0o700 });
