@@ -1,4 +1,4 @@
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runOnHost } from './host-commands.js';
 
@@ -20,21 +20,17 @@ import { runOnHost } from './host-commands.js';
  *
  * Best effort: without chattr, or on a filesystem that has no such attribute,
  * nothing changes. Whether it was tried is kept beside `dir` (`<dir>.spread`),
- * so a later process pays one access() instead of a command; a `dir` this
- * call creates is tried again whatever the marker says.
+ * so a later process pays one failed create instead of a command; a `dir`
+ * this call creates is tried again whatever the marker says.
  */
 export async function makeSpreadDir(dir: string, mode = 0o700): Promise<void> {
   const made = await mkdir(dir, { recursive: true, mode });
-  const marker = `${dir}.spread`;
-  if (made === undefined && (await exists(marker))) return;
-  // Absolute, so chattr cannot read it as an option.
-  await runOnHost('chattr', ['+T', path.resolve(dir)], { timeoutMs: 10_000 }).catch(() => undefined);
-  await writeFile(marker, '', { mode: 0o600 }).catch(() => undefined);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return access(file).then(
+  // 'wx' fails when the marker is there already: tried before, by this process or another.
+  const unmarked = await writeFile(`${dir}.spread`, '', { mode: 0o600, flag: 'wx' }).then(
     () => true,
     () => false,
   );
+  if (!unmarked && made === undefined) return;
+  // Absolute, so chattr cannot read it as an option.
+  await runOnHost('chattr', ['+T', path.resolve(dir)], { timeoutMs: 10_000 }).catch(() => undefined);
 }
