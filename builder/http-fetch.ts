@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
-import { httpsModule } from '../core/lazy-tls.js';
+import { httpsModule } from '../core/lazy-builtins.js';
 import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes, meterBytes } from '../core/streams.js';

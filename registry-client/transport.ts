@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { isIP } from 'node:net';
 import { backoff } from '../core/backoff.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { httpsModule, tlsModule } from '../core/lazy-tls.js';
+import { httpsModule, tlsModule } from '../core/lazy-builtins.js';
 import { armTimeouts, isTransientNetError, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
