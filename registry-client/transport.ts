@@ -65,6 +65,20 @@ interface HostInfo {
   readonly dispatcher: Dispatcher;
 }
 
+/** A bodyless request sent as a host's probe (see Transport.probe). */
+interface ProbeRequest {
+  readonly method: RegistryRequest['method'];
+  readonly path: string;
+  readonly headers?: Record<string, string> | undefined;
+  readonly action?: string | undefined;
+}
+
+interface Probed {
+  readonly info: HostInfo;
+  /** The probe request's answer, body unread, for the request to use. */
+  readonly res?: RegistryResponse;
+}
+
 const MAX_ERROR_BODY = 64 * 1024; // ggcr's cap: enough for any real error JSON, bounded for a hostile one
 const MAX_REDIRECTS = 5;
 const SYSTEM_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
@@ -134,12 +148,16 @@ export class Transport {
   async hostInfo(registry: string, signal?: AbortSignal): Promise<HostInfo> {
     const host = registryHost(registry);
     let p = this.hosts.get(host);
-    if (!p) {
-      p = this.probe(registry, host, signal);
-      this.hosts.set(host, p);
-      p.catch(() => this.hosts.delete(host));
-    }
+    if (!p) p = this.remember(host, this.probe(registry, host, signal)).then((r) => r.info);
     return p;
+  }
+
+  /** Makes `probed` the host's entry (dropped if it fails), so concurrent requests wait for one probe. */
+  private remember(host: string, probed: Promise<Probed>): Promise<Probed> {
+    const info = probed.then((r) => r.info);
+    this.hosts.set(host, info);
+    info.catch(() => this.hosts.delete(host));
+    return probed;
   }
 
   // Docker's order for insecure registries: verified HTTPS, then (on a certificate
@@ -150,17 +168,40 @@ export class Transport {
   // first handshake). Only when the ping fails, or has no answer after
   // TLS_PROBE_AFTER_MS, a cheap unverified handshake tells whether the peer speaks
   // TLS, so a plain-HTTP loopback registry never costs the CA bundle parse either.
-  private async probe(registry: string, host: string, signal?: AbortSignal): Promise<HostInfo> {
+  //
+  // `first`, the first request of a process to the host when it has no body, is
+  // sent as the ping instead of GET /v2/: any answer of a registry settles the
+  // scheme as well, and a re-push or a cached build is one round trip shorter.
+  // Its answer is handed back for the request to use, unless it is one to retry;
+  // a 401 then goes to the request's own auth step, which records the challenge.
+  private async probe(registry: string, host: string, signal?: AbortSignal, first?: ProbeRequest): Promise<Probed> {
     const insecure = this.isInsecure(registry);
+    const pingOf = (base: URL) => ({
+      method: first?.method ?? 'GET',
+      url: new URL(first?.path ?? '/v2/', base),
+      headers: first?.headers,
+      action: first?.action ?? 'ping registry',
+      signal,
+    });
+    /** What the probe found, with the answer to `first` when the request can use it (its body unread). */
+    const settle = async (info: HostInfo, res: RegistryResponse): Promise<Probed> => {
+      if (first && !isRetryableStatus(res.status)) return { info, res };
+      if (res.status === 401) this.auth.setChallenge(host, header(res.headers, 'www-authenticate'));
+      await discard(res.body);
+      return { info };
+    };
     if (insecure) {
       const plain: HostInfo = { base: new URL(`http://${host}`), dispatcher: 'verified' };
-      const ping = this.withRetries({ method: 'GET', url: new URL('/v2/', plain.base), action: 'ping registry', signal }, plain.dispatcher, () => undefined);
+      const ping = this.withRetries(pingOf(plain.base), plain.dispatcher, () => undefined);
       // Settled either way, so an unused or failed ping never surfaces as an unhandled rejection.
       const pinged = ping.then(
         (res) => ({ res }),
         (err: unknown) => ({ err }),
       );
-      const plainAnswer = (r: Awaited<typeof pinged>) => 'res' in r && (r.res.status === 200 || r.res.status === 401);
+      // A TLS port answers plain HTTP with a 400 (Go, nginx) or a reset; a registry's
+      // /v2/ says 200 or 401, and its other endpoints 2xx, 401, 403 or 404.
+      const plainAnswer = (r: Awaited<typeof pinged>) =>
+        'res' in r && (first ? r.res.status >= 200 && r.res.status < 500 && r.res.status !== 400 : r.res.status === 200 || r.res.status === 401);
       // The handshake starts only when the ping has not settled it: a plain-HTTP registry
       // answers a loopback ping in a few milliseconds, and then node:tls is never loaded.
       const tls = new Promise<boolean>((resolve) => {
@@ -173,11 +214,7 @@ export class Transport {
       const speaksTls = await Promise.race([pinged.then((r) => (plainAnswer(r) ? false : tls)), tls]);
       if (!speaksTls) {
         const r = await pinged;
-        if ('res' in r) {
-          if (r.res.status === 401) this.auth.setChallenge(host, header(r.res.headers, 'www-authenticate'));
-          await discard(r.res.body);
-          return plain;
-        }
+        if ('res' in r) return settle(plain, r.res);
         if (signal?.aborted) throw cancelled(signal, r.err);
         // Fall through to the full order, which reports the error as it always did.
       } else {
@@ -189,10 +226,7 @@ export class Transport {
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
       try {
-        const res = await this.withRetries({ method: 'GET', url: new URL('/v2/', c.base), action: 'ping registry', signal }, c.dispatcher, () => undefined);
-        if (res.status === 401) this.auth.setChallenge(host, header(res.headers, 'www-authenticate'));
-        await discard(res.body);
-        return c;
+        return await settle(c, await this.withRetries(pingOf(c.base), c.dispatcher, () => undefined));
       } catch (err) {
         if (signal?.aborted) throw cancelled(signal, err);
         lastErr = err;
@@ -216,18 +250,30 @@ export class Transport {
   /** Send one registry request with auth, redirects and retries; non-accepted statuses throw RegistryError. */
   async request(req: RegistryRequest): Promise<RegistryResponse> {
     const host = registryHost(req.registry);
-    const info = await this.hostInfo(req.registry, req.signal);
+    let info: HostInfo;
+    // Answered already when this request was the host's probe (sent without credentials).
+    let answered: RegistryResponse | undefined;
+    if (!this.hosts.has(host) && req.body === undefined && typeof req.path === 'string') {
+      const probed = await this.remember(host, this.probe(req.registry, host, req.signal, { method: req.method, path: req.path, headers: req.headers, action: req.action }));
+      info = probed.info;
+      answered = probed.res;
+    } else {
+      info = await this.hostInfo(req.registry, req.signal);
+    }
     const url = typeof req.path === 'string' ? new URL(req.path, info.base) : req.path;
     let scopes = req.scopes;
     for (let authAttempt = 0; ; authAttempt++) {
-      const authorization = await this.auth.header(req.registry, host, scopes, req.signal);
-      const res = await this.withRetries(
-        { method: req.method, url, headers: req.headers, body: req.body, action: req.action, signal: req.signal, retry: req.retry },
-        info.dispatcher,
-        (u) => (u.origin === info.base.origin ? authorization : undefined),
-      ).catch((err: unknown) => {
-        throw this.outOfAttempts(err, req, url);
-      });
+      const authorization = answered ? undefined : await this.auth.header(req.registry, host, scopes, req.signal);
+      const res =
+        answered ??
+        (await this.withRetries(
+          { method: req.method, url, headers: req.headers, body: req.body, action: req.action, signal: req.signal, retry: req.retry },
+          info.dispatcher,
+          (u) => (u.origin === info.base.origin ? authorization : undefined),
+        ).catch((err: unknown) => {
+          throw this.outOfAttempts(err, req, url);
+        }));
+      answered = undefined;
       if (res.status === 401 && authAttempt === 0) {
         const wider = this.auth.onUnauthorized(host, header(res.headers, 'www-authenticate'), scopes);
         if (wider && (authorization !== undefined || this.auth.hasChallenge(host))) {

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { startCliFixture, type CliFixture } from './fixture.js';
 
 /**
@@ -15,11 +16,14 @@ describe('buildlite push: what a re-push loads', () => {
   let f: CliFixture;
   let preload: string;
   let loaded: string;
+  let proxy: FaultServer;
 
   beforeAll(async () => {
     f = await startCliFixture('push-start');
     loaded = path.join(f.tmp, 'loaded.txt');
     // Writes, at exit, the built-in modules the process loaded.
+    // No faults: it records what the pushes send to the real registry behind it.
+    proxy = await startFaultServer(f.registry.url);
     preload = path.join(f.tmp, 'record-builtins.cjs');
     await writeFile(
       preload,
@@ -27,6 +31,7 @@ describe('buildlite push: what a re-push loads', () => {
     );
   });
   afterAll(async () => {
+    await proxy?.stop();
     await f?.close();
   });
 
@@ -46,5 +51,26 @@ describe('buildlite push: what a re-push loads', () => {
       expect(modules).toContain('crypto');
       for (const m of ['child_process', 'tls', 'https']) expect(modules, `${what} loaded ${m}`).not.toContain(m);
     }
+  });
+
+  it('a re-push is one request: the GET of the manifest, with no ping of /v2/ before it', async () => {
+    const ctx = await f.context('one-request', { 'b.txt': 'b\n', Dockerfile: `FROM ${f.base}\nCOPY b.txt /b.txt\n` });
+    const ref = `${proxy.host}/cli/one:1`;
+    const b = await f.build(['--progress', 'plain', '-t', ref, ctx]);
+    expect(b.code, b.stderr).toBe(0);
+
+    proxy.requests.length = 0;
+    const first = await f.cli(['push', '--root', f.root, ref]);
+    expect(first.code, first.stderr).toBe(0);
+    // The push's first request (is the tag there?) doubles as the probe of the registry's scheme.
+    expect(proxy.requests[0]).toMatchObject({ method: 'GET', path: '/v2/cli/one/manifests/1', status: 404 });
+    expect(proxy.requests.filter((r) => r.path === '/v2/')).toEqual([]);
+    expect(proxy.requests.some((r) => r.method === 'PUT' && r.path === '/v2/cli/one/manifests/1' && r.status === 201)).toBe(true);
+
+    proxy.requests.length = 0;
+    const again = await f.cli(['push', '--root', f.root, ref]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe(first.stdout);
+    expect(proxy.requests.map((r) => [r.method, r.path, r.status])).toEqual([['GET', '/v2/cli/one/manifests/1', 200]]);
   });
 });
