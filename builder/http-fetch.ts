@@ -1,4 +1,3 @@
-import { lookup as dnsLookup } from 'node:dns/promises';
 import type { WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
@@ -7,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
-import { httpsModule } from '../core/lazy-builtins.js';
+import { dnsPromisesModule, httpsModule } from '../core/lazy-builtins.js';
 import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes, meterBytes } from '../core/streams.js';
@@ -88,7 +87,7 @@ export function checkHttpPolicy(policy: HttpPolicy): void {
 /** Name resolution, replaceable so tests can make any name resolve anywhere. */
 export type Resolve = (host: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
 
-export const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
+export const systemResolve: Resolve = (host) => dnsPromisesModule().lookup(host, { all: true, verbatim: true });
 
 /**
  * Fetches one URL into a file, streaming and hashing, under the policy.

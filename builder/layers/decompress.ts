@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
+import { childProcessModule, zlibModule } from '../../core/lazy-builtins.js';
 
 export class UnsupportedMediaTypeError extends BuildliteError {
   readonly code: ErrorCode = 'INVALID_ARGUMENT';
@@ -62,10 +61,10 @@ export async function peek(input: Readable, n: number): Promise<{ head: Buffer; 
 export function decompress(input: Readable, compression: Compression): Readable {
   if (compression === 'none') return input;
   if (compression === 'gzip') {
-    const gunzip = createGunzip();
+    const gunzip = zlibModule().createGunzip();
     return pipeline(input, gunzip, () => undefined);
   }
-  const child = spawn(compression, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = childProcessModule().spawn(compression, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const out = new PassThrough();
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {

@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
 import {
   chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
   mkdirSync, openSync, rmSync, symlinkSync, writeSync, type Stats,
 } from 'node:fs';
 import { lstat, readdir, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { isWithin, resolveInRoot, UnsafePathError } from '../../core/safe-path.js';
 import { LimitExceededError } from '../../core/streams.js';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './diff.js';
@@ -13,8 +11,8 @@ import { DirTimes } from './dir-times.js';
 import { PathSet } from './path-set.js';
 import type { TarEntry } from './tar-reader.js';
 import { keepXattr, restoreXattrs } from './xattrs.js';
+import { execFileAsync } from '../../core/lazy-builtins.js';
 
-const run = promisify(execFile);
 
 export interface ExtractLimits {
   /** Entries in one archive (default 1,000,000). */
@@ -155,7 +153,7 @@ export class Extractor {
         if (existing) rmSync(target, { recursive: true, force: true });
         if (e.type === 'file') await this.file(e, target);
         else if (e.type === 'symlink') symlinkSync(this.checkName(e.linkname, 'link target'), target);
-        else if (e.type === 'fifo') await run('mknod', ['-m', (e.mode & 0o7777).toString(8), '--', target, 'p']);
+        else if (e.type === 'fifo') await execFileAsync('mknod', ['-m', (e.mode & 0o7777).toString(8), '--', target, 'p']);
         else {
           this.opts.onWarning?.(`skipped ${e.type} device ${rel} (${e.devmajor}:${e.devminor}): device nodes are not created`);
           for await (const _ of e.body) void _;

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import {
   chmodSync,
   constants,
@@ -18,14 +17,13 @@ import {
 } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { applyFileMode, type FileModeSpec } from '../../../core/file-mode.js';
 import type { PathMatcher } from '../../../core/ignore.js';
 import { resolveInRoot } from '../../../core/safe-path.js';
 import { FileOpError, type Owner } from './base.js';
 import type { FileReuse } from './reuse.js';
+import { execFileAsync } from '../../../core/lazy-builtins.js';
 
-const execFileAsync = promisify(execFile);
 
 export interface TreeOptions {
   /** Owner of everything copied; absent means each entry keeps its source owner. */

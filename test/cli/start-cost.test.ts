@@ -5,14 +5,15 @@ import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { startCliFixture, type CliFixture } from './fixture.js';
 
 /**
- * A re-push is mostly a Node process starting (issue 18), and each built-in a
- * start loads costs: node:child_process ~3 ms, node:tls and node:https ~10 ms
- * with OpenSSL's set-up. A push to a plain-HTTP registry with no credential
- * helper needs none of them (core/lazy-builtins.ts loads them on first use);
- * one static import of them anywhere on the push path would quietly put them
- * back into every push.
+ * A re-push or a build whose every step is cached is mostly a Node process
+ * starting (issue 18), and each built-in a start loads costs: node:child_process
+ * ~3 ms, node:zlib ~2 ms, node:dns/promises ~1 ms, node:tls and node:https ~10 ms
+ * with OpenSSL's set-up. Neither command needs them against a plain-HTTP
+ * registry (core/lazy-builtins.ts loads them on first use); one static import
+ * of them anywhere on these paths would quietly put them back into every run.
+ * Also: a re-push is one request.
  */
-describe('buildlite push: what a re-push loads', () => {
+describe('short commands: what they load and send', () => {
   let f: CliFixture;
   let preload: string;
   let loaded: string;
@@ -51,6 +52,23 @@ describe('buildlite push: what a re-push loads', () => {
       expect(modules).toContain('crypto');
       for (const m of ['child_process', 'tls', 'https']) expect(modules, `${what} loaded ${m}`).not.toContain(m);
     }
+  });
+
+  it('a build whose every step is cached loads no child_process, zlib, DNS resolver, readline or TLS; one that runs a step does', async () => {
+    const ctx = await f.context('cached', { 'c.txt': 'c\n', Dockerfile: `FROM ${f.base}\nCOPY c.txt /c.txt\nRUN cat /c.txt > /d.txt\n` });
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    const ran = await f.build(['--progress', 'plain', '-t', `${f.registry.host}/cli/cached:1`, ctx], { env });
+    expect(ran.code, ran.stderr).toBe(0);
+    const ranModules = (await readFile(loaded, 'utf8')).split('\n');
+    // The record could fail: a build that runs a step loads them.
+    for (const m of ['child_process', 'zlib']) expect(ranModules, `a build that ran a step without ${m}?`).toContain(m);
+
+    const cached = await f.build(['--progress', 'plain', '-t', `${f.registry.host}/cli/cached:1`, ctx], { env });
+    expect(cached.code, cached.stderr).toBe(0);
+    expect(cached.stderr).toMatch(/CACHED/);
+    const modules = (await readFile(loaded, 'utf8')).split('\n');
+    expect(modules).toContain('http');
+    for (const m of ['child_process', 'zlib', 'dns/promises', 'readline', 'tls', 'https']) expect(modules, `a cached build loaded ${m}`).not.toContain(m);
   });
 
   it('a re-push is one request: the GET of the manifest, with no ping of /v2/ before it', async () => {
