@@ -1,6 +1,6 @@
 import { BuildliteError, type ErrorCode } from '../core/errors.js';
 import { redactUrlCredentials } from '../core/redact.js';
-import { childProcessModule } from '../core/lazy-builtins.js';
+import { builtin } from '../core/lazy-builtins.js';
 
 /**
  * Runs the `git` CLI for git sources, on repositories that are strangers'
@@ -69,7 +69,7 @@ const STDERR_TAIL = 2048;
 export function runGit(args: readonly string[], run: GitRun): Promise<string> {
   run.signal.throwIfAborted();
   const argv = ['-c', 'umask 022 && exec git "$@"', 'git', ...SAFE_CONFIG.flatMap((c) => ['-c', c]), ...args];
-  const child = childProcessModule().spawn('/bin/sh', argv, {
+  const child = builtin('node:child_process').spawn('/bin/sh', argv, {
     cwd: run.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group: git's helpers (remote-https, ssh) die with it on abort.

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { Digest } from '../core/digest.js';
 import { BuildliteError, CodedError, type ErrorCode } from '../core/errors.js';
-import { dnsPromisesModule, httpsModule } from '../core/lazy-builtins.js';
+import { builtin } from '../core/lazy-builtins.js';
 import { armTimeouts, isTransientNetError, netTimeouts, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, limitBytes, meterBytes } from '../core/streams.js';
@@ -87,7 +87,7 @@ export function checkHttpPolicy(policy: HttpPolicy): void {
 /** Name resolution, replaceable so tests can make any name resolve anywhere. */
 export type Resolve = (host: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
 
-export const systemResolve: Resolve = (host) => dnsPromisesModule().lookup(host, { all: true, verbatim: true });
+export const systemResolve: Resolve = (host) => builtin('node:dns/promises').lookup(host, { all: true, verbatim: true });
 
 /**
  * Fetches one URL into a file, streaming and hashing, under the policy.
@@ -227,7 +227,7 @@ export class PolicedHttpFetcher implements HttpFetcher {
       if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [target]);
       else cb(null, target.address, target.family);
     };
-    const mod = url.protocol === 'https:' ? httpsModule() : http;
+    const mod = url.protocol === 'https:' ? builtin('node:https') : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(url, {
         method: 'GET',

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { childProcessModule, readlineModule } from '../core/lazy-builtins.js';
+import { builtin } from '../core/lazy-builtins.js';
 import { UsageError } from './usage.js';
 
 /** One `--ssh` flag: an id and what it names (an agent socket, or key files). */
@@ -78,7 +78,7 @@ async function startAgent(id: string): Promise<{ socket: string; stop: () => Pro
   const dir = await mkdtemp(path.join(os.tmpdir(), 'buildlite-ssh-'));
   const socket = path.join(dir, 'agent.sock');
   const argv = ['--pdeathsig', 'KILL', '--', 'ssh-agent', '-D', '-a', socket];
-  const child = childProcessModule().spawn('setpriv', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
+  const child = builtin('node:child_process').spawn('setpriv', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const stop = async () => {
     child.kill('SIGKILL');
@@ -101,7 +101,7 @@ function ready(child: ChildProcess, id: string): Promise<void> {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-500)));
     child.once('error', (e) => reject(new UsageError(`--ssh ${id}: cannot start ssh-agent (${(e as NodeJS.ErrnoException).code ?? e.message}): is openssh-client installed?`, 'build')));
     child.once('close', (code) => reject(new UsageError(`--ssh ${id}: ssh-agent exited (${code}): ${err.trim()}`, 'build')));
-    readlineModule().createInterface({ input: child.stdout! }).once('line', () => resolve());
+    builtin('node:readline').createInterface({ input: child.stdout! }).once('line', () => resolve());
   });
 }
 
@@ -110,7 +110,7 @@ async function addKey(socket: string, id: string, file: string): Promise<void> {
   const key = await readFile(file).catch(() => {
     throw new UsageError(`--ssh ${id}: cannot read ${file}`, 'build');
   });
-  const child = childProcessModule().spawn('ssh-add', ['-q', '-'], {
+  const child = builtin('node:child_process').spawn('ssh-add', ['-q', '-'], {
     stdio: ['pipe', 'ignore', 'pipe'],
     // A session of its own: no controlling terminal to prompt on.
     detached: true,

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { childProcessModule, readlineModule } from './lazy-builtins.js';
+import { builtin } from './lazy-builtins.js';
 import type { Readable } from 'node:stream';
 import { BuildliteError, type ErrorCode } from './errors.js';
 
@@ -206,7 +206,7 @@ export class HostCommands {
   private startHelper(): Helper {
     const dir = mkdtempSync(path.join(tmpdir(), 'buildlite-host-'));
     // Detached: its own process group (killGroup), and a kill of our group does not reach it.
-    const child = childProcessModule().spawn(this.sh, ['-c', SCRIPT, 'buildlite-host', dir], { stdio: ['pipe', 'pipe', 'ignore'], cwd: '/', env: HOST_ENV, detached: true });
+    const child = builtin('node:child_process').spawn(this.sh, ['-c', SCRIPT, 'buildlite-host', dir], { stdio: ['pipe', 'pipe', 'ignore'], cwd: '/', env: HOST_ENV, detached: true });
     const helper: Helper = { child, dir };
     const gone = (why: string): void => {
       this.all.delete(helper);
@@ -220,7 +220,7 @@ export class HostCommands {
     child.once('error', (err) => gone(`failed to start (${err.message})`));
     child.once('exit', (code, sig) => gone(`exited (${sig ?? code})`));
     child.stdin!.on('error', () => undefined);
-    readlineModule().createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => {
+    builtin('node:readline').createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => {
       if (line.startsWith('E ')) helper.answer?.(Number(line.slice(2)));
     });
     // The helpers never keep this process alive by themselves; a command in flight does (holdLoop).
@@ -296,7 +296,7 @@ function lineSafe(file: string, args: readonly string[]): boolean {
 
 async function spawnDirect<T>(file: string, args: readonly string[], opts: HostCommandOptions, read: ((stdout: Readable) => Promise<T>) | undefined): Promise<HostCommandResult & { value?: T }> {
   if (opts.signal?.aborted) return { code: 137, stderr: '', timedOut: false, aborted: true };
-  const child = childProcessModule().spawn(file, [...args], { stdio: ['ignore', read ? 'pipe' : 'ignore', 'pipe'], env: HOST_ENV });
+  const child = builtin('node:child_process').spawn(file, [...args], { stdio: ['ignore', read ? 'pipe' : 'ignore', 'pipe'], env: HOST_ENV });
   let timedOut = false;
   let aborted = false;
   const timer = setTimeout(() => {

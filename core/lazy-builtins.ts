@@ -18,33 +18,23 @@ import { promisify } from 'node:util';
  *   (~0.9 ms): layers, host-command output and ADD <url>, none of which a
  *   cached build touches.
  */
+interface Builtins {
+  'node:tls': typeof import('node:tls');
+  'node:https': typeof import('node:https');
+  'node:child_process': typeof import('node:child_process');
+  'node:zlib': typeof import('node:zlib');
+  'node:readline': typeof import('node:readline');
+  'node:dns/promises': typeof import('node:dns/promises');
+}
+
 const load = createRequire(import.meta.url);
 
-export function tlsModule(): typeof import('node:tls') {
-  return load('node:tls') as typeof import('node:tls');
-}
-
-export function httpsModule(): typeof import('node:https') {
-  return load('node:https') as typeof import('node:https');
-}
-
-export function childProcessModule(): typeof import('node:child_process') {
-  return load('node:child_process') as typeof import('node:child_process');
+/** The built-in `name`, loaded by its first caller (Node caches it after). */
+export function builtin<K extends keyof Builtins>(name: K): Builtins[K] {
+  return load(name) as Builtins[K];
 }
 
 /** `execFile`, promisified: resolves with the output, rejects on a failed run. */
 export function execFileAsync(file: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
-  return promisify(childProcessModule().execFile)(file, args);
-}
-
-export function zlibModule(): typeof import('node:zlib') {
-  return load('node:zlib') as typeof import('node:zlib');
-}
-
-export function readlineModule(): typeof import('node:readline') {
-  return load('node:readline') as typeof import('node:readline');
-}
-
-export function dnsPromisesModule(): typeof import('node:dns/promises') {
-  return load('node:dns/promises') as typeof import('node:dns/promises');
+  return promisify(builtin('node:child_process').execFile)(file, args);
 }

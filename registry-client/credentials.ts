@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BuildliteError, type ErrorCode } from '../core/errors.js';
-import { childProcessModule } from '../core/lazy-builtins.js';
+import { builtin } from '../core/lazy-builtins.js';
 import { readAllBounded } from '../core/streams.js';
 import { DOCKER_HUB } from './reference.js';
 
@@ -208,7 +208,7 @@ function runHelper(name: string, action: 'get' | 'store' | 'erase', stdin: strin
   if (!/^[A-Za-z0-9._-]+$/.test(name)) return Promise.reject(new CredentialError(`invalid credential helper name ${JSON.stringify(name.slice(0, 60))}`));
   const bin = `docker-credential-${name}`;
   return new Promise((resolve, reject) => {
-    const child = childProcessModule().spawn(bin, [action], { stdio: ['pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS });
+    const child = builtin('node:child_process').spawn(bin, [action], { stdio: ['pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS });
     const out = readAllBounded(child.stdout, MAX_HELPER_OUTPUT, `${bin} output`);
     const err = readAllBounded(child.stderr, MAX_HELPER_OUTPUT, `${bin} stderr`);
     out.catch(() => undefined);

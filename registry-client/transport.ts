@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { isIP } from 'node:net';
 import { backoff } from '../core/backoff.js';
 import { BuildliteError, CodedError } from '../core/errors.js';
-import { httpsModule, tlsModule } from '../core/lazy-builtins.js';
+import { builtin } from '../core/lazy-builtins.js';
 import { armTimeouts, isTransientNetError, NetTimeoutError, type NetTimeouts } from '../core/net-faults.js';
 import { readAllBounded } from '../core/streams.js';
 import { Authenticator, type TokenSender } from './auth.js';
@@ -418,8 +418,8 @@ class Agents {
 
   private agentFor(url: URL, dispatcher: Dispatcher): http.Agent {
     if (url.protocol === 'http:') return this.plain;
-    if (dispatcher === 'insecure') return (this.insecure ??= new (httpsModule().Agent)({ keepAlive: true, rejectUnauthorized: false }));
-    return (this.verified ??= new (httpsModule().Agent)({ keepAlive: true, secureContext: tlsModule().createSecureContext({ ca: trustedCas(this.caFileText) }) }));
+    if (dispatcher === 'insecure') return (this.insecure ??= new (builtin('node:https').Agent)({ keepAlive: true, rejectUnauthorized: false }));
+    return (this.verified ??= new (builtin('node:https').Agent)({ keepAlive: true, secureContext: builtin('node:tls').createSecureContext({ ca: trustedCas(this.caFileText) }) }));
   }
 
   /** One HTTP exchange: resolves at the response headers; the body streams after. */
@@ -428,7 +428,7 @@ class Agents {
     r: { method: string; headers: Record<string, string>; body: Buffer | string | Readable | undefined; dispatcher: Dispatcher; signal: AbortSignal | undefined },
   ): Promise<{ statusCode: number; headers: Headers; body: Readable }> {
     return new Promise((resolve, reject) => {
-      const mod = url.protocol === 'https:' ? httpsModule() : http;
+      const mod = url.protocol === 'https:' ? builtin('node:https') : http;
       const req = mod.request(url, {
         method: r.method,
         headers: r.headers,
@@ -460,7 +460,7 @@ class Agents {
       // `ca: []`: without a `ca`, Node builds the context on its whole root store,
       // parsing ~140 certificates (~200 M instructions, 20-40 ms) for a handshake
       // that verifies nothing; that parse was the largest cost of a loopback re-push.
-      const sock = tlsModule().connect({
+      const sock = builtin('node:tls').connect({
         host: hostname.replace(/^\[|\]$/g, ''),
         port: Number(port || 443),
         rejectUnauthorized: false,
@@ -490,7 +490,7 @@ class Agents {
 /** Node's roots plus what the system bundle adds (each PEM once), plus the CA file as given. */
 function trustedCas(caFileText: string | undefined): string[] {
   const key = (pem: string) => pem.replace(/-----[^-]+-----|\s/g, '');
-  const { rootCertificates } = tlsModule();
+  const { rootCertificates } = builtin('node:tls');
   const seen = new Set(rootCertificates.map(key));
   const out = [...rootCertificates];
   const add = (text: string) => {

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { RUNC_ENV, type RuncCli } from './runc-cli.js';
-import { childProcessModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 /**
  * runc makes each container its own session and pid namespace: when the
@@ -46,7 +46,7 @@ export class OrphanReaper {
   /** Starts the reaper unless it runs; called before each step, so one that was killed is replaced. */
   ensure(): void {
     if (this.child) return;
-    const child = childProcessModule().spawn(this.sh, ['-c', SCRIPT, 'buildlite-reaper', this.runc.runcPath, this.runc.root, this.prefix], {
+    const child = builtin('node:child_process').spawn(this.sh, ['-c', SCRIPT, 'buildlite-reaper', this.runc.runcPath, this.runc.root, this.prefix], {
       stdio: ['pipe', 'ignore', 'ignore'],
       detached: true,
       // Not in the state root: a cwd there would keep it busy.

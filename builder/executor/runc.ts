@@ -21,7 +21,7 @@ import { buildSpec, etcFileContents, NOFILE, STEP_LIMIT_DEFAULTS, type LoopbackH
 import { MountStubs } from './stubs.js';
 import { removeBundle, sweepDeadSteps, type StepSweepReport, type StepSweepScope } from './sweep.js';
 import { resolveUser } from './user.js';
-import { childProcessModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 export interface RuncExecutorOptions {
   /** Private state: bundles live here; created 0700. */
@@ -315,7 +315,7 @@ export class RuncExecutor implements Executor {
       const runcArgs = ['--log', path.join(bundle, 'runc.log'), '--log-format', 'json', ...this.runc.argv('run', '--keep', '--bundle', bundle, id)];
       // The parent-death signal reaches runc even while it is still creating the container, which the reaper cannot see yet.
       const [file, args] = this.setpriv ? [this.setpriv, ['--pdeathsig', 'KILL', '--', this.runc.runcPath, ...runcArgs]] : [this.runc.runcPath, runcArgs];
-      const child = childProcessModule().spawn(file, args, {
+      const child = builtin('node:child_process').spawn(file, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: RUNC_ENV,
         detached: false,

@@ -1,7 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
-import { childProcessModule, zlibModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 export class UnsupportedMediaTypeError extends BuildliteError {
   readonly code: ErrorCode = 'INVALID_ARGUMENT';
@@ -61,10 +61,10 @@ export async function peek(input: Readable, n: number): Promise<{ head: Buffer; 
 export function decompress(input: Readable, compression: Compression): Readable {
   if (compression === 'none') return input;
   if (compression === 'gzip') {
-    const gunzip = zlibModule().createGunzip();
+    const gunzip = builtin('node:zlib').createGunzip();
     return pipeline(input, gunzip, () => undefined);
   }
-  const child = childProcessModule().spawn(compression, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = builtin('node:child_process').spawn(compression, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const out = new PassThrough();
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {

@@ -2,7 +2,7 @@ import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeSync }
 import { utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { readlineModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 /** Directories kept in memory before the rest go to a file: a few MiB of paths. */
 const IN_MEMORY = 32_768;
@@ -41,7 +41,7 @@ export class DirTimes {
     closeSync(this.spill.fd);
     this.spill.fd = -1;
     // Streamed back line by line: the file may be as big as what it keeps out of memory.
-    for await (const line of readlineModule().createInterface({ input: createReadStream(this.spill.file), crlfDelay: Infinity })) {
+    for await (const line of builtin('node:readline').createInterface({ input: createReadStream(this.spill.file), crlfDelay: Infinity })) {
       const [dir, mtime] = JSON.parse(line) as [string, number];
       await utimes(dir, mtime, mtime).catch(() => undefined);
     }

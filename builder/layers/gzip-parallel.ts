@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { ZlibOptions } from 'node:zlib';
-import { zlibModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 /**
  * Gzip on every core, pigz-style: the input is cut at fixed offsets into
@@ -56,7 +56,7 @@ const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]);
 const LAST_BLOCK = Buffer.from([0x03, 0x00]);
 
 function deflate(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => zlibModule().deflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
+  return new Promise((resolve, reject) => builtin('node:zlib').deflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 /** The `length` bytes at `offset` of a chunk held as parts: a view when one part holds them, else a copy. */
@@ -127,7 +127,7 @@ function storedBlocks(parts: readonly Buffer[], size: number): Buffer[] {
 
 async function deflateChunk(parts: readonly Buffer[], size: number, dict: Buffer | undefined, o: Tuning): Promise<Buffer[]> {
   if (!(await compressible(parts, size, o))) return storedBlocks(parts, size);
-  const opts: ZlibOptions = { level: o.level, finishFlush: zlibModule().constants.Z_SYNC_FLUSH };
+  const opts: ZlibOptions = { level: o.level, finishFlush: builtin('node:zlib').constants.Z_SYNC_FLUSH };
   if (dict) opts.dictionary = dict;
   return [await deflate(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), opts)];
 }
@@ -154,7 +154,7 @@ export class ParallelGzip extends Transform {
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.crc = zlibModule().crc32(data, this.crc);
+    this.crc = builtin('node:zlib').crc32(data, this.crc);
     this.total += data.length;
     this.pending.push(data);
     this.pendingBytes += data.length;

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { readFromHost } from '../../core/host-commands.js';
 import { BuildliteError, type ErrorCode } from '../../core/errors.js';
-import { childProcessModule, readlineModule } from '../../core/lazy-builtins.js';
+import { builtin } from '../../core/lazy-builtins.js';
 
 export class XattrError extends BuildliteError {
   readonly code: ErrorCode = 'INTERNAL';
@@ -52,7 +52,7 @@ export async function readTreeXattrs(dir: string, signal?: AbortSignal, opaqueXa
 async function parseGetfattr(stdout: Readable, opaqueXattr: string): Promise<TreeXattrs> {
   const out: TreeXattrs = { opaque: new Set(), attrs: new Map() };
   let current: string | undefined;
-  for await (const line of readlineModule().createInterface({ input: stdout, crlfDelay: Infinity })) {
+  for await (const line of builtin('node:readline').createInterface({ input: stdout, crlfDelay: Infinity })) {
     if (line.startsWith('# file: ')) {
       current = unescapeName(line.slice('# file: '.length));
       continue;
@@ -78,7 +78,7 @@ async function parseGetfattr(stdout: Readable, opaqueXattr: string): Promise<Tre
  */
 export async function restoreXattrs(items: ReadonlyMap<string, ReadonlyMap<string, Buffer>>): Promise<void> {
   if (items.size === 0) return;
-  const child = childProcessModule().spawn('setfattr', ['-h', '--restore=-'], {
+  const child = builtin('node:child_process').spawn('setfattr', ['-h', '--restore=-'], {
     stdio: ['pipe', 'ignore', 'pipe'],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
   });
