@@ -28,10 +28,12 @@ interface Builtins {
 }
 
 const load = createRequire(import.meta.url);
+/** Kept here: gzip's crc32 asks for node:zlib per chunk, and a plain property read is cheaper than require(). */
+const loaded: Partial<Builtins> = {};
 
-/** The built-in `name`, loaded by its first caller (Node caches it after). */
+/** The built-in `name`, loaded by its first caller. */
 export function builtin<K extends keyof Builtins>(name: K): Builtins[K] {
-  return load(name) as Builtins[K];
+  return (loaded[name] ??= load(name) as Builtins[K]) as Builtins[K];
 }
 
 /** `execFile`, promisified: resolves with the output, rejects on a failed run. */
