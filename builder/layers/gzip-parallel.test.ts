@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,13 @@ function textLike(n: number): Buffer {
   let i = 7;
   while (s.length < n) s += `${words[(i = (i * 31 + 11) % 97) % words.length]} `;
   return Buffer.from(s.slice(0, n));
+}
+
+/** Bytes that do not compress, the same on every run: a hash chain, not randomBytes. */
+function noiseLike(n: number, tag: number): Buffer {
+  const out: Buffer[] = [];
+  for (let i = 0, m = 0; m < n; i++, m += 32) out.push(createHash('sha256').update(`${tag}:${i}`).digest());
+  return Buffer.concat(out).subarray(0, n);
 }
 
 describe('ParallelGzip', () => {
@@ -61,6 +68,18 @@ describe('ParallelGzip', () => {
     expect(whole.subarray(10, 15)).toEqual(Buffer.from([0x00, 0xff, 0xff, 0x00, 0x00]));
     expect(whole.subarray(15, 15 + 0xffff).equals(rnd.subarray(0, 0xffff))).toBe(true);
     expect(whole.subarray(15 + 0xffff, 20 + 0xffff)).toEqual(Buffer.from([0x00, 0x01, 0x00, 0xfe, 0xff]));
+  });
+
+  it('sees a text file between two compressed members that falls between samples spread 350 KB apart', async () => {
+    // One 1 MiB chunk: noise, a 240 KB text file at 80-320 KB, noise. Four 8 KiB samples
+    // (at 0, 1/3, 2/3 and the end, as the probe took them) all miss it; samples every ~65 KB do not.
+    const input = Buffer.concat([noiseLike(80 * 1024, 1), textLike(240 * 1024), noiseLike(704 * 1024, 2)]);
+    const gz = await gzipOf([input]);
+    expect(gunzipSync(gz).equals(input)).toBe(true);
+    // The text deflates to a fraction of its size: at least 10 % of the chunk saved.
+    expect(gz.length).toBeLessThan(input.length * 0.9);
+    // The probe as it was stores the whole chunk (so the check above can fail).
+    expect((await gzipOf([input], { probeSamples: 4, probeBytes: 8192 })).length).toBeGreaterThan(input.length);
   });
 
   it('is read by GNU gzip', async () => {

@@ -15,7 +15,13 @@ import { builtin } from '../../core/lazy-builtins.js';
  * A chunk whose samples do not compress (random or already-compressed data)
  * is written as stored blocks: deflating it costs ~25 ms/MiB of CPU to save
  * nothing, and that is where a layer holding a compressed archive or media
- * file spends its time.
+ * file spends its time. The samples are many and small (16 x 2 KiB, spread
+ * over the chunk) rather than few and large: a chunk of compressed members
+ * with text between them (a maven repository's jars and poms, a doc tree of
+ * .gz pages and copyright files) hides its text from four 8 KiB windows, and
+ * storing such chunks cost 1.6-1.8 % of those layers against zlib level 6;
+ * sixteen windows see it for the same probe cost (bench/results,
+ * 2026-12-07-issue18-pass7.md).
  */
 export interface ParallelGzipOptions {
   /** zlib level for compressible chunks, 1-9. */
@@ -44,8 +50,8 @@ export const PARALLEL_GZIP_DEFAULTS: Readonly<Tuning> = {
   level: 6,
   chunkSize: 1024 * 1024,
   concurrency: Math.max(2, availableParallelism() + 1),
-  probeSamples: 4,
-  probeBytes: 8 * 1024,
+  probeSamples: 16,
+  probeBytes: 2 * 1024,
   storeAbove: 0.97,
 };
 
@@ -55,8 +61,18 @@ const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]);
 // An empty final block with fixed codes: BFINAL=1, BTYPE=01, end-of-block.
 const LAST_BLOCK = Buffer.from([0x03, 0x00]);
 
+/**
+ * One deflate on the thread pool, its output in one buffer: with zlib's
+ * default 16 KiB output chunks, every 16 KiB out is a round trip through the
+ * main thread, and the deflate waits while that thread hashes the layer.
+ * Sized for stored blocks (5 bytes per 16 KiB of input, zlib's own bound);
+ * more output than that still works, in a second buffer.
+ */
 function deflate(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => builtin('node:zlib').deflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
+  const chunkSize = buf.length + 5 * Math.ceil(buf.length / 16_383) + 64;
+  return new Promise((resolve, reject) =>
+    builtin('node:zlib').deflateRaw(buf, { ...opts, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))),
+  );
 }
 
 /** The `length` bytes at `offset` of a chunk held as parts: a view when one part holds them, else a copy. */
