@@ -159,6 +159,8 @@ export class Builder {
     try {
       await this.executor.close();
       await this.blobHomes.flush();
+      // The snapshots this process committed, on disk before it lets go of the root (snapshot/durability.ts).
+      await this.snapshotter.flush();
     } finally {
       await this.use.release();
     }

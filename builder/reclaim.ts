@@ -93,7 +93,7 @@ async function reclaim(parts: RootParts, use: RootUse): Promise<ReclaimReport> {
     }
     const snap = await parts.snapshotter.sweep();
     mounts += snap.unmounted.length;
-    snapshots = snap.removed.length;
+    snapshots = snap.removed.length + snap.lost.length;
     await parts.store.sweepIngests();
   }
   return {

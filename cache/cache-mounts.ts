@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { sha256 } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { makeSpreadDir } from '../core/spread-dir.js';
-import { atomicWriteFile, isErrno } from './fs-util.js';
+import { atomicWriteFile, isErrno } from '../core/fs-util.js';
 import { SlotLocks } from './slot-lock.js';
 
 export type CacheMountSharing = 'shared' | 'private' | 'locked';

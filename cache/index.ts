@@ -24,7 +24,6 @@ export {
 export { prune, startGcLoop, type PruneOptions, type PruneResult, type GcPolicy, type GcLoop } from './gc.js';
 export { parsePruneFilters } from './units.js';
 export { LazyBlobStore, type RemoteBlob } from './lazy-store.js';
-export { atomicWriteFile } from './fs-util.js';
 export {
   importCache,
   exportCache,

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
-import { atomicWriteFile, isErrno, unlinkQuiet } from './fs-util.js';
+import { atomicWriteFile, isErrno, unlinkQuiet } from '../core/fs-util.js';
 
 /** One layer of a cached filesystem: the compressed blob and the digest of its uncompressed tar. */
 export interface LayerRef {

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobInfo, ContentStore, IngestWriter } from '../core/content.js';
 import type { Digest } from '../core/digest.js';
-import { isErrno } from './fs-util.js';
+import { isErrno } from '../core/fs-util.js';
 
 /** Where a blob can be fetched from when the local store lacks it (a registry cache, a cache dir). */
 export interface RemoteBlob {

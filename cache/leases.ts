@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256 } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
-import { atomicWriteFile, isErrno, unlinkQuiet } from './fs-util.js';
+import { atomicWriteFile, isErrno, unlinkQuiet } from '../core/fs-util.js';
 
 /**
  * Leases (containerd's, small): a lease names resources a running build holds,

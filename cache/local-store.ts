@@ -6,7 +6,7 @@ import type { BlobInfo, ContentStore, IngestWriter } from '../core/content.js';
 import { digestFromHash, digestHex, isDigest, sha256, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { DigestMismatchError } from '../core/streams.js';
-import { fsyncDir, isErrno, unlinkQuiet } from './fs-util.js';
+import { fsyncDir, isErrno, unlinkQuiet } from '../core/fs-util.js';
 
 /** 1 MiB reads: sha256 over 64 KiB chunks is about half as fast (shared/bench/results.md). */
 export const READ_HIGH_WATER_MARK = 1 << 20;

@@ -8,7 +8,7 @@ import { MediaType, type Descriptor, type ImageManifest } from '../core/oci.js';
 import { readAllBounded } from '../core/streams.js';
 import type { RegistryClient } from '../registry-client/index.js';
 import { copyBlob, readJson } from './blob-helpers.js';
-import { atomicWriteFile, isErrno } from './fs-util.js';
+import { atomicWriteFile, isErrno } from '../core/fs-util.js';
 import type { LayerRef } from './key-index.js';
 import type { RemoteBlob } from './lazy-store.js';
 import { LocalContentStore } from './local-store.js';

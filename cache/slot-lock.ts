@@ -1,6 +1,6 @@
 import { open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isErrno, unlinkQuiet } from './fs-util.js';
+import { isErrno, unlinkQuiet } from '../core/fs-util.js';
 
 /**
  * Cross-process side of cache-mount sharing: several worker processes on one

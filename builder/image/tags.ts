@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseDigest, type Digest } from '../../core/digest.js';
 import type { Descriptor } from '../../core/oci.js';
 import { formatReference, parseReference, type Reference } from '../../core/reference.js';
-import { atomicWriteFile } from '../../cache/fs-util.js';
+import { atomicWriteFile } from '../../core/fs-util.js';
 
 /**
  * Local image names (`-t` without `--push`): ref → manifest descriptor, in one

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -120,6 +121,69 @@ describe('OverlaySnapshotter specifics', () => {
     }
     expect(error).toBeInstanceOf(SnapshotChainTooLongError);
     expect((error as Error).message).toMatch(/4095/);
+  });
+
+  it('mounts active snapshots volatile as root (the kernel takes it), never rootless', async () => {
+    const root = path.join(await tmp, 'volatile');
+    const snap = new OverlaySnapshotter(root, { rootless: false });
+    await snap.prepare('k0', null);
+    await snap.commit('l0', 'k0');
+    const mounts = await snap.prepare('k1', 'l0');
+    expect(mounts[0]!.options).toContain('volatile');
+    const dir = path.join(await tmp, 'volatile-mnt');
+    await mkdir(dir);
+    await mountAt(mounts[0]!, dir);
+    try {
+      await writeFile(path.join(dir, 'f'), 'written');
+    } finally {
+      await unmountAt(dir);
+    }
+    await snap.commit('l1', 'k1');
+    expect(await readFile(path.join((await snap.ownDir('l1'))!, 'f'), 'utf8')).toBe('written');
+    const rootless = new OverlaySnapshotter(path.join(await tmp, 'volatile-rootless'), { rootless: true });
+    await rootless.prepare('k0', null);
+    await rootless.commit('l0', 'k0');
+    expect((await rootless.prepare('k1', 'l0'))[0]!.options).not.toContain('volatile');
+  });
+
+  it('after a reboot, the sweep drops the snapshots no sync covered and those above them, and keeps the rest', async () => {
+    const root = path.join(await tmp, 'boots');
+    const [bootA, bootB] = ['11111111-2222-3333-4444-555555555555', '66666666-7777-8888-9999-000000000000'];
+    const before = new OverlaySnapshotter(root, { bootId: bootA });
+    await before.prepare('k0', null);
+    await before.commit('s0', 'k0');
+    await before.flush();
+    const marks = path.join(root, 'synced.json');
+    const coveredS0 = await readFile(marks, 'utf8');
+    expect(JSON.parse(coveredS0)).toHaveProperty(bootA);
+    await before.commit('s1', (await before.prepare('k1', 's0'), 'k1'));
+    await before.commit('s2', (await before.prepare('k2', 's1'), 'k2'));
+    await before.commit('t1', (await before.prepare('k3', 's0'), 'k3'));
+    await before.flush();
+    // The crash: the syncs after s0 never finished (their mark is not on disk).
+    await writeFile(marks, coveredS0);
+    // A record written before this rule (no `unsynced`): kept, as it always was.
+    const legacyDir = (await before.ownDir('t1'))!;
+    const t1File = path.join(root, 'records', `${createHash('sha256').update('t1').digest('hex')}.json`);
+    const { unsynced, ...legacy } = JSON.parse(await readFile(t1File, 'utf8')) as Record<string, unknown>;
+    expect(unsynced).toMatchObject({ boot: bootA });
+    await writeFile(t1File, JSON.stringify(legacy));
+    const s1Dir = (await before.ownDir('s1'))!;
+
+    const after = new OverlaySnapshotter(root, { bootId: bootB });
+    const res = await after.sweep();
+    expect(res.lost.sort()).toEqual(['s1', 's2']);
+    expect(await after.stat('s1')).toBeUndefined();
+    expect(await after.stat('s2')).toBeUndefined();
+    expect(await after.stat('s0')).toMatchObject({ kind: 'committed' });
+    expect(await after.stat('t1')).toMatchObject({ kind: 'committed', parent: 's0' });
+    expect(await after.ownDir('t1')).toBe(legacyDir);
+    await expect(readdir(path.dirname(s1Dir))).rejects.toThrow(/ENOENT/);
+    // What this boot commits stays, synced or not, and a second sweep finds nothing more.
+    await after.commit('s1', (await after.prepare('k4', 's0'), 'k4'));
+    expect((await after.sweep()).lost).toEqual([]);
+    expect(await after.stat('s1')).toMatchObject({ kind: 'committed' });
+    await after.flush();
   });
 
   it('sweep drops half-created dirs and recovers a commit interrupted between its two records', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
@@ -11,6 +12,7 @@ import {
   SnapshotNotFoundError,
   SnapshotStateError,
 } from './errors.js';
+import { BackgroundSync, currentBootId, mayBeLost, SyncedMarks, unsyncedNow } from './durability.js';
 import { RecordStore, type SnapshotRecord } from './records.js';
 import type { CommitOptions, SnapshotInfo, Snapshotter } from './snapshotter.js';
 import { diskUsage } from './usage.js';
@@ -35,6 +37,14 @@ export interface OverlayOptions {
    * cannot be mixed in one root, so the root records which it uses.
    */
   readonly rootless?: boolean;
+  /**
+   * Mount active snapshots with overlay's `volatile` (no sync of the upper
+   * filesystem at unmount; durability.ts syncs in the background instead).
+   * Default: as root on Linux 5.10 or newer. Rootless mounts keep the sync.
+   */
+  readonly volatile?: boolean;
+  /** The boot this process runs in (durability.ts); tests pass another to act as a later boot. */
+  readonly bootId?: string;
 }
 
 /** The file in a snapshot root naming its overlay xattr namespace. */
@@ -42,7 +52,10 @@ const XATTR_MODE_FILE = 'overlay-xattrs';
 
 export interface SweepResult {
   readonly unmounted: string[];
+  /** Active snapshots: no process owns them any more. */
   readonly removed: string[];
+  /** Committed snapshots of an earlier boot that no sync covered, and those above them (durability.ts). */
+  readonly lost: string[];
 }
 
 /**
@@ -52,6 +65,7 @@ export interface SweepResult {
  *   records/<sha256(name)>.json   one record per active or committed snapshot
  *   snapshots/<id>/fs             the snapshot's own layer (overlay upperdir while active)
  *   snapshots/<id>/work           overlay workdir, dropped on commit
+ *   synced.json                   per boot, how far commits are known to be on disk (durability.ts)
  *
  * A commit only rewrites records: the directory `id` stays where it is, so
  * committing is cheap and never copies. One process owns a root; within it,
@@ -63,6 +77,10 @@ export class OverlaySnapshotter implements Snapshotter {
   private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly userxattr: boolean;
+  private readonly volatile: boolean;
+  private readonly boot: string;
+  private readonly marks: SyncedMarks;
+  private readonly syncs: BackgroundSync;
 
   constructor(
     readonly root: string,
@@ -70,8 +88,12 @@ export class OverlaySnapshotter implements Snapshotter {
   ) {
     this.root = path.resolve(root);
     this.userxattr = opts.rootless ?? runsRootless();
+    this.volatile = opts.volatile ?? (!this.userxattr && kernelAtLeast(5, 10));
     this.records = new RecordStore(path.join(this.root, 'records'));
     this.snapshotsDir = path.join(this.root, 'snapshots');
+    this.boot = opts.bootId ?? currentBootId();
+    this.marks = new SyncedMarks(path.join(this.root, 'synced.json'));
+    this.syncs = new BackgroundSync(this.snapshotsDir, this.marks, this.boot);
   }
 
   async prepare(key: string, parent: string | null): Promise<Mount[]> {
@@ -93,6 +115,9 @@ export class OverlaySnapshotter implements Snapshotter {
     if (!rec) throw new SnapshotNotFoundError(key);
     if (rec.kind !== 'active') throw new SnapshotStateError(`snapshot ${JSON.stringify(key)} is committed, not active`);
     const lowers = rec.parent === null ? [] : await this.committedChain(rec.parent);
+    // A volatile mount leaves a mark in its workdir that makes the kernel refuse any later
+    // mount of it; in the boot that made it (active snapshots do not outlive a crash: sweep) it may go.
+    if (this.volatile) await rm(path.join(this.dirOf(rec.id), 'work', 'work', 'incompat', 'volatile'), { recursive: true, force: true });
     return this.activeMounts(rec.id, lowers);
   }
 
@@ -115,12 +140,20 @@ export class OverlaySnapshotter implements Snapshotter {
         kind: 'committed',
         createdAt: Date.now(),
         ...(opts.unpackedBytes !== undefined ? { unpackedBytes: opts.unpackedBytes } : {}),
+        // Written after every file of the snapshot: the background sync below covers it.
+        unsynced: unsyncedNow(this.boot),
       };
       if (!(await this.records.create(committed))) throw new SnapshotExistsError(name);
       // Between these two lines a crash leaves both records on one id; sweep() drops the active one.
       await this.records.delete(key);
       await rm(path.join(this.dirOf(rec.id), 'work'), { recursive: true, force: true });
     });
+    this.syncs.schedule();
+  }
+
+  /** Wait until every snapshot this process committed is on disk and recorded so (durability.ts); free when it committed none. */
+  async flush(): Promise<void> {
+    await this.syncs.settle();
   }
 
   async ownDir(name: string): Promise<string | undefined> {
@@ -179,16 +212,18 @@ export class OverlaySnapshotter implements Snapshotter {
       await this.records.sweepTemps();
       const removed: string[] = [];
       const all = await this.records.all();
-      const committedIds = new Set(all.filter((r) => r.kind === 'committed').map((r) => r.id));
+      const lost = lostSnapshots(all, this.boot, this.marks.read());
+      const committedIds = new Set(all.filter((r) => r.kind === 'committed' && !lost.has(r.name)).map((r) => r.id));
       for (const rec of all) {
         if (rec.kind !== 'active') continue;
         await this.records.delete(rec.name);
         removed.push(rec.name);
       }
+      for (const name of lost) await this.records.delete(name);
       for (const id of await readdir(this.snapshotsDir)) {
         if (!committedIds.has(id)) await rm(this.dirOf(id), { recursive: true, force: true });
       }
-      return { unmounted, removed };
+      return { unmounted, removed, lost: [...lost] };
     });
   }
 
@@ -218,6 +253,7 @@ export class OverlaySnapshotter implements Snapshotter {
     if (lowers.length === 0) return [{ type: 'bind', source: path.join(dir, 'fs'), options: ['rbind', 'rw'] }];
     const options = [
       ...this.xattrOption(),
+      ...(this.volatile ? ['volatile'] : []),
       `lowerdir=${lowers.map((l) => this.fsOf(l)).join(':')}`,
       `upperdir=${path.join(dir, 'fs')}`,
       `workdir=${path.join(dir, 'work')}`,
@@ -318,6 +354,32 @@ export class OverlaySnapshotter implements Snapshotter {
     this.queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * Committed snapshots that may have lost files in a crash (durability.ts),
+ * and every committed snapshot above one of them: a chain is only as whole
+ * as its lowest layer.
+ */
+function lostSnapshots(all: readonly SnapshotRecord[], boot: string, synced: ReturnType<SyncedMarks['read']>): Set<string> {
+  const committed = all.filter((r) => r.kind === 'committed');
+  const lost = new Set(committed.filter((r) => mayBeLost(r.unsynced, boot, synced)).map((r) => r.name));
+  for (let grew = lost.size > 0; grew; ) {
+    grew = false;
+    for (const r of committed) {
+      if (!lost.has(r.name) && r.parent !== null && lost.has(r.parent)) {
+        lost.add(r.name);
+        grew = true;
+      }
+    }
+  }
+  return lost;
+}
+
+/** Whether the running kernel is at least `major.minor` (overlay's `volatile` came in 5.10). */
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [ma, mi] = release().split('.').map((p) => Number.parseInt(p, 10));
+  return ma! > major || (ma === major && mi! >= minor);
 }
 
 function checkOptionLength(options: string[], what: string): void {

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { link, mkdir, open, readdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Unsynced } from './durability.js';
 
 /**
  * One snapshot's record. `name` is the key of an active snapshot or the name
@@ -15,6 +16,8 @@ export interface SnapshotRecord {
   readonly kind: 'active' | 'committed';
   readonly createdAt: number;
   readonly unpackedBytes?: number;
+  /** Set on commits whose files were not known to be on disk yet (durability.ts). */
+  readonly unsynced?: Unsynced;
 }
 
 /**

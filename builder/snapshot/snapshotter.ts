@@ -50,4 +50,6 @@ export interface Snapshotter {
    * Its files never change: a reader must not write to them or through links to them.
    */
   ownDir?(name: string): Promise<string | undefined>;
+  /** Wait until every snapshot committed so far is on disk (where commits do not wait for it themselves). */
+  flush?(): Promise<void>;
 }
