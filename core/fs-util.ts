@@ -20,12 +20,13 @@ export async function fsyncDir(dir: string): Promise<void> {
  * Writes a small file so readers see either the old or the new bytes, never a
  * mix: temp file in the same dir, fsync, rename, fsync the dir. `durable: false`
  * skips both fsyncs, for files that only need to be seen by other processes
- * now and are worthless after a crash anyway (leases).
+ * now and are worthless after a crash anyway (leases). `createDir: false`
+ * fails (ENOENT) where the directory is gone, instead of making it again.
  */
-export async function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600, opts: { durable?: boolean } = {}): Promise<void> {
+export async function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600, opts: { durable?: boolean; createDir?: boolean } = {}): Promise<void> {
   const durable = opts.durable ?? true;
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (opts.createDir ?? true) await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
   const h = await open(tmp, 'wx', mode);
   try {

@@ -92,7 +92,8 @@ export class SyncedMarks {
     const next: Record<string, string> = {};
     for (const [b, m] of Object.entries(now)) if (keep === undefined || keep.has(b)) next[b] = m;
     if (next[boot] === undefined || BigInt(next[boot]) < mono) next[boot] = mono.toString();
-    await atomicWriteFile(this.file, JSON.stringify(next));
+    // Never recreates a root that was removed meanwhile: the mark has nothing left to cover.
+    await atomicWriteFile(this.file, JSON.stringify(next), 0o600, { createDir: false });
   }
 }
 

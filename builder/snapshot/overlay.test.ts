@@ -16,14 +16,18 @@ describeSnapshotter('overlay', async (root) => {
 
 describe('OverlaySnapshotter specifics', () => {
   const tmp = mkdtemp(path.join(os.tmpdir(), 'overlay-snap-'));
+  const made: OverlaySnapshotter[] = [];
+  const track = (s: OverlaySnapshotter): OverlaySnapshotter => (made.push(s), s);
   afterAll(async () => {
+    // Their background syncs write into the roots: done before the roots go.
+    await Promise.all(made.map((s) => s.flush()));
     const dir = await tmp;
     expect(await mountsUnder(dir)).toEqual([]);
     await rm(dir, { recursive: true, force: true });
   });
 
   it('returns a bind mount for a parentless snapshot and an overlay with lowers in top-first order', async () => {
-    const snap = new OverlaySnapshotter(path.join(await tmp, 'a'));
+    const snap = track(new OverlaySnapshotter(path.join(await tmp, 'a')));
     const base = await snap.prepare('k0', null);
     expect(base).toEqual([{ type: 'bind', source: expect.stringMatching(/\/fs$/), options: ['rbind', 'rw'] }]);
     await snap.commit('l0', 'k0');
@@ -40,7 +44,7 @@ describe('OverlaySnapshotter specifics', () => {
 
   it.runIf(takesTopdir())('spreads snapshot dirs over ext4 block groups: TOPDIR on their parent, not on a snapshot', async () => {
     const root = path.join(await tmp, 'spread');
-    const snap = new OverlaySnapshotter(root);
+    const snap = track(new OverlaySnapshotter(root));
     const [m] = await snap.prepare('k0', null);
     expect(fileAttrs(path.join(root, 'snapshots'))).toContain('T');
     expect(fileAttrs(path.dirname(m!.source))).not.toContain('T');
@@ -48,7 +52,7 @@ describe('OverlaySnapshotter specifics', () => {
   });
 
   it('rootless: every overlay mount carries userxattr, and the diff reads the opaque marks it writes', async () => {
-    const snap = new OverlaySnapshotter(path.join(await tmp, 'rootless'), { rootless: true });
+    const snap = track(new OverlaySnapshotter(path.join(await tmp, 'rootless'), { rootless: true }));
     const [base] = await snap.prepare('k0', null);
     await mkdir(path.join(base!.source, 'd'));
     await writeFile(path.join(base!.source, 'd', 'old'), 'x');
@@ -75,18 +79,18 @@ describe('OverlaySnapshotter specifics', () => {
 
   it('a root made rootless is refused by a builder running as root (and the other way), before any mount', async () => {
     const root = path.join(await tmp, 'mixed');
-    await new OverlaySnapshotter(root, { rootless: true }).prepare('k', null);
-    await expect(new OverlaySnapshotter(root, { rootless: false }).prepare('k2', null)).rejects.toThrow(
+    await track(new OverlaySnapshotter(root, { rootless: true })).prepare('k', null);
+    await expect(track(new OverlaySnapshotter(root, { rootless: false })).prepare('k2', null)).rejects.toThrow(
       /made by a rootless builder \(overlay user\.\* xattrs\) and this one runs as root: use another state root/,
     );
     const other = path.join(await tmp, 'mixed2');
-    await new OverlaySnapshotter(other, { rootless: false }).prepare('k', null);
-    await expect(new OverlaySnapshotter(other, { rootless: true }).stat('k')).rejects.toThrow(/made by a builder running as root/);
+    await track(new OverlaySnapshotter(other, { rootless: false })).prepare('k', null);
+    await expect(track(new OverlaySnapshotter(other, { rootless: true })).stat('k')).rejects.toThrow(/made by a builder running as root/);
   });
 
   it('rootless: a state root where overlay cannot be mounted is one clear error at start, and the probe leaves nothing', async () => {
     const good = path.join(await tmp, 'probe-ok');
-    await new OverlaySnapshotter(good, { rootless: true }).prepare('k', null);
+    await track(new OverlaySnapshotter(good, { rootless: true })).prepare('k', null);
     expect((await readdir(good)).filter((n) => n.startsWith('probe-'))).toEqual([]);
     // A root inside an overlay mount: overlay refuses an overlayfs upper dir, as an old kernel refuses a user namespace.
     const base = path.join(await tmp, 'ovl');
@@ -94,7 +98,7 @@ describe('OverlaySnapshotter specifics', () => {
     await mountAt({ type: 'overlay', source: 'overlay', options: [`lowerdir=${base}/l`, `upperdir=${base}/u`, `workdir=${base}/w`] }, path.join(base, 'm'));
     try {
       const root = path.join(base, 'm', 'state');
-      await expect(new OverlaySnapshotter(root, { rootless: true }).prepare('k', null)).rejects.toThrow(
+      await expect(track(new OverlaySnapshotter(root, { rootless: true })).prepare('k', null)).rejects.toThrow(
         new RegExp(`^rootless: overlayfs cannot be mounted in this user namespace with its upper dir under ${root} \\(mount overlay .*\\): rootless buildlite needs Linux 5\\.11`),
       );
       expect(await mountsUnder(root)).toEqual([]);
@@ -107,7 +111,7 @@ describe('OverlaySnapshotter specifics', () => {
   it('fails with a clear error when a chain no longer fits in the mount options', async () => {
     // A long root makes every lowerdir long, so the page limit is reached early.
     const longRoot = path.join(await tmp, 'x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200));
-    const snap = new OverlaySnapshotter(longRoot);
+    const snap = track(new OverlaySnapshotter(longRoot));
     let parent: string | null = null;
     let error: unknown;
     for (let i = 0; i < 10 && !error; i++) {
@@ -125,7 +129,7 @@ describe('OverlaySnapshotter specifics', () => {
 
   it('mounts active snapshots volatile as root (the kernel takes it), never rootless', async () => {
     const root = path.join(await tmp, 'volatile');
-    const snap = new OverlaySnapshotter(root, { rootless: false });
+    const snap = track(new OverlaySnapshotter(root, { rootless: false }));
     await snap.prepare('k0', null);
     await snap.commit('l0', 'k0');
     const mounts = await snap.prepare('k1', 'l0');
@@ -140,7 +144,7 @@ describe('OverlaySnapshotter specifics', () => {
     }
     await snap.commit('l1', 'k1');
     expect(await readFile(path.join((await snap.ownDir('l1'))!, 'f'), 'utf8')).toBe('written');
-    const rootless = new OverlaySnapshotter(path.join(await tmp, 'volatile-rootless'), { rootless: true });
+    const rootless = track(new OverlaySnapshotter(path.join(await tmp, 'volatile-rootless'), { rootless: true }));
     await rootless.prepare('k0', null);
     await rootless.commit('l0', 'k0');
     expect((await rootless.prepare('k1', 'l0'))[0]!.options).not.toContain('volatile');
@@ -149,7 +153,7 @@ describe('OverlaySnapshotter specifics', () => {
   it('after a reboot, the sweep drops the snapshots no sync covered and those above them, and keeps the rest', async () => {
     const root = path.join(await tmp, 'boots');
     const [bootA, bootB] = ['11111111-2222-3333-4444-555555555555', '66666666-7777-8888-9999-000000000000'];
-    const before = new OverlaySnapshotter(root, { bootId: bootA });
+    const before = track(new OverlaySnapshotter(root, { bootId: bootA }));
     await before.prepare('k0', null);
     await before.commit('s0', 'k0');
     await before.flush();
@@ -170,7 +174,7 @@ describe('OverlaySnapshotter specifics', () => {
     await writeFile(t1File, JSON.stringify(legacy));
     const s1Dir = (await before.ownDir('s1'))!;
 
-    const after = new OverlaySnapshotter(root, { bootId: bootB });
+    const after = track(new OverlaySnapshotter(root, { bootId: bootB }));
     const res = await after.sweep();
     expect(res.lost.sort()).toEqual(['s1', 's2']);
     expect(await after.stat('s1')).toBeUndefined();
@@ -188,7 +192,7 @@ describe('OverlaySnapshotter specifics', () => {
 
   it('sweep drops half-created dirs and recovers a commit interrupted between its two records', async () => {
     const root = path.join(await tmp, 'c');
-    const snap = new OverlaySnapshotter(root);
+    const snap = track(new OverlaySnapshotter(root));
     await snap.prepare('k', null);
     await snap.commit('n', 'k');
     // Simulate a crash: a stray snapshot dir without a record, and a temp record file.

@@ -95,6 +95,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const m of mounted.reverse()) await unmountAt(m);
+  await snap.flush();
   const left = await mountsUnder(tmp);
   await rm(tmp, { recursive: true, force: true });
   expect(left).toEqual([]);

@@ -37,6 +37,8 @@ export function describeSnapshotter(name: string, factory: (root: string) => Pro
 
     afterEach(async () => {
       for (const m of mounted.reverse()) await unmountAt(m);
+      // As a process does before it lets go of a root: what it committed is synced first.
+      await sut.snapshotter.flush?.();
       await rm(tmp, { recursive: true, force: true });
     });
 
