@@ -15,6 +15,12 @@ HERE="${BENCH_LIB:-$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd
 : "${BENCH_STATE_DIR:=/tmp/bench-state}" "${BENCH_RSS_LOG:=/dev/null}" "${BENCH_REGISTRY:=127.0.0.1:5001}"
 : "${BUILDLITE:=buildlite}"
 STATE="$BENCH_STATE_DIR/buildlite"
+# The bin's V8 code cache (cli/boot.ts) lives with the bench's state, as
+# buildah's caches live under its own dir: otherwise a run inherits whatever
+# the machine's last commands left in ~/.cache (a test run's tiny builds made
+# one that cost every warm build ~30 ms). `reset` keeps it: it is the
+# installed CLI's, not the build cache.
+export XDG_CACHE_HOME="$BENCH_STATE_DIR/xdg-cache"
 
 record() { # VERB REF CMD...
   local verb="$1" ref="$2"; shift 2

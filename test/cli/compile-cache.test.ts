@@ -1,7 +1,8 @@
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUSYBOX_PATH } from '../helpers/busybox-rootfs.js';
 import { runCli } from '../helpers/cli.js';
 
 /** The bin's V8 code cache (cli/boot.ts): per user and command, private, and never a reason to fail. */
@@ -46,6 +47,42 @@ describe('compile cache of the buildlite bin', () => {
     // Another command gets its own cache.
     expect((await runCli(['du', '--root', path.join(tmp, 'du-root')], { env: { XDG_CACHE_HOME: home } })).code).toBe(0);
     expect((await readdir(cacheDir(home))).sort()).toEqual([files[0], files[0]!.replace('-graph.bin', '-du.bin')].sort());
+  });
+
+  it('a local build, a remote one and --check keep caches of their own; a thin cache grows after a long run, and only then', async () => {
+    const home = path.join(tmp, 'g');
+    const root = path.join(tmp, 'g-root');
+    const small = path.join(tmp, 'g-small');
+    const long = path.join(tmp, 'g-long');
+    await mkdir(small);
+    await writeFile(path.join(small, 'Dockerfile'), 'FROM scratch\nCOPY a /a\n');
+    await writeFile(path.join(small, 'a'), 'a');
+    await mkdir(long);
+    // A RUN (executor, runc, layers) that outlasts the 2 s rule.
+    await writeFile(path.join(long, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sleep", "2.2"]\n');
+    await copyFile(BUSYBOX_PATH, path.join(long, 'busybox'));
+    const env = { XDG_CACHE_HOME: home };
+    const build = (ctx: string) => runCli(['build', '--root', root, '--progress', 'plain', ctx], { env });
+
+    expect((await runCli(['build', '--check', small], { env })).code).toBe(0);
+    const files = await readdir(cacheDir(home));
+    expect(files).toEqual([expect.stringMatching(/-build-check\.bin$/)]);
+
+    // A thin cache under the local build's name: graph's (the same bundle, so V8 takes it).
+    expect((await runCli(GRAPH, { env })).code).toBe(0);
+    const graphCache = (await readdir(cacheDir(home))).find((n) => n.endsWith('-graph.bin'))!;
+    const file = path.join(cacheDir(home), graphCache.replace('-graph.bin', '-build.bin'));
+    await copyFile(path.join(cacheDir(home), graphCache), file);
+    const thin = await stat(file);
+    // Short runs keep an accepted cache as it is.
+    expect((await build(small)).code).toBe(0);
+    expect((await stat(file)).mtimeMs).toBe(thin.mtimeMs);
+    expect((await build(long)).code).toBe(0);
+    const grown = await stat(file);
+    expect(grown.size).toBeGreaterThan(thin.size * 1.1);
+    // The grown one is kept (the long build again is all cached: a short run).
+    expect((await build(long)).code).toBe(0);
+    expect((await stat(file)).mtimeMs).toBe(grown.mtimeMs);
   });
 
   it('a corrupt cache is rejected by V8 and replaced, and the command still works', async () => {
