@@ -17,22 +17,10 @@
 const { createReadStream, readFileSync, statSync } = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
+const { taggedImage } = require('./lib/floor-ref.cjs');
 
-const [root, ref, from] = process.argv.slice(2);
-if (!root || !ref) {
-  process.stderr.write('usage: push-floor.cjs ROOT HOST:PORT/NAME:TAG [FROM_REPO]\n');
-  process.exit(2);
-}
-const slash = ref.indexOf('/');
-const colon = ref.lastIndexOf(':');
-const [host, port] = ref.slice(0, slash).split(':');
-const name = ref.slice(slash + 1, colon);
-const tag = ref.slice(colon + 1);
-const local = JSON.parse(readFileSync(path.join(root, 'images.json'), 'utf8'))[ref];
-if (!local) {
-  process.stderr.write(`${ref}: not in ${root}\n`);
-  process.exit(1);
-}
+const { root, host, port, name, tag, local, rest } = taggedImage('push-floor.cjs ROOT HOST:PORT/NAME:TAG [FROM_REPO]');
+const from = rest[0];
 const blobFile = (digest) => path.join(root, 'content', 'blobs', 'sha256', digest.slice('sha256:'.length));
 const manifest = readFileSync(blobFile(local.digest));
 const { config, layers } = JSON.parse(manifest.toString('utf8'));
@@ -40,7 +28,7 @@ const agent = new http.Agent({ keepAlive: true });
 
 function request(method, urlPath, headers, body) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), method, path: urlPath, headers, agent }, (res) => {
+    const req = http.request({ host, port, method, path: urlPath, headers, agent }, (res) => {
       res.resume();
       res.on('end', () => resolve(res));
     });

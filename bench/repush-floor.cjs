@@ -13,27 +13,12 @@
 //     'node dist/bundle/main.js push --root ROOT REF'
 // CommonJS on purpose: an ESM entry costs Node's ESM loader (~12 ms here).
 'use strict';
-const { readFileSync } = require('node:fs');
 const http = require('node:http');
-const path = require('node:path');
+const { taggedImage } = require('./lib/floor-ref.cjs');
 
-const [root, ref] = process.argv.slice(2);
-if (!root || !ref) {
-  process.stderr.write('usage: repush-floor.cjs ROOT HOST:PORT/NAME:TAG\n');
-  process.exit(2);
-}
-const slash = ref.indexOf('/');
-const colon = ref.lastIndexOf(':');
-const [host, port] = ref.slice(0, slash).split(':');
-const name = ref.slice(slash + 1, colon);
-const tag = ref.slice(colon + 1);
-const local = JSON.parse(readFileSync(path.join(root, 'images.json'), 'utf8'))[ref];
-if (!local) {
-  process.stderr.write(`${ref}: not in ${root}\n`);
-  process.exit(1);
-}
+const { host, port, name, tag, local } = taggedImage('repush-floor.cjs ROOT HOST:PORT/NAME:TAG');
 const req = http.request(
-  { host, port: Number(port), method: 'HEAD', path: `/v2/${name}/manifests/${tag}`, headers: { accept: local.mediaType } },
+  { host, port, method: 'HEAD', path: `/v2/${name}/manifests/${tag}`, headers: { accept: local.mediaType } },
   (res) => {
     res.resume();
     const remote = res.headers['docker-content-digest'];

@@ -27,8 +27,9 @@ import { runOnHost } from '../../core/host-commands.js';
  *   and every snapshot above a dropped one. Their blobs are in the content
  *   store (fsynced), so a later build unpacks them again.
  *
- * Overlay mounts of steps then use `volatile` (no sync at unmount), which is
- * what makes a step cheaper (bench/results/2026-12-07-issue18-pass7.md).
+ * Overlay mounts of steps then use `volatile` (no sync at unmount): the sync
+ * leaves the step's path, though on the bench's VM the difference is inside
+ * the noise (bench/results/2026-12-07-issue18-pass7.md).
  */
 
 /** A commit whose files were not known to be on disk when its record was written. */
@@ -86,11 +87,9 @@ export class SyncedMarks {
     }
   }
 
-  /** Record that every commit of `boot` up to `mono` is on disk; `keep` names the boots still referenced (others are dropped). */
-  async advance(boot: string, mono: bigint, keep?: ReadonlySet<string>): Promise<void> {
-    const now = this.read();
-    const next: Record<string, string> = {};
-    for (const [b, m] of Object.entries(now)) if (keep === undefined || keep.has(b)) next[b] = m;
+  /** Record that every commit of `boot` up to `mono` is on disk (one entry per boot, ~60 bytes). */
+  async advance(boot: string, mono: bigint): Promise<void> {
+    const next: Record<string, string> = { ...this.read() };
     if (next[boot] === undefined || BigInt(next[boot]) < mono) next[boot] = mono.toString();
     // Never recreates a root that was removed meanwhile: the mark has nothing left to cover.
     await atomicWriteFile(this.file, JSON.stringify(next), 0o600, { createDir: false });
