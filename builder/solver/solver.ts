@@ -348,11 +348,14 @@ class SolveRun {
       else if (imported) candidates.push({ v, key: info.key, layers: imported.layers, imported });
     }
     await this.lease(candidates.flatMap((c) => [c.key, ...c.layers.map((l) => l.digest)]));
-    // A record is only as good as its blobs: GC or a crash may have taken one.
-    const usable = await Promise.all(candidates.map(async (c) => (await Promise.all(c.layers.map((l) => this.deps.store.stat(l.digest)))).every(Boolean)));
+    // A record is only as good as its blobs: GC or a crash may have taken one. Each step's
+    // record names its whole chain, so a blob is checked once, not once per step above it.
+    const digests = [...new Set(candidates.flatMap((c) => c.layers.map((l) => l.digest)))];
+    const present = new Set<Digest>();
+    await Promise.all(digests.map(async (d) => (await this.deps.store.stat(d)) && present.add(d)));
     const good = new Set<Digest>();
-    candidates.forEach((c, i) => {
-      if (!usable[i]) return;
+    candidates.forEach((c) => {
+      if (!c.layers.every((l) => present.has(l.digest))) return;
       this.found.set(c.key, c.layers);
       good.add(c.v.digest);
     });

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,6 +112,7 @@ describe('exact invalidation: which steps rerun after each edit', () => {
   }
 
   const sorted = (xs: string[]) => [...xs].sort();
+  const blobFile = (digest: string) => path.join(tmp, 'state', 'content', 'blobs', 'sha256', digest.slice('sha256:'.length));
 
   // Rows run in order; each starts from the state the previous one left.
   const rows: Array<{ edit: string; act?: () => Promise<void>; req: () => BuildRequest; expect: string[] }> = [
@@ -135,6 +136,20 @@ describe('exact invalidation: which steps rerun after each edit', () => {
       edit: 'stage reorder, same content',
       req: () => request({ env: '2', catTo: '/out2.txt', chown: '1000:1000', order: 'tools-first' }, {}, { DEPVER: '2', FLAVOR: 'b' }),
       expect: [],
+    },
+    {
+      // GC or a crash took a blob a record names: that step and every step whose chain holds
+      // it rerun; the records below it still stand.
+      edit: "a cached step's layer blob is gone from the store",
+      act: async () => {
+        const out = await drive(builder, request({ env: '2', catTo: '/out2.txt', chown: '1000:1000' }, {}, { DEPVER: '2', FLAVOR: 'b' }));
+        expect(out.ran).toEqual([]);
+        const manifest = JSON.parse(await readFile(blobFile(out.result!.imageDigest), 'utf8')) as { layers: Array<{ digest: string }> };
+        // From the top: COPY --from=tools, COPY --from=deps, RUN cat (RUN echo done writes nothing, so adds no layer).
+        await rm(blobFile(manifest.layers.at(-3)!.digest));
+      },
+      req: () => request({ env: '2', catTo: '/out2.txt', chown: '1000:1000' }, {}, { DEPVER: '2', FLAVOR: 'b' }),
+      expect: FINAL_FROM_CAT,
     },
     {
       edit: '--no-cache-filter tools',
