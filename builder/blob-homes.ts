@@ -1,6 +1,7 @@
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../core/digest.js';
+import { onceUntilDone } from '../core/retry-once.js';
 import type { BlobHomes } from '../registry-client/index.js';
 
 /** Repositories remembered per blob and registry; a blob lives in a few at most (its base, our pushes). */
@@ -20,7 +21,9 @@ const LINE = /^([A-Za-z0-9.\-[\]:]{1,255}) ([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)
  */
 export class FileBlobHomes implements BlobHomes {
   private readonly pending = new Set<Promise<void>>();
-  private dirMade: Promise<unknown> | undefined;
+  private readonly makeDir = onceUntilDone(async () => {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  });
 
   constructor(private readonly dir: string) {}
 
@@ -62,8 +65,7 @@ export class FileBlobHomes implements BlobHomes {
   private async append(digest: Digest, line: string): Promise<void> {
     const have = await this.lines(digest);
     if (have.includes(line) || have.length >= MAX_HOMES) return;
-    this.dirMade ??= mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await this.dirMade;
+    await this.makeDir();
     // One short O_APPEND write: two processes recording at once interleave whole lines.
     await appendFile(this.file(digest), `${line}\n`, { mode: 0o600 });
   }

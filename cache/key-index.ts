@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { atomicWriteFile, isErrno, unlinkQuiet } from '../core/fs-util.js';
+import { onceUntilDone } from '../core/retry-once.js';
 
 /** One layer of a cached filesystem: the compressed blob and the digest of its uncompressed tar. */
 export interface LayerRef {
@@ -51,7 +52,6 @@ const MAX_RECORD_BYTES = 4 << 20;
 export class CacheKeyIndex {
   readonly recordsDir: string;
   readonly preimagesDir: string;
-  private ready?: Promise<void>;
 
   constructor(readonly dir: string) {
     this.recordsDir = join(dir, 'records');
@@ -212,17 +212,15 @@ export class CacheKeyIndex {
     return join(this.preimagesDir, `${checkKey(key)}.json`);
   }
 
-  private init(): Promise<void> {
-    this.ready ??= (async () => {
+  private readonly init = onceUntilDone(async () => {
+    try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       await mkdir(this.recordsDir, { recursive: true, mode: 0o700 });
       await mkdir(this.preimagesDir, { recursive: true, mode: 0o700 });
-    })().catch((err: unknown) => {
-      this.ready = undefined;
+    } catch (err) {
       throw indexError(`create cache index at ${this.dir}`, err);
-    });
-    return this.ready;
-  }
+    }
+  });
 }
 
 function checkKey(key: Digest): string {

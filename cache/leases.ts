@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { sha256 } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
 import { atomicWriteFile, isErrno, unlinkQuiet } from '../core/fs-util.js';
+import { onceUntilDone } from '../core/retry-once.js';
 
 /**
  * Leases (containerd's, small): a lease names resources a running build holds,
@@ -43,8 +44,6 @@ export function cacheMountResource(id: string): string {
 const MAX_LEASE_BYTES = 16 << 20;
 
 export class LeaseManager {
-  private ready?: Promise<void>;
-
   constructor(
     readonly dir: string,
     private readonly now: () => number = Date.now,
@@ -153,16 +152,9 @@ export class LeaseManager {
     return join(this.dir, `${sha256(id).slice('sha256:'.length)}.json`);
   }
 
-  private init(): Promise<void> {
-    this.ready ??= mkdir(this.dir, { recursive: true, mode: 0o700 }).then(
-      () => undefined,
-      (err: unknown) => {
-        this.ready = undefined;
-        throw err;
-      },
-    );
-    return this.ready;
-  }
+  private readonly init = onceUntilDone(async () => {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  });
 }
 
 async function readLease(path: string): Promise<LeaseInfo | undefined> {

@@ -7,6 +7,7 @@ import { digestFromHash, digestHex, isDigest, sha256, type Digest } from '../cor
 import { CodedError } from '../core/errors.js';
 import { DigestMismatchError } from '../core/streams.js';
 import { fsyncDir, isErrno, unlinkQuiet } from '../core/fs-util.js';
+import { onceUntilDone } from '../core/retry-once.js';
 
 /** 1 MiB reads: sha256 over 64 KiB chunks is about half as fast (shared/bench/results.md). */
 export const READ_HIGH_WATER_MARK = 1 << 20;
@@ -25,7 +26,6 @@ export const READ_HIGH_WATER_MARK = 1 << 20;
 export class LocalContentStore implements ContentStore {
   readonly blobsDir: string;
   readonly ingestDir: string;
-  private ready?: Promise<void>;
 
   constructor(readonly root: string) {
     this.blobsDir = join(root, 'blobs', 'sha256');
@@ -152,17 +152,15 @@ export class LocalContentStore implements ContentStore {
     return total;
   }
 
-  private init(): Promise<void> {
-    this.ready ??= (async () => {
+  private readonly init = onceUntilDone(async () => {
+    try {
       await mkdir(this.root, { recursive: true, mode: 0o700 });
       await mkdir(this.blobsDir, { recursive: true, mode: 0o700 });
       await mkdir(this.ingestDir, { recursive: true, mode: 0o700 });
-    })().catch((err: unknown) => {
-      this.ready = undefined;
+    } catch (err) {
       throw storeError(`create content store at ${this.root}`, err);
-    });
-    return this.ready;
-  }
+    }
+  });
 }
 
 type WriterState = 'open' | 'committing' | 'committed' | 'aborted';

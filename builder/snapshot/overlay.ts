@@ -4,6 +4,7 @@ import { release } from 'node:os';
 import path from 'node:path';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
+import { onceUntilDone } from '../../core/retry-once.js';
 import { makeSpreadDir } from '../../core/spread-dir.js';
 import { runsRootless } from '../../core/userns.js';
 import {
@@ -74,7 +75,6 @@ export interface SweepResult {
 export class OverlaySnapshotter implements Snapshotter {
   private readonly records: RecordStore;
   private readonly snapshotsDir: string;
-  private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly userxattr: boolean;
   private readonly volatile: boolean;
@@ -333,18 +333,15 @@ export class OverlaySnapshotter implements Snapshotter {
     return path.join(this.snapshotsDir, id, 'fs');
   }
 
-  private init(): Promise<void> {
-    this.ready ??= (async () => {
-      await mkdir(this.root, { recursive: true, mode: 0o700 });
-      // mkdir's mode is masked by umask and ignored for an existing dir.
-      await chmod(this.root, 0o700);
-      await this.checkXattrMode();
-      if (this.userxattr) await this.probeOverlay();
-      await this.records.init();
-      await makeSpreadDir(this.snapshotsDir);
-    })();
-    return this.ready;
-  }
+  private readonly init = onceUntilDone(async () => {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    // mkdir's mode is masked by umask and ignored for an existing dir.
+    await chmod(this.root, 0o700);
+    await this.checkXattrMode();
+    if (this.userxattr) await this.probeOverlay();
+    await this.records.init();
+    await makeSpreadDir(this.snapshotsDir);
+  });
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(async () => {
