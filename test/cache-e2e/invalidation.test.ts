@@ -1,12 +1,10 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRequest } from '../../core/build.js';
-import { Builder } from '../../builder/index.js';
-import { pushBusyboxBase } from '../helpers/base-image.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
+import type { Builder } from '../../builder/index.js';
+import { drive, writeTree } from '../helpers/build-driver.js';
+import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
 /**
  * DESIGN invariant 3, as a table: each edit reruns exactly the steps listed
@@ -68,17 +66,15 @@ function label(name: string): string {
 }
 
 describe('exact invalidation: which steps rerun after each edit', () => {
-  let registry: TestRegistry;
+  let env: BuilderEnv;
   let tmp: string;
   let ctx: string;
   let builder: Builder;
   let base: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
-    await pushBusyboxBase(registry.host);
-    base = `${registry.host}/library/busybox:latest`;
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-inval-'));
+    env = await startBuilderEnv('inval');
+    ({ tmp, builder, base } = env);
     ctx = path.join(tmp, 'ctx');
     await writeTree(ctx, {
       'app/main.txt': 'hello\n',
@@ -87,15 +83,10 @@ describe('exact invalidation: which steps rerun after each edit', () => {
       'notes.txt': 'not copied\n',
       '.dockerignore': '**/*.log\n',
     });
-    builder = await Builder.open({ root: path.join(tmp, 'state'), parallelism: 2 });
   });
 
   afterAll(async () => {
-    await registry?.stop();
-    if (tmp) {
-      await unmountAll(tmp);
-      await rm(tmp, { recursive: true, force: true });
-    }
+    await env?.stop();
   });
 
   const request = (o: Parameters<typeof dockerfile>[0] = {}, extra: Partial<BuildRequest> = {}, args: Record<string, string> = {}): BuildRequest => ({
@@ -112,7 +103,7 @@ describe('exact invalidation: which steps rerun after each edit', () => {
   }
 
   const sorted = (xs: string[]) => [...xs].sort();
-  const blobFile = (digest: string) => path.join(tmp, 'state', 'content', 'blobs', 'sha256', digest.slice('sha256:'.length));
+  const blobFile = (digest: string) => path.join(tmp, 'root', 'content', 'blobs', 'sha256', digest.slice('sha256:'.length));
 
   // Rows run in order; each starts from the state the previous one left.
   const rows: Array<{ edit: string; act?: () => Promise<void>; req: () => BuildRequest; expect: string[] }> = [

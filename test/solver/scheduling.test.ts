@@ -1,15 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildEvent } from '../../core/build.js';
 import { mountsUnder } from '../../core/mounter.js';
-import { Builder } from '../../builder/index.js';
-import { pushBusyboxBase } from '../helpers/base-image.js';
-import { drive, unmountAll, writeTree } from '../helpers/build-driver.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { Builder } from '../../builder/index.js';
+import { drive, writeTree } from '../helpers/build-driver.js';
+import { startBuilderEnv, type BuilderEnv } from '../helpers/builder-env.js';
 
 const sh = promisify(execFile);
 
@@ -23,25 +20,18 @@ function vertexEvent(name: RegExp, state: string) {
 }
 
 describe('solver scheduling: parallel stages, shared vertices, failure cancels the rest', () => {
-  let registry: TestRegistry;
+  let env: BuilderEnv;
   let tmp: string;
   let builder: Builder;
   let base: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
-    await pushBusyboxBase(registry.host);
-    base = `${registry.host}/library/busybox:latest`;
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'bl-solver-'));
-    builder = await Builder.open({ root: path.join(tmp, 'root'), parallelism: 2 });
+    env = await startBuilderEnv('solver');
+    ({ tmp, builder, base } = env);
   });
 
   afterAll(async () => {
-    await registry?.stop();
-    if (tmp) {
-      await unmountAll(tmp);
-      await rm(tmp, { recursive: true, force: true });
-    }
+    await env?.stop();
   });
 
   it('runs independent stages side by side and a vertex two stages share only once', async () => {
