@@ -1,13 +1,17 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
 import { readTreeXattrs, readUpperXattrs, upperDirOf } from '../layers/index.js';
 import { fileAttrs, takesTopdir } from '../../test/helpers/file-attrs.js';
 import { describeSnapshotter } from '../../test/suites/snapshotter.suite.js';
 import { OverlaySnapshotter, SnapshotChainTooLongError } from './index.js';
+
+const sh = promisify(execFile);
 
 describeSnapshotter('overlay', async (root) => {
   const snapshotter = new OverlaySnapshotter(root);
@@ -203,5 +207,37 @@ describe('OverlaySnapshotter specifics', () => {
     expect(await readdir(path.join(root, 'snapshots'))).toHaveLength(1);
     expect((await readdir(path.join(root, 'records'))).filter((f) => f.startsWith('.tmp'))).toEqual([]);
     expect(await snap.stat('n')).toMatchObject({ kind: 'committed' });
+  });
+
+  it("drops a step's active snapshot without reading the other records", async () => {
+    const root = path.join(await tmp, 'drop-active');
+    const snap = track(new OverlaySnapshotter(root));
+    await snap.commit('l0', (await snap.prepare('k0', null), 'k0'));
+    await snap.prepare('k1', 'l0');
+    // A record no parser accepts: anything that read every record would fail on it.
+    await writeFile(path.join(root, 'records', `${'f'.repeat(64)}.json`), '{');
+    await snap.remove('k1');
+    expect(await snap.stat('k1')).toBeUndefined();
+    expect(await readdir(path.join(root, 'snapshots'))).toHaveLength(1);
+    await rm(path.join(root, 'records', `${'f'.repeat(64)}.json`));
+  });
+
+  it('a commit whose active record could not be dropped keeps its directory when the key is removed', async () => {
+    const root = path.join(await tmp, 'half-commit');
+    const snap = track(new OverlaySnapshotter(root));
+    const [m] = await snap.prepare('k', null);
+    await writeFile(path.join(m!.source, 'kept'), 'x');
+    // The key's record is immutable: the commit makes its record, then fails to drop the key's.
+    const keyRecord = path.join(root, 'records', `${createHash('sha256').update('k').digest('hex')}.json`);
+    await sh('chattr', ['+i', keyRecord]);
+    try {
+      await expect(snap.commit('n', 'k')).rejects.toThrow();
+    } finally {
+      await sh('chattr', ['-i', keyRecord]);
+    }
+    expect(await snap.stat('n')).toMatchObject({ kind: 'committed' });
+    await snap.remove('k');
+    const dir = await snap.ownDir('n');
+    expect(await readFile(path.join(dir!, 'kept'), 'utf8')).toBe('x');
   });
 });

@@ -81,6 +81,12 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly boot: string;
   private readonly marks: SyncedMarks;
   private readonly syncs: BackgroundSync;
+  /**
+   * Keys this process committed whose active record outlived the commit (its
+   * delete failed), with the name committed: the two records share a
+   * directory, which removing the key must then leave to the committed one.
+   */
+  private readonly halfCommitted = new Map<string, string>();
 
   constructor(
     readonly root: string,
@@ -145,7 +151,9 @@ export class OverlaySnapshotter implements Snapshotter {
       };
       if (!(await this.records.create(committed))) throw new SnapshotExistsError(name);
       // Between these two lines a crash leaves both records on one id; sweep() drops the active one.
+      this.halfCommitted.set(key, name);
       await this.records.delete(key);
+      this.halfCommitted.delete(key);
       await rm(path.join(this.dirOf(rec.id), 'work'), { recursive: true, force: true });
     });
     this.syncs.schedule();
@@ -166,6 +174,7 @@ export class OverlaySnapshotter implements Snapshotter {
     await this.exclusive(async () => {
       const rec = await this.records.get(keyOrName);
       if (!rec) throw new SnapshotNotFoundError(keyOrName);
+      if (rec.kind === 'active') return this.removeActive(keyOrName, rec);
       const all = await this.records.all();
       const child = all.find((r) => r.parent === keyOrName);
       if (child) {
@@ -178,6 +187,23 @@ export class OverlaySnapshotter implements Snapshotter {
         await rm(this.dirOf(rec.id), { recursive: true, force: true });
       }
     });
+  }
+
+  /**
+   * A step's own snapshot, dropped after a failure or an empty diff: without
+   * reading the other records (a store holds thousands, and this runs for
+   * every step that changed nothing). Nothing is prepared on an active
+   * snapshot, so it has no children. Its directory is its own: a fresh id
+   * at prepare, shared only by the record its commit made, and only this
+   * process can have committed it (the GC never takes an active snapshot,
+   * and the sweep drops dead processes' records itself).
+   */
+  private async removeActive(key: string, rec: SnapshotRecord): Promise<void> {
+    const committedAs = this.halfCommitted.get(key);
+    await this.records.delete(key);
+    this.halfCommitted.delete(key);
+    if (committedAs !== undefined && (await this.records.get(committedAs))?.id === rec.id) return;
+    await rm(this.dirOf(rec.id), { recursive: true, force: true });
   }
 
   async stat(keyOrName: string): Promise<SnapshotInfo | undefined> {
