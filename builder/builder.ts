@@ -481,7 +481,7 @@ function addedLayer(def: BuildDefinition, results: ReadonlyMap<Digest, VertexRes
 /** Use of an existing root for a maintenance command, after reclaiming what dead processes left; a missing root is not created. */
 async function claimAt(root: string): Promise<AsyncDisposable | undefined> {
   if (!existsSync(root)) return undefined;
-  return (await claimRoot(root, rootParts(root))).use;
+  return (await claimRoot(root, rootParts(root), { snapshotSweep: 'always' })).use;
 }
 
 async function readOptional(file: string): Promise<string | undefined> {

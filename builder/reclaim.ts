@@ -5,6 +5,7 @@ import { LocalContentStore } from '../cache/index.js';
 import { RuncExecutor, type StepLimits } from './executor/index.js';
 import { registerRootUse, type RootUse } from './root-users.js';
 import { OverlaySnapshotter } from './snapshot/index.js';
+import { SweepState } from './sweep-state.js';
 
 /** The parts of a state root that processes leave things in; Builder.open runs on the same ones. */
 export interface RootParts {
@@ -44,6 +45,8 @@ export interface ReclaimReport {
    * and snapshots wait for a sole user: they cannot be told from a live build's).
    */
   readonly full: boolean;
+  /** The snapshot records were read (sweep-state.ts: after a death, a reboot, or when asked). */
+  readonly snapshotSweep: boolean;
   /** Containers killed and deleted, with every process in them. */
   readonly containers: number;
   /** Cgroups runc had lost track of, emptied and removed. */
@@ -57,6 +60,14 @@ export interface RootClaim {
   readonly report: ReclaimReport;
 }
 
+export interface ClaimOptions {
+  /**
+   * `due` (builds): the snapshot sweep, which reads every record, runs only
+   * when sweep-state.ts says something may be left; `always` (du, prune).
+   */
+  readonly snapshotSweep?: 'due' | 'always';
+}
+
 /** Names of the mount-point directories steps make under tmp/ (snapshot-step's `m-`, materialize's `mnt-`). */
 const MOUNT_DIR = /^(?:m|mnt)-/;
 
@@ -66,20 +77,24 @@ const MOUNT_DIR = /^(?:m|mnt)-/;
  * bundles), and as the sole live user also the step mounts under tmp/
  * (unmounted before anything is removed, mount points removed with rmdir
  * only, so nothing can reach into a snapshot), active snapshots and
- * half-written ingests. Call before running anything on the root.
+ * half-written ingests. The snapshots are swept when it is due
+ * (sweep-state.ts) or asked for, since that pass reads every record. Call
+ * before running anything on the root.
  */
-export async function claimRoot(root: string, parts: RootParts): Promise<RootClaim> {
-  const use = await registerRootUse(root);
+export async function claimRoot(root: string, parts: RootParts, opts: ClaimOptions = {}): Promise<RootClaim> {
+  const state = new SweepState(root);
+  const use = await registerRootUse(root, { beforeForget: (why) => state.markDue(why) });
   try {
-    return { use, report: await reclaim(parts, use) };
+    return { use, report: await reclaim(parts, use, state, opts.snapshotSweep ?? 'due') };
   } catch (err) {
     await use.release();
     throw err;
   }
 }
 
-async function reclaim(parts: RootParts, use: RootUse): Promise<ReclaimReport> {
+async function reclaim(parts: RootParts, use: RootUse, state: SweepState, when: 'due' | 'always'): Promise<ReclaimReport> {
   const full = use.others === 0;
+  let snapshotSweep = false;
   const steps = await parts.executor.sweep({ ownerless: full });
   let mounts = 0;
   let snapshots = 0;
@@ -91,15 +106,22 @@ async function reclaim(parts: RootParts, use: RootUse): Promise<ReclaimReport> {
     for (const name of await readdir(parts.tmpDir).catch(() => [] as string[])) {
       if (MOUNT_DIR.test(name)) await rmdir(path.join(parts.tmpDir, name)).catch(() => undefined);
     }
-    const snap = await parts.snapshotter.sweep();
-    mounts += snap.unmounted.length;
-    snapshots = snap.removed.length + snap.lost.length;
+    const { boot } = parts.snapshotter;
+    const check = await state.check(boot);
+    if (check.due || when === 'always') {
+      const snap = await parts.snapshotter.sweep();
+      mounts += snap.unmounted.length;
+      snapshots = snap.removed.length + snap.lost.length;
+      await state.done(boot, check.marks);
+      snapshotSweep = true;
+    }
     await parts.store.sweepIngests();
   }
   return {
     otherUsers: use.others,
     waitedFor: use.waitedFor,
     full,
+    snapshotSweep,
     containers: steps.containers.length,
     cgroups: steps.cgroups.length,
     mounts,

@@ -57,6 +57,28 @@ describe('registerRootUse: who counts as a live user of a state root', () => {
     expect(await readdir(path.join(root, 'procs'))).toHaveLength(1);
   });
 
+  it('tells beforeForget once, while the dead users are still registered, and not when nobody is dead', async () => {
+    const a = await sleeper();
+    const b = await sleeper();
+    for (const d of [a, b]) {
+      d.child.kill('SIGKILL');
+      await new Promise((r) => d.child.once('exit', r));
+    }
+    const root = await rootWith('forget', [`${a.tag}-eeee`, `${b.tag}-ffff`]);
+    const told: Array<{ why: string; registered: string[] }> = [];
+    const beforeForget = async (why: string) => {
+      told.push({ why, registered: (await readdir(path.join(root, 'procs'))).sort() });
+    };
+    const use = await registerRootUse(root, { beforeForget });
+    expect(told).toHaveLength(1);
+    expect(told[0]!.why).toMatch(/^user gone: /);
+    expect(told[0]!.registered).toEqual(expect.arrayContaining([`${a.tag}-eeee`, `${b.tag}-ffff`]));
+    await use.release();
+    await using again = await registerRootUse(root, { beforeForget });
+    expect(again.others).toBe(0);
+    expect(told).toHaveLength(1);
+  });
+
   it('a zombie does not count', async () => {
     const zpid = await procs.zombie();
     const root = await rootWith('zombie', [`${ownerTag(zpid)}-cccc`]);

@@ -29,6 +29,12 @@ export const ROOT_USE_DEFAULTS = {
 
 export interface RootUseOptions {
   readonly dyingWaitMs?: number;
+  /**
+   * Told, once, before the first registration of a dead or dying user is
+   * forgotten: what that user left must be swept, and after this call the
+   * registration no longer says so.
+   */
+  readonly beforeForget?: (why: string) => Promise<void>;
 }
 
 export async function registerRootUse(root: string, opts: RootUseOptions = {}): Promise<RootUse> {
@@ -39,19 +45,25 @@ export async function registerRootUse(root: string, opts: RootUseOptions = {}): 
   await writeFile(path.join(dir, me), '', { mode: 0o600 });
   let others = 0;
   const dying: Array<{ name: string; pid: number; start: string }> = [];
+  let told = false;
+  const forget = async (name: string, why: string) => {
+    if (!told && opts.beforeForget) await opts.beforeForget(`${why}: ${name}`);
+    told = true;
+    await rm(path.join(dir, name), { force: true });
+  };
   for (const name of await readdir(dir)) {
     if (name === me) continue;
     const [pid, start] = name.split('-');
     const state = pid && start ? processLiveness(Number(pid), start) : 'gone';
     if (state === 'live') others++;
     else if (state === 'dying') dying.push({ name, pid: Number(pid), start: start! });
-    else await rm(path.join(dir, name), { force: true });
+    else await forget(name, 'user gone');
   }
   // Dying users are waited for together, against one deadline.
   const deadline = Date.now() + dyingWaitMs;
   for (const d of dying) {
     await waitWhileDying(d.pid, d.start, Math.max(0, deadline - Date.now()));
-    await rm(path.join(dir, d.name), { force: true });
+    await forget(d.name, 'user died');
   }
   let released = false;
   const release = async () => {

@@ -78,7 +78,8 @@ export class OverlaySnapshotter implements Snapshotter {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly userxattr: boolean;
   private readonly volatile: boolean;
-  private readonly boot: string;
+  /** The kernel's boot id (durability.ts), or the one a test gave. */
+  readonly boot: string;
   private readonly marks: SyncedMarks;
   private readonly syncs: BackgroundSync;
   /**
