@@ -53,12 +53,8 @@ describe('reclaim: the snapshot sweep runs when something may be left', () => {
     await claim(root, parts(root));
     const p = parts(root);
     await leftover(p, 'left-by-a-killed-build');
-    const dead = await procs.sleeper();
-    const tag = ownerTag(dead.pid!);
-    dead.kill('SIGKILL');
-    await new Promise((r) => dead.once('exit', r));
     await mkdir(path.join(root, 'procs'), { recursive: true });
-    await writeFile(path.join(root, 'procs', `${tag}-0000`), '');
+    await writeFile(path.join(root, 'procs', `${await procs.deadTag()}-0000`), '');
     const report = await claim(root, p);
     expect(report.snapshotSweep).toBe(true);
     expect(report.snapshots).toBe(1);
@@ -72,12 +68,8 @@ describe('reclaim: the snapshot sweep runs when something may be left', () => {
     const p = parts(root);
     await leftover(p, 'left-while-shared');
     const live = await procs.sleeper();
-    const dead = await procs.sleeper();
-    const deadTag = ownerTag(dead.pid!);
-    dead.kill('SIGKILL');
-    await new Promise((r) => dead.once('exit', r));
     await writeFile(path.join(root, 'procs', `${ownerTag(live.pid!)}-1111`), '');
-    await writeFile(path.join(root, 'procs', `${deadTag}-2222`), '');
+    await writeFile(path.join(root, 'procs', `${await procs.deadTag()}-2222`), '');
     const shared = await claim(root, p);
     expect(shared.full).toBe(false);
     expect(await readdir(path.join(root, 'sweep-due'))).toHaveLength(1);

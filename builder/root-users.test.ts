@@ -47,10 +47,7 @@ describe('registerRootUse: who counts as a live user of a state root', () => {
 
   it('a recycled pid (another start time), a dead process and a malformed entry do not count and are removed', async () => {
     const [pid, start] = ownerTag().split('-');
-    const dead = await sleeper();
-    dead.child.kill('SIGKILL');
-    await new Promise((r) => dead.child.once('exit', r));
-    const root = await rootWith('stale', [`${pid}-${Number(start) + 7}-bbbb`, `${dead.tag}`, 'junk']);
+    const root = await rootWith('stale', [`${pid}-${Number(start) + 7}-bbbb`, await procs.deadTag(), 'junk']);
     await using use = await registerRootUse(root);
     expect(use.others).toBe(0);
     expect(use.waitedFor).toBe(0);
@@ -58,13 +55,8 @@ describe('registerRootUse: who counts as a live user of a state root', () => {
   });
 
   it('tells beforeForget once, while the dead users are still registered, and not when nobody is dead', async () => {
-    const a = await sleeper();
-    const b = await sleeper();
-    for (const d of [a, b]) {
-      d.child.kill('SIGKILL');
-      await new Promise((r) => d.child.once('exit', r));
-    }
-    const root = await rootWith('forget', [`${a.tag}-eeee`, `${b.tag}-ffff`]);
+    const [a, b] = [await procs.deadTag(), await procs.deadTag()];
+    const root = await rootWith('forget', [`${a}-eeee`, `${b}-ffff`]);
     const told: Array<{ why: string; registered: string[] }> = [];
     const beforeForget = async (why: string) => {
       told.push({ why, registered: (await readdir(path.join(root, 'procs'))).sort() });
@@ -72,7 +64,7 @@ describe('registerRootUse: who counts as a live user of a state root', () => {
     const use = await registerRootUse(root, { beforeForget });
     expect(told).toHaveLength(1);
     expect(told[0]!.why).toMatch(/^user gone: /);
-    expect(told[0]!.registered).toEqual(expect.arrayContaining([`${a.tag}-eeee`, `${b.tag}-ffff`]));
+    expect(told[0]!.registered).toEqual(expect.arrayContaining([`${a}-eeee`, `${b}-ffff`]));
     await use.release();
     await using again = await registerRootUse(root, { beforeForget });
     expect(again.others).toBe(0);

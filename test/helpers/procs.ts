@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { parseProcStat, processStartTime } from '../../core/process-liveness.js';
+import { ownerTag, parseProcStat, processStartTime } from '../../core/process-liveness.js';
 
 /** Processes for liveness tests; `killAll()` in afterEach stops what a test left running. */
 export class TestProcs {
@@ -12,6 +12,16 @@ export class TestProcs {
     this.started.push(child);
     await until('sleep started', () => processStartTime(child.pid!) !== undefined);
     return child;
+  }
+
+  /** The owner tag (pid and start time) of a process that lived and was killed: what a crashed user leaves. */
+  async deadTag(): Promise<string> {
+    const child = await this.sleeper();
+    const tag = ownerTag(child.pid!);
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    return tag;
   }
 
   /** Pid of a zombie: a child that exited under a parent (`sleep`) that never waits for it. */
