@@ -209,6 +209,20 @@ describe('OverlaySnapshotter specifics', () => {
     expect(await snap.stat('n')).toMatchObject({ kind: 'committed' });
   });
 
+  it('a parent stays while another process has a snapshot on it, though this one listed the records before', async () => {
+    const root = path.join(await tmp, 'parent-elsewhere');
+    const here = track(new OverlaySnapshotter(root));
+    const there = track(new OverlaySnapshotter(root));
+    await here.commit('p', (await here.prepare('k0', null), 'k0'));
+    await here.commit('x', (await here.prepare('k1', null), 'k1'));
+    await here.remove('x');
+    await there.prepare('child', 'p');
+    await expect(here.remove('p')).rejects.toThrow(/is the parent of "child"/);
+    await there.remove('child');
+    await here.remove('p');
+    expect(await readdir(path.join(root, 'snapshots'))).toEqual([]);
+  });
+
   it("drops a step's active snapshot without reading the other records", async () => {
     const root = path.join(await tmp, 'drop-active');
     const snap = track(new OverlaySnapshotter(root));

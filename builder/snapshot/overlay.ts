@@ -176,7 +176,7 @@ export class OverlaySnapshotter implements Snapshotter {
       const rec = await this.records.get(keyOrName);
       if (!rec) throw new SnapshotNotFoundError(keyOrName);
       if (rec.kind === 'active') return this.removeActive(keyOrName, rec);
-      const all = await this.records.all();
+      const all = await this.records.links();
       const child = all.find((r) => r.parent === keyOrName);
       if (child) {
         throw new SnapshotStateError(

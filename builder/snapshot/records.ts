@@ -26,7 +26,13 @@ export interface SnapshotRecord {
  * its final name: `link` fails when the name exists, which makes "create if
  * absent" atomic, and a crash leaves only a temp file that `sweepTemps` drops.
  */
+/** Where a record sits among the others: what removing its snapshot must check. */
+export type RecordLinks = Pick<SnapshotRecord, 'name' | 'parent' | 'id'>;
+
 export class RecordStore {
+  /** By file name; see links(). */
+  private readonly seen = new Map<string, RecordLinks>();
+
   constructor(private readonly dir: string) {}
 
   async init(): Promise<void> {
@@ -65,7 +71,9 @@ export class RecordStore {
   }
 
   async delete(name: string): Promise<void> {
-    await rm(this.fileOf(name), { force: true });
+    const file = this.fileOf(name);
+    this.seen.delete(path.basename(file));
+    await rm(file, { force: true });
   }
 
   /**
@@ -83,6 +91,37 @@ export class RecordStore {
         // Deleted between readdir and read: a concurrent remove.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
+    }
+    return out;
+  }
+
+  /**
+   * Every record's name, parent and directory, reading only the files not seen
+   * before: the GC removes snapshots one by one, each removal must know it
+   * leaves no child behind, and reading every record for each one made a prune
+   * of 2,000 snapshots take 23 s. What is kept cannot go stale under a file
+   * name: a record is created once and deleted (this store forgets its own
+   * deletions), a name is a random key or a chain id whose parent follows from
+   * it, and a directory id is drawn fresh at every prepare.
+   */
+  async links(): Promise<RecordLinks[]> {
+    const files = (await readdir(this.dir)).filter((f) => f.endsWith('.json'));
+    const listed = new Set(files);
+    for (const f of this.seen.keys()) if (!listed.has(f)) this.seen.delete(f);
+    const out: RecordLinks[] = [];
+    for (const f of files) {
+      let l = this.seen.get(f);
+      if (!l) {
+        try {
+          const r = parseRecord(readFileSync(path.join(this.dir, f), 'utf8'));
+          l = { name: r.name, parent: r.parent, id: r.id };
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
+        }
+        this.seen.set(f, l);
+      }
+      out.push(l);
     }
     return out;
   }
