@@ -223,6 +223,22 @@ describe('OverlaySnapshotter specifics', () => {
     expect(await readdir(path.join(root, 'snapshots'))).toEqual([]);
   });
 
+  it("measures a committed snapshot's disk use once and keeps it; an active one each time", async () => {
+    const root = path.join(await tmp, 'usage');
+    const snap = track(new OverlaySnapshotter(root));
+    const [m] = await snap.prepare('k', null);
+    await writeFile(path.join(m!.source, 'a'), Buffer.alloc(64 * 1024, 1));
+    const active = await snap.usage('k');
+    await writeFile(path.join(m!.source, 'b'), Buffer.alloc(64 * 1024, 2));
+    expect((await snap.usage('k')).inodes).toBe(active.inodes + 1);
+    await snap.commit('n', 'k');
+    const committed = await snap.usage('n');
+    expect(committed.size).toBeGreaterThanOrEqual(128 * 1024);
+    // Another process reads the kept figure: a file slipped under the snapshot (nothing writes there) is not walked.
+    await writeFile(path.join((await snap.ownDir('n'))!, 'c'), Buffer.alloc(64 * 1024, 3));
+    expect(await track(new OverlaySnapshotter(root)).usage('n')).toEqual(committed);
+  });
+
   it("drops a step's active snapshot without reading the other records", async () => {
     const root = path.join(await tmp, 'drop-active');
     const snap = track(new OverlaySnapshotter(root));

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import path from 'node:path';
+import { atomicWriteFile } from '../../core/fs-util.js';
 import type { Mount } from '../../core/mount.js';
 import { mountAt, mountsUnder, unmountAt } from '../../core/mounter.js';
 import { onceUntilDone } from '../../core/retry-once.js';
@@ -218,10 +219,24 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const rec of await this.records.all()) yield toInfo(rec);
   }
 
+  /**
+   * Disk use as du counts it. A committed snapshot never changes, so its
+   * figure is measured once and kept beside its files (`usage.json`): every
+   * GC pass of a worker and every `du` asks for all of them, and walking
+   * every file of every snapshot each time made those passes as slow as the
+   * store is large. An active one is walked each time.
+   */
   async usage(keyOrName: string): Promise<{ size: number; inodes: number }> {
     const rec = await this.records.get(keyOrName);
     if (!rec) throw new SnapshotNotFoundError(keyOrName);
-    return diskUsage(this.fsOf(rec.id));
+    if (rec.kind === 'active') return diskUsage(this.fsOf(rec.id));
+    const file = path.join(this.dirOf(rec.id), 'usage.json');
+    const kept = await readFile(file, 'utf8').then(parseUsage, () => undefined);
+    if (kept) return kept;
+    const measured = await diskUsage(this.fsOf(rec.id));
+    // Not durable: lost in a crash, it is measured again. A snapshot removed meanwhile keeps nothing.
+    await atomicWriteFile(file, JSON.stringify(measured), 0o600, { durable: false, createDir: false }).catch(() => undefined);
+    return measured;
   }
 
   /**
@@ -418,4 +433,14 @@ function checkOptionLength(options: string[], what: string): void {
 
 function toInfo(rec: SnapshotRecord): SnapshotInfo {
   return { name: rec.name, parent: rec.parent, kind: rec.kind, createdAt: rec.createdAt, ...(rec.unpackedBytes !== undefined ? { unpackedBytes: rec.unpackedBytes } : {}) };
+}
+
+/** A kept usage figure, or undefined for one that is torn or not ours. */
+function parseUsage(text: string): { size: number; inodes: number } | undefined {
+  try {
+    const u = JSON.parse(text) as { size?: unknown; inodes?: unknown };
+    return Number.isSafeInteger(u.size) && Number.isSafeInteger(u.inodes) ? { size: u.size as number, inodes: u.inodes as number } : undefined;
+  } catch {
+    return undefined;
+  }
 }
