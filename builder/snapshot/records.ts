@@ -20,15 +20,15 @@ export interface SnapshotRecord {
   readonly unsynced?: Unsynced;
 }
 
+/** Where a record sits among the others: what removing its snapshot must check. */
+export type RecordLinks = Pick<SnapshotRecord, 'name' | 'parent' | 'id'>;
+
 /**
  * Records live one per file, so concurrent writers never rewrite a shared
  * database. A record is written to a temp file, fsynced, then hard-linked to
  * its final name: `link` fails when the name exists, which makes "create if
  * absent" atomic, and a crash leaves only a temp file that `sweepTemps` drops.
  */
-/** Where a record sits among the others: what removing its snapshot must check. */
-export type RecordLinks = Pick<SnapshotRecord, 'name' | 'parent' | 'id'>;
-
 export class RecordStore {
   /** By file name; see links(). */
   private readonly seen = new Map<string, RecordLinks>();
