@@ -124,6 +124,39 @@ describe('usage and prune', () => {
     expect(r2.usageAfter).toBeLessThan(r2.usageBefore);
   });
 
+  it('a build that leases during a pass keeps what it leased: each removal asks the leases again', async () => {
+    const a = await blobOf(parts.store, 10_000);
+    const b = await blobOf(parts.store, 10_000);
+    await parts.index.put(a.digest, { layers: [a], createdAt: 1, lastUsedAt: 1 });
+    await parts.index.put(b.digest, { layers: [b], createdAt: 1, lastUsedAt: 1 });
+    for (const id of ['s1', 's2', 's3']) await parts.snapshots.add(id, 1000, 1);
+    // The pass has listed everything as free; while it removes the first item, a build starts
+    // and leases the rest (the records and blobs it found, the snapshots it will mount).
+    const leases = parts.leases;
+    let lease: Awaited<ReturnType<LeaseManager['acquire']>> | undefined;
+    const realDelete = parts.index.delete.bind(parts.index);
+    let first: string | undefined;
+    parts.index.delete = async (key: Digest) => {
+      if (first === undefined) {
+        first = key;
+        const other = key === a.digest ? b : a;
+        lease = await leases.acquire('build-started-mid-pass', [other.digest, ...['s1', 's2', 's3'].map(snapshotResource)], 60_000);
+      }
+      return realDelete(key);
+    };
+    try {
+      const r = await prune(parts, { all: true, unreferencedGraceMs: 0 });
+      const other = first === a.digest ? b : a;
+      expect(await parts.index.get(other.digest)).toBeDefined();
+      expect(await present(parts.store, other.digest)).toBe(true);
+      expect((await readdir(join(dir, 'snapshots'))).sort()).toEqual(['s1', 's2', 's3']);
+      expect(r.removed.map((i) => i.id).sort()).toEqual([first, first].sort());
+      expect(r.failed).toEqual([]);
+    } finally {
+      await lease?.release();
+    }
+  });
+
   it('keep-duration removes only what was not used recently; a shared layer stays while one record needs it', async () => {
     const base = await blobOf(parts.store, 10_000);
     const oldTop = await blobOf(parts.store, 10_000);

@@ -1,6 +1,6 @@
 import type { Digest } from '../core/digest.js';
 import { CodedError } from '../core/errors.js';
-import { diskUsage, type CacheParts, type UsageItem } from './usage.js';
+import { diskUsage, leaseNamesOf, type CacheParts, type UsageItem } from './usage.js';
 
 export interface PruneOptions {
   /** Remove every cache record, snapshot and cache mount nothing holds. */
@@ -86,6 +86,12 @@ async function pruneNow(parts: CacheParts, opts: PruneOptions): Promise<PruneRes
 
   const removeItem = async (item: UsageItem): Promise<boolean> => {
     opts.signal?.throwIfAborted();
+    // The listing's leases are those of its moment: a build that started since has leased what
+    // it is about to use (its records, blobs and snapshots), so ask the leases again.
+    if (parts.leases) {
+      const held = await parts.leases.protectedResources();
+      if (leaseNamesOf(item).some((r) => held.has(r))) return false;
+    }
     try {
       switch (item.kind) {
         case 'blob':

@@ -67,9 +67,25 @@ export interface DiskUsage {
   readonly leased: ReadonlySet<string>;
 }
 
+/** The lease resources that hold an item: a lease naming any of them keeps it. */
+export function leaseNamesOf(item: { readonly kind: UsageKind; readonly id: string; readonly name?: string }): string[] {
+  switch (item.kind) {
+    case 'blob':
+    case 'cache-record':
+      return [item.id];
+    case 'snapshot':
+      return [snapshotResource(item.id)];
+    case 'cache-mount':
+      return item.name === undefined ? [cacheMountResource(item.id)] : [cacheMountResource(item.id), cacheMountResource(item.name)];
+    default:
+      return [];
+  }
+}
+
 export async function diskUsage(parts: CacheParts, extraProtect: Iterable<string> = []): Promise<DiskUsage> {
   const leased = new Set(parts.leases ? await parts.leases.protectedResources() : []);
   for (const r of extraProtect) leased.add(r);
+  const held = (item: Parameters<typeof leaseNamesOf>[0]) => leaseNamesOf(item).some((r) => leased.has(r));
   const items: UsageItem[] = [];
 
   const blobs = parts.store.listWithTimes ? await parts.store.listWithTimes() : await collect(parts.store.list());
@@ -80,24 +96,24 @@ export async function diskUsage(parts: CacheParts, extraProtect: Iterable<string
       id: b.digest,
       size: withTimes.diskSize ?? b.size,
       lastUsedAt: withTimes.lastUsedAt ?? 0,
-      inUse: leased.has(b.digest),
+      inUse: held({ kind: 'blob', id: b.digest }),
     });
   }
 
   const recordLayers = new Map<Digest, readonly LayerRef[]>();
   for await (const r of parts.index.list()) {
     recordLayers.set(r.key, r.record.layers);
-    items.push({ kind: 'cache-record', id: r.key, size: r.diskSize, lastUsedAt: r.record.lastUsedAt, inUse: leased.has(r.key) });
+    items.push({ kind: 'cache-record', id: r.key, size: r.diskSize, lastUsedAt: r.record.lastUsedAt, inUse: held({ kind: 'cache-record', id: r.key }) });
   }
 
   if (parts.snapshots) {
     for await (const s of parts.snapshots.list()) {
-      items.push({ kind: 'snapshot', id: s.id, size: s.size, lastUsedAt: s.lastUsedAt, inUse: s.inUse || leased.has(snapshotResource(s.id)) });
+      items.push({ kind: 'snapshot', id: s.id, size: s.size, lastUsedAt: s.lastUsedAt, inUse: s.inUse || held({ kind: 'snapshot', id: s.id }) });
     }
   }
   if (parts.cacheMounts) {
     for await (const m of parts.cacheMounts.list()) {
-      const inUse = m.inUse || leased.has(cacheMountResource(m.id)) || (m.name !== undefined && leased.has(cacheMountResource(m.name)));
+      const inUse = m.inUse || held({ kind: 'cache-mount', id: m.id, ...(m.name !== undefined ? { name: m.name } : {}) });
       items.push({ kind: 'cache-mount', id: m.id, ...(m.name !== undefined ? { name: m.name } : {}), size: m.size, lastUsedAt: m.lastUsedAt, inUse });
     }
   }
