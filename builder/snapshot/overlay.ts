@@ -152,7 +152,7 @@ export class OverlaySnapshotter implements Snapshotter {
         unsynced: unsyncedNow(this.boot),
       };
       if (!(await this.records.create(committed))) throw new SnapshotExistsError(name);
-      // Between these two lines a crash leaves both records on one id; sweep() drops the active one.
+      // Between the create and the delete a crash leaves both records on one id; sweep() drops the active one.
       this.halfCommitted.set(key, name);
       await this.records.delete(key);
       this.halfCommitted.delete(key);
