@@ -1,9 +1,9 @@
-import type { BlobProvider, ContentStore } from '../core/content.js';
+import type { ContentStore } from '../core/content.js';
 import { parseDigest } from '../core/digest.js';
 import { platformString, type Descriptor, type ImageConfig, type Platform } from '../core/oci.js';
 import { normalizePlatform } from '../core/platform.js';
 import { readJson, type LayerRef } from '../cache/index.js';
-import { formatReference, parseReference, type RegistryClient, type ResolvedImage as PulledImage } from '../registry-client/index.js';
+import { formatReference, parseReference, type KnownDocuments, type RegistryClient, type ResolvedImage as PulledImage } from '../registry-client/index.js';
 import type { ImageResolver, ResolvedImage } from './graph/index.js';
 import type { ImageFetcher } from './solver/index.js';
 
@@ -18,10 +18,10 @@ const MAX_CONFIG_BYTES = 8 << 20;
 export class RegistryImages implements ImageResolver, ImageFetcher {
   private readonly resolved = new Map<string, Promise<ResolvedImage>>();
 
-  /** `local`: where pulled configs are, so resolving a known base fetches only its manifest. */
+  /** `local`: the store pulls fill, so resolving a known base is one HEAD (RegistryClient.resolve). */
   constructor(
     private readonly client: RegistryClient,
-    private readonly local?: BlobProvider,
+    private readonly local?: KnownDocuments,
   ) {}
 
   resolve(ref: string, platform: Platform, signal?: AbortSignal): Promise<ResolvedImage> {

@@ -7,7 +7,7 @@ import { DEFAULT_PLATFORM, type Descriptor, type Platform } from '../core/oci.js
 import type { CredentialSource } from './credentials.js';
 import { DockerConfigCredentials } from './credentials.js';
 import { InvalidOptionError } from './errors.js';
-import { fetchBlob, fetchManifest, pullImage, resolve, type FetchedManifest, type PullContext, type PullOptions, type ResolvedImage } from './pull.js';
+import { fetchBlob, fetchManifest, pullImage, resolve, type FetchedManifest, type KnownDocuments, type PullContext, type PullOptions, type ResolvedImage } from './pull.js';
 import { deleteManifest, pushBlob, pushImage, putManifest, type BlobPushResult, type PushContext, type PushImageInput, type PushOptions } from './push.js';
 import { parseReference, type Reference } from './reference.js';
 import { Transport } from './transport.js';
@@ -115,7 +115,15 @@ export class RegistryClient implements AsyncDisposable {
       timeouts,
     });
     const sawBlob = (ref: Reference, digest: Digest) => this.sawBlob(ref, digest);
-    this.pullCtx = { transport: this.transport, limits: { maxManifestBytes, maxConfigBytes }, concurrency, retries, maxRetryDelayMs, sawBlob };
+    this.pullCtx = {
+      transport: this.transport,
+      limits: { maxManifestBytes, maxConfigBytes },
+      concurrency,
+      retries,
+      maxRetryDelayMs,
+      sawBlob,
+      servedBefore: (ref, d) => this.servedBefore(ref, d),
+    };
     this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobSources: (ref, d) => this.blobSources(ref, d) };
     this.persistedHomes = options.blobHomes;
   }
@@ -128,6 +136,11 @@ export class RegistryClient implements AsyncDisposable {
     if (repos.has(ref.repository)) return;
     repos.add(ref.repository);
     this.persistedHomes?.record(ref.registry, ref.repository, digest);
+  }
+
+  private async servedBefore(ref: Reference, digest: Digest): Promise<boolean> {
+    if (this.blobHomes.get(ref.registry)?.get(digest)?.has(ref.repository)) return true;
+    return ((await this.persistedHomes?.lookup(ref.registry, digest)) ?? []).includes(ref.repository);
   }
 
   private async blobSources(ref: Reference, digest: Digest): Promise<string[]> {
@@ -143,8 +156,12 @@ export class RegistryClient implements AsyncDisposable {
     res.body.resume();
   }
 
-  /** Tag or digest → the platform's manifest and config, all verified; a config already in `local` is read from there. */
-  resolve(ref: string | Reference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal, local?: BlobProvider): Promise<ResolvedImage> {
+  /**
+   * Tag or digest → the platform's manifest and config, all verified. With
+   * `local`, documents its repository served before are read from there after
+   * one HEAD, and fetched indexes are kept there when it can ingest.
+   */
+  resolve(ref: string | Reference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal, local?: KnownDocuments): Promise<ResolvedImage> {
     return resolve(this.pullCtx, toRef(ref), platform, signal, local);
   }
 

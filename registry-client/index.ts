@@ -27,5 +27,5 @@ export {
 } from './credentials.js';
 export { login, logout, normalizeRegistry, type LoginOptions } from './login.js';
 export { parseWwwAuthenticate, type Challenge } from './auth.js';
-export type { ResolvedImage, FetchedManifest, ProgressFn, PullOptions } from './pull.js';
+export type { ResolvedImage, FetchedManifest, KnownDocuments, ProgressFn, PullOptions } from './pull.js';
 export type { PushImageInput, PushOptions, BlobPushResult } from './push.js';

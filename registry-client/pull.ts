@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { backoff } from '../core/backoff.js';
 import type { BlobProvider, Ingester } from '../core/content.js';
-import { digestHex, sha256, type Digest } from '../core/digest.js';
+import { digestHex, isDigest, sha256, type Digest } from '../core/digest.js';
 import { bestPlatformMatch, describePlatform, NoMatchingPlatformError, platformRank } from '../core/platform.js';
 import { isIndexMediaType, isManifestMediaType, MediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.js';
 import { formatBytes } from '../core/bytes.js';
@@ -27,7 +27,17 @@ export interface PullContext {
   readonly maxRetryDelayMs: number;
   /** Called for every blob seen in a repository (feeds cross-repository mounts on push). */
   readonly sawBlob: (ref: Reference, digest: Digest) => void;
+  /** Whether the reference's repository served (or was sent) this digest before, in this process or an earlier one. */
+  readonly servedBefore: (ref: Reference, digest: Digest) => Promise<boolean>;
 }
+
+/**
+ * Where a resolution looks for documents it has seen before: manifests and
+ * configs by digest, read and verified again. A store that can also ingest
+ * keeps the indexes fetched, which nothing else stores (a pull keeps the
+ * platform's manifest and config).
+ */
+export type KnownDocuments = BlobProvider & Partial<Ingester>;
 
 export interface FetchedManifest {
   readonly digest: Digest;
@@ -186,20 +196,24 @@ async function localConfig(local: BlobProvider | undefined, desc: Descriptor, li
 }
 
 /**
- * Tag or digest → platform manifest → config, every document verified. A
- * config is named by its digest, so one already in `local` is not fetched
- * again (a round trip on every build of a known base).
+ * Tag or digest → platform manifest → config, every document verified. With
+ * `local`, a known image costs one HEAD and no GET (knownManifest): a
+ * document is named by its digest, so one already in `local` is not fetched
+ * again, and Docker Hub counts manifest GETs, not HEADs, against its pull
+ * limits.
  */
-export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal, local?: BlobProvider): Promise<ResolvedImage> {
-  let top = await fetchManifest(ctx, ref, signal);
+export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal, local?: KnownDocuments): Promise<ResolvedImage> {
+  const known = local ? await knownManifest(ctx, ref, local, signal) : undefined;
+  let top = known ?? (await fetchManifest(ctx, ref, signal));
   let index: ResolvedImage['index'];
   if (isIndexMediaType(top.mediaType)) {
+    if (!known && local?.ingest) await keepDocument(local as KnownDocuments & Ingester, top);
     const list = (top.parsed as ImageIndex).manifests;
     // Attestation manifests (platform unknown/unknown) and nested indexes are not images to build on.
     const pick = bestPlatformMatch(platform, list.filter((d) => isManifestMediaType(d.mediaType)));
     if (!pick) throw new NoMatchingPlatformError(formatReference(ref), platform, [...new Set(list.filter((d) => isManifestMediaType(d.mediaType) && d.platform?.os !== 'unknown').map((d) => describePlatform(d.platform)))]);
     index = { digest: top.digest, mediaType: top.mediaType };
-    top = await fetchManifest(ctx, ref, signal, pick);
+    top = (local && (await storedManifest(ctx, ref, local, pick))) || (await fetchManifest(ctx, ref, signal, pick));
     if (!isManifestMediaType(top.mediaType)) throw new InvalidDocumentError(`${formatReference(ref)}: nested indexes are not supported`);
   }
   const manifest = top.parsed as ImageManifest;
@@ -232,6 +246,84 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
     configBytes,
     ...(index ? { index } : {}),
   };
+}
+
+/**
+ * The manifest (or index) `ref` names, when this store holds bytes its
+ * repository served before; undefined sends the caller to a GET.
+ *
+ * One HEAD either way, as containerd and BuildKit resolve: for a tag it
+ * says which digest the tag names now; for a digest the bytes are looked up
+ * first and the HEAD only asks whether the repository still grants them (the
+ * credentials of this build, not of the one that pulled them). The HEAD's
+ * digest is a name, never a proof: the bytes must hash to it, and only bytes
+ * the same repository served to this store are used, so no registry can make
+ * a build use another registry's content by naming its digest
+ * (docs/security.md T8). Any other answer, or a failure, is left to the GET,
+ * which reports it with its retries.
+ */
+async function knownManifest(ctx: PullContext, ref: Reference, local: KnownDocuments, signal?: AbortSignal): Promise<FetchedManifest | undefined> {
+  const byDigest = ref.digest ? await storedManifest(ctx, ref, local, { digest: ref.digest }) : undefined;
+  if (ref.digest && !byDigest) return undefined;
+  const id = manifestIdentifier(ref);
+  let res;
+  try {
+    res = await ctx.transport.request({
+      registry: ref.registry,
+      method: 'HEAD',
+      path: `/v2/${ref.repository}/manifests/${id}`,
+      headers: { accept: ACCEPT },
+      scopes: [repositoryScope(ref.repository, 'pull')],
+      accept: [404],
+      retry: false,
+      action: `check manifest ${formatReference({ registry: ref.registry, repository: ref.repository })}@${id}`,
+      signal,
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return undefined;
+  }
+  await discard(res.body);
+  if (res.status !== 200) return undefined;
+  const named = getHeader(res.headers, 'docker-content-digest')?.trim();
+  const size = Number(getHeader(res.headers, 'content-length'));
+  if (byDigest) return named === undefined || named === byDigest.digest ? byDigest : undefined;
+  if (!isDigest(named)) return undefined;
+  return storedManifest(ctx, ref, local, {
+    digest: named,
+    ...(Number.isSafeInteger(size) && size > 0 ? { size } : {}),
+    contentType: getHeader(res.headers, 'content-type'),
+  });
+}
+
+/**
+ * A manifest from `local` by digest, when `ref`'s repository served it
+ * before and its bytes check out (digest, size, and media type as `want`
+ * says); undefined otherwise, and on any failure to read it.
+ */
+async function storedManifest(
+  ctx: PullContext,
+  ref: Reference,
+  local: BlobProvider,
+  want: { readonly digest: Digest; readonly size?: number; readonly mediaType?: string; readonly contentType?: string | undefined },
+): Promise<FetchedManifest | undefined> {
+  try {
+    if (!(await ctx.servedBefore(ref, want.digest))) return undefined;
+    const have = await local.stat(want.digest);
+    if (!have || have.size > ctx.limits.maxManifestBytes || (want.size !== undefined && have.size !== want.size)) return undefined;
+    const bytes = await readAllBounded(await local.open(want.digest), ctx.limits.maxManifestBytes, `manifest ${want.digest}`);
+    if (sha256(bytes) !== want.digest) return undefined;
+    const { mediaType, parsed } = parseManifest(bytes, want.contentType, `${formatReference({ registry: ref.registry, repository: ref.repository })}@${want.digest}`);
+    if (want.mediaType && want.mediaType !== mediaType) return undefined;
+    return { digest: want.digest, mediaType, bytes, parsed };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keep a fetched index for the next resolution; a store that cannot take it only costs that one a GET. */
+async function keepDocument(store: Ingester & BlobProvider, doc: FetchedManifest): Promise<void> {
+  await ingestBytes(store, doc.digest, doc.bytes).catch(() => undefined);
 }
 
 async function ingestBytes(store: Ingester & BlobProvider, digest: Digest, bytes: Buffer): Promise<void> {

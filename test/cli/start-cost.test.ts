@@ -11,7 +11,7 @@ import { startCliFixture, type CliFixture } from './fixture.js';
  * with OpenSSL's set-up. Neither command needs them against a plain-HTTP
  * registry (core/lazy-builtins.ts loads them on first use); one static import
  * of them anywhere on these paths would quietly put them back into every run.
- * Also: a re-push is one request.
+ * Also: a re-push is one request, and so is a cached build's look at its base.
  */
 describe('short commands: what they load and send', () => {
   let f: CliFixture;
@@ -69,6 +69,22 @@ describe('short commands: what they load and send', () => {
     const modules = (await readFile(loaded, 'utf8')).split('\n');
     expect(modules).toContain('http');
     for (const m of ['child_process', 'zlib', 'dns/promises', 'readline', 'tls', 'https']) expect(modules, `a cached build loaded ${m}`).not.toContain(m);
+  });
+
+  it('a build whose every step is cached asks the registry once, with a HEAD of the base: no manifest GET counts as a pull', async () => {
+    const base = f.base.replace(f.registry.host, proxy.host);
+    const ctx = await f.context('one-head', { 'h.txt': 'h\n', Dockerfile: `FROM ${base}\nCOPY h.txt /h.txt\nRUN cat /h.txt > /i.txt\n` });
+    const first = await f.build(['--progress', 'plain', ctx]);
+    expect(first.code, first.stderr).toBe(0);
+    // The record could fail: the first build fetched the base's manifest.
+    expect(proxy.requests.some((r) => r.method === 'GET' && r.path.includes('/manifests/'))).toBe(true);
+
+    proxy.requests.length = 0;
+    const cached = await f.build(['--progress', 'plain', ctx]);
+    expect(cached.code, cached.stderr).toBe(0);
+    expect(cached.stderr).toMatch(/CACHED/);
+    const { repository, tag } = /^[^/]+\/(?<repository>[^:]+):(?<tag>.+)$/.exec(base)!.groups!;
+    expect(proxy.requests.map((r) => [r.method, r.path, r.status])).toEqual([['HEAD', `/v2/${repository}/manifests/${tag}`, 200]]);
   });
 
   it('a re-push is one request: the GET of the manifest, with no ping of /v2/ before it', async () => {

@@ -4,7 +4,9 @@
  * Content-Length, which a client compares with the blob's size). With
  * `corruptBlobs` set it flips the last byte of blob GET bodies; while
  * `failBlobGets` is above zero, blob GETs are answered 503 (Retry-After: 0,
- * so the client's own retries do not wait) and the counter goes down.
+ * so the client's own retries do not wait) and the counter goes down. With
+ * `hideHeadDigests`, HEAD answers lose `Docker-Content-Digest`, as from a
+ * registry that does not send it there.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +18,13 @@ export interface CountingProxy {
   readonly requests: Array<{ method: string; path: string; status?: number }>;
   corruptBlobs: boolean;
   failBlobGets: number;
+  hideHeadDigests: boolean;
   stop(): Promise<void>;
 }
 
 export async function startCountingProxy(upstreamUrl: string): Promise<CountingProxy> {
   const upstream = new URL(upstreamUrl);
-  const proxy: CountingProxy = { host: '', requests: [], corruptBlobs: false, failBlobGets: 0, stop: async () => undefined };
+  const proxy: CountingProxy = { host: '', requests: [], corruptBlobs: false, failBlobGets: 0, hideHeadDigests: false, stop: async () => undefined };
   const server = http.createServer((req, res) => {
     const rec: { method: string; path: string; status?: number } = { method: req.method ?? 'GET', path: req.url ?? '/' };
     proxy.requests.push(rec);
@@ -34,7 +37,9 @@ export async function startCountingProxy(upstreamUrl: string): Promise<CountingP
     }
     const up = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       rec.status = ur.statusCode ?? 502;
-      res.writeHead(rec.status, ur.headers);
+      const headers = { ...ur.headers };
+      if (proxy.hideHeadDigests && rec.method === 'HEAD') delete headers['docker-content-digest'];
+      res.writeHead(rec.status, headers);
       const blobGet = rec.method === 'GET' && /\/blobs\/sha256:[a-f0-9]{64}$/.test(rec.path.split('?')[0]!) && rec.status === 200;
       if (!blobGet || !proxy.corruptBlobs) {
         ur.pipe(res);
