@@ -9,6 +9,7 @@ import { DockerConfigCredentials } from './credentials.js';
 import { InvalidOptionError } from './errors.js';
 import { fetchBlob, fetchManifest, pullImage, resolve, type FetchedManifest, type KnownDocuments, type PullContext, type PullOptions, type ResolvedImage } from './pull.js';
 import { deleteManifest, pushBlob, pushImage, putManifest, type BlobPushResult, type PushContext, type PushImageInput, type PushOptions } from './push.js';
+import { RecentDocuments } from './recent-documents.js';
 import { parseReference, type Reference } from './reference.js';
 import { Transport } from './transport.js';
 import type { ProgressFn } from './pull.js';
@@ -123,6 +124,7 @@ export class RegistryClient implements AsyncDisposable {
       maxRetryDelayMs,
       sawBlob,
       servedBefore: (ref, d) => this.servedBefore(ref, d),
+      recent: new RecentDocuments(),
     };
     this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobSources: (ref, d) => this.blobSources(ref, d) };
     this.persistedHomes = options.blobHomes;

@@ -10,6 +10,7 @@ import { formatBytes } from '../core/bytes.js';
 import { DigestMismatchError, HashingTap, LimitExceededError, readAllBounded, verifyDigest } from '../core/streams.js';
 import { forEachLimit } from './concurrency.js';
 import { InvalidDocumentError } from './errors.js';
+import type { RecentDocuments, ServedDocument } from './recent-documents.js';
 import { formatReference, manifestIdentifier, withDigest, type Reference } from './reference.js';
 import { discard, getHeader, isRetryable, type Transport } from './transport.js';
 import { repositoryScope } from './auth.js';
@@ -29,6 +30,8 @@ export interface PullContext {
   readonly sawBlob: (ref: Reference, digest: Digest) => void;
   /** Whether the reference's repository served (or was sent) this digest before, in this process or an earlier one. */
   readonly servedBefore: (ref: Reference, digest: Digest) => Promise<boolean>;
+  /** Documents fetched moments ago: a pull reads them again instead of fetching them again. */
+  readonly recent?: RecentDocuments;
 }
 
 /**
@@ -114,10 +117,32 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined, wh
   return { mediaType, parsed: doc as unknown as ImageManifest | ImageIndex };
 }
 
-/** GET a manifest by the reference's digest (verified) or tag, or by a descriptor (digest and size verified). */
-export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: AbortSignal, desc?: Descriptor): Promise<FetchedManifest> {
+/**
+ * GET a manifest by the reference's digest (verified) or tag, or by a
+ * descriptor (digest and size verified). With `reuse`, one this client
+ * fetched by digest moments ago is read again instead (RecentDocuments).
+ */
+export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: AbortSignal, desc?: Descriptor, reuse = false): Promise<FetchedManifest> {
   const id = desc?.digest ?? manifestIdentifier(ref);
   const what = `${formatReference({ registry: ref.registry, repository: ref.repository })}@${id}`;
+  const served = (reuse && isDigest(id) ? ctx.recent?.get(ref, id) : undefined) ?? (await getManifest(ctx, ref, id, what, desc, signal));
+  const { bytes } = served;
+  const digest = sha256(bytes);
+  // Never trust Docker-Content-Digest: the bytes name themselves.
+  const want = desc?.digest ?? ref.digest;
+  if (want && digest !== want) throw new DigestMismatchError({ digest: want }, { digest, size: bytes.length }, 'manifest');
+  if (desc && bytes.length !== desc.size) throw new DigestMismatchError({ digest: desc.digest, size: desc.size }, { digest, size: bytes.length }, 'manifest');
+  const { mediaType, parsed } = parseManifest(bytes, served.contentType, what);
+  if (desc && desc.mediaType && desc.mediaType !== mediaType) {
+    throw new InvalidDocumentError(`${what}: descriptor says ${desc.mediaType} but the manifest is ${mediaType}`);
+  }
+  ctx.sawBlob(ref, digest);
+  ctx.recent?.put(ref, digest, served);
+  return { digest, mediaType, bytes, parsed };
+}
+
+/** The manifest `id` names, as the registry sends it (bounded; checked by the caller). */
+async function getManifest(ctx: PullContext, ref: Reference, id: string, what: string, desc: Descriptor | undefined, signal?: AbortSignal): Promise<ServedDocument> {
   const res = await ctx.transport.request({
     registry: ref.registry,
     method: 'GET',
@@ -141,17 +166,7 @@ export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: A
     if (desc && desc.size <= ctx.limits.maxManifestBytes) throw new DigestMismatchError({ digest: desc.digest, size: desc.size }, { size: desc.size + 1 }, 'manifest');
     throw err;
   }
-  const digest = sha256(bytes);
-  // Never trust Docker-Content-Digest: the bytes name themselves.
-  const want = desc?.digest ?? ref.digest;
-  if (want && digest !== want) throw new DigestMismatchError({ digest: want }, { digest, size: bytes.length }, 'manifest');
-  if (desc && bytes.length !== desc.size) throw new DigestMismatchError({ digest: desc.digest, size: desc.size }, { digest, size: bytes.length }, 'manifest');
-  const { mediaType, parsed } = parseManifest(bytes, getHeader(res.headers, 'content-type'), what);
-  if (desc && desc.mediaType && desc.mediaType !== mediaType) {
-    throw new InvalidDocumentError(`${what}: descriptor says ${desc.mediaType} but the manifest is ${mediaType}`);
-  }
-  ctx.sawBlob(ref, digest);
-  return { digest, mediaType, bytes, parsed };
+  return { bytes, contentType: getHeader(res.headers, 'content-type') };
 }
 
 /** GET a blob by digest; the stream fails at its end when digest or size do not match. */
@@ -170,12 +185,16 @@ export async function fetchBlob(ctx: PullContext, ref: Reference, desc: Descript
   return verify;
 }
 
-async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
+async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, signal?: AbortSignal, reuse = false): Promise<Buffer> {
   if (desc.size > ctx.limits.maxConfigBytes) throw new LimitExceededError(`image config ${desc.digest} is ${formatBytes(desc.size)}: over the ${formatBytes(ctx.limits.maxConfigBytes)} limit on image configs (refused before reading it)`);
+  const recent = reuse ? ctx.recent?.get(ref, desc.digest) : undefined;
+  if (recent && recent.bytes.length === desc.size) return recent.bytes;
   for (let attempt = 0; ; attempt++) {
     try {
       const stream = await fetchBlob(ctx, ref, desc, signal);
-      return await readAllBounded(stream, ctx.limits.maxConfigBytes, `image config ${desc.digest}`);
+      const bytes = await readAllBounded(stream, ctx.limits.maxConfigBytes, `image config ${desc.digest}`);
+      ctx.recent?.put(ref, desc.digest, { bytes });
+      return bytes;
     } catch (err) {
       if (signal?.aborted || attempt >= ctx.retries || !isRetryable(err)) throw err;
       await backoff(attempt, ctx.maxRetryDelayMs, signal);
@@ -200,11 +219,12 @@ async function localConfig(local: BlobProvider | undefined, desc: Descriptor, li
  * `local`, a known image costs one HEAD and no GET (knownManifest): a
  * document is named by its digest, so one already in `local` is not fetched
  * again, and Docker Hub counts manifest GETs, not HEADs, against its pull
- * limits.
+ * limits. `reuse` is for a pull that follows a resolution: what that one
+ * fetched by digest moments ago is not fetched again.
  */
-export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal, local?: KnownDocuments): Promise<ResolvedImage> {
+export async function resolve(ctx: PullContext, ref: Reference, platform: Platform, signal?: AbortSignal, local?: KnownDocuments, reuse = false): Promise<ResolvedImage> {
   const known = local ? await knownManifest(ctx, ref, local, signal) : undefined;
-  let top = known ?? (await fetchManifest(ctx, ref, signal));
+  let top = known ?? (await fetchManifest(ctx, ref, signal, undefined, reuse));
   let index: ResolvedImage['index'];
   if (isIndexMediaType(top.mediaType)) {
     if (!known && local?.ingest) await keepDocument(local as KnownDocuments & Ingester, top);
@@ -213,11 +233,11 @@ export async function resolve(ctx: PullContext, ref: Reference, platform: Platfo
     const pick = bestPlatformMatch(platform, list.filter((d) => isManifestMediaType(d.mediaType)));
     if (!pick) throw new NoMatchingPlatformError(formatReference(ref), platform, [...new Set(list.filter((d) => isManifestMediaType(d.mediaType) && d.platform?.os !== 'unknown').map((d) => describePlatform(d.platform)))]);
     index = { digest: top.digest, mediaType: top.mediaType };
-    top = (local && (await storedManifest(ctx, ref, local, pick))) || (await fetchManifest(ctx, ref, signal, pick));
+    top = (local && (await storedManifest(ctx, ref, local, pick))) || (await fetchManifest(ctx, ref, signal, pick, reuse));
     if (!isManifestMediaType(top.mediaType)) throw new InvalidDocumentError(`${formatReference(ref)}: nested indexes are not supported`);
   }
   const manifest = top.parsed as ImageManifest;
-  const configBytes = (await localConfig(local, manifest.config, ctx.limits.maxConfigBytes)) ?? (await fetchConfig(ctx, ref, manifest.config, signal));
+  const configBytes = (await localConfig(local, manifest.config, ctx.limits.maxConfigBytes)) ?? (await fetchConfig(ctx, ref, manifest.config, signal, reuse));
   let config: ImageConfig;
   try {
     config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -371,7 +391,8 @@ async function pullBlob(ctx: PullContext, ref: Reference, store: Ingester & Blob
 
 /** Resolve, then fetch config, manifest and every missing layer into the store (bounded concurrency). */
 export async function pullImage(ctx: PullContext, ref: Reference, store: Ingester & BlobProvider, opts: PullOptions & { platform: Platform }): Promise<ResolvedImage> {
-  const resolved = await resolve(ctx, ref, opts.platform, opts.signal, store);
+  // A pull follows the build's own resolution of the image: what that fetched is not fetched again.
+  const resolved = await resolve(ctx, ref, opts.platform, opts.signal, store, true);
   await opts.admit?.(resolved);
   await ingestBytes(store, resolved.configDigest, resolved.configBytes);
   await forEachLimit(resolved.manifest.layers, ctx.concurrency, opts.signal, async (layer, signal) => {

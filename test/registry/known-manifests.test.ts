@@ -165,6 +165,27 @@ describe('resolving known images', () => {
     expect(since(start)).toEqual([`HEAD /v2/k/pinned/manifests/${img.manifestDigest}`, `GET /v2/k/pinned/manifests/${img.manifestDigest}`]);
   });
 
+  it("a pull right after the build's resolution fetches neither manifest nor config again; a resolution asks every time", async () => {
+    const img = await makeTestImage(src);
+    await push('k/handoff:1', img);
+    const r = root();
+    const start = proxy.requests.length;
+    await using c = r.process();
+    // The frontend resolves the tag; the first step that needs the files pulls the pinned image.
+    const resolved = await c.resolve(`${proxy.host}/k/handoff:1`, undefined, undefined, r.store);
+    const pinned = `${proxy.host}/k/handoff@${resolved.manifestDigest}`;
+    await c.pullImage(pinned, r.store);
+    const gets = since(start).filter((q) => q.startsWith('GET '));
+    expect(gets.filter((q) => q.includes('/manifests/'))).toEqual(['GET /v2/k/handoff/manifests/1']);
+    expect(gets.filter((q) => q.endsWith(img.config.digest))).toHaveLength(1);
+    expect(gets.filter((q) => img.layers.some((l) => q.endsWith(l.digest)))).toHaveLength(img.layers.length);
+
+    // A resolution is the registry's word on the image now, not a memory of it.
+    const again = proxy.requests.length;
+    await c.resolve(pinned);
+    expect(since(again).filter((q) => q.includes('/manifests/'))).toEqual([`GET /v2/k/handoff/manifests/${img.manifestDigest}`]);
+  });
+
   it('a HEAD without Docker-Content-Digest is answered by a GET', async () => {
     const img = await makeTestImage(src);
     await push('k/nodigest:1', img);
