@@ -179,9 +179,17 @@ export class Builder {
       noNewPrivileges: opts.noNewPrivileges ?? false,
     });
     const { store, snapshotter, executor, tmpDir } = parts;
-    await makeSpreadDir(tmpDir);
+    const leases = new LeaseManager(path.join(root, 'leases'));
     // A previous process may have died mid-step: reclaim what it left before running anything.
-    const { use, report } = await claimRoot(root, parts);
+    // The steps' dir, the claim and the leases of dead builds are apart: set up at the same time.
+    const [made, claimed, swept] = await Promise.allSettled([makeSpreadDir(tmpDir), claimRoot(root, parts), leases.sweep()]);
+    if (claimed.status === 'rejected') throw claimed.reason;
+    const { use, report } = claimed.value;
+    const failed = [made, swept].find((r) => r.status === 'rejected');
+    if (failed) {
+      await use.release();
+      throw failed.reason;
+    }
     const blobHomes = new FileBlobHomes(path.join(root, 'blob-homes'));
     const registry = new RegistryClient({
       blobHomes,
@@ -189,8 +197,6 @@ export class Builder {
       ...(opts.caFile ? { caFile: opts.caFile } : {}),
       ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     });
-    const leases = new LeaseManager(path.join(root, 'leases'));
-    await leases.sweep();
     const lazy = new LazyBlobStore(store);
     const solver = new Solver(
       {

@@ -95,9 +95,16 @@ export async function claimRoot(root: string, parts: RootParts, opts: ClaimOptio
 async function reclaim(parts: RootParts, use: RootUse, state: SweepState, when: 'due' | 'always'): Promise<ReclaimReport> {
   const full = use.others === 0;
   let snapshotSweep = false;
-  const steps = await parts.executor.sweep({ ownerless: full });
   let mounts = 0;
   let snapshots = 0;
+  const { boot } = parts.snapshotter;
+  // Ingest temp files and the sweep's marks have nothing to do with steps: read at the same time.
+  // The steps' own order stays: containers go before their mounts, and mounts before snapshots.
+  const [steps, check] = await Promise.all([
+    parts.executor.sweep({ ownerless: full }),
+    full ? state.check(boot) : undefined,
+    full ? parts.store.sweepIngests() : undefined,
+  ]);
   if (full) {
     for (const m of await mountsUnder(parts.tmpDir)) {
       await unmountAt(m);
@@ -106,16 +113,13 @@ async function reclaim(parts: RootParts, use: RootUse, state: SweepState, when: 
     for (const name of await readdir(parts.tmpDir).catch(() => [] as string[])) {
       if (MOUNT_DIR.test(name)) await rmdir(path.join(parts.tmpDir, name)).catch(() => undefined);
     }
-    const { boot } = parts.snapshotter;
-    const check = await state.check(boot);
-    if (check.due || when === 'always') {
+    if (check!.due || when === 'always') {
       const snap = await parts.snapshotter.sweep();
       mounts += snap.unmounted.length;
       snapshots = snap.removed.length + snap.lost.length;
-      await state.done(boot, check.marks);
+      await state.done(boot, check!.marks);
       snapshotSweep = true;
     }
-    await parts.store.sweepIngests();
   }
   return {
     otherUsers: use.others,

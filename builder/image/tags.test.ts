@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -30,6 +30,22 @@ describe('TagStore', () => {
     // No temp file is left behind, and a second store on the root reads the same.
     expect(await readdir(root)).toEqual(['images.json']);
     expect(await new TagStore(root).roots()).toHaveLength(80);
+  });
+
+  it('setting tags to the manifest they already name leaves the file as it is; another manifest replaces it', async () => {
+    const tags = new TagStore(root);
+    const file = path.join(root, 'images.json');
+    await tags.set([parseReference('a:1'), parseReference('b:1')], desc(1));
+    const before = await stat(file);
+    await tags.set([parseReference('a:1'), parseReference('b:1')], desc(1));
+    expect((await stat(file)).ino).toBe(before.ino);
+    // One of the refs is new: written.
+    await tags.set([parseReference('a:1'), parseReference('c:1')], desc(1));
+    const grown = await stat(file);
+    expect(grown.ino).not.toBe(before.ino);
+    await tags.set([parseReference('a:1')], desc(2));
+    expect((await stat(file)).ino).not.toBe(grown.ino);
+    expect(await tags.list()).toEqual({ 'docker.io/library/a:1': desc(2), 'docker.io/library/b:1': desc(1), 'docker.io/library/c:1': desc(1) });
   });
 
   it('re-pointing a tag replaces its descriptor', async () => {

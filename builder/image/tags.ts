@@ -30,6 +30,8 @@ export class TagStore {
   set(refs: readonly Reference[], desc: Descriptor): Promise<void> {
     const write = this.writes.then(async () => {
       const all = await this.load();
+      // A rebuild that changed nothing names the same manifest: nothing to write (nor fsync).
+      if (refs.every((r) => sameDescriptor(all[formatReference(r)], desc))) return;
       for (const r of refs) all[formatReference(r)] = desc;
       await atomicWriteFile(this.file, JSON.stringify(all, null, 1));
     });
@@ -68,4 +70,8 @@ export class TagStore {
     }
     return all;
   }
+}
+
+function sameDescriptor(a: Descriptor | undefined, b: Descriptor): boolean {
+  return a !== undefined && a.digest === b.digest && a.size === b.size && a.mediaType === b.mediaType;
 }

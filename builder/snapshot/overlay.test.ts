@@ -30,6 +30,16 @@ describe('OverlaySnapshotter specifics', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('answers stat from the records alone: on a root it never set up, it makes nothing', async () => {
+    const root = path.join(await tmp, 'untouched');
+    const snap = track(new OverlaySnapshotter(root));
+    expect(await snap.stat('anything')).toBeUndefined();
+    await expect(readdir(root)).rejects.toMatchObject({ code: 'ENOENT' });
+    // Set up by a write, it then finds what the write recorded.
+    await snap.commit('done', (await snap.prepare('k', null), 'k'));
+    expect(await track(new OverlaySnapshotter(root)).stat('done')).toMatchObject({ name: 'done', kind: 'committed', parent: null });
+  });
+
   it('returns a bind mount for a parentless snapshot and an overlay with lowers in top-first order', async () => {
     const snap = track(new OverlaySnapshotter(path.join(await tmp, 'a')));
     const base = await snap.prepare('k0', null);
@@ -89,7 +99,7 @@ describe('OverlaySnapshotter specifics', () => {
     );
     const other = path.join(await tmp, 'mixed2');
     await track(new OverlaySnapshotter(other, { rootless: false })).prepare('k', null);
-    await expect(track(new OverlaySnapshotter(other, { rootless: true })).stat('k')).rejects.toThrow(/made by a builder running as root/);
+    await expect(track(new OverlaySnapshotter(other, { rootless: true })).prepare('k2', null)).rejects.toThrow(/made by a builder running as root/);
   });
 
   it('rootless: a state root where overlay cannot be mounted is one clear error at start, and the probe leaves nothing', async () => {

@@ -208,8 +208,8 @@ export class OverlaySnapshotter implements Snapshotter {
     await rm(this.dirOf(rec.id), { recursive: true, force: true });
   }
 
+  /** Reads one record and makes nothing: a fully cached build asks this and never needs the root's set-up. */
   async stat(keyOrName: string): Promise<SnapshotInfo | undefined> {
-    await this.init();
     const rec = await this.records.get(keyOrName);
     return rec && toInfo(rec);
   }
