@@ -328,9 +328,8 @@ async function storedManifest(
   want: { readonly digest: Digest; readonly size?: number; readonly mediaType?: string; readonly contentType?: string | undefined },
 ): Promise<FetchedManifest | undefined> {
   try {
-    if (!(await ctx.servedBefore(ref, want.digest))) return undefined;
-    const have = await local.stat(want.digest);
-    if (!have || have.size > ctx.limits.maxManifestBytes || (want.size !== undefined && have.size !== want.size)) return undefined;
+    const [served, have] = await Promise.all([ctx.servedBefore(ref, want.digest), local.stat(want.digest)]);
+    if (!served || !have || have.size > ctx.limits.maxManifestBytes || (want.size !== undefined && have.size !== want.size)) return undefined;
     const bytes = await readAllBounded(await local.open(want.digest), ctx.limits.maxManifestBytes, `manifest ${want.digest}`);
     if (sha256(bytes) !== want.digest) return undefined;
     const { mediaType, parsed } = parseManifest(bytes, want.contentType, `${formatReference({ registry: ref.registry, repository: ref.repository })}@${want.digest}`);
