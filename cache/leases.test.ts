@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,27 @@ describe('LeaseManager', () => {
     await lease.release();
     expect(await leases.protectedResources()).toEqual(new Set());
     await expect(lease.add(['x'])).rejects.toMatchObject({ code: 'STORE' });
+  });
+
+  it('an add of what the lease holds already writes nothing, and fails as the write that holds it did', async () => {
+    const root = join(dir, 'd');
+    const leases = new LeaseManager(root);
+    await using lease = await leases.acquire('build-2', ['a', 'b'], 60_000);
+    const file = join(root, (await readdir(root))[0]!);
+    const before = await stat(file);
+    await lease.add(['b', 'a']);
+    expect((await stat(file)).ino).toBe(before.ino);
+    await lease.add(['a', 'c']);
+    expect((await stat(file)).ino).not.toBe(before.ino);
+    expect(await leases.protectedResources()).toEqual(new Set(['a', 'b', 'c']));
+
+    // A write that fails (a file where its directory was): an add of the same resources reports that failure, not success.
+    await rm(root, { recursive: true, force: true });
+    await writeFile(root, 'not a directory');
+    const failed = lease.add(['d']);
+    await expect(failed).rejects.toThrow();
+    await expect(lease.add(['d'])).rejects.toThrow();
+    await rm(root);
   });
 
   it('is seen by another manager on the same directory (another process)', async () => {

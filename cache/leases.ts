@@ -93,11 +93,14 @@ export class LeaseManager {
     const mgr = this;
     // Writes are chained: two concurrent adds must not land out of order and drop the first's resources.
     let writing: Promise<void> = Promise.resolve();
+    // The write that holds `current` (done, under way or failed): what an add of nothing new waits for.
+    let holding: Promise<void> = Promise.resolve();
     const update = (next: LeaseInfo): Promise<void> => {
       if (released) return Promise.reject(new CodedError('STORE', `lease ${current.id} was released`));
       current = next;
       const run = writing.then(() => (released ? undefined : mgr.write(current)));
       writing = run.catch(() => undefined);
+      holding = run;
       return run;
     };
     return {
@@ -110,7 +113,12 @@ export class LeaseManager {
       get expiresAt() {
         return current.expiresAt;
       },
-      add: (resources) => update({ ...current, resources: [...new Set([...current.resources, ...resources])] }),
+      add: (resources) => {
+        const merged = new Set([...current.resources, ...resources]);
+        // A step's inputs are the step before's outputs, leased already: no rewrite of the same file per step.
+        if (!released && merged.size === current.resources.length) return holding;
+        return update({ ...current, resources: [...merged] });
+      },
       extend: (ttlMs) => update({ ...current, expiresAt: mgr.now() + ttlMs }),
       release: async () => {
         if (released) return;
