@@ -113,11 +113,11 @@ async function reclaim(parts: RootParts, use: RootUse, state: SweepState, when: 
     for (const name of await readdir(parts.tmpDir).catch(() => [] as string[])) {
       if (MOUNT_DIR.test(name)) await rmdir(path.join(parts.tmpDir, name)).catch(() => undefined);
     }
-    if (check!.due || when === 'always') {
+    if (check && (check.due || when === 'always')) {
       const snap = await parts.snapshotter.sweep();
       mounts += snap.unmounted.length;
       snapshots = snap.removed.length + snap.lost.length;
-      await state.done(boot, check!.marks);
+      await state.done(boot, check.marks);
       snapshotSweep = true;
     }
   }

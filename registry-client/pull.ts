@@ -125,7 +125,8 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined, wh
 export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: AbortSignal, desc?: Descriptor, reuse = false): Promise<FetchedManifest> {
   const id = desc?.digest ?? manifestIdentifier(ref);
   const what = `${formatReference({ registry: ref.registry, repository: ref.repository })}@${id}`;
-  const served = (reuse && isDigest(id) ? ctx.recent?.get(ref, id) : undefined) ?? (await getManifest(ctx, ref, id, what, desc, signal));
+  const recent = reuse && isDigest(id) ? ctx.recent?.get(ref, id) : undefined;
+  const served = recent ?? (await getManifest(ctx, ref, id, what, desc, signal));
   const { bytes } = served;
   const digest = sha256(bytes);
   // Never trust Docker-Content-Digest: the bytes name themselves.
@@ -137,7 +138,8 @@ export async function fetchManifest(ctx: PullContext, ref: Reference, signal?: A
     throw new InvalidDocumentError(`${what}: descriptor says ${desc.mediaType} but the manifest is ${mediaType}`);
   }
   ctx.sawBlob(ref, digest);
-  ctx.recent?.put(ref, digest, served);
+  // Kept from when it was fetched, not from its last use: a minute after a registry said so, ask it again.
+  if (!recent) ctx.recent?.put(ref, digest, served);
   return { digest, mediaType, bytes, parsed };
 }
 
