@@ -206,11 +206,20 @@ async function fetchConfig(ctx: PullContext, ref: Reference, desc: Descriptor, s
 
 /** The config from a local store when it holds it (verified again: it is small), else undefined. */
 async function localConfig(local: BlobProvider | undefined, desc: Descriptor, limit: number): Promise<Buffer | undefined> {
-  if (!local || desc.size > limit) return undefined;
+  return local && desc.size <= limit ? storedBytes(local, desc.digest, limit, desc.size) : undefined;
+}
+
+/**
+ * A small document from a local store by digest (a config, a manifest): its
+ * bytes when they are there, within `limit` (and `size`, when given), and
+ * hash to the digest; undefined otherwise, and on any failure to read them.
+ */
+async function storedBytes(local: BlobProvider, digest: Digest, limit: number, size?: number): Promise<Buffer | undefined> {
   try {
-    if ((await local.stat(desc.digest))?.size !== desc.size) return undefined;
-    const bytes = await readAllBounded(await local.open(desc.digest), limit, `image config ${desc.digest}`);
-    return sha256(bytes) === desc.digest ? bytes : undefined;
+    const have = await local.stat(digest);
+    if (!have || have.size > limit || (size !== undefined && have.size !== size)) return undefined;
+    const bytes = await readAllBounded(await local.open(digest), limit, `document ${digest}`);
+    return sha256(bytes) === digest ? bytes : undefined;
   } catch {
     return undefined;
   }
@@ -330,10 +339,8 @@ async function storedManifest(
   want: { readonly digest: Digest; readonly size?: number; readonly mediaType?: string; readonly contentType?: string | undefined },
 ): Promise<FetchedManifest | undefined> {
   try {
-    const [served, have] = await Promise.all([ctx.servedBefore(ref, want.digest), local.stat(want.digest)]);
-    if (!served || !have || have.size > ctx.limits.maxManifestBytes || (want.size !== undefined && have.size !== want.size)) return undefined;
-    const bytes = await readAllBounded(await local.open(want.digest), ctx.limits.maxManifestBytes, `manifest ${want.digest}`);
-    if (sha256(bytes) !== want.digest) return undefined;
+    const [served, bytes] = await Promise.all([ctx.servedBefore(ref, want.digest), storedBytes(local, want.digest, ctx.limits.maxManifestBytes, want.size)]);
+    if (!served || !bytes) return undefined;
     const { mediaType, parsed } = parseManifest(bytes, want.contentType, `${formatReference({ registry: ref.registry, repository: ref.repository })}@${want.digest}`);
     if (want.mediaType && want.mediaType !== mediaType) return undefined;
     return { digest: want.digest, mediaType, bytes, parsed };
