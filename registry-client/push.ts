@@ -21,8 +21,12 @@ export interface PushContext {
   readonly retries: number;
   readonly maxRetryDelayMs: number;
   readonly sawBlob: (ref: Reference, digest: Digest) => void;
-  /** Other repositories of the same registry known to hold the blob (mount sources). */
-  readonly blobSources: (ref: Reference, digest: Digest) => Promise<string[]>;
+  /**
+   * Repositories of the reference's registry known to hold the blob, its own
+   * included: where this machine pulled it from or pushed it to (mount
+   * sources, and whether to ask the repository first).
+   */
+  readonly blobHomes: (ref: Reference, digest: Digest) => Promise<readonly string[]>;
 }
 
 export interface PushImageInput {
@@ -45,6 +49,16 @@ export interface PushOptions {
 export type BlobPushResult = 'exists' | 'mounted' | 'uploaded';
 
 const OCTET = 'application/octet-stream';
+
+/**
+ * A blob up to this size that the target repository is not known to hold is
+ * mounted or uploaded without a HEAD first, as Docker pushes a layer it has
+ * no record of: for a blob this machine made, the answer is nearly always no,
+ * and sending a small blob the registry turns out to have costs about what
+ * the question does (a round trip, one per blob of a new image). A bigger
+ * blob is asked about first: another builder may have pushed the same bytes.
+ */
+export const ASK_FIRST_BYTES = 1 << 20;
 
 /** HEAD: does the repository already have this blob? */
 export async function blobExists(ctx: PushContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
@@ -143,17 +157,22 @@ async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, pr
   await discard(res.body);
 }
 
-/** Make sure one blob is in the repository: HEAD, then mount, then upload (retried from a fresh session). */
+/**
+ * Make sure one blob is in the repository: HEAD (unless the blob is small
+ * and not known there), then mount, then upload (retried from a fresh session).
+ */
 export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, opts: { mountFrom?: readonly string[]; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
   const done = () => {
     opts.onProgress?.(desc.digest, desc.size, desc.size);
     ctx.sawBlob(ref, desc.digest);
   };
-  if (await blobExists(ctx, ref, desc, opts.signal)) {
+  const homes = await ctx.blobHomes(ref, desc.digest);
+  if ((desc.size > ASK_FIRST_BYTES || homes.includes(ref.repository)) && (await blobExists(ctx, ref, desc, opts.signal))) {
     done();
     return 'exists';
   }
-  const sources = [...new Set([...(await ctx.blobSources(ref, desc.digest)), ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
+  // A mount of a blob the repository holds already succeeds as well: it needs no HEAD before it.
+  const sources = [...new Set([...homes, ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
   let session: URL | undefined;
   if (sources.length) {
     const mounted = await tryMount(ctx, ref, desc, sources, opts.signal);

@@ -131,7 +131,8 @@ describe('buildlite build and the network', () => {
   });
 
   it('a registry that stalls a blob HEAD: the push is retried and succeeds; one that always stalls fails in seconds, naming the host', async () => {
-    const ctx = await f.context('stall-push', { Dockerfile: `FROM ${f.base}\nRUN echo pushed-${randomBytes(4).toString('hex')} > /p\n` });
+    // A layer over a MiB, which the push asks the repository about before it sends it (ASK_FIRST_BYTES).
+    const ctx = await f.context('stall-push', { Dockerfile: `FROM ${f.base}\nRUN echo pushed-${randomBytes(4).toString('hex')} > /p && head -c 1500000 /dev/urandom > /big\n` });
     fault.faults = { stall: { times: 1, method: 'HEAD', path: '/v2/net/once/blobs/' } };
     const ok = await f.build(['--progress', 'plain', '--http-timeouts', 'headers=1s', '-t', `${fault.host}/net/once:1`, '--push', ctx]);
     expect(ok.code, ok.stderr).toBe(0);

@@ -151,7 +151,8 @@ export async function startFaultServer(upstreamUrl: string, faults: Faults = {})
         out = Buffer.from(out);
         out[out.length - 1] = out[out.length - 1]! ^ 0xff;
       }
-      res.writeHead(up.status, { ...up.headers, 'content-length': String(out.length) });
+      // A HEAD's answer has no body but says the length of the one a GET gets (the blob's size).
+      res.writeHead(up.status, { ...up.headers, 'content-length': method === 'HEAD' ? (up.headers['content-length'] ?? '0') : String(out.length) });
       res.end(method === 'HEAD' ? undefined : out);
     })().catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(502).end(String(err));

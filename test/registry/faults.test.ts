@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalContentStore } from '../../cache/index.js';
 import type { Digest } from '../../core/digest.js';
 import { RegistryClient, RegistryError, staticCredentials } from '../../registry-client/index.js';
+import { ASK_FIRST_BYTES } from '../../registry-client/push.js';
 import { startFaultServer, startOriginRecorder, type FaultServer } from '../helpers/fault-server.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeTestImage, type TestImage } from './image-fixture.js';
@@ -121,6 +122,40 @@ describe('registry faults through a real proxy', () => {
     expect((await c.resolve(`${fault.host}/f/repush:1`)).manifestDigest).toBe(image.manifestDigest);
   });
 
+  it('asks a repository about a blob only when the answer may be yes: what it held before, or a blob too big to send on a guess', async () => {
+    const small = await makeTestImage(src, { layers: 2 });
+    const big = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
+    await using c = client();
+    const blobRequests = (from: number, method: string) => fault.requests.slice(from).filter((q) => q.method === method && q.path.includes('/blobs/'));
+    const uploads = (from: number) => blobRequests(from, 'PUT').filter((q) => q.status === 201);
+
+    // A new image of small blobs: no HEAD, one POST and one PUT each.
+    let start = fault.requests.length;
+    expect(await c.pushImage(`${fault.host}/f/ask:1`, small, src)).toBe(small.manifestDigest);
+    expect(blobRequests(start, 'HEAD')).toEqual([]);
+    expect(uploads(start)).toHaveLength(small.blobs.length);
+
+    // A big layer is asked about first (its small config is not).
+    start = fault.requests.length;
+    await c.pushImage(`${fault.host}/f/ask:2`, big, src);
+    expect(blobRequests(start, 'HEAD').map((q) => q.path)).toEqual([`/v2/f/ask/blobs/${big.layers[0]!.digest}`]);
+    expect(uploads(start)).toHaveLength(big.blobs.length);
+
+    // The first image under another tag: the repository held its blobs, so each is asked about and none is sent again.
+    start = fault.requests.length;
+    await c.pushImage(`${fault.host}/f/ask:3`, small, src);
+    expect(blobRequests(start, 'HEAD')).toHaveLength(small.blobs.length);
+    expect(uploads(start)).toEqual([]);
+
+    // Into another repository: blobs known elsewhere on this registry are mounted, with no HEAD before.
+    start = fault.requests.length;
+    await c.pushImage(`${fault.host}/f/ask-other:1`, small, src);
+    expect(blobRequests(start, 'HEAD')).toEqual([]);
+    expect(blobRequests(start, 'POST').filter((q) => q.path.includes('mount=') && q.status === 201)).toHaveLength(small.blobs.length);
+    expect(uploads(start)).toEqual([]);
+    for (const tag of ['ask:1', 'ask:3', 'ask-other:1']) expect((await c.resolve(`${fault.host}/f/${tag}`)).manifestDigest).toBe(small.manifestDigest);
+  });
+
   it('a connection reset mid-body is retried and the pull succeeds', async () => {
     fault.faults = { resetBlobGet: { times: 1 } };
     await using c = client();
@@ -169,7 +204,8 @@ describe('registry faults through a real proxy', () => {
   });
 
   it('a blob HEAD that never gets response headers is retried after the headers timeout, and the push succeeds', async () => {
-    const fresh = await makeTestImage(src, { layers: 1 });
+    // A layer over ASK_FIRST_BYTES: the push asks the repository about it before it sends it.
+    const fresh = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
     fault.faults = { stall: { times: 1, method: 'HEAD', path: '/v2/f/stall-once/blobs/' } };
     const start = fault.requests.length;
     await using c = client({ timeouts: { headersMs: 500 } });
@@ -187,7 +223,7 @@ describe('registry faults through a real proxy', () => {
   });
 
   it('a registry that never answers a HEAD: the push fails fast, naming the phase, the host and the attempts, and PUTs no manifest', async () => {
-    const fresh = await makeTestImage(src, { layers: 1 });
+    const fresh = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
     fault.faults = { stall: { times: 1000, method: 'HEAD', path: '/v2/f/stall-always/blobs/' } };
     const start = fault.requests.length;
     await using c = client({ retries: 1, timeouts: { headersMs: 500 } });
