@@ -52,11 +52,11 @@ const OCTET = 'application/octet-stream';
 
 /**
  * A blob up to this size that the target repository is not known to hold is
- * mounted or uploaded without a HEAD first, as Docker pushes a layer it has
- * no record of: for a blob this machine made, the answer is nearly always no,
- * and sending a small blob the registry turns out to have costs about what
- * the question does (a round trip, one per blob of a new image). A bigger
- * blob is asked about first: another builder may have pushed the same bytes.
+ * uploaded without a HEAD first, as Docker pushes a layer it has no record
+ * of: for a blob this machine made, the answer is nearly always no, and
+ * sending a small blob the registry turns out to have costs about what the
+ * question does (a round trip, one per blob of a new image). A bigger blob is
+ * asked about first: another builder may have pushed the same bytes.
  */
 export const ASK_FIRST_BYTES = 1 << 20;
 
@@ -120,6 +120,24 @@ function progressCounter(desc: Descriptor, onProgress: (ProgressFn) | undefined)
   });
 }
 
+/** An upload session a refused mount opened, for a blob the repository turned out to hold: best effort, as the registry expires it anyway. */
+async function cancelUpload(ctx: PushContext, ref: Reference, session: URL, signal?: AbortSignal): Promise<void> {
+  try {
+    const res = await ctx.transport.request({
+      registry: ref.registry,
+      method: 'DELETE',
+      path: session,
+      scopes: [repositoryScope(ref.repository, 'pull,push')],
+      retry: false,
+      action: 'cancel upload',
+      signal,
+    });
+    await discard(res.body);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+  }
+}
+
 /** POST a session, then PUT the whole blob as a stream with its digest. */
 async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, session: URL | undefined, opts: { onProgress?: ProgressFn; signal?: AbortSignal }): Promise<void> {
   let url = session;
@@ -158,8 +176,12 @@ async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, pr
 }
 
 /**
- * Make sure one blob is in the repository: HEAD (unless the blob is small
- * and not known there), then mount, then upload (retried from a fresh session).
+ * Make sure one blob is in the repository, in the fewest round trips that
+ * can tell: a HEAD where the blob is known to be (likely all it takes); else
+ * a mount from a repository of the registry known to hold it (it succeeds
+ * for a blob the target holds too, so no HEAD before it); else, for a blob
+ * too big to send on a guess, a HEAD; then the upload (retried from a fresh
+ * session).
  */
 export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, opts: { mountFrom?: readonly string[]; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
   const done = () => {
@@ -167,11 +189,15 @@ export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descripto
     ctx.sawBlob(ref, desc.digest);
   };
   const homes = await ctx.blobHomes(ref, desc.digest);
-  if ((desc.size > ASK_FIRST_BYTES || homes.includes(ref.repository)) && (await blobExists(ctx, ref, desc, opts.signal))) {
+  let asked = false;
+  const isThere = () => {
+    asked = true;
+    return blobExists(ctx, ref, desc, opts.signal);
+  };
+  if (homes.includes(ref.repository) && (await isThere())) {
     done();
     return 'exists';
   }
-  // A mount of a blob the repository holds already succeeds as well: it needs no HEAD before it.
   const sources = [...new Set([...homes, ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
   let session: URL | undefined;
   if (sources.length) {
@@ -181,6 +207,11 @@ export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descripto
       return 'mounted';
     }
     session = mounted;
+  }
+  if (!asked && desc.size > ASK_FIRST_BYTES && (await isThere())) {
+    if (session) await cancelUpload(ctx, ref, session, opts.signal);
+    done();
+    return 'exists';
   }
   for (let attempt = 0; ; attempt++) {
     try {

@@ -154,6 +154,23 @@ describe('registry faults through a real proxy', () => {
     expect(blobRequests(start, 'POST').filter((q) => q.path.includes('mount=') && q.status === 201)).toHaveLength(small.blobs.length);
     expect(uploads(start)).toEqual([]);
     for (const tag of ['ask:1', 'ask:3', 'ask-other:1']) expect((await c.resolve(`${fault.host}/f/${tag}`)).manifestDigest).toBe(small.manifestDigest);
+
+    // A big blob known elsewhere is mounted with no HEAD before it, as well.
+    start = fault.requests.length;
+    await c.pushImage(`${fault.host}/f/ask-other:2`, big, src);
+    expect(blobRequests(start, 'HEAD')).toEqual([]);
+    expect(blobRequests(start, 'POST').filter((q) => q.path.includes('mount=') && q.status === 201)).toHaveLength(big.blobs.length);
+
+    // A mount that does not take (the named source lacks the blob) opens an upload session; a big
+    // blob is then asked about, and one the repository holds is not sent: the session is cancelled.
+    await using unaware = client();
+    start = fault.requests.length;
+    await unaware.pushImage(`${fault.host}/f/ask:4`, big, src, { mountFrom: ['f/nothing-here'] });
+    const bigLayer = `/v2/f/ask/blobs/${big.layers[0]!.digest}`;
+    expect(blobRequests(start, 'HEAD').map((q) => [q.path, q.status])).toEqual([[bigLayer, 200]]);
+    expect(blobRequests(start, 'DELETE').map((q) => q.status)).toEqual([204]);
+    expect(uploads(start).filter((q) => q.path.includes(encodeURIComponent(big.layers[0]!.digest)))).toEqual([]);
+    expect((await unaware.resolve(`${fault.host}/f/ask:4`)).manifestDigest).toBe(big.manifestDigest);
   });
 
   it('a connection reset mid-body is retried and the pull succeeds', async () => {
