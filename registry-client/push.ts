@@ -244,6 +244,11 @@ export async function putManifest(ctx: PushContext, ref: Reference, manifest: Bu
   return digest;
 }
 
+async function someBlobKnownThere(ctx: PushContext, ref: Reference, blobs: readonly Descriptor[]): Promise<boolean> {
+  const homes = await Promise.all(blobs.map((b) => ctx.blobHomes(ref, b.digest)));
+  return homes.some((h) => h.includes(ref.repository));
+}
+
 /** Whether every tag already resolves to a manifest whose bytes hash to `digest`; any doubt (absent, denied, an error) says no. */
 async function everyTagHolds(ctx: PushContext, ref: Reference, tags: readonly string[], digest: Digest, mediaType: string, signal?: AbortSignal): Promise<boolean> {
   for (const tag of tags) {
@@ -296,11 +301,13 @@ export async function pushImage(ctx: PushContext, ref: Reference, image: PushIma
   }
   const tags = opts.tags?.length ? opts.tags : ref.tag !== undefined ? [ref.tag] : [];
   const digest = sha256(image.manifest);
+  const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
   // A re-push: every tag already names exactly these manifest bytes, and a
   // registry serves a manifest only with all its blobs, so there is nothing to
   // send (ggcr skips the same way; we hash what we GET instead of trusting a header).
-  if (tags.length > 0 && (await everyTagHolds(ctx, ref, tags, digest, image.mediaType, opts.signal))) return digest;
-  const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
+  // Only asked when the repository is known to hold a blob of the image: a new
+  // image's first push would spend a round trip on a certain no.
+  if (tags.length > 0 && (await someBlobKnownThere(ctx, ref, unique)) && (await everyTagHolds(ctx, ref, tags, digest, image.mediaType, opts.signal))) return digest;
   await forEachLimit(unique, ctx.concurrency, opts.signal, async (desc, signal) => {
     await pushBlob(ctx, ref, desc, provider, {
       signal,

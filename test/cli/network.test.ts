@@ -138,9 +138,11 @@ describe('buildlite build and the network', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(fault.requests.filter((r) => r.fault === 'stall')).toHaveLength(1);
 
+    // Another image: the first one's layers are known in net/once now, and would be mounted with no HEAD.
+    const other = await f.context('stall-push-never', { Dockerfile: `FROM ${f.base}\nRUN head -c 1500000 /dev/urandom > /big\n` });
     fault.faults = { stall: { times: 10_000, method: 'HEAD', path: '/v2/net/never/blobs/' } };
     const t0 = Date.now();
-    const bad = await f.build(['--progress', 'plain', '--http-timeouts', 'headers=1s', '-t', `${fault.host}/net/never:1`, '--push', ctx]);
+    const bad = await f.build(['--progress', 'plain', '--http-timeouts', 'headers=1s', '-t', `${fault.host}/net/never:1`, '--push', other]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`timed out after 1s waiting for response headers from ${fault.host} (5 attempts)`);
     expect(Date.now() - t0).toBeLessThan(60_000);

@@ -129,9 +129,10 @@ describe('registry faults through a real proxy', () => {
     const blobRequests = (from: number, method: string) => fault.requests.slice(from).filter((q) => q.method === method && q.path.includes('/blobs/'));
     const uploads = (from: number) => blobRequests(from, 'PUT').filter((q) => q.status === 201);
 
-    // A new image of small blobs: no HEAD, one POST and one PUT each.
+    // A new image of small blobs: no look at the tag, no HEAD, one POST and one PUT each.
     let start = fault.requests.length;
     expect(await c.pushImage(`${fault.host}/f/ask:1`, small, src)).toBe(small.manifestDigest);
+    expect(fault.requests.slice(start).filter((q) => q.method === 'GET')).toEqual([]);
     expect(blobRequests(start, 'HEAD')).toEqual([]);
     expect(uploads(start)).toHaveLength(small.blobs.length);
 
