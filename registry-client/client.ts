@@ -126,7 +126,7 @@ export class RegistryClient implements AsyncDisposable {
       servedBefore: (ref, d) => this.servedBefore(ref, d),
       recent: new RecentDocuments(),
     };
-    this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobHomes: (ref, d) => this.blobHomesOf(ref, d) };
+    this.pushCtx = { transport: this.transport, concurrency, retries, maxRetryDelayMs, sawBlob, blobSources: (ref, d) => this.blobSources(ref, d) };
     this.persistedHomes = options.blobHomes;
   }
 
@@ -145,10 +145,10 @@ export class RegistryClient implements AsyncDisposable {
     return ((await this.persistedHomes?.lookup(ref.registry, digest)) ?? []).includes(ref.repository);
   }
 
-  private async blobHomesOf(ref: Reference, digest: Digest): Promise<string[]> {
+  private async blobSources(ref: Reference, digest: Digest): Promise<string[]> {
     const seen = this.blobHomes.get(ref.registry)?.get(digest) ?? [];
     const persisted = (await this.persistedHomes?.lookup(ref.registry, digest)) ?? [];
-    return [...new Set([...seen, ...persisted])];
+    return [...new Set([...seen, ...persisted])].filter((r) => r !== ref.repository);
   }
 
   /** Check the registry answers and the credentials work (what `login` verifies). */

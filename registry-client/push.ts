@@ -21,12 +21,8 @@ export interface PushContext {
   readonly retries: number;
   readonly maxRetryDelayMs: number;
   readonly sawBlob: (ref: Reference, digest: Digest) => void;
-  /**
-   * Repositories of the reference's registry known to hold the blob, its own
-   * included: where this machine pulled it from or pushed it to (mount
-   * sources, and whether to ask the repository first).
-   */
-  readonly blobHomes: (ref: Reference, digest: Digest) => Promise<readonly string[]>;
+  /** Other repositories of the same registry known to hold the blob (mount sources). */
+  readonly blobSources: (ref: Reference, digest: Digest) => Promise<string[]>;
 }
 
 export interface PushImageInput {
@@ -49,16 +45,6 @@ export interface PushOptions {
 export type BlobPushResult = 'exists' | 'mounted' | 'uploaded';
 
 const OCTET = 'application/octet-stream';
-
-/**
- * A blob up to this size that the target repository is not known to hold is
- * uploaded without a HEAD first, as Docker pushes a layer it has no record
- * of: for a blob this machine made, the answer is nearly always no, and
- * sending a small blob the registry turns out to have costs about what the
- * question does (a round trip, one per blob of a new image). A bigger blob is
- * asked about first: another builder may have pushed the same bytes.
- */
-export const ASK_FIRST_BYTES = 1 << 20;
 
 /** HEAD: does the repository already have this blob? */
 export async function blobExists(ctx: PushContext, ref: Reference, desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
@@ -120,24 +106,6 @@ function progressCounter(desc: Descriptor, onProgress: (ProgressFn) | undefined)
   });
 }
 
-/** An upload session a refused mount opened, for a blob the repository turned out to hold: best effort, as the registry expires it anyway. */
-async function cancelUpload(ctx: PushContext, ref: Reference, session: URL, signal?: AbortSignal): Promise<void> {
-  try {
-    const res = await ctx.transport.request({
-      registry: ref.registry,
-      method: 'DELETE',
-      path: session,
-      scopes: [repositoryScope(ref.repository, 'pull,push')],
-      retry: false,
-      action: 'cancel upload',
-      signal,
-    });
-    await discard(res.body);
-  } catch (err) {
-    if (signal?.aborted) throw err;
-  }
-}
-
 /** POST a session, then PUT the whole blob as a stream with its digest. */
 async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, session: URL | undefined, opts: { onProgress?: ProgressFn; signal?: AbortSignal }): Promise<void> {
   let url = session;
@@ -176,29 +144,25 @@ async function uploadOnce(ctx: PushContext, ref: Reference, desc: Descriptor, pr
 }
 
 /**
- * Make sure one blob is in the repository, in the fewest round trips that
- * can tell: a HEAD where the blob is known to be (likely all it takes); else
- * a mount from a repository of the registry known to hold it (it succeeds
- * for a blob the target holds too, so no HEAD before it); else, for a blob
- * too big to send on a guess, a HEAD; then the upload (retried from a fresh
- * session).
+ * Make sure one blob is in the repository: HEAD, then mount, then upload
+ * (retried from a fresh session). The HEAD goes first even for a blob that
+ * is likely new (Docker skips it for a layer it has no record of): a mount or
+ * an upload of a blob the repository holds rewrites its link, which
+ * distribution's filesystem store does not do atomically, so a manifest PUT
+ * of another push beside it can find the blob unknown (MANIFEST_BLOB_UNKNOWN;
+ * nerdctl#2404, distribution#4489). A service's builds push shared layers
+ * into one repository at once all the time.
  */
 export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descriptor, provider: BlobProvider, opts: { mountFrom?: readonly string[]; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
   const done = () => {
     opts.onProgress?.(desc.digest, desc.size, desc.size);
     ctx.sawBlob(ref, desc.digest);
   };
-  const homes = await ctx.blobHomes(ref, desc.digest);
-  let asked = false;
-  const isThere = () => {
-    asked = true;
-    return blobExists(ctx, ref, desc, opts.signal);
-  };
-  if (homes.includes(ref.repository) && (await isThere())) {
+  if (await blobExists(ctx, ref, desc, opts.signal)) {
     done();
     return 'exists';
   }
-  const sources = [...new Set([...homes, ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
+  const sources = [...new Set([...(await ctx.blobSources(ref, desc.digest)), ...(opts.mountFrom ?? [])])].filter((r) => r !== ref.repository);
   let session: URL | undefined;
   if (sources.length) {
     const mounted = await tryMount(ctx, ref, desc, sources, opts.signal);
@@ -207,11 +171,6 @@ export async function pushBlob(ctx: PushContext, ref: Reference, desc: Descripto
       return 'mounted';
     }
     session = mounted;
-  }
-  if (!asked && desc.size > ASK_FIRST_BYTES && (await isThere())) {
-    if (session) await cancelUpload(ctx, ref, session, opts.signal);
-    done();
-    return 'exists';
   }
   for (let attempt = 0; ; attempt++) {
     try {
@@ -242,11 +201,6 @@ export async function putManifest(ctx: PushContext, ref: Reference, manifest: Bu
   });
   await discard(res.body);
   return digest;
-}
-
-async function someBlobKnownThere(ctx: PushContext, ref: Reference, blobs: readonly Descriptor[]): Promise<boolean> {
-  const homes = await Promise.all(blobs.map((b) => ctx.blobHomes(ref, b.digest)));
-  return homes.some((h) => h.includes(ref.repository));
 }
 
 /** Whether every tag already resolves to a manifest whose bytes hash to `digest`; any doubt (absent, denied, an error) says no. */
@@ -301,13 +255,11 @@ export async function pushImage(ctx: PushContext, ref: Reference, image: PushIma
   }
   const tags = opts.tags?.length ? opts.tags : ref.tag !== undefined ? [ref.tag] : [];
   const digest = sha256(image.manifest);
-  const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
   // A re-push: every tag already names exactly these manifest bytes, and a
   // registry serves a manifest only with all its blobs, so there is nothing to
   // send (ggcr skips the same way; we hash what we GET instead of trusting a header).
-  // Only asked when the repository is known to hold a blob of the image: a new
-  // image's first push would spend a round trip on a certain no.
-  if (tags.length > 0 && (await someBlobKnownThere(ctx, ref, unique)) && (await everyTagHolds(ctx, ref, tags, digest, image.mediaType, opts.signal))) return digest;
+  if (tags.length > 0 && (await everyTagHolds(ctx, ref, tags, digest, image.mediaType, opts.signal))) return digest;
+  const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
   await forEachLimit(unique, ctx.concurrency, opts.signal, async (desc, signal) => {
     await pushBlob(ctx, ref, desc, provider, {
       signal,

@@ -23,8 +23,8 @@ const ARTIFACT: Record<StoredKind, { artifactType: string; layerType: string; ta
  * share no disk. Each blob is a one-layer OCI artifact under the tag
  * `<kind>-<hex>`: the tag keeps the blob from registry garbage collection and
  * makes `stat` one small manifest GET. Uploads are spooled to a local temp
- * file (the digest must be known before the PUT) and pushed after a look at
- * that tag, so bytes the registry already holds under it are never sent twice.
+ * file (the digest must be known before the PUT) and pushed with HEAD first,
+ * so bytes the registry already holds are never sent twice.
  *
  * Retention deletes a tag's manifest by digest; the blobs stay until the
  * registry's own garbage collection (`registry garbage-collect`) reclaims them.
@@ -100,7 +100,7 @@ export class RegistryStore implements ServiceStore {
       open: async (d) => (d === EMPTY_DESC.digest ? Readable.from([EMPTY_CONFIG]) : createReadStream(file)),
       stat: async (d) => (d === EMPTY_DESC.digest ? EMPTY_DESC : d === blob.digest ? blob : undefined),
     };
-    // pushImage looks the tag up first: a context the registry holds already is not uploaded again.
+    // pushImage HEADs each blob first: a context the registry holds already is not uploaded again.
     await this.client.pushImage(this.ref(this.tagOf(kind, blob.digest)), { manifest, mediaType: MediaType.OciManifest, blobs: [EMPTY_DESC, layer] }, provider);
     await this.index?.mark(kind, blob.digest, this.now());
   }

@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalContentStore } from '../../cache/index.js';
 import type { Digest } from '../../core/digest.js';
 import { RegistryClient, RegistryError, staticCredentials } from '../../registry-client/index.js';
-import { ASK_FIRST_BYTES } from '../../registry-client/push.js';
 import { startFaultServer, startOriginRecorder, type FaultServer } from '../helpers/fault-server.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeTestImage, type TestImage } from './image-fixture.js';
@@ -122,56 +121,30 @@ describe('registry faults through a real proxy', () => {
     expect((await c.resolve(`${fault.host}/f/repush:1`)).manifestDigest).toBe(image.manifestDigest);
   });
 
-  it('asks a repository about a blob only when the answer may be yes: what it held before, or a blob too big to send on a guess', async () => {
-    const small = await makeTestImage(src, { layers: 2 });
-    const big = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
+  it('every blob is asked about before it is sent or mounted, so a push writes nothing the repository holds', async () => {
+    const image = await makeTestImage(src, { layers: 2 });
     await using c = client();
-    const blobRequests = (from: number, method: string) => fault.requests.slice(from).filter((q) => q.method === method && q.path.includes('/blobs/'));
-    const uploads = (from: number) => blobRequests(from, 'PUT').filter((q) => q.status === 201);
+    const since = (from: number, method: string, part: string) => fault.requests.slice(from).filter((q) => q.method === method && q.path.includes(part) && q.status !== 401);
+    const uploads = (from: number) => since(from, 'PUT', '/blobs/uploads/').filter((q) => q.status === 201);
 
-    // A new image of small blobs: no look at the tag, no HEAD, one POST and one PUT each.
     let start = fault.requests.length;
-    expect(await c.pushImage(`${fault.host}/f/ask:1`, small, src)).toBe(small.manifestDigest);
-    expect(fault.requests.slice(start).filter((q) => q.method === 'GET')).toEqual([]);
-    expect(blobRequests(start, 'HEAD')).toEqual([]);
-    expect(uploads(start)).toHaveLength(small.blobs.length);
+    expect(await c.pushImage(`${fault.host}/f/first:1`, image, src)).toBe(image.manifestDigest);
+    expect(since(start, 'HEAD', '/blobs/').map((q) => q.status)).toEqual(image.blobs.map(() => 404));
+    expect(uploads(start)).toHaveLength(image.blobs.length);
 
-    // A big layer is asked about first (its small config is not).
+    // Another tag of the same repository: every blob is found by its HEAD and none is written again.
     start = fault.requests.length;
-    await c.pushImage(`${fault.host}/f/ask:2`, big, src);
-    expect(blobRequests(start, 'HEAD').map((q) => q.path)).toEqual([`/v2/f/ask/blobs/${big.layers[0]!.digest}`]);
-    expect(uploads(start)).toHaveLength(big.blobs.length);
+    await c.pushImage(`${fault.host}/f/first:2`, image, src);
+    expect(since(start, 'HEAD', '/blobs/').map((q) => q.status)).toEqual(image.blobs.map(() => 200));
+    expect(since(start, 'POST', '/blobs/uploads/')).toEqual([]);
 
-    // The first image under another tag: the repository held its blobs, so each is asked about and none is sent again.
+    // Another repository: each blob is asked about, then mounted from where it is known.
     start = fault.requests.length;
-    await c.pushImage(`${fault.host}/f/ask:3`, small, src);
-    expect(blobRequests(start, 'HEAD')).toHaveLength(small.blobs.length);
+    await c.pushImage(`${fault.host}/f/first-other:1`, image, src);
+    expect(since(start, 'HEAD', '/blobs/').map((q) => q.status)).toEqual(image.blobs.map(() => 404));
+    expect(since(start, 'POST', 'mount=').filter((q) => q.status === 201)).toHaveLength(image.blobs.length);
     expect(uploads(start)).toEqual([]);
-
-    // Into another repository: blobs known elsewhere on this registry are mounted, with no HEAD before.
-    start = fault.requests.length;
-    await c.pushImage(`${fault.host}/f/ask-other:1`, small, src);
-    expect(blobRequests(start, 'HEAD')).toEqual([]);
-    expect(blobRequests(start, 'POST').filter((q) => q.path.includes('mount=') && q.status === 201)).toHaveLength(small.blobs.length);
-    expect(uploads(start)).toEqual([]);
-    for (const tag of ['ask:1', 'ask:3', 'ask-other:1']) expect((await c.resolve(`${fault.host}/f/${tag}`)).manifestDigest).toBe(small.manifestDigest);
-
-    // A big blob known elsewhere is mounted with no HEAD before it, as well.
-    start = fault.requests.length;
-    await c.pushImage(`${fault.host}/f/ask-other:2`, big, src);
-    expect(blobRequests(start, 'HEAD')).toEqual([]);
-    expect(blobRequests(start, 'POST').filter((q) => q.path.includes('mount=') && q.status === 201)).toHaveLength(big.blobs.length);
-
-    // A mount that does not take (the named source lacks the blob) opens an upload session; a big
-    // blob is then asked about, and one the repository holds is not sent: the session is cancelled.
-    await using unaware = client();
-    start = fault.requests.length;
-    await unaware.pushImage(`${fault.host}/f/ask:4`, big, src, { mountFrom: ['f/nothing-here'] });
-    const bigLayer = `/v2/f/ask/blobs/${big.layers[0]!.digest}`;
-    expect(blobRequests(start, 'HEAD').map((q) => [q.path, q.status])).toEqual([[bigLayer, 200]]);
-    expect(blobRequests(start, 'DELETE').map((q) => q.status)).toEqual([204]);
-    expect(uploads(start).filter((q) => q.path.includes(encodeURIComponent(big.layers[0]!.digest)))).toEqual([]);
-    expect((await unaware.resolve(`${fault.host}/f/ask:4`)).manifestDigest).toBe(big.manifestDigest);
+    for (const tag of ['first:1', 'first:2', 'first-other:1']) expect((await c.resolve(`${fault.host}/f/${tag}`)).manifestDigest).toBe(image.manifestDigest);
   });
 
   it('a connection reset mid-body is retried and the pull succeeds', async () => {
@@ -222,8 +195,7 @@ describe('registry faults through a real proxy', () => {
   });
 
   it('a blob HEAD that never gets response headers is retried after the headers timeout, and the push succeeds', async () => {
-    // A layer over ASK_FIRST_BYTES: the push asks the repository about it before it sends it.
-    const fresh = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
+    const fresh = await makeTestImage(src, { layers: 1 });
     fault.faults = { stall: { times: 1, method: 'HEAD', path: '/v2/f/stall-once/blobs/' } };
     const start = fault.requests.length;
     await using c = client({ timeouts: { headersMs: 500 } });
@@ -241,7 +213,7 @@ describe('registry faults through a real proxy', () => {
   });
 
   it('a registry that never answers a HEAD: the push fails fast, naming the phase, the host and the attempts, and PUTs no manifest', async () => {
-    const fresh = await makeTestImage(src, { layers: 1, layerBytes: ASK_FIRST_BYTES + 64 * 1024 });
+    const fresh = await makeTestImage(src, { layers: 1 });
     fault.faults = { stall: { times: 1000, method: 'HEAD', path: '/v2/f/stall-always/blobs/' } };
     const start = fault.requests.length;
     await using c = client({ retries: 1, timeouts: { headersMs: 500 } });
