@@ -14,7 +14,9 @@
  * - redirectBlobsTo: blob GETs are answered 307 to the same path on another origin;
  * - stall: the next `times` requests (only those with `method`, and whose path starts with `path`,
  *   when given) are read and never answered: no status line, no headers, the socket held open;
- * - stallBlobBody: the next `times` blob GETs send headers and half the body, then nothing more.
+ * - stallBlobBody: the next `times` blob GETs send headers and half the body, then nothing more;
+ * - refuseManifest: the next `times` manifest PUTs are answered 400 with the registry error `code`
+ *   (naming `detail`), and not forwarded.
  *
  * `startOriginRecorder` is such another origin: it records the Authorization
  * header of whatever arrives and serves it from the registry.
@@ -30,6 +32,7 @@ export interface Faults {
   redirectBlobsTo?: string;
   stall?: { times: number; method?: string; path?: string };
   stallBlobBody?: { times: number };
+  refuseManifest?: { times: number; code: string; detail?: string };
 }
 
 export interface RecordedRequest {
@@ -112,6 +115,14 @@ export async function startFaultServer(upstreamUrl: string, faults: Faults = {})
         rec.fault = 'throttle';
         res.writeHead(429, { 'retry-after': String(f.throttle.retryAfter), 'content-type': 'application/json' });
         res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}');
+        return;
+      }
+      if (f.refuseManifest && f.refuseManifest.times > 0 && method === 'PUT' && /^\/v2\/.+\/manifests\/[^/]+$/.test(p)) {
+        f.refuseManifest.times--;
+        rec.status = 400;
+        rec.fault = 'refuse-manifest';
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code: f.refuseManifest.code, message: 'injected manifest refusal', detail: f.refuseManifest.detail ?? '' }] }));
         return;
       }
       const seen = f.failUpload && isUploadPut(method, p) ? (uploads.get(f.failUpload) ?? 0) + 1 : 0;

@@ -147,6 +147,38 @@ describe('registry faults through a real proxy', () => {
     for (const tag of ['first:1', 'first:2', 'first-other:1']) expect((await c.resolve(`${fault.host}/f/${tag}`)).manifestDigest).toBe(image.manifestDigest);
   });
 
+  it('a manifest refused for a blob it has just been given (MANIFEST_BLOB_UNKNOWN) is put again after the blobs are checked; other refusals and a refusal that lasts fail', async () => {
+    const image = await makeTestImage(src, { layers: 1 });
+    await using c = client({ retries: 0 });
+    const manifestPuts = (from: number) => fault.requests.slice(from).filter((q) => q.method === 'PUT' && q.path.includes('/manifests/') && q.status !== 401);
+    const heads = (from: number) => fault.requests.slice(from).filter((q) => q.method === 'HEAD' && q.path.includes('/blobs/') && q.status !== 401);
+
+    // Twice refused, as a registry that read a link another push was rewriting: the third PUT lands.
+    fault.faults = { refuseManifest: { times: 2, code: 'MANIFEST_BLOB_UNKNOWN', detail: image.layers[0]!.digest } };
+    let start = fault.requests.length;
+    expect(await c.pushImage(`${fault.host}/f/refused:1`, image, src)).toBe(image.manifestDigest);
+    expect(manifestPuts(start).map((q) => q.status)).toEqual([400, 400, 201]);
+    // Every blob asked about again before each new try (and found).
+    expect(heads(start)).toHaveLength(image.blobs.length * 3);
+    expect((await c.resolve(`${fault.host}/f/refused:1`)).manifestDigest).toBe(image.manifestDigest);
+
+    // A refusal that lasts: four tries, then the registry's reason.
+    fault.faults = { refuseManifest: { times: 100, code: 'MANIFEST_BLOB_UNKNOWN' } };
+    start = fault.requests.length;
+    const lasting = (await c.pushImage(`${fault.host}/f/refused:2`, image, src).catch((e: unknown) => e)) as RegistryError;
+    expect(lasting).toBeInstanceOf(RegistryError);
+    expect(lasting.message).toContain('MANIFEST_BLOB_UNKNOWN');
+    expect(manifestPuts(start)).toHaveLength(4);
+
+    // Any other refusal is the push's answer at once.
+    fault.faults = { refuseManifest: { times: 100, code: 'MANIFEST_INVALID' } };
+    start = fault.requests.length;
+    const invalid = (await c.pushImage(`${fault.host}/f/refused:3`, image, src).catch((e: unknown) => e)) as RegistryError;
+    expect(invalid.message).toContain('MANIFEST_INVALID');
+    expect(manifestPuts(start)).toHaveLength(1);
+    fault.faults = {};
+  });
+
   it('a connection reset mid-body is retried and the pull succeeds', async () => {
     fault.faults = { resetBlobGet: { times: 1 } };
     await using c = client();

@@ -11,6 +11,7 @@ export interface TestImage {
   readonly manifestDigest: Digest;
   readonly config: Descriptor;
   readonly layers: Descriptor[];
+  readonly diffIds: Digest[];
   /** Everything pushImage needs: config and layers. */
   readonly blobs: Descriptor[];
 }
@@ -32,11 +33,14 @@ async function put(store: Ingester, bytes: Buffer): Promise<Digest> {
   return digest;
 }
 
-/** A tiny random image (gzip tar layers of random bytes) written into `store`. */
-export async function makeTestImage(store: Ingester, opts: { layers?: number; layerBytes?: number } = {}): Promise<TestImage> {
-  const layers: Descriptor[] = [];
-  const diffIds: Digest[] = [];
-  for (let i = 0; i < (opts.layers ?? 2); i++) {
+/**
+ * A tiny random image (gzip tar layers of random bytes) written into `store`;
+ * with `sharing`, an image of its layers under a config of its own.
+ */
+export async function makeTestImage(store: Ingester, opts: { layers?: number; layerBytes?: number; sharing?: TestImage } = {}): Promise<TestImage> {
+  const layers: Descriptor[] = [...(opts.sharing?.layers ?? [])];
+  const diffIds: Digest[] = [...(opts.sharing?.diffIds ?? [])];
+  for (let i = 0; !opts.sharing && i < (opts.layers ?? 2); i++) {
     const tar = await tarOf({ [`file-${i}.bin`]: randomBytes(opts.layerBytes ?? 4096) });
     const gz = gzipSync(tar);
     diffIds.push(sha256(tar));
@@ -52,5 +56,5 @@ export async function makeTestImage(store: Ingester, opts: { layers?: number; la
   const config: Descriptor = { mediaType: MediaType.OciConfig, digest: await put(store, cfgBytes), size: cfgBytes.length };
   const m: ImageManifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config, layers };
   const manifest = Buffer.from(JSON.stringify(m));
-  return { manifest, mediaType: MediaType.OciManifest, manifestDigest: sha256(manifest), config, layers, blobs: [config, ...layers] };
+  return { manifest, mediaType: MediaType.OciManifest, manifestDigest: sha256(manifest), config, layers, diffIds, blobs: [config, ...layers] };
 }
