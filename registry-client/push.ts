@@ -268,11 +268,12 @@ export async function pushImage(ctx: PushContext, ref: Reference, image: PushIma
       });
     });
   await pushBlobs();
-  // Only now, with every blob landed, may a tag point at the manifest.
+  // Only now, with every blob landed, may a tag point at the manifest; a retry goes on from the tag that was refused.
+  const names = tags.length ? tags : [digest];
+  let landed = 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      if (tags.length === 0) await putManifest(ctx, ref, image.manifest, image.mediaType, digest, opts.signal);
-      for (const tag of tags) await putManifest(ctx, ref, image.manifest, image.mediaType, tag, opts.signal);
+      for (; landed < names.length; landed++) await putManifest(ctx, ref, image.manifest, image.mediaType, names[landed], opts.signal);
       return digest;
     } catch (err) {
       if (opts.signal?.aborted || attempt + 1 >= MANIFEST_TRIES || !blobUnknownToManifest(err)) throw err;
