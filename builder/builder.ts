@@ -26,7 +26,7 @@ import {
   type PruneResult,
 } from '../cache/index.js';
 import { RegistryClient } from '../registry-client/index.js';
-import { checkFailure, convertDockerfile } from './dockerfile/index.js';
+import { checkFailure, convertDockerfile, type ParsedDockerfile } from './dockerfile/index.js';
 import { stepLimitsOf, type RuncExecutor } from './executor/index.js';
 import { buildsOnInput0, type BuildDefinition } from './graph/index.js';
 import {
@@ -58,6 +58,7 @@ import { PolicedHttpFetcher, type HttpPolicy } from './http-fetch.js';
 import { GitSource } from './git-source.js';
 import { openRemoteContext, type RemoteContext, type RemoteContextOptions } from './remote-context.js';
 import { checkRequestReferences } from './request-refs.js';
+import { ParseCache } from './parse-cache.js';
 import { checkEmulation, EmulationProbe } from './emulation.js';
 import { parseReference } from '../core/reference.js';
 import type { NetTimeouts } from '../core/net-faults.js';
@@ -97,6 +98,12 @@ export interface BuilderOptions {
    * `httpPolicy.timeouts`, when given, wins for URL fetches.
    */
   readonly timeouts?: Partial<NetTimeouts>;
+  /**
+   * Names the code this process runs (the CLI passes its bundle's content
+   * hash): Dockerfile parses are kept across processes under it. Without
+   * one, every build parses its Dockerfile anew.
+   */
+  readonly codeId?: string;
 }
 
 export interface BuildOptions {
@@ -140,6 +147,7 @@ export class Builder {
     readonly limits: BuildLimits,
     /** Where pulled and pushed blobs live in registries, for the mounts of later pushes. */
     private readonly blobHomes: FileBlobHomes,
+    private readonly parses: ParseCache,
   ) {}
 
   /**
@@ -216,7 +224,8 @@ export class Builder {
       },
       { parallelism: opts.parallelism ?? availableParallelism() },
     );
-    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report, limits, blobHomes);
+    const parses = new ParseCache(path.join(root, 'parse-cache'), opts.codeId);
+    return new Builder({ ...opts, root }, store, new TagStore(root), snapshotter, solver, registry, index, leases, lazy, use, executor, report, limits, blobHomes, parses);
   }
 
   build(req: BuildRequest, opts: BuildOptions = {}): AsyncIterable<BuildEvent> {
@@ -247,12 +256,17 @@ export class Builder {
     const images = new RegistryImages(this.registry, this.store);
     const dockerignore = req.dockerignore ?? (await readOptional(path.join(contextDir, '.dockerignore')));
     // The Dockerfile once per target platform (bases resolve per platform), then one graph where what they share is one vertex.
+    // Parsed once, after the first platform's named contexts, as each platform's conversion did before.
+    const fileName = req.dockerfileName ?? 'Dockerfile';
+    let parsing: Promise<ParsedDockerfile> | undefined;
     const converted = await Promise.all(
       targetPlatforms(req.platforms).map(async (platform) => {
         const named = await prepareNamedContexts(req.namedContexts ?? {}, { store: this.store, base: images, platform });
+        const parsed = await (parsing ??= this.parses.get(req.dockerfile, fileName));
         const def = await convertDockerfile({
           dockerfile: req.dockerfile,
-          fileName: req.dockerfileName ?? 'Dockerfile',
+          fileName,
+          parsed,
           buildArgs: { ...(req.buildArgs ?? {}) },
           ...(req.target ? { target: req.target } : {}),
           platform,

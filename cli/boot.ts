@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
+import { CODE_ID_KEY } from './code-id.js';
 
 interface BundleFile {
   /** Beside this file. */
@@ -51,6 +52,8 @@ interface CacheFile {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = process.argv[2] ?? '';
 const chosen = Object.hasOwn(BUNDLES.commands, arg) ? BUNDLES.commands[arg]! : BUNDLES.all;
+// What the builder keeps of the code's own work (Dockerfile parses) is only good for this code.
+Object.defineProperty(globalThis, CODE_ID_KEY, { value: chosen.id });
 const bundle = path.join(here, chosen.file);
 const cache = cacheFile();
 const cached = cache ? readCache(cache) : undefined;

@@ -3,6 +3,7 @@ import type { BuildEvent, BuildResult } from '../core/build.js';
 import type { WireError } from '../core/errors.js';
 import { Builder, remoteContextRequest } from '../builder/index.js';
 import type { ParsedBuild } from './parsed-build.js';
+import { codeId } from './code-id.js';
 import { Interrupts } from './interrupts.js';
 import { writeMetadata } from './metadata.js';
 import { createRenderer, type Renderer } from './progress.js';
@@ -29,6 +30,7 @@ export async function runLocalBuild(p: ParsedBuild): Promise<number> {
     httpPolicy: { allowPrivate: p.allowPrivateUrls, deniedHint: 'to allow it, pass --allow-private-urls (or set BUILDLITE_ALLOW_PRIVATE_URLS=1)' },
     ...(p.timeouts ? { timeouts: p.timeouts } : {}),
     limits: p.limits,
+    codeId: codeId(),
   });
   // A limit this machine cannot enforce is said once, before anything runs: never ignored in silence.
   for (const w of builder.limitWarnings) process.stderr.write(`warning: ${w}\n`);

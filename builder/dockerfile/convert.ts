@@ -24,7 +24,7 @@ import type { Instruction } from './instructions.js';
 import { processWord, type Lookup } from './lexer.js';
 import { checkDefaultFromArgs, checkFromArgs, checkFromPlatforms, checkWholeFile } from './check-static.js';
 import { Checks } from './checks.js';
-import { asDockerfileError, parseDockerfile } from './parse.js';
+import { asDockerfileError, parseDockerfile, type ParsedDockerfile } from './parse.js';
 import { parseInstruction } from './parse-instruction.js';
 import { baseStage, findStage, splitStages, stageDeps, stageLabel, targetStage, type Stage, type StagePlan } from './stages.js';
 import { cloneConfig, type ConvertContext, type NamedInput, type StageState } from './state.js';
@@ -48,6 +48,8 @@ export interface ConvertOptions {
   readonly allStages?: boolean;
   /** `--build-context`, by name as given: resolved before stages and images of that name. */
   readonly namedContexts?: ReadonlyMap<string, NamedSource>;
+  /** `parseDockerfile(dockerfile, fileName)`, when the caller has it already (builder/parse-cache.ts). */
+  readonly parsed?: ParsedDockerfile;
 }
 
 function predefinedArgs(target: Platform, build: Platform): Map<string, string> {
@@ -66,7 +68,7 @@ function predefinedArgs(target: Platform, build: Platform): Map<string, string> 
 /** Dockerfile text → the build graph the target needs, and the target image's config and history. */
 export async function convertDockerfile(opts: ConvertOptions): Promise<BuildDefinition> {
   const fileName = opts.fileName ?? 'Dockerfile';
-  const parsed = parseDockerfile(opts.dockerfile, fileName);
+  const parsed = opts.parsed ?? parseDockerfile(opts.dockerfile, fileName);
   const plan = splitStages(parsed.instructions);
   const targetPlatform = opts.platform ?? hostPlatform();
   const predefined = predefinedArgs(targetPlatform, hostPlatform());

@@ -13,6 +13,7 @@ import { defaultRoot, httpTimeoutsFlag, parseFlags } from '../flags.js';
 import { limitsFromFlags, withLimitFlags } from '../limit-flags.js';
 import { UsageError } from '../usage.js';
 import { parsePlatformList, targetPlatforms } from '../../core/platform.js';
+import { codeId } from '../code-id.js';
 
 export const COMMON = {
   redis: { type: 'string' },
@@ -157,6 +158,7 @@ function workerOptions(cmd: string, v: CommonValues, url: string, root: string, 
       httpPolicy,
       ...(timeouts ? { timeouts } : {}),
       limits,
+      codeId: codeId(),
     },
   };
 }

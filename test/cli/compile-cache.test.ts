@@ -49,6 +49,36 @@ describe('compile cache of the buildlite bin', () => {
     expect((await readdir(cacheDir(home))).sort()).toEqual([files[0], files[0]!.replace('-graph.bin', '-du.bin')].sort());
   });
 
+  it("a local build keeps its Dockerfile's parse in the state root, under the bundle's id, and reads it back", async () => {
+    const root = path.join(tmp, 'p-root');
+    const ctx = path.join(tmp, 'p-ctx');
+    await mkdir(ctx);
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /a\n');
+    await writeFile(path.join(ctx, 'a'), 'a');
+    const build = () => runCli(['build', '--root', root, '--progress', 'plain', ctx], { env: { XDG_CACHE_HOME: path.join(tmp, 'p-home') } });
+    const parses = async () => (await readdir(path.join(root, 'parse-cache'))).filter((n) => /^[0-9a-f]{64}$/.test(n));
+
+    const first = await build();
+    expect(first.code).toBe(0);
+    const kept = await parses();
+    expect(kept).toHaveLength(1);
+    const file = path.join(root, 'parse-cache', kept[0]!);
+    const before = await stat(file);
+    expect(before.mode & 0o777).toBe(0o600);
+
+    // The same text again: read, not written again, and the same image.
+    const second = await build();
+    expect(second.code).toBe(0);
+    expect(second.stderr).toContain('CACHED');
+    expect(await parses()).toEqual(kept);
+    expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
+
+    // Another text is another parse.
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /b\n');
+    expect((await build()).code).toBe(0);
+    expect(await parses()).toHaveLength(2);
+  });
+
   it('a local build, a remote one and --check keep caches of their own; a thin cache grows after a long run, and only then', async () => {
     const home = path.join(tmp, 'g');
     const root = path.join(tmp, 'g-root');
